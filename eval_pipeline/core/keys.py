@@ -1,0 +1,46 @@
+"""Slugs and the model x dataset partition key."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+# Dagster orders the dimensions of a multi-partition key by name: "dataset|model".
+DIMENSIONS = ("dataset", "model")
+
+
+def validate_slug(value: str) -> str | None:
+    """Return a problem description if ``value`` is not a valid slug, else None."""
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if not SLUG_RE.match(value):
+        bad = sorted({c for c in value if not re.match(r"[a-z0-9._-]", c)})
+        shown = ", ".join(repr(c) for c in bad) if bad else "its first character"
+        return (
+            f"'{value}' is not a slug (lowercase letters, digits, '.', '_' and '-', "
+            f"starting with a letter or digit); offending: {shown}"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class PartitionKey:
+    """One cell of the model x dataset grid."""
+
+    model: str
+    dataset: str
+
+    @property
+    def key(self) -> str:
+        """The Dagster multi-partition key string (dimension names sorted)."""
+        return f"{self.dataset}|{self.model}"
+
+    @classmethod
+    def parse(cls, key: str) -> PartitionKey:
+        """Parse ``dataset|model`` into a key."""
+        dataset, sep, model = key.partition("|")
+        if not sep or not dataset or not model:
+            raise ValueError(f"partition key {key!r} is not of the form 'dataset|model'")
+        return cls(model=model, dataset=dataset)

@@ -1,0 +1,136 @@
+"""The schema of every Parquet table, in one place.
+
+Key columns come first in every table, always in the same order: ``model``, ``dataset``,
+``prompt_version``, ``sample_id`` (where the table has them).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+PROMPT_VERSIONS = pl.Schema(
+    {
+        "dataset": pl.String,
+        "prompt_version": pl.String,
+        "prompt_name": pl.String,
+        "template_path": pl.String,
+        "template_text": pl.String,
+        "content_hash": pl.String,
+    }
+)
+
+DATASET_SAMPLES = pl.Schema(
+    {
+        "dataset": pl.String,
+        "sample_id": pl.String,
+        "dataset_version": pl.String,
+        "fields": pl.String,  # the row's fields as canonical JSON
+        "target": pl.String,
+        "tags": pl.List(pl.String),
+        "row_hash": pl.String,
+    }
+)
+
+GENERATIONS = pl.Schema(
+    {
+        "model": pl.String,
+        "dataset": pl.String,
+        "prompt_version": pl.String,
+        "sample_id": pl.String,
+        "dataset_version": pl.String,
+        "provider": pl.String,
+        "model_id": pl.String,
+        "model_revision": pl.String,
+        "sampling_params": pl.String,  # canonical JSON
+        "messages": pl.String,  # canonical JSON of the rendered chat messages
+        "request_hash": pl.String,
+        "completion": pl.String,
+        "finish_reason": pl.String,
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+        "cost_usd": pl.Float64,
+        "error": pl.String,
+        "code_version": pl.String,
+        # Run-dependent columns (see VOLATILE_COLUMNS): they say how this run got the row.
+        "latency_s": pl.Float64,
+        "cached": pl.Boolean,
+    }
+)
+
+SCORES = pl.Schema(
+    {
+        "model": pl.String,
+        "dataset": pl.String,
+        "prompt_version": pl.String,
+        "sample_id": pl.String,
+        "metric": pl.String,
+        "value": pl.Float64,  # null when the metric does not apply to the sample
+        "detail": pl.String,
+        "request_hash": pl.String,
+        "code_version": pl.String,
+    }
+)
+
+AGGREGATES = pl.Schema(
+    {
+        "model": pl.String,
+        "dataset": pl.String,
+        "prompt_version": pl.String,
+        "metric": pl.String,
+        "n": pl.Int64,
+        "mean": pl.Float64,
+        "stderr": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+        "pass_at_1": pl.Float64,  # code metrics only
+        "samples": pl.Int64,
+        "error_count": pl.Int64,
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+        "cost_usd": pl.Float64,
+        "dataset_version": pl.String,
+        "code_version": pl.String,
+        "latency_p50_s": pl.Float64,
+        "latency_p95_s": pl.Float64,
+        "cache_hit_rate": pl.Float64,
+    }
+)
+
+LEADERBOARD = pl.Schema(
+    {
+        "model": pl.String,
+        "dataset": pl.String,
+        "prompt_version": pl.String,
+        "metric": pl.String,
+        "n": pl.Int64,
+        "mean": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+        "error_count": pl.Int64,
+        "output_tokens": pl.Int64,
+        "cost_usd": pl.Float64,
+        "latency_p50_s": pl.Float64,
+    }
+)
+
+TABLES: dict[str, pl.Schema] = {
+    "prompt_versions": PROMPT_VERSIONS,
+    "dataset_samples": DATASET_SAMPLES,
+    "generations": GENERATIONS,
+    "scores": SCORES,
+    "aggregates": AGGREGATES,
+    "leaderboard": LEADERBOARD,
+}
+
+# Tables stored once per dataset rather than once per model x dataset.
+PER_DATASET_TABLES = frozenset({"prompt_versions", "dataset_samples"})
+# Tables stored once for the whole store.
+GLOBAL_TABLES = frozenset({"leaderboard"})
+
+# Columns that describe how a run went (timing, cache hits) rather than what it produced.
+# Re-running the same inputs reproduces every other column exactly.
+VOLATILE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "generations": ("latency_s", "cached"),
+    "aggregates": ("latency_p50_s", "latency_p95_s", "cache_hit_rate"),
+    "leaderboard": ("latency_p50_s",),
+}

@@ -1,0 +1,68 @@
+"""Plain value types passed between the engine, the providers and the stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SamplingParams(BaseModel):
+    """How a model samples; every field is part of the request hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1, le=32768)
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+    n: int = Field(1, ge=1, le=100)
+
+    def merged(self, overrides: dict[str, Any] | None) -> SamplingParams:
+        """Return a copy with ``overrides`` applied (dataset settings over model defaults)."""
+        if not overrides:
+            return self
+        return SamplingParams.model_validate({**self.model_dump(), **overrides})
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message."""
+
+    role: str
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One request to a model, identified by its content hash."""
+
+    request_hash: str
+    sample_id: str
+    messages: tuple[Message, ...]
+    sampling: SamplingParams
+    # Free-form extras for providers that need them (the fake provider reads the reference).
+    extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class GenerationResponse:
+    """What a provider returns for one request; ``error`` is set instead of raising."""
+
+    completion: str | None
+    finish_reason: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+    # Provider-specific facts worth keeping (e.g. the served model name); never secrets.
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.completion is not None

@@ -1,0 +1,38 @@
+"""Asset checks: thin wrappers around the validators in ``eval_pipeline.stages.checks``."""
+
+
+import dagster as dg
+
+from eval_pipeline.defs.partitions import current_partitions
+from eval_pipeline.resources import StoreResource
+from eval_pipeline.stages import checks
+
+
+def build_checks(
+    grid: dg.MultiPartitionsDefinition, generations: dg.AssetsDefinition, scores: dg.AssetsDefinition
+) -> list[dg.AssetChecksDefinition]:
+    @dg.asset_check(asset=generations, blocking=True, partitions_def=grid)
+    def generations_complete(
+        context: dg.AssetCheckExecutionContext, store: StoreResource
+    ) -> dg.AssetCheckResult:
+        """Every requested sample has exactly one generation with a completion; blocks scoring."""
+        return _run(context, lambda k: checks.generations_complete(store.get(), k.dataset, k.model))
+
+    @dg.asset_check(asset=scores, blocking=True, partitions_def=grid)
+    def scores_complete(
+        context: dg.AssetCheckExecutionContext, store: StoreResource
+    ) -> dg.AssetCheckResult:
+        """Every generation has exactly one score per metric."""
+        return _run(
+            context, lambda k: checks.scores_cover_generations(store.get(), k.dataset, k.model)
+        )
+
+    return [generations_complete, scores_complete]
+
+
+def _run(context, validate) -> dg.AssetCheckResult:
+    outcomes = [(k, validate(k)) for k in current_partitions(context)]
+    failed = [(k, o) for k, o in outcomes if not o.passed]
+    description = "; ".join(f"{k.key}: {o.description}" for k, o in (failed or outcomes))
+    metadata = outcomes[0][1].metadata if len(outcomes) == 1 else {"partitions": len(outcomes)}
+    return dg.AssetCheckResult(passed=not failed, description=description, metadata=metadata)

@@ -1,0 +1,46 @@
+"""The model x dataset partition grid."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from eval_pipeline.catalog import Catalog
+from eval_pipeline.core.keys import PartitionKey
+
+
+def grid_partitions(catalog: Catalog) -> dg.MultiPartitionsDefinition:
+    """Two dimensions, ``model`` and ``dataset``, taken from the catalog; keys read
+    ``dataset|model`` (Dagster sorts dimension names)."""
+    return dg.MultiPartitionsDefinition(
+        {
+            "model": dg.StaticPartitionsDefinition(catalog.model_slugs),
+            "dataset": dg.StaticPartitionsDefinition(catalog.dataset_names),
+        }
+    )
+
+
+def partition_tags(key: PartitionKey) -> dict[str, str]:
+    """Run tags that select one partition (``dagster job execute --tags``)."""
+    return {
+        "dagster/partition": key.key,
+        "dagster/partition/dataset": key.dataset,
+        "dagster/partition/model": key.model,
+    }
+
+
+def to_key(partition_key: str | dg.MultiPartitionKey) -> PartitionKey:
+    if isinstance(partition_key, dg.MultiPartitionKey):
+        dims = partition_key.keys_by_dimension
+        return PartitionKey(model=dims["model"], dataset=dims["dataset"])
+    return PartitionKey.parse(str(partition_key))
+
+
+def current_partitions(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+) -> list[PartitionKey]:
+    """The grid cells this step covers: one, or several in a single-run backfill."""
+    if isinstance(context, dg.AssetCheckExecutionContext):
+        keys = context.op_execution_context.partition_keys
+    else:
+        keys = context.partition_keys
+    return [to_key(k) for k in keys]

@@ -1,0 +1,86 @@
+"""A response cache of small files, safe for concurrent writers on a shared filesystem.
+
+One JSON file per request hash (``<dir>/<hash[:2]>/<hash>.json``), written to a unique
+temporary name and renamed into place. Renames are atomic on local filesystems and NFS,
+so readers see a whole entry or none, concurrent runs and SLURM nodes may write the same
+entry without a lock (both write the same content), and a killed run loses only the
+requests that were in flight. Errors are never cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eval_pipeline.core.hashing import content_hash
+from eval_pipeline.core.types import GenerationResponse, Message, SamplingParams
+
+
+def request_hash(
+    identity: dict[str, Any], sampling: SamplingParams, messages: Sequence[Message]
+) -> str:
+    """The cache key of one request: model identity, sampling parameters and messages."""
+    return content_hash(
+        {
+            "model": identity,
+            "sampling": sampling.model_dump(mode="json"),
+            "messages": [m.as_dict() for m in messages],
+        },
+        24,
+    )
+
+
+class ResponseCache:
+    """Content-addressed store of successful responses."""
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.directory = Path(directory)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> GenerationResponse | None:
+        path = self._path(key)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError):
+            return None  # a damaged entry is a miss; the next success rewrites it
+        return GenerationResponse(
+            completion=data["completion"],
+            finish_reason=data["finish_reason"],
+            input_tokens=data.get("input_tokens", 0),
+            output_tokens=data.get("output_tokens", 0),
+            latency_s=data.get("latency_s", 0.0),
+            info=data.get("info", {}),
+        )
+
+    def put(self, key: str, response: GenerationResponse) -> None:
+        if not response.ok:
+            return
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "completion": response.completion,
+            "finish_reason": response.finish_reason,
+            "input_tokens": response.input_tokens,
+            "output_tokens": response.output_tokens,
+            "latency_s": response.latency_s,
+            "info": response.info,
+        }
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(record, fh, sort_keys=True)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def __contains__(self, key: str) -> bool:
+        return self._path(key).exists()

@@ -1,0 +1,149 @@
+"""Runs a list of requests through a provider, reusing cached responses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from eval_pipeline.core.specs import ModelSpec
+from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.engine.cache import ResponseCache
+from eval_pipeline.providers.base import Provider
+
+
+@dataclass
+class Progress:
+    """A progress report: sent every ``progress_every_s`` seconds and at the end."""
+
+    done: int
+    total: int
+    cached: int
+    errors: int
+    elapsed_s: float
+    output_tokens: int
+    cost_usd: float
+
+    @property
+    def rate(self) -> float:
+        """Generated (not cached) requests per second."""
+        return (self.done - self.cached) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.done >= self.total:
+            return 0.0
+        return (self.total - self.done) / self.rate if self.rate > 0 else None
+
+    def message(self) -> str:
+        eta = "?" if self.eta_s is None else f"{self.eta_s:.0f}s"
+        return (
+            f"{self.done}/{self.total} requests ({self.cached} cached, {self.errors} errors), "
+            f"{self.rate:.2f} req/s, ETA {eta}, {self.output_tokens} output tokens, "
+            f"${self.cost_usd:.4f}"
+        )
+
+
+@dataclass
+class RunStats:
+    total: int = 0
+    cached: int = 0
+    generated: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    model_calls: int = 0
+
+
+@dataclass
+class EngineResult:
+    """Responses in request order, whether each came from the cache, and totals."""
+
+    responses: list[GenerationResponse]
+    cached: list[bool]
+    stats: RunStats = field(default_factory=RunStats)
+
+
+def run_requests(
+    provider: Provider,
+    spec: ModelSpec,
+    requests: Sequence[GenerationRequest],
+    cache: ResponseCache | None,
+    *,
+    use_cache: bool = True,
+    progress: Callable[[Progress], None] | None = None,
+    progress_every_s: float = 10.0,
+) -> EngineResult:
+    """Answer every request: from the cache when possible, else from the provider in batches.
+
+    Successful responses are written to the cache as each batch finishes, so a run that
+    dies keeps everything answered before it. Identical requests (same hash) are sent once.
+    """
+    start = time.perf_counter()
+    stats = RunStats(total=len(requests))
+    by_hash: dict[str, GenerationResponse] = {}
+    from_cache: set[str] = set()
+    if cache is not None and use_cache:
+        for r in requests:
+            if r.request_hash not in by_hash:
+                hit = cache.get(r.request_hash)
+                if hit is not None:
+                    by_hash[r.request_hash] = hit
+                    from_cache.add(r.request_hash)
+    todo: list[GenerationRequest] = []
+    queued: set[str] = set()
+    for r in requests:
+        if r.request_hash not in by_hash and r.request_hash not in queued:
+            todo.append(r)
+            queued.add(r.request_hash)
+
+    def report() -> None:
+        if progress is None:
+            return
+        done = sum(1 for r in requests if r.request_hash in by_hash)
+        progress(
+            Progress(
+                done=done,
+                total=len(requests),
+                cached=sum(1 for r in requests if r.request_hash in from_cache),
+                errors=stats.errors,
+                elapsed_s=time.perf_counter() - start,
+                output_tokens=stats.output_tokens,
+                cost_usd=stats.cost_usd,
+            )
+        )
+
+    last_report = time.perf_counter()
+    batch_size = max(1, int(getattr(provider, "batch_size", 1)))
+    for offset in range(0, len(todo), batch_size):
+        batch = todo[offset : offset + batch_size]
+        responses = provider.generate(batch)
+        if len(responses) != len(batch):
+            raise RuntimeError(
+                f"provider {provider.name} returned {len(responses)} responses for {len(batch)} requests"
+            )
+        stats.model_calls += len(batch)
+        for request, response in zip(batch, responses, strict=True):
+            by_hash[request.request_hash] = response
+            stats.input_tokens += response.input_tokens
+            stats.output_tokens += response.output_tokens
+            stats.cost_usd += spec.pricing.cost(response.input_tokens, response.output_tokens)
+            if response.ok:
+                stats.generated += 1
+                if cache is not None:
+                    cache.put(request.request_hash, response)
+            else:
+                stats.errors += 1
+        if time.perf_counter() - last_report >= progress_every_s:
+            report()
+            last_report = time.perf_counter()
+    stats.cached = sum(1 for r in requests if r.request_hash in from_cache)
+    stats.wall_s = time.perf_counter() - start
+    report()
+    return EngineResult(
+        responses=[by_hash[r.request_hash] for r in requests],
+        cached=[r.request_hash in from_cache for r in requests],
+        stats=stats,
+    )

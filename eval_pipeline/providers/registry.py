@@ -1,0 +1,37 @@
+"""Provider names, as written in ``models.yaml``, mapped to factories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from eval_pipeline.core.specs import ModelSpec
+from eval_pipeline.providers.base import Provider
+
+
+def _fake(spec: ModelSpec) -> Provider:
+    from eval_pipeline.providers.fake import FakeProvider
+
+    return FakeProvider(spec)
+
+
+def _transformers(spec: ModelSpec) -> Provider:
+    from eval_pipeline.providers.transformers import TransformersProvider
+
+    return TransformersProvider(spec)
+
+
+PROVIDERS: dict[str, Callable[[ModelSpec], Provider]] = {
+    "fake": _fake,
+    "transformers": _transformers,
+}
+
+
+def create_provider(spec: ModelSpec) -> Provider:
+    """Build the provider for a catalog model."""
+    try:
+        factory = PROVIDERS[spec.provider]
+    except KeyError:
+        raise KeyError(
+            f"model {spec.slug!r}: unknown provider {spec.provider!r}; known: {sorted(PROVIDERS)}"
+        ) from None
+    return factory(spec)

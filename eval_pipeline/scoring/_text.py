@@ -1,0 +1,121 @@
+"""Text scorers: exact, normalized, numeric and regex matches."""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+
+import polars as pl
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def normalize_text(text: str) -> str:
+    """Lowercase, drop punctuation and articles, squeeze whitespace (SQuAD-style)."""
+    text = text.lower().translate(_PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def parse_number(text: str) -> float | None:
+    """Parse ``text`` as a number (commas as thousands separators allowed)."""
+    try:
+        return float(text.strip().replace(",", ""))
+    except (ValueError, AttributeError):
+        return None
+
+
+def last_number(text: str) -> float | None:
+    """The last number written in ``text`` (answers usually end with it)."""
+    found = _NUMBER.findall(text or "")
+    return parse_number(found[-1]) if found else None
+
+
+def _result(sample_ids: list[str], values: list[float | None], details: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"sample_id": sample_ids, "value": values, "detail": details},
+        schema={"sample_id": pl.String, "value": pl.Float64, "detail": pl.String},
+    )
+
+
+def exact_match(frame: pl.DataFrame) -> pl.DataFrame:
+    """1.0 when the stripped completion equals the stripped target."""
+    values, details = [], []
+    for completion, target in zip(frame["completion"], frame["target"], strict=True):
+        if completion is None:
+            values.append(0.0)
+            details.append("no completion")
+            continue
+        hit = completion.strip() == (target or "").strip()
+        values.append(float(hit))
+        details.append("" if hit else f"expected {target!r}")
+    return _result(frame["sample_id"].to_list(), values, details)
+
+
+def normalized_match(frame: pl.DataFrame, contains: bool = False) -> pl.DataFrame:
+    """1.0 when normalized completion equals (or, with ``contains``, holds) the normalized target.
+
+    With ``contains`` the target must appear as whole words, so "12" does not match "123".
+    """
+    values, details = [], []
+    for completion, target in zip(frame["completion"], frame["target"], strict=True):
+        if completion is None:
+            values.append(0.0)
+            details.append("no completion")
+            continue
+        got, want = normalize_text(completion), normalize_text(target or "")
+        hit = f" {want} " in f" {got} " if contains else got == want
+        values.append(float(hit and bool(want)))
+        details.append("" if hit else f"expected {want!r}")
+    return _result(frame["sample_id"].to_list(), values, details)
+
+
+def numeric_match(
+    frame: pl.DataFrame, tolerance: float = 1e-6, relative: bool = False
+) -> pl.DataFrame:
+    """Compare the last number in the completion with a numeric target.
+
+    Null (not applicable) where the target is not a number.
+    """
+    values, details = [], []
+    for completion, target in zip(frame["completion"], frame["target"], strict=True):
+        want = parse_number(target or "")
+        if want is None:
+            values.append(None)
+            details.append("target is not numeric")
+            continue
+        got = last_number(completion or "")
+        if got is None:
+            values.append(0.0)
+            details.append("no number in completion")
+            continue
+        bound = tolerance * max(abs(want), 1e-12) if relative else tolerance
+        hit = math.isclose(got, want, rel_tol=0, abs_tol=bound)
+        values.append(float(hit))
+        details.append("" if hit else f"got {got:g}, expected {want:g}")
+    return _result(frame["sample_id"].to_list(), values, details)
+
+
+def regex_match(
+    frame: pl.DataFrame, pattern: str, group: int = 1, normalize: bool = True
+) -> pl.DataFrame:
+    """Extract the answer with ``pattern`` (first match, ``group``) and compare with the target."""
+    compiled = re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    values, details = [], []
+    for completion, target in zip(frame["completion"], frame["target"], strict=True):
+        match = compiled.search(completion or "")
+        if match is None:
+            values.append(0.0)
+            details.append("pattern not found")
+            continue
+        got = match.group(group) if compiled.groups >= group else match.group(0)
+        want = target or ""
+        if normalize:
+            got, want = normalize_text(got), normalize_text(want)
+        hit = got == want
+        values.append(float(hit))
+        details.append("" if hit else f"extracted {got!r}, expected {want!r}")
+    return _result(frame["sample_id"].to_list(), values, details)

@@ -1,0 +1,27 @@
+"""One plain function per pipeline stage. No Dagster here: the same function runs in a
+Dagster step, in a SLURM job and in a unit test."""
+
+from eval_pipeline.stages.aggregate import AggregateReport, aggregate
+from eval_pipeline.stages.catalog_tables import (
+    TableReport,
+    build_dataset_samples,
+    build_prompt_versions,
+)
+from eval_pipeline.stages.generate import GenerateReport, build_requests, generate
+from eval_pipeline.stages.leaderboard import build_leaderboard, leaderboard_markdown
+from eval_pipeline.stages.score import ScoreReport, score
+
+__all__ = [
+    "AggregateReport",
+    "GenerateReport",
+    "ScoreReport",
+    "TableReport",
+    "aggregate",
+    "build_dataset_samples",
+    "build_leaderboard",
+    "build_prompt_versions",
+    "build_requests",
+    "generate",
+    "leaderboard_markdown",
+    "score",
+]

@@ -1,0 +1,62 @@
+"""Stages that turn the catalog into tables: prompt versions and normalized samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from eval_pipeline.catalog import Catalog
+from eval_pipeline.core.hashing import content_hash, stable_json
+from eval_pipeline.core.schemas import DATASET_SAMPLES, PROMPT_VERSIONS
+from eval_pipeline.storage import Store
+
+
+@dataclass(frozen=True)
+class TableReport:
+    path: Path
+    rows: int
+    version: str
+
+
+def build_prompt_versions(catalog: Catalog, store: Store, dataset: str) -> TableReport:
+    """Write the prompt template used by ``dataset`` with its content-hash version."""
+    ds = catalog.dataset(dataset)
+    prompt = ds.prompt
+    frame = pl.DataFrame(
+        {
+            "dataset": [dataset],
+            "prompt_version": [prompt.version],
+            "prompt_name": [prompt.name],
+            "template_path": [f"prompts/{prompt.path.name}"],
+            "template_text": [prompt.text],
+            "content_hash": [prompt.content_hash],
+        },
+        schema=PROMPT_VERSIONS,
+    )
+    path = store.write("prompt_versions", frame, dataset=dataset)
+    return TableReport(path=path, rows=frame.height, version=prompt.version)
+
+
+def build_dataset_samples(catalog: Catalog, store: Store, dataset: str) -> TableReport:
+    """Write the dataset's normalized rows with their row hashes and the dataset version."""
+    ds = catalog.dataset(dataset)
+    fields = [stable_json(r["fields"]) for r in ds.rows]
+    frame = pl.DataFrame(
+        {
+            "dataset": [dataset] * len(ds.rows),
+            "sample_id": [r["sample_id"] for r in ds.rows],
+            "dataset_version": [ds.version] * len(ds.rows),
+            "fields": fields,
+            "target": [r["target"] for r in ds.rows],
+            "tags": [list(r["tags"]) for r in ds.rows],
+            "row_hash": [
+                content_hash({"fields": f, "target": r["target"]}, 16)
+                for f, r in zip(fields, ds.rows, strict=True)
+            ],
+        },
+        schema=DATASET_SAMPLES,
+    )
+    path = store.write("dataset_samples", frame, dataset=dataset)
+    return TableReport(path=path, rows=frame.height, version=ds.version)

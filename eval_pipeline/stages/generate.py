@@ -1,0 +1,161 @@
+"""The generate stage: render prompts, answer them (cache first), write ``generations``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from eval_pipeline.catalog import Catalog, ModelSpec, PromptTemplate
+from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.hashing import code_version, stable_json
+from eval_pipeline.core.schemas import GENERATIONS
+from eval_pipeline.core.types import GenerationRequest, SamplingParams
+from eval_pipeline.engine import Progress, ResponseCache, RunStats, request_hash, run_requests
+from eval_pipeline.providers import Provider, create_provider
+from eval_pipeline.storage import Store
+
+
+@dataclass(frozen=True)
+class GenerateReport:
+    path: Path
+    rows: int
+    new_rows: int
+    reused_rows: int
+    errors: int
+    prompt_version: str
+    dataset_version: str
+    stats: RunStats
+
+
+def load_inputs(store: Store, dataset: str) -> tuple[pl.DataFrame, PromptTemplate]:
+    """Read the materialized samples and prompt of ``dataset`` from the store."""
+    try:
+        samples = store.read("dataset_samples", dataset=dataset)
+        prompts = store.read("prompt_versions", dataset=dataset)
+    except FileNotFoundError as exc:
+        raise EvalPipelineError(
+            f"{exc}. Materialize dataset_samples and prompt_versions for {dataset!r} first."
+        ) from exc
+    row = prompts.row(0, named=True)
+    prompt = PromptTemplate(
+        name=row["prompt_name"], path=Path(row["template_path"]), text=row["template_text"]
+    )
+    return samples, prompt
+
+
+def sampling_for(catalog: Catalog, model: ModelSpec, dataset: str) -> SamplingParams:
+    """Model defaults with the dataset's overrides on top."""
+    return model.sampling.merged(catalog.dataset_specs[dataset].sampling)
+
+
+def build_requests(
+    model: ModelSpec, samples: pl.DataFrame, prompt: PromptTemplate, sampling: SamplingParams
+) -> list[GenerationRequest]:
+    requests = []
+    identity = model.identity()
+    for row in samples.iter_rows(named=True):
+        messages = prompt.render(json.loads(row["fields"]))
+        requests.append(
+            GenerationRequest(
+                request_hash=request_hash(identity, sampling, messages),
+                sample_id=row["sample_id"],
+                messages=messages,
+                sampling=sampling,
+                extras={"target": row["target"]},
+            )
+        )
+    return requests
+
+
+def generate(
+    catalog: Catalog,
+    store: Store,
+    model: str,
+    dataset: str,
+    *,
+    sample_limit: int | None = None,
+    use_cache: bool = True,
+    provider: Provider | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> GenerateReport:
+    """Generate one completion per sample of ``dataset`` with ``model`` and write them.
+
+    Requests whose hash is in the response cache are not sent again, so a re-run with
+    nothing changed makes no model calls and an edited prompt re-generates only the rows
+    whose rendered messages changed.
+    """
+    spec = catalog.model(model)
+    samples, prompt = load_inputs(store, dataset)
+    if sample_limit is not None:
+        samples = samples.head(sample_limit)
+    sampling = sampling_for(catalog, spec, dataset)
+    requests = build_requests(spec, samples, prompt, sampling)
+    own_provider = provider is None
+    provider = provider or create_provider(spec)
+    try:
+        result = run_requests(
+            provider,
+            spec,
+            requests,
+            ResponseCache(store.cache_dir),
+            use_cache=use_cache,
+            progress=progress,
+        )
+    finally:
+        if own_provider:
+            provider.close()
+    frame = generations_frame(spec, dataset, prompt.version, samples, requests, result, sampling)
+    path = store.write("generations", frame, dataset=dataset, model=model)
+    return GenerateReport(
+        path=path,
+        rows=frame.height,
+        new_rows=frame.height - int(frame["cached"].sum()),
+        reused_rows=int(frame["cached"].sum()),
+        errors=int(frame["error"].is_not_null().sum()),
+        prompt_version=prompt.version,
+        dataset_version=samples["dataset_version"][0] if samples.height else "",
+        stats=result.stats,
+    )
+
+
+def generations_frame(
+    spec: ModelSpec,
+    dataset: str,
+    prompt_version: str,
+    samples: pl.DataFrame,
+    requests: list[GenerationRequest],
+    result,  # EngineResult
+    sampling: SamplingParams,
+) -> pl.DataFrame:
+    """One row per sample, in dataset order, with provenance and (for cached rows) reuse."""
+    n = len(requests)
+    responses = result.responses
+    return pl.DataFrame(
+        {
+            "model": [spec.slug] * n,
+            "dataset": [dataset] * n,
+            "prompt_version": [prompt_version] * n,
+            "sample_id": [r.sample_id for r in requests],
+            "dataset_version": samples["dataset_version"].to_list(),
+            "provider": [spec.provider] * n,
+            "model_id": [spec.model_id] * n,
+            "model_revision": [spec.revision or ""] * n,
+            "sampling_params": [stable_json(sampling.model_dump(mode="json"))] * n,
+            "messages": [stable_json([m.as_dict() for m in r.messages]) for r in requests],
+            "request_hash": [r.request_hash for r in requests],
+            "completion": [x.completion for x in responses],
+            "finish_reason": [x.finish_reason for x in responses],
+            "input_tokens": [x.input_tokens for x in responses],
+            "output_tokens": [x.output_tokens for x in responses],
+            "cost_usd": [spec.pricing.cost(x.input_tokens, x.output_tokens) for x in responses],
+            "error": [x.error for x in responses],
+            "code_version": [code_version()] * n,
+            "latency_s": [x.latency_s for x in responses],
+            "cached": result.cached,
+        },
+        schema=GENERATIONS,
+    )

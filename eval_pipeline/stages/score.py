@@ -1,0 +1,54 @@
+"""The score stage: run the dataset's scorers over one partition's generations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from eval_pipeline.catalog import Catalog
+from eval_pipeline.core.hashing import code_version
+from eval_pipeline.core.schemas import SCORES
+from eval_pipeline.scoring import run_scorer
+from eval_pipeline.storage import Store
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    path: Path
+    rows: int
+    means: dict[str, float | None]
+
+
+def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreReport:
+    """Score every generation of ``model`` on ``dataset``; one row per sample x metric."""
+    spec = catalog.dataset_specs[dataset]
+    generations = store.read("generations", dataset=dataset, model=model)
+    samples = store.read("dataset_samples", dataset=dataset).select("sample_id", "target", "fields")
+    joined = generations.select(
+        "sample_id", "prompt_version", "completion", "request_hash"
+    ).join(samples, on="sample_id", how="left", maintain_order="left")
+    frames = []
+    for scorer in spec.scorers:
+        result = run_scorer(scorer.name, joined.select("sample_id", "completion", "target", "fields"), scorer.params)
+        frames.append(
+            joined.select("sample_id", "prompt_version", "request_hash")
+            .with_columns(pl.lit(scorer.metric_name).alias("metric"))
+            .hstack(result.select("value", "detail"))
+        )
+    scores = (
+        pl.concat(frames)
+        .with_columns(
+            pl.lit(model).alias("model"),
+            pl.lit(dataset).alias("dataset"),
+            pl.lit(code_version()).alias("code_version"),
+        )
+        .select(SCORES.names())
+    )
+    path = store.write("scores", scores, dataset=dataset, model=model)
+    means = {
+        m: (v if v is None else float(v))
+        for m, v in scores.group_by("metric", maintain_order=True).agg(pl.col("value").mean()).iter_rows()
+    }
+    return ScoreReport(path=path, rows=scores.height, means=means)

@@ -1,0 +1,141 @@
+"""Hive-style Parquet layout with schema-checked, atomic writes.
+
+Layout under one root::
+
+    <root>/<table>/dataset=<d>/model=<m>/part-0.parquet   model x dataset tables
+    <root>/<table>/dataset=<d>/part-0.parquet             per-dataset tables
+    <root>/<table>/part-0.parquet                         global tables
+
+``polars.scan_parquet(f"{root}/generations/**/*.parquet", hive_partitioning=True)`` reads
+every partition of a table at once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.schemas import GLOBAL_TABLES, PER_DATASET_TABLES, TABLES
+
+PART_FILE = "part-0.parquet"
+
+
+class StoreSchemaError(EvalPipelineError):
+    """A frame does not match its table's schema."""
+
+
+class Store:
+    """Reads and writes the project's Parquet tables under ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ layout
+    def table_dir(self, table: str) -> Path:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}; known: {sorted(TABLES)}")
+        return self.root / table
+
+    def path(self, table: str, dataset: str | None = None, model: str | None = None) -> Path:
+        """Where one partition of ``table`` lives."""
+        base = self.table_dir(table)
+        if table in GLOBAL_TABLES:
+            return base / PART_FILE
+        if dataset is None:
+            raise ValueError(f"table {table!r} needs a dataset")
+        base = base / f"dataset={dataset}"
+        if table in PER_DATASET_TABLES:
+            return base / PART_FILE
+        if model is None:
+            raise ValueError(f"table {table!r} needs a model")
+        return base / f"model={model}" / PART_FILE
+
+    def glob(self, table: str) -> str:
+        """A glob matching every file of ``table`` (for ``pl.scan_parquet``)."""
+        if table in GLOBAL_TABLES:
+            return str(self.table_dir(table) / PART_FILE)
+        return str(self.table_dir(table) / "**" / "*.parquet")
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where the response cache lives (see ``eval_pipeline.engine``)."""
+        return self.root / "cache"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Scratch space for work handed to other processes (SLURM jobs)."""
+        return self.root / "runs"
+
+    # ------------------------------------------------------------------ io
+    def exists(self, table: str, dataset: str | None = None, model: str | None = None) -> bool:
+        return self.path(table, dataset, model).exists()
+
+    def write(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        dataset: str | None = None,
+        model: str | None = None,
+    ) -> Path:
+        """Validate ``frame`` against the table schema and write it atomically.
+
+        The file appears complete or not at all: it is written to a temporary file in
+        the same directory (named so that ``*.parquet`` globs skip it) and renamed over
+        the old one.
+        """
+        frame = conform(table, frame)
+        target = self.path(table, dataset, model)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            frame.write_parquet(tmp, compression="zstd", statistics=True)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def read(
+        self, table: str, dataset: str | None = None, model: str | None = None
+    ) -> pl.DataFrame:
+        """Read one partition; raises FileNotFoundError naming the path when it is missing."""
+        path = self.path(table, dataset, model)
+        if not path.exists():
+            raise FileNotFoundError(f"no {table} for dataset={dataset} model={model}: {path}")
+        return pl.read_parquet(path)
+
+    def read_optional(
+        self, table: str, dataset: str | None = None, model: str | None = None
+    ) -> pl.DataFrame | None:
+        path = self.path(table, dataset, model)
+        return pl.read_parquet(path) if path.exists() else None
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        """Scan every partition of ``table`` (an empty frame of the right schema if none)."""
+        directory = self.table_dir(table)
+        if not directory.exists() or not any(directory.rglob("*.parquet")):
+            return pl.LazyFrame(schema=TABLES[table])
+        return pl.scan_parquet(self.glob(table))
+
+
+def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Return ``frame`` with exactly the table's columns, order and types, or raise."""
+    schema = TABLES[table]
+    missing = [c for c in schema.names() if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in schema]
+    if missing or extra:
+        raise StoreSchemaError(
+            f"{table}: frame does not match the schema (missing: {missing}, unexpected: {extra})"
+        )
+    try:
+        return frame.select([pl.col(name).cast(dtype, strict=True) for name, dtype in schema.items()])
+    except Exception as exc:  # polars raises several error types for bad casts
+        raise StoreSchemaError(f"{table}: {exc}") from exc

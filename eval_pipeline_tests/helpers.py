@@ -1,0 +1,46 @@
+"""Helpers for tests that materialize partitions in process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from eval_pipeline.defs import build_definitions
+
+
+def materialize(
+    project: Path,
+    store_root: Path,
+    partition: str,
+    *,
+    sample_limit: int | None = None,
+    use_cache: bool = True,
+    instance: dg.DagsterInstance | None = None,
+    job: str = "evaluation_job",
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """Run ``job`` for one ``dataset|model`` partition against a project and store."""
+    defs = build_definitions(str(project), str(store_root))
+    job_def = defs.resolve_job_def(job)
+    run_config = {
+        "ops": {"generations": {"config": {"sample_limit": sample_limit, "use_cache": use_cache}}}
+    }
+    if instance is None:
+        with dg.instance_for_test() as temp:
+            return job_def.execute_in_process(
+                partition_key=partition,
+                instance=temp,
+                run_config=run_config,
+                raise_on_error=raise_on_error,
+            )
+    return job_def.execute_in_process(
+        partition_key=partition, instance=instance, run_config=run_config, raise_on_error=raise_on_error
+    )
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    """The metadata values of ``asset``'s materialization in ``result``."""
+    materializations = result.asset_materializations_for_node(asset)
+    assert materializations, f"{asset} was not materialized"
+    return {k: v.value for k, v in materializations[-1].metadata.items()}
