@@ -1,0 +1,40 @@
+"""The definitions load, with the expected assets, partitions, checks and jobs."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from eval_pipeline.defs import build_definitions
+from eval_pipeline_tests.conftest import REPO
+
+
+def test_definitions_load_with_the_expected_assets_and_partitions():
+    from eval_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {
+        "prompt_versions",
+        "dataset_samples",
+        "generations",
+        "scores",
+        "aggregates",
+        "leaderboard",
+    }
+    gens = defs.resolve_assets_def("generations")
+    grid = gens.partitions_def
+    assert isinstance(grid, dg.MultiPartitionsDefinition)
+    assert sorted(d.name for d in grid.partitions_defs) == ["dataset", "model"]
+    keys = grid.get_partition_keys()
+    assert "qa|smollm2-135m" in keys
+    assert {"humaneval|smollm2-135m", "json-extract|smollm2-135m"} <= set(keys)
+    assert defs.resolve_assets_def("leaderboard").partitions_def is None
+
+
+def test_jobs_and_blocking_checks_are_defined():
+    defs = build_definitions(str(REPO))
+    assert defs.resolve_job_def("evaluation_job") is not None
+    assert defs.resolve_job_def("ci_suite_job") is not None
+    graph = defs.resolve_asset_graph()
+    blocking = {key.name: graph.get_check_spec(key).blocking for key in graph.asset_check_keys}
+    assert blocking == {"generations_complete": True, "scores_complete": True}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Start the Dagster daemon (schedules, sensors, backfills, run queue) in the background and
+# the web UI in the foreground on http://${UI_HOST:-127.0.0.1}:${UI_PORT:-3000}.
+# Ctrl-C (or SIGTERM) stops both. The daemon and the webserver are started directly rather
+# than through `dagster dev`, which ignores SIGINT/SIGTERM when backgrounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+: "${DAGSTER_HOME:?set DAGSTER_HOME (make ui sets it to .dagster_home)}"
+mkdir -p "$DAGSTER_HOME"
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+"$BIN/dagster-daemon" run -w workspace.yaml &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT INT TERM
+"$BIN/dagster-webserver" -w workspace.yaml -h "${UI_HOST:-127.0.0.1}" -p "${UI_PORT:-3000}"
