@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,18 @@ class PromptTemplate:
         return jinja2.meta.find_undeclared_variables(_ENV.parse(self.text))
 
     def render(self, fields: dict[str, Any]) -> tuple[Message, ...]:
-        template = _ENV.from_string(self.text)
-        module = template.make_module(fields)
+        module = _compile(self.text).make_module(fields)
         user = str(module).strip()
         system = getattr(module, "system", None)
         messages = [Message("system", str(system).strip())] if system else []
         messages.append(Message("user", user))
         return tuple(messages)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(text: str) -> jinja2.Template:
+    # Compiling dominates rendering; a partition renders the same template for every row.
+    return _ENV.from_string(text)
 
 
 def load_prompt(prompts_dir: Path, name: str, display_root: Path) -> PromptTemplate:
@@ -63,7 +69,9 @@ def load_prompt(prompts_dir: Path, name: str, display_root: Path) -> PromptTempl
     try:
         _ENV.parse(text)
     except jinja2.TemplateSyntaxError as exc:
-        raise CatalogError(shown, f"line {exc.lineno}", f"template syntax error: {exc.message}") from exc
+        raise CatalogError(
+            shown, f"line {exc.lineno}", f"template syntax error: {exc.message}"
+        ) from exc
     return PromptTemplate(name=name, path=path, text=text)
 
 

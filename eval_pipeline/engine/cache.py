@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,10 +60,15 @@ class ResponseCache:
         )
 
     def put(self, key: str, response: GenerationResponse) -> None:
+        """Store a successful response (errors are ignored) atomically under ``key``.
+
+        Safe to call from several threads, processes and machines at once. The async
+        engine calls it once per response, so it avoids ``mkstemp`` and a ``mkdir`` per
+        call: a random temporary name cannot collide across hosts on a shared filesystem.
+        """
         if not response.ok:
             return
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "completion": response.completion,
             "finish_reason": response.finish_reason,
@@ -73,13 +77,24 @@ class ResponseCache:
             "latency_s": response.latency_s,
             "info": response.info,
         }
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+        data = json.dumps(record, sort_keys=True).encode()
+        tmp = path.parent / f".{key}.{os.urandom(6).hex()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh, sort_keys=True)
+            fd = os.open(tmp, flags, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, flags, 0o644)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
     def __contains__(self, key: str) -> bool:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.engine.cache import ResponseCache
 from eval_pipeline.providers.base import Provider
+
+if TYPE_CHECKING:
+    from eval_pipeline.engine.api import RunControls
 
 
 @dataclass
@@ -23,6 +27,13 @@ class Progress:
     elapsed_s: float
     output_tokens: int
     cost_usd: float
+    # Filled in by the async path for API providers.
+    input_tokens: int = 0
+    attempts: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    in_flight: int = 0
+    last_error: str | None = None
 
     @property
     def rate(self) -> float:
@@ -37,11 +48,20 @@ class Progress:
 
     def message(self) -> str:
         eta = "?" if self.eta_s is None else f"{self.eta_s:.0f}s"
-        return (
+        text = (
             f"{self.done}/{self.total} requests ({self.cached} cached, {self.errors} errors), "
             f"{self.rate:.2f} req/s, ETA {eta}, {self.output_tokens} output tokens, "
             f"${self.cost_usd:.4f}"
         )
+        if self.attempts:
+            # Retries and the last error make a struggling run visibly different from a hung one.
+            text += (
+                f"; {self.in_flight} in flight, {self.attempts} HTTP requests, "
+                f"{self.retries} retries ({self.rate_limited} rate-limited)"
+            )
+            if self.last_error:
+                text += f", last error: {self.last_error[:160]}"
+        return text
 
 
 @dataclass
@@ -55,6 +75,13 @@ class RunStats:
     cost_usd: float = 0.0
     wall_s: float = 0.0
     model_calls: int = 0
+    # API providers: HTTP requests sent (retries included), rows never sent, and live state.
+    attempts: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    not_attempted: int = 0
+    in_flight: int = 0
+    last_error: str | None = None
 
 
 @dataclass
@@ -64,6 +91,8 @@ class EngineResult:
     responses: list[GenerationResponse]
     cached: list[bool]
     stats: RunStats = field(default_factory=RunStats)
+    # Why an API run stopped before answering every row (None: it did not).
+    stopped: str | None = None
 
 
 def run_requests(
@@ -75,11 +104,16 @@ def run_requests(
     use_cache: bool = True,
     progress: Callable[[Progress], None] | None = None,
     progress_every_s: float = 10.0,
+    controls: RunControls | None = None,
 ) -> EngineResult:
-    """Answer every request: from the cache when possible, else from the provider in batches.
+    """Answer every request: from the cache when possible, else from the provider.
 
-    Successful responses are written to the cache as each batch finishes, so a run that
-    dies keeps everything answered before it. Identical requests (same hash) are sent once.
+    Local providers get the requests in batches; successful responses are written to the
+    cache as each batch finishes. API providers (those with ``agenerate``) go through the
+    async path of :mod:`eval_pipeline.engine.api`: concurrency, rate limits, retries, the
+    circuit breaker and the budget of ``controls``, with each response cached as it
+    arrives. Either way a run that dies keeps everything answered before it, and identical
+    requests (same hash) are sent once.
     """
     start = time.perf_counter()
     stats = RunStats(total=len(requests))
@@ -112,7 +146,37 @@ def run_requests(
                 elapsed_s=time.perf_counter() - start,
                 output_tokens=stats.output_tokens,
                 cost_usd=stats.cost_usd,
+                input_tokens=stats.input_tokens,
+                attempts=stats.attempts,
+                retries=stats.retries,
+                rate_limited=stats.rate_limited,
+                in_flight=stats.in_flight,
+                last_error=stats.last_error,
             )
+        )
+
+    from eval_pipeline.engine.api import is_async_provider, run_api_requests
+
+    if is_async_provider(provider):
+        outcome = run_api_requests(
+            provider,
+            spec,
+            todo,
+            cache,
+            stats,
+            by_hash,
+            controls=controls,
+            on_progress=report if progress is not None else None,
+            progress_every_s=progress_every_s,
+        )
+        stats.cached = sum(1 for r in requests if r.request_hash in from_cache)
+        stats.wall_s = time.perf_counter() - start
+        report()
+        return EngineResult(
+            responses=[by_hash[r.request_hash] for r in requests],
+            cached=[r.request_hash in from_cache for r in requests],
+            stats=stats,
+            stopped=outcome.stopped,
         )
 
     last_report = time.perf_counter()

@@ -14,7 +14,15 @@ from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import code_version, stable_json
 from eval_pipeline.core.schemas import GENERATIONS
 from eval_pipeline.core.types import GenerationRequest, SamplingParams
-from eval_pipeline.engine import Progress, ResponseCache, RunStats, request_hash, run_requests
+from eval_pipeline.engine import (
+    GenerationStopped,
+    Progress,
+    ResponseCache,
+    RunControls,
+    RunStats,
+    request_hash,
+    run_requests,
+)
 from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.storage import Store
 
@@ -81,12 +89,24 @@ def generate(
     use_cache: bool = True,
     provider: Provider | None = None,
     progress: Callable[[Progress], None] | None = None,
+    progress_every_s: float = 10.0,
+    budget_usd: float | None = None,
+    partition_timeout_s: float | None = None,
+    request_timeout_s: float | None = None,
 ) -> GenerateReport:
     """Generate one completion per sample of ``dataset`` with ``model`` and write them.
 
     Requests whose hash is in the response cache are not sent again, so a re-run with
     nothing changed makes no model calls and an edited prompt re-generates only the rows
     whose rendered messages changed.
+
+    ``budget_usd``, ``partition_timeout_s`` and ``request_timeout_s`` bound API providers
+    (see :class:`~eval_pipeline.engine.RunControls`).
+
+    Raises:
+        GenerationStopped: An API run stopped early (rejected credentials, circuit breaker,
+            budget, wall-clock cap). The generations file is written first, with the rows
+            not reached recorded as not attempted; the message says how to resume.
     """
     spec = catalog.model(model)
     samples, prompt = load_inputs(store, dataset)
@@ -104,12 +124,20 @@ def generate(
             ResponseCache(store.cache_dir),
             use_cache=use_cache,
             progress=progress,
+            progress_every_s=progress_every_s,
+            controls=RunControls(
+                budget_usd=budget_usd,
+                partition_timeout_s=partition_timeout_s,
+                request_timeout_s=request_timeout_s,
+            ),
         )
     finally:
         if own_provider:
             provider.close()
     frame = generations_frame(spec, dataset, prompt.version, samples, requests, result, sampling)
     path = store.write("generations", frame, dataset=dataset, model=model)
+    if result.stopped:
+        raise GenerationStopped(f"{model} on {dataset}: {result.stopped} Rows so far: {path}")
     return GenerateReport(
         path=path,
         rows=frame.height,

@@ -1,0 +1,192 @@
+"""What the HTTP API providers share: options, the API key, and one failure type.
+
+An API provider sends one request per call and raises :class:`RequestFailure` when it
+fails; the engine decides from ``kind`` whether to retry, record the error, or stop the
+partition. Every message that leaves a provider passes through :func:`redact`, so the API
+key can not reach an error column, a log line or asset metadata even when a server
+echoes it back.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eval_pipeline.core.errors import EvalPipelineError
+
+FailureKind = Literal[
+    "rate_limited",  # 429
+    "server",  # 5xx (and 408/409, which the APIs document as transient)
+    "timeout",  # the request deadline passed
+    "connection",  # refused, reset or dropped connections
+    "malformed",  # a 2xx whose body is not the JSON the API documents
+    "auth",  # 401 / 403: every further request would fail the same way
+    "bad_request",  # 400 / 404 / 413 / 422 ...: this request is wrong; others may be fine
+    "other",
+]
+
+RETRYABLE: frozenset[str] = frozenset(
+    {"rate_limited", "server", "timeout", "connection", "malformed"}
+)
+# Failures that say the provider as a whole is unusable: the partition stops at once.
+FATAL: frozenset[str] = frozenset({"auth"})
+
+
+class RequestFailure(Exception):
+    """One failed request, classified for the engine; the message holds no secrets."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE
+
+    @property
+    def fatal(self) -> bool:
+        return self.kind in FATAL
+
+    def __str__(self) -> str:
+        prefix = f"HTTP {self.status}" if self.status else self.kind
+        return f"{prefix}: {self.message}"
+
+
+class ApiOptions(BaseModel):
+    """``options:`` of an API model in ``models.yaml`` (the engine reads the last six).
+
+    Attributes:
+        api_key_env: Environment variable holding the API key, read at run time; ``null``
+            for servers that need no key (a local vLLM or llama.cpp server).
+        base_url: Another server speaking the same wire format (OpenAI-compatible servers,
+            proxies); the provider's public endpoint when unset.
+        request_timeout_s: Deadline of one HTTP request, connection included.
+        max_retries: Retries after the first attempt, for transient failures only.
+        backoff_initial_s: Upper bound of the first jittered backoff; it doubles per retry.
+        backoff_max_s: Cap on one backoff wait.
+        retry_after_max_s: The longest ``Retry-After`` honoured; a server asking for more
+            (an exhausted daily quota, say) ends that request's retries instead.
+        breaker_failures: Consecutive failed attempts that open the circuit breaker.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key_env: str | None
+    base_url: str | None = None
+    request_timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(8, ge=0, le=50)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    retry_after_max_s: float = Field(120.0, gt=0)
+    breaker_failures: int = Field(20, ge=1)
+
+
+def resolve_api_key(slug: str, env_name: str | None) -> str | None:
+    """Read the API key from the environment at run time (Dagster ``EnvVar`` semantics).
+
+    Raises:
+        EvalPipelineError: The variable is unset or empty; the message names the variable
+            (never a value).
+    """
+    if env_name is None:
+        return None
+    value = os.environ.get(env_name, "")
+    if not value.strip():
+        raise EvalPipelineError(
+            f"model {slug!r}: the API key environment variable {env_name} is not set; "
+            f"export {env_name}=... (or set options.api_key_env in models.yaml to the variable "
+            "that holds the key) and run again. No request was sent."
+        )
+    return value
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace every secret in ``text`` with ``[redacted]``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(raw) if raw else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _status_kind(status: int) -> FailureKind:
+    if status == 429:
+        return "rate_limited"
+    if status in (401, 403):
+        return "auth"
+    if status >= 500 or status in (408, 409):
+        return "server"
+    return "bad_request"
+
+
+def _body_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return str(getattr(exc, "message", "") or exc)
+
+
+def classify_sdk_error(sdk: Any, exc: BaseException, secrets: tuple[str, ...]) -> RequestFailure:
+    """Map an ``openai`` or ``anthropic`` SDK exception (same family of classes) to a failure."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return RequestFailure("timeout", "request timed out")
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+        return RequestFailure("connection", redact(f"connection error{detail}", secrets)[:300])
+    if isinstance(exc, sdk.APIStatusError):
+        status = int(exc.status_code)
+        return RequestFailure(
+            _status_kind(status),
+            redact(_body_message(exc), secrets)[:500],
+            status=status,
+            retry_after_s=parse_retry_after(getattr(exc.response, "headers", None)),
+        )
+    if isinstance(exc, (json.JSONDecodeError, sdk.APIResponseValidationError)):
+        return RequestFailure("malformed", redact(f"malformed response body: {exc}", secrets)[:300])
+    return RequestFailure("other", redact(f"{type(exc).__name__}: {exc}", secrets)[:300])
+
+
+def estimate_tokens(text_chars: int, max_tokens: int) -> int:
+    """A request's worst-case token count before sending it.
+
+    About 4 characters per token in, ``max_tokens`` out. Used for tokens-per-minute limits
+    and budget reservations.
+    """
+    return text_chars // 4 + 1 + max_tokens

@@ -1,0 +1,143 @@
+"""Anthropic messages through the official ``anthropic`` SDK.
+
+Options (``models.yaml`` ``options:``) are those of
+:class:`~eval_pipeline.providers._api.ApiOptions`; ``base_url`` points the SDK at another
+server speaking the messages API (a proxy, or the test server). System messages of the
+rendered prompt become the ``system`` parameter. As in the ``openai`` provider, requests
+go through the SDK client's generic ``post`` (same client, authentication, headers and
+error classes as ``messages.create``, less its per-call CPU).
+
+The SDK's typed ``messages.create`` takes neither a seed nor (since 2.x) ``temperature`` and
+``top_p``; servers that still accept them get them in the request body when
+``send_sampling: true``. Either way every sampling parameter is part of the request hash,
+so changing one re-runs the requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from eval_pipeline.core.specs import ModelSpec
+from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.providers._api import (
+    ApiOptions,
+    RequestFailure,
+    classify_sdk_error,
+    redact,
+    resolve_api_key,
+)
+from eval_pipeline.providers.openai import _sequential
+
+STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+class AnthropicOptions(ApiOptions):
+    api_key_env: str | None = "ANTHROPIC_API_KEY"
+    send_sampling: bool = False
+
+
+class AnthropicProvider:
+    """Messages API requests against Anthropic or a compatible server."""
+
+    name = "anthropic"
+    batch_size = 1
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.options = AnthropicOptions.model_validate(spec.options)
+        self._api_key = resolve_api_key(spec.slug, self.options.api_key_env)
+        import anthropic  # here, not at package import; and not inside the first request
+
+        self._sdk = anthropic
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._api_key,) if self._api_key else ()
+
+    @property
+    def endpoint(self) -> str:
+        return self.options.base_url or "https://api.anthropic.com"
+
+    def _sdk_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = self._sdk.AsyncAnthropic(
+                api_key=self._api_key or "not-needed",
+                base_url=self.options.base_url,
+                max_retries=0,  # the engine retries
+                timeout=self.options.request_timeout_s + 5.0,
+            )
+            self._loop = loop
+        return self._client
+
+    def payload(self, request: GenerationRequest) -> dict[str, Any]:
+        """The messages-API request body for ``request``."""
+        sampling = request.sampling
+        if sampling.n != 1:
+            raise RequestFailure(
+                "bad_request", f"sampling.n={sampling.n}: one completion per request only"
+            )
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        kwargs: dict[str, Any] = {
+            "model": self.spec.model_id,
+            "messages": [m.as_dict() for m in request.messages if m.role != "system"],
+            "max_tokens": sampling.max_tokens,
+        }
+        if system:
+            kwargs["system"] = system
+        if self.options.send_sampling:
+            kwargs["temperature"] = sampling.temperature
+            # Some models refuse temperature and top_p together; send top_p only when it matters.
+            if sampling.top_p < 1.0:
+                kwargs["top_p"] = sampling.top_p
+        if sampling.stop:
+            kwargs["stop_sequences"] = list(sampling.stop)
+        return kwargs
+
+    async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
+        """Send one request; raises :class:`RequestFailure` on any failure."""
+        body = self.payload(request)
+        client = self._sdk_client()
+        start = time.perf_counter()
+        try:
+            data = await client.post("/v1/messages", cast_to=object, body=body)
+        except Exception as exc:
+            raise classify_sdk_error(self._sdk, exc, self.secrets) from None
+        latency = time.perf_counter() - start
+        try:
+            text = "".join(
+                block.get("text", "") for block in data["content"] if block.get("type") == "text"
+            )
+            reason = data.get("stop_reason") or ""
+            usage = data.get("usage") or {}
+            input_tokens = int(usage.get("input_tokens") or 0)
+            output_tokens = int(usage.get("output_tokens") or 0)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RequestFailure(
+                "malformed", f"response is not a message ({type(exc).__name__}: {exc})"
+            ) from None
+        return GenerationResponse(
+            completion=text,
+            finish_reason=STOP_REASONS.get(reason, reason),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            latency_s=latency,
+            info={"served_model": redact(str(data.get("model") or ""), self.secrets)},
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client, self._loop = self._client, None, None
+            await client.close()
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        """Plain sequential calls without retries (the engine uses ``agenerate``)."""
+        return asyncio.run(_sequential(self, requests))
+
+    def close(self) -> None:
+        self._client, self._loop = None, None

@@ -1,0 +1,40 @@
+"""Run every API benchmark (``make bench``); each writes ``.bench/<name>.json``.
+
+A benchmark that raises still leaves a file, with an ``error`` field saying what failed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import traceback
+
+from eval_pipeline_tests.bench._common import write_result
+
+BENCHMARKS = ("api_throughput", "api_rate_limited", "api_faults", "api_cached_rerun", "api_peers")
+
+
+def main(names: list[str] | None = None) -> int:
+    failed = 0
+    for name in names or BENCHMARKS:
+        module = importlib.import_module(f"eval_pipeline_tests.bench.{name}")
+        start = time.perf_counter()
+        try:
+            result = module.run()
+        except Exception as exc:  # one broken benchmark must not hide the others
+            failed += 1
+            result = {
+                "ratio": None,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+        result["bench_wall_s"] = round(time.perf_counter() - start, 1)
+        path = write_result(name, result)
+        shown = {k: result.get(k) for k in ("ratio", "error") if result.get(k) is not None}
+        print(f"{name}: {shown} -> {path}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or None))
