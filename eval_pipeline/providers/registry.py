@@ -20,9 +20,30 @@ def _transformers(spec: ModelSpec) -> Provider:
     return TransformersProvider(spec)
 
 
+def _openai(spec: ModelSpec) -> Provider:
+    from eval_pipeline.providers.openai import OpenAIProvider
+
+    return OpenAIProvider(spec)
+
+
+def _anthropic(spec: ModelSpec) -> Provider:
+    from eval_pipeline.providers.anthropic import AnthropicProvider
+
+    return AnthropicProvider(spec)
+
+
+def _vllm(spec: ModelSpec) -> Provider:
+    from eval_pipeline.providers.vllm import VLLMProvider
+
+    return VLLMProvider(spec)
+
+
 PROVIDERS: dict[str, Callable[[ModelSpec], Provider]] = {
     "fake": _fake,
     "transformers": _transformers,
+    "vllm": _vllm,
+    "openai": _openai,
+    "anthropic": _anthropic,
 }
 
 

@@ -1,0 +1,240 @@
+"""Offline batched generation with vLLM on GPU nodes (``LLM.generate`` + ``SamplingParams``).
+
+Options (``models.yaml`` ``options:``):
+
+- ``path``: a model directory or hub id; or ``gguf_package`` + ``gguf_file`` for a GGUF
+  file shipped in an installed package (vLLM then needs ``tokenizer``, a hub id or
+  directory with the original tokenizer);
+- ``tokenizer``: where the tokenizer comes from (default: the model);
+- ``tensor_parallel_size`` (default 1): GPUs the model is split over; the SLURM profile
+  must give the job that many GPUs;
+- ``gpu_memory_utilization`` (default 0.9), ``max_model_len``, ``dtype``, ``quantization``,
+  ``enforce_eager``, ``seed``;
+- ``max_lora_rank`` (default 16): LoRA is enabled when the catalog entry has an ``adapter``,
+  which every request then uses through a ``LoRARequest``;
+- ``batch_size`` (default 256): requests handed to one ``LLM.generate`` call (vLLM
+  schedules them itself).
+
+vLLM is a CUDA-only wheel (the ``gpu`` extra): it is imported inside the functions that
+need it, so this module imports anywhere and its argument building is testable on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.specs import ModelSpec
+from eval_pipeline.core.types import GenerationRequest, GenerationResponse, SamplingParams
+
+
+class VLLMOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    gguf_package: str | None = None
+    gguf_file: str | None = None
+    tokenizer: str | None = None
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    quantization: str | None = None
+    enforce_eager: bool = False
+    seed: int = 0
+    max_lora_rank: int = 16
+    batch_size: int = Field(256, ge=1)
+
+
+def model_source(options: VLLMOptions) -> str:
+    """The ``model=`` argument of ``vllm.LLM``: a directory, a hub id or a GGUF file path."""
+    if options.gguf_package:
+        from eval_pipeline.providers.transformers import TransformersOptions, resolve_source
+
+        folder, gguf = resolve_source(
+            TransformersOptions(gguf_package=options.gguf_package, gguf_file=options.gguf_file)
+        )
+        return f"{folder}/{gguf}"
+    if options.path:
+        return options.path
+    raise EvalPipelineError("vllm model needs options.path or options.gguf_package")
+
+
+def llm_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM(...)`` for a catalog model."""
+    options = VLLMOptions.model_validate(spec.options)
+    kwargs: dict[str, Any] = {
+        "model": model_source(options),
+        "tensor_parallel_size": options.tensor_parallel_size,
+        "gpu_memory_utilization": options.gpu_memory_utilization,
+        "dtype": options.dtype,
+        "seed": options.seed,
+        "enforce_eager": options.enforce_eager,
+    }
+    if options.tokenizer:
+        kwargs["tokenizer"] = options.tokenizer
+    elif options.gguf_package:
+        # A GGUF file carries a tokenizer vLLM can only rebuild slowly or not at all.
+        kwargs["tokenizer"] = spec.model_id
+    if (
+        spec.revision
+        and options.path
+        and not options.gguf_package
+        and _looks_like_hub_id(options.path)
+    ):
+        kwargs["revision"] = spec.revision
+    if options.max_model_len:
+        kwargs["max_model_len"] = options.max_model_len
+    if options.quantization:
+        kwargs["quantization"] = options.quantization
+    if spec.adapter:
+        kwargs["enable_lora"] = True
+        kwargs["max_lora_rank"] = options.max_lora_rank
+    return kwargs
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    return not path.startswith(("/", ".", "~")) and path.count("/") == 1
+
+
+def sampling_kwargs(sampling: SamplingParams) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.SamplingParams(...)`` for our sampling parameters."""
+    kwargs: dict[str, Any] = {
+        "n": sampling.n,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+        "seed": sampling.seed,
+    }
+    if sampling.stop:
+        kwargs["stop"] = list(sampling.stop)
+    return kwargs
+
+
+def lora_request_args(spec: ModelSpec) -> tuple[str, int, str] | None:
+    """``(lora_name, lora_int_id, lora_path)`` for the catalog adapter, or None.
+
+    The integer id must be positive and stable for one adapter within a process; it is
+    derived from the adapter path so a process serving several adapters keeps them apart.
+    """
+    if not spec.adapter:
+        return None
+    digest = hashlib.sha256(spec.adapter.encode()).digest()
+    lora_id = int.from_bytes(digest[:4], "big") % (2**31 - 1) + 1
+    return spec.slug, lora_id, spec.adapter
+
+
+def to_responses(output: Any, latency_s: float) -> list[GenerationResponse]:
+    """Convert one vLLM ``RequestOutput`` into a response per completion (``n`` of them)."""
+    prompt_tokens = len(output.prompt_token_ids or ())
+    responses = []
+    for completion in output.outputs:
+        # vLLM reports "stop" (EOS or a stop string), "length" or "abort"/None.
+        reason = completion.finish_reason or "error"
+        responses.append(
+            GenerationResponse(
+                completion=completion.text,
+                finish_reason=reason if reason in ("stop", "length") else "error",
+                input_tokens=prompt_tokens,
+                output_tokens=len(completion.token_ids),
+                latency_s=latency_s,
+                error=None if reason in ("stop", "length") else f"vllm finish_reason={reason}",
+                info={"backend": "vllm"},
+            )
+        )
+    return responses
+
+
+@dataclass
+class LoadedLLM:
+    llm: Any
+    tokenizer: Any
+    load_s: float
+
+
+_LLMS: dict[str, LoadedLLM] = {}
+_LOCK = threading.Lock()
+
+
+def load_llm(spec: ModelSpec) -> LoadedLLM:
+    """Start (or reuse) the vLLM engine for ``spec`` in this process."""
+    kwargs = llm_kwargs(spec)
+    key = repr(sorted(kwargs.items()))
+    with _LOCK:
+        if key not in _LLMS:
+            try:
+                from vllm import LLM
+            except ImportError as exc:  # the gpu extra is not installed here
+                raise EvalPipelineError(
+                    f"model {spec.slug!r}: provider 'vllm' needs the vllm package "
+                    "(pip install -e '.[gpu]' on a GPU node)"
+                ) from exc
+            start = time.perf_counter()
+            llm = LLM(**kwargs)
+            _LLMS[key] = LoadedLLM(llm, llm.get_tokenizer(), time.perf_counter() - start)
+        return _LLMS[key]
+
+
+class VLLMProvider:
+    """Batched offline generation through one ``vllm.LLM`` per process."""
+
+    name = "vllm"
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.options = VLLMOptions.model_validate(spec.options)
+        self.batch_size = self.options.batch_size
+        self._loaded: LoadedLLM | None = None
+
+    @property
+    def loaded(self) -> LoadedLLM:
+        if self._loaded is None:
+            self._loaded = load_llm(self.spec)
+        return self._loaded
+
+    def prompts(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """Render each request's chat messages with the model's chat template."""
+        tokenizer = self.loaded.tokenizer
+        return [
+            tokenizer.apply_chat_template(
+                [m.as_dict() for m in r.messages], tokenize=False, add_generation_prompt=True
+            )
+            for r in requests
+        ]
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        if not requests:
+            return []
+        # Loading first: a model that cannot load (or no vllm at all) fails loudly here.
+        loaded = self.loaded
+        from vllm import SamplingParams as VSamplingParams
+
+        lora = None
+        args = lora_request_args(self.spec)
+        if args is not None:
+            from vllm.lora.request import LoRARequest
+
+            lora = LoRARequest(*args)
+        # One SamplingParams per distinct setting; vLLM accepts a list aligned with prompts.
+        params = [VSamplingParams(**sampling_kwargs(r.sampling)) for r in requests]
+        prompts = self.prompts(requests)
+        start = time.perf_counter()
+        try:
+            outputs = loaded.llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
+        except Exception as exc:  # one failing batch must not lose the run
+            error = f"{type(exc).__name__}: {exc}"
+            return [GenerationResponse(None, "error", error=error) for _ in requests]
+        per_request = (time.perf_counter() - start) / len(requests)
+        # The engine answers n=1 requests; extra completions (n > 1) are not kept here.
+        return [to_responses(output, per_request)[0] for output in outputs]
+
+    def close(self) -> None:
+        # The engine stays up for the process: the next dataset of this model reuses it.
+        return None
