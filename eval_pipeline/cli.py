@@ -3,6 +3,12 @@
 ``run`` materializes the evaluation job for every selected partition in this process
 (so a local model loads once), records the runs in the Dagster instance under
 ``$DAGSTER_HOME`` and prints the leaderboard. ``leaderboard`` prints the stored one.
+``results``, ``samples`` and ``costs`` read the store (and the instance); ``compare`` runs
+the paired regression tests between two runs or baselines; ``baseline pin`` pins one.
+
+Exit codes: 0 success (``compare``: no regression), 1 a failed run or (``compare``) a
+regression, 2 a usage or input error (unknown model, missing baseline), 3 nothing stored
+that matches the request.
 """
 
 from __future__ import annotations
@@ -15,16 +21,26 @@ import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Nothing stored matches the request (not materialized yet, or filters match nothing).
+EXIT_NO_DATA = 3
+EXIT_CODES_HELP = (
+    "exit codes: 0 ok; 1 failed run, or a regression (compare); 2 usage or input error; "
+    "3 no stored data matches"
+)
 
 DEFAULT_LIMIT = 20
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="eval-pipeline", description="Evaluate LLMs as Dagster assets; results as Parquet."
+        prog="eval-pipeline",
+        description="Evaluate LLMs as Dagster assets; results as Parquet.",
+        epilog=EXIT_CODES_HELP,
     )
     parser.add_argument("--root", help="project root with models.yaml, datasets/, prompts/")
-    parser.add_argument("--store", help="Parquet store root (default: $EVAL_PIPELINE_STORE or <root>/.eval_store)")
+    parser.add_argument(
+        "--store", help="Parquet store root (default: $EVAL_PIPELINE_STORE or <root>/.eval_store)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
@@ -34,14 +50,103 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", action="append", help="model slug (repeatable; default: all)")
     run.add_argument("--dataset", action="append", help="dataset name (repeatable; default: all)")
     limit = run.add_mutually_exclusive_group()
-    limit.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help=f"samples per dataset (default {DEFAULT_LIMIT})")
+    limit.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        help=f"samples per dataset (default {DEFAULT_LIMIT})",
+    )
     limit.add_argument("--full", action="store_true", help="evaluate every sample")
     run.add_argument("--no-cache", action="store_true", help="ignore cached responses")
     run.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
+    run.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO)")
 
     board = sub.add_parser("leaderboard", help="print the stored leaderboard")
     board.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    _add_results_commands(sub)
     return parser
+
+
+def _add_results_commands(sub) -> None:
+    results = sub.add_parser(
+        "results",
+        help="table of aggregates (mean, stderr, 95%% CI per metric); per slice with --tag",
+        epilog=EXIT_CODES_HELP,
+    )
+    results.add_argument("--model", action="append", help="model slug (repeatable)")
+    results.add_argument("--dataset", action="append", help="dataset name (repeatable)")
+    results.add_argument(
+        "--tag", action="append", help="per-slice results for this tag (repeatable)"
+    )
+    results.add_argument("--metric", action="append", help="metric name (repeatable)")
+    results.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
+    compare = sub.add_parser(
+        "compare",
+        help="paired per-sample comparison of run B against run A; exit 1 on a regression",
+        description=(
+            "Compare B (current) against A (baseline) per model x dataset x metric with paired "
+            "tests: McNemar (mid-p) for pass/fail metrics, paired bootstrap otherwise. A or B: "
+            "baseline:<name> (or a name under baselines/), a store directory, a baseline "
+            "folder, or a scores Parquet file."
+        ),
+        epilog=EXIT_CODES_HELP,
+    )
+    compare.add_argument("a", metavar="A", help="the baseline run")
+    compare.add_argument("b", metavar="B", help="the current run")
+    compare.add_argument(
+        "--alpha", type=float, help="significance level (default: baseline's, else 0.05)"
+    )
+    compare.add_argument(
+        "--threshold", type=float, help="smallest drop that counts (default: baseline's, else 0.02)"
+    )
+    compare.add_argument(
+        "--exact", action="store_true", help="exact McNemar p-values instead of mid-p"
+    )
+    compare.add_argument("--model", action="append", help="compare only this model (repeatable)")
+    compare.add_argument(
+        "--dataset", action="append", help="compare only this dataset (repeatable)"
+    )
+    compare.add_argument("--json", action="store_true", help="print the report as JSON")
+    compare.add_argument("--output", help="also write <OUTPUT>.md and <OUTPUT>.json")
+
+    costs = sub.add_parser(
+        "costs",
+        help="spend by model and provider over a period (generation runs and judge calls)",
+        epilog=EXIT_CODES_HELP,
+    )
+    costs.add_argument("--since", help="start, ISO date or time (default: all time)")
+    costs.add_argument("--until", help="end, ISO date or time (default: now)")
+    costs.add_argument(
+        "--by",
+        choices=["model", "provider", "partition"],
+        default="model",
+        help="group spend by (default: model)",
+    )
+    costs.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
+    samples = sub.add_parser(
+        "samples",
+        help="per-sample inputs, outputs and scores of one model x dataset",
+        epilog=EXIT_CODES_HELP,
+    )
+    samples.add_argument("--model", required=True, help="model slug")
+    samples.add_argument("--dataset", required=True, help="dataset name")
+    samples.add_argument("--id", action="append", dest="ids", help="sample id (repeatable)")
+    samples.add_argument("--metric", help="metric to filter on (with --below)")
+    samples.add_argument(
+        "--below", type=float, help="keep samples whose --metric is below this (failures: 1)"
+    )
+    samples.add_argument("--limit", type=int, default=20, help="rows to show (default 20; 0: all)")
+    samples.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
+    baseline = sub.add_parser("baseline", help="pin the stored scores as a named baseline")
+    bsub = baseline.add_subparsers(dest="baseline_command", required=True)
+    pin = bsub.add_parser("pin", help="copy the store's scores into baselines/<name>/")
+    pin.add_argument("name", help="baseline name (a slug)")
+    pin.add_argument("--model", action="append", help="only this model (repeatable)")
+    pin.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    pin.add_argument("--description", default="", help="what this baseline is")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +158,16 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "leaderboard":
             return _leaderboard(args)
-    except (EvalPipelineError, KeyError) as exc:
+        handler = {
+            "results": _results,
+            "compare": _compare,
+            "costs": _costs,
+            "samples": _samples,
+            "baseline": _baseline,
+        }.get(args.command)
+        if handler is not None:
+            return handler(args)
+    except (EvalPipelineError, KeyError, ValueError) as exc:
         print(f"eval-pipeline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE
@@ -91,16 +205,27 @@ def _run(args) -> int:
     defs = build_definitions(root, store_root)
     job = defs.resolve_job_def("evaluation_job")
     limit = None if args.full else args.limit
-    run_config = {"ops": {"generations": {"config": {"sample_limit": limit, "use_cache": not args.no_cache}}}}
+    run_config = {
+        "ops": {"generations": {"config": {"sample_limit": limit, "use_cache": not args.no_cache}}},
+        # Step events at INFO: progress lines and results, not Dagster's DEBUG chatter.
+        "loggers": {"console": {"config": {"log_level": args.log_level}}},
+    }
     failed = []
     with dg.DagsterInstance.get() as instance:
         for m in models:
             for d in datasets:
                 key = PartitionKey(model=m, dataset=d)
                 start = time.perf_counter()
-                print(f"== {key.key}: evaluating ({'all' if limit is None else limit} samples)", file=sys.stderr, flush=True)
+                print(
+                    f"== {key.key}: evaluating ({'all' if limit is None else limit} samples)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 result = job.execute_in_process(
-                    partition_key=key.key, instance=instance, run_config=run_config, raise_on_error=False
+                    partition_key=key.key,
+                    instance=instance,
+                    run_config=run_config,
+                    raise_on_error=False,
                 )
                 calls = _metadata_value(result, "generations", "model_calls")
                 status = "ok" if result.success else "FAILED"
@@ -135,9 +260,252 @@ def _leaderboard(args) -> int:
     _, store_root = _roots(args)
     board = Store(store_root).read_optional("leaderboard")
     if board is None:
-        print("eval-pipeline: error: no leaderboard yet; run `eval-pipeline run` first", file=sys.stderr)
+        print(
+            "eval-pipeline: error: no leaderboard yet; run `eval-pipeline run` first",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     print(json.dumps(board.to_dicts(), indent=2) if args.json else leaderboard_markdown(board))
+    return EXIT_OK
+
+
+def _emit(frame, as_json: bool) -> None:
+    from eval_pipeline.report import frame_json, frame_markdown
+
+    print(frame_json(frame) if as_json else frame_markdown(frame))
+
+
+def _results(args) -> int:
+    from eval_pipeline.report import results_table
+    from eval_pipeline.storage import Store
+
+    _, store_root = _roots(args)
+    table = results_table(
+        Store(store_root),
+        models=args.model,
+        datasets=args.dataset,
+        tags=args.tag,
+        metrics=args.metric,
+    )
+    if table.height == 0:
+        print(f"eval-pipeline: no results in {store_root} match the filters", file=sys.stderr)
+        return EXIT_NO_DATA
+    _emit(table, args.json)
+    return EXIT_OK
+
+
+def _samples(args) -> int:
+    from eval_pipeline.report import samples_table
+    from eval_pipeline.storage import Store
+
+    _, store_root = _roots(args)
+    try:
+        table = samples_table(
+            Store(store_root),
+            args.model,
+            args.dataset,
+            sample_ids=args.ids,
+            metric=args.metric,
+            below=args.below,
+            limit=args.limit or None,
+        )
+    except FileNotFoundError:
+        print(
+            f"eval-pipeline: nothing stored for {args.dataset}|{args.model} in {store_root}",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DATA
+    if table.height == 0:
+        print("eval-pipeline: no samples match", file=sys.stderr)
+        return EXIT_NO_DATA
+    _emit(table, args.json)
+    return EXIT_OK
+
+
+def _compare(args) -> int:
+    import polars as pl
+
+    from eval_pipeline.regression import (
+        DEFAULT_ALPHA,
+        DEFAULT_THRESHOLD,
+        BaselineError,
+        compare_runs,
+        report_json_text,
+        resolve_run,
+    )
+
+    root, _ = _roots(args)
+    try:
+        a, b = resolve_run(args.a, root), resolve_run(args.b, root)
+    except BaselineError as exc:
+        print(f"eval-pipeline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = _baseline_settings(args.a, root)
+    frames = []
+    for run in (a, b):
+        scores = run.scores
+        if args.model:
+            scores = scores.filter(pl.col("model").is_in(args.model))
+        if args.dataset:
+            scores = scores.filter(pl.col("dataset").is_in(args.dataset))
+        frames.append(scores)
+    report = compare_runs(
+        frames[0],
+        frames[1],
+        alpha=args.alpha if args.alpha is not None else settings.get("alpha", DEFAULT_ALPHA),
+        threshold=args.threshold
+        if args.threshold is not None
+        else settings.get("threshold", DEFAULT_THRESHOLD),
+        thresholds=settings.get("thresholds") if args.threshold is None else None,
+        mid_p=not args.exact,
+        baseline_name=a.name,
+        current_name=b.name,
+    )
+    if not report.comparisons:
+        print(
+            "eval-pipeline: the two runs share no model x dataset x metric; nothing compared",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DATA
+    if args.output:
+        Path(f"{args.output}.md").write_text(report.to_markdown())
+        Path(f"{args.output}.json").write_text(report_json_text(report) + "\n")
+    print(report_json_text(report) if args.json else report.to_markdown())
+    return EXIT_FAILED if report.regressed else EXIT_OK
+
+
+def _baseline_settings(reference: str, root: str) -> dict:
+    # A pinned baseline carries the alpha and thresholds to judge new runs by.
+    from eval_pipeline.regression import BaselineError, baseline_dir, load_baseline
+
+    name = reference.removeprefix("baseline:")
+    if not (reference.startswith("baseline:") or baseline_dir(root, name).exists()):
+        return {}
+    try:
+        base = load_baseline(root, name)
+    except BaselineError:
+        return {}
+    return {"alpha": base.alpha, "threshold": base.threshold, "thresholds": base.thresholds}
+
+
+def _costs(args) -> int:
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.report import judge_spend
+    from eval_pipeline.storage import Store
+
+    def when(text: str | None, default: datetime) -> datetime:
+        if not text:
+            return default
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"not an ISO date or time: {text!r} (e.g. 2026-11-01 or 2026-11-01T12:00)"
+            ) from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    since = when(args.since, datetime.min.replace(tzinfo=UTC))
+    until = when(args.until, datetime.now(UTC))
+    root, store_root = _roots(args)
+    catalog = load_catalog(root, load_rows=False)
+    spend = pl.concat([_generation_spend(), judge_spend(Store(store_root))], how="vertical_relaxed")
+    spend = spend.filter((pl.col("time") >= since) & (pl.col("time") <= until))
+    providers = {slug: m.provider for slug, m in catalog.models.items()}
+    spend = spend.with_columns(
+        pl.col("model").replace_strict(providers, default="unknown").alias("provider")
+    )
+    if spend.height == 0:
+        print("eval-pipeline: no spend recorded in that period", file=sys.stderr)
+        return EXIT_NO_DATA
+    keys = {
+        "model": ["model", "provider"],
+        "provider": ["provider"],
+        "partition": ["model", "role", "partition"],
+    }[args.by]
+    table = (
+        spend.group_by(keys)
+        .agg(
+            pl.col("requests").sum(),
+            pl.col("input_tokens").sum(),
+            pl.col("output_tokens").sum(),
+            pl.col("cost_usd").sum(),
+            pl.col("time").min().alias("first"),
+            pl.col("time").max().alias("last"),
+        )
+        .sort("cost_usd", descending=True)
+    )
+    _emit(table, args.json)
+    return EXIT_OK
+
+
+def _generation_spend():
+    """New spend of every recorded ``generations`` materialization (cached rows cost nothing)."""
+    from datetime import UTC, datetime
+
+    import dagster as dg
+    import polars as pl
+
+    rows = []
+    if os.environ.get("DAGSTER_HOME"):
+        with dg.DagsterInstance.get() as instance:
+            records, cursor = [], None
+            while True:  # the instance hands out at most 10000 records per call
+                page = instance.fetch_materializations(
+                    dg.AssetKey("generations"), limit=5000, cursor=cursor
+                )
+                records.extend(page.records)
+                if not page.has_more:
+                    break
+                cursor = page.cursor
+            for record in records:
+                mat = record.asset_materialization
+                meta = {k: v.value for k, v in mat.metadata.items()}
+                partition = str(mat.partition or "")
+                rows.append(
+                    {
+                        "time": datetime.fromtimestamp(record.timestamp, UTC),
+                        "model": partition.partition("|")[2],
+                        "role": "generation",
+                        "partition": partition,
+                        "input_tokens": int(meta.get("input_tokens", 0)),
+                        "output_tokens": int(meta.get("output_tokens", 0)),
+                        "cost_usd": float(meta.get("cost_usd", 0.0)),
+                        "requests": int(meta.get("model_calls", 0)),
+                    }
+                )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "time": pl.Datetime("us", "UTC"),
+            "model": pl.String,
+            "role": pl.String,
+            "partition": pl.String,
+            "input_tokens": pl.Int64,
+            "output_tokens": pl.Int64,
+            "cost_usd": pl.Float64,
+            "requests": pl.Int64,
+        },
+    )
+
+
+def _baseline(args) -> int:
+    from eval_pipeline.regression import pin_baseline
+    from eval_pipeline.storage import Store
+
+    root, store_root = _roots(args)
+    folder = pin_baseline(
+        Store(store_root),
+        root,
+        args.name,
+        models=args.model,
+        datasets=args.dataset,
+        description=args.description,
+    )
+    print(f"pinned baseline {args.name!r} at {folder}")
     return EXIT_OK
 
 

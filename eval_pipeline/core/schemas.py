@@ -113,6 +113,49 @@ LEADERBOARD = pl.Schema(
     }
 )
 
+# One row per judged sample x judge metric x judge: the raw verdict and what became of it.
+JUDGEMENTS = pl.Schema(
+    {
+        "model": pl.String,
+        "dataset": pl.String,
+        "prompt_version": pl.String,
+        "sample_id": pl.String,
+        "metric": pl.String,
+        "judge": pl.String,
+        "rubric_version": pl.String,
+        "request_hash": pl.String,  # null when nothing was sent (no answer to judge)
+        "verdict": pl.String,  # the judge's reply as it came
+        "status": pl.String,  # ok | malformed | out_of_range | no_response
+        "score": pl.Float64,  # null unless status is ok
+        "reason": pl.String,
+        "problem": pl.String,
+        "calibrated": pl.Float64,
+        "calibration_version": pl.String,
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+        "cost_usd": pl.Float64,
+        "cached": pl.Boolean,
+        "latency_s": pl.Float64,
+        "code_version": pl.String,
+    }
+)
+
+# Per-slice aggregates: one row per metric x slice (a tag of the dataset's rows).
+SLICE_AGGREGATES = pl.Schema(
+    {
+        "model": pl.String,
+        "dataset": pl.String,
+        "prompt_version": pl.String,
+        "slice": pl.String,
+        "metric": pl.String,
+        "n": pl.Int64,
+        "mean": pl.Float64,
+        "stderr": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+    }
+)
+
 TABLES: dict[str, pl.Schema] = {
     "prompt_versions": PROMPT_VERSIONS,
     "dataset_samples": DATASET_SAMPLES,
@@ -120,6 +163,8 @@ TABLES: dict[str, pl.Schema] = {
     "scores": SCORES,
     "aggregates": AGGREGATES,
     "leaderboard": LEADERBOARD,
+    "judgements": JUDGEMENTS,
+    "slice_aggregates": SLICE_AGGREGATES,
 }
 
 # Tables stored once per dataset rather than once per model x dataset.
@@ -133,4 +178,5 @@ VOLATILE_COLUMNS: dict[str, tuple[str, ...]] = {
     "generations": ("latency_s", "cached"),
     "aggregates": ("latency_p50_s", "latency_p95_s", "cache_hit_rate"),
     "leaderboard": ("latency_p50_s",),
+    "judgements": ("cached", "latency_s"),
 }

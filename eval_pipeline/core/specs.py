@@ -102,6 +102,9 @@ class DatasetSpec(_Strict):
     scorers: list[ScorerSpec] = Field(min_length=1)
     primary_metric: str | None = None
     sampling: dict[str, Any] = Field(default_factory=dict)
+    # Completions per problem for pass@k; sample ids of the extra samples read
+    # ``<problem id>#<index>`` (see eval_pipeline.scoring.stats.problem_id).
+    samples_per_problem: int = Field(1, ge=1, le=1000)
 
     @field_validator("name")
     @classmethod

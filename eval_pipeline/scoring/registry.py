@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from eval_pipeline.scoring._json import json_fields
+from eval_pipeline.scoring._judge import judge_params_problem, llm_judge
 from eval_pipeline.scoring._text import exact_match, normalized_match, numeric_match, regex_match
 
 
@@ -34,6 +35,8 @@ SCORERS: dict[str, ScorerFn] = {
     "regex_match": regex_match,
     "json_fields": json_fields,
     "code_execution": _code_execution,
+    # Validated here, run by eval_pipeline.judge through the score stage.
+    "llm_judge": llm_judge,
 }
 
 
@@ -61,6 +64,8 @@ def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
     missing = [p for p in required if p not in params]
     if missing:
         return f"scorer '{name}' needs parameter {missing[0]!r}"
+    if name == "llm_judge":
+        return judge_params_problem(params)
     return None
 
 

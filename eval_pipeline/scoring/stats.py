@@ -51,3 +51,184 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
+
+
+# --------------------------------------------------------------------------- pass@k over problems
+
+
+def problem_id(sample_id: str, separator: str = "#") -> str:
+    """The problem a sample belongs to: ``HumanEval/3#2`` (third sample of a problem) -> ``HumanEval/3``.
+
+    Datasets that ask for several samples per problem give each sample the id
+    ``<problem id><separator><index>``; an id without the separator is its own problem.
+    """
+    return sample_id.split(separator, 1)[0]
+
+
+def pass_at_k_over_problems(
+    sample_ids: Sequence[str], passed: Sequence[float], k: int, separator: str = "#"
+) -> float | None:
+    """Mean unbiased pass@k over problems, from one pass/fail value per sample.
+
+    Samples are grouped into problems with :func:`problem_id`; each problem contributes
+    ``pass_at_k(n, c, k)`` with its own ``n`` (samples) and ``c`` (passes).
+
+    Raises:
+        ValueError: A problem has fewer than ``k`` samples.
+    """
+    per_problem: dict[str, list[float]] = {}
+    for sid, value in zip(sample_ids, passed, strict=True):
+        per_problem.setdefault(problem_id(sid, separator), []).append(float(value))
+    if not per_problem:
+        return None
+    estimates = [pass_at_k(len(v), int(round(sum(v))), k) for v in per_problem.values()]
+    return float(np.mean(estimates))
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+def rankdata(values: Sequence[float]) -> np.ndarray:
+    """Ranks starting at 1, ties sharing their average rank (as ``scipy.stats.rankdata``)."""
+    data = np.asarray(values, dtype=float)
+    order = np.argsort(data, kind="mergesort")
+    ranks = np.empty(data.size, dtype=float)
+    sorted_data = data[order]
+    i = 0
+    while i < data.size:
+        j = i
+        while j + 1 < data.size and sorted_data[j + 1] == sorted_data[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (Pearson correlation of average ranks).
+
+    None when fewer than two pairs or when either side is constant (undefined).
+    """
+    if len(a) != len(b):
+        raise ValueError(f"spearman needs equal lengths, got {len(a)} and {len(b)}")
+    if len(a) < 2:
+        return None
+    ra, rb = rankdata(a), rankdata(b)
+    if np.all(ra == ra[0]) or np.all(rb == rb[0]):
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def quadratic_weighted_kappa(
+    a: Sequence[float], b: Sequence[float], low: int = 1, high: int = 5
+) -> float | None:
+    """Cohen's kappa with quadratic weights between two ratings on the scale ``low..high``.
+
+    Ratings are rounded to the nearest category and clipped to the scale, so continuous
+    (calibrated) scores can be compared with integer labels. None when the expected
+    disagreement is zero (both raters constant on the same category).
+    """
+    if len(a) != len(b):
+        raise ValueError(f"kappa needs equal lengths, got {len(a)} and {len(b)}")
+    if not len(a):
+        return None
+    cats = high - low + 1
+    ia = np.clip(np.rint(np.asarray(a, dtype=float)), low, high).astype(int) - low
+    ib = np.clip(np.rint(np.asarray(b, dtype=float)), low, high).astype(int) - low
+    observed = np.zeros((cats, cats))
+    np.add.at(observed, (ia, ib), 1.0)
+    observed /= observed.sum()
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
+    idx = np.arange(cats)
+    weights = (idx[:, None] - idx[None, :]) ** 2 / (cats - 1) ** 2
+    denominator = float((weights * expected).sum())
+    if denominator == 0.0:
+        return None
+    return float(1.0 - (weights * observed).sum() / denominator)
+
+
+def mean_absolute_error(predicted: Sequence[float], truth: Sequence[float]) -> float | None:
+    """Mean of ``|predicted - truth|``; None for empty input."""
+    if len(predicted) != len(truth):
+        raise ValueError(f"MAE needs equal lengths, got {len(predicted)} and {len(truth)}")
+    if not len(predicted):
+        return None
+    return float(np.mean(np.abs(np.asarray(predicted, float) - np.asarray(truth, float))))
+
+
+# --------------------------------------------------------------------------- paired tests
+
+
+def mcnemar(
+    baseline: Sequence[float], current: Sequence[float], *, mid_p: bool = True
+) -> tuple[int, int, float]:
+    """McNemar's test for paired pass/fail outcomes (exact binomial, optionally mid-p).
+
+    Only discordant pairs matter: ``b`` samples passed in the baseline and failed now,
+    ``c`` failed then and pass now. Under the null each discordant pair is a fair coin,
+    so the two-sided exact p-value is ``min(1, 2 * P(X <= min(b, c)))`` with
+    ``X ~ Binomial(b + c, 1/2)``. The mid-p version subtracts half the probability of
+    the observed value, which keeps the test closer to its nominal level (the exact
+    test is conservative for few discordant pairs).
+
+    Returns:
+        ``(b, c, p_value)``; the p-value is 1.0 when there are no discordant pairs.
+    """
+    if len(baseline) != len(current):
+        raise ValueError(f"mcnemar needs paired values, got {len(baseline)} and {len(current)}")
+    base = np.asarray(baseline, dtype=float) >= 0.5
+    cur = np.asarray(current, dtype=float) >= 0.5
+    b = int(np.sum(base & ~cur))
+    c = int(np.sum(~base & cur))
+    n = b + c
+    if n == 0:
+        return b, c, 1.0
+    k = min(b, c)
+    pmf = [math.comb(n, i) / 2.0**n for i in range(k + 1)]
+    tail = sum(pmf)
+    if mid_p:
+        tail -= pmf[k] / 2.0
+    return b, c, float(min(1.0, 2.0 * tail))
+
+
+def paired_bootstrap(
+    baseline: Sequence[float],
+    current: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 10000,
+    seed: int = 0,
+) -> tuple[float, float, float, float]:
+    """Paired bootstrap of the mean difference ``current - baseline``.
+
+    Samples are resampled as pairs, so whatever a sample's difficulty contributes to both
+    runs cancels out. The CI is the percentile interval of the resampled mean difference.
+    The two-sided p-value comes from the resampled differences shifted to mean zero
+    (the null of no change): the share of resampled means at least as far from zero as
+    the observed one, with the usual +1 correction so it is never exactly zero.
+
+    Returns:
+        ``(delta, ci_low, ci_high, p_value)``.
+    """
+    if len(baseline) != len(current):
+        raise ValueError(
+            f"paired bootstrap needs paired values, got {len(baseline)} and {len(current)}"
+        )
+    diffs = np.asarray(current, dtype=float) - np.asarray(baseline, dtype=float)
+    if diffs.size == 0:
+        raise ValueError("paired bootstrap needs at least one pair")
+    delta = float(diffs.mean())
+    if np.allclose(diffs, diffs[0]):
+        # No variation: every resample equals the observed mean, so the bootstrap says
+        # nothing; fall back to the sign test (all n differences share one sign).
+        p_sign = 1.0 if delta == 0.0 else min(1.0, 2.0 * 0.5**diffs.size)
+        return delta, delta, delta, p_sign
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, diffs.size, size=(resamples, diffs.size))
+    means = diffs[idx].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    null_means = means - delta
+    extreme = int(np.sum(np.abs(null_means) >= abs(delta) - 1e-12))
+    p_value = (extreme + 1) / (resamples + 1)
+    return delta, float(low), float(high), float(min(1.0, p_value))

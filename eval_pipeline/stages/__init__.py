@@ -1,5 +1,7 @@
-"""One plain function per pipeline stage. No Dagster here: the same function runs in a
-Dagster step, in a SLURM job and in a unit test."""
+"""One plain function per pipeline stage.
+
+No Dagster here: the same function runs in a Dagster step, in a SLURM job and in a unit test.
+"""
 
 from eval_pipeline.stages.aggregate import AggregateReport, aggregate
 from eval_pipeline.stages.catalog_tables import (
@@ -8,7 +10,11 @@ from eval_pipeline.stages.catalog_tables import (
     build_prompt_versions,
 )
 from eval_pipeline.stages.generate import GenerateReport, build_requests, generate
-from eval_pipeline.stages.leaderboard import build_leaderboard, leaderboard_markdown
+from eval_pipeline.stages.leaderboard import (
+    build_leaderboard,
+    leaderboard_markdown,
+    write_leaderboard_report,
+)
 from eval_pipeline.stages.score import ScoreReport, score
 
 __all__ = [
@@ -24,4 +30,5 @@ __all__ = [
     "generate",
     "leaderboard_markdown",
     "score",
+    "write_leaderboard_report",
 ]

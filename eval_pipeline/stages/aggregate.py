@@ -9,7 +9,8 @@ import polars as pl
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version
-from eval_pipeline.core.schemas import AGGREGATES
+from eval_pipeline.core.schemas import AGGREGATES, SLICE_AGGREGATES
+from eval_pipeline.judge import JUDGE_SCORER, JudgeParams
 from eval_pipeline.scoring import stats
 from eval_pipeline.storage import Store
 
@@ -45,30 +46,163 @@ def aggregate(
     }
     prompt_version = generations["prompt_version"][0] if generations.height else ""
     rows = []
-    for scorer in spec.scorers:
-        metric = scorer.metric_name
-        values = (
-            scores.filter((pl.col("metric") == metric) & pl.col("value").is_not_null())["value"]
-            .to_list()
-        )
+    for metric in _metrics(spec, scores):
+        applicable = scores.filter((pl.col("metric") == metric) & pl.col("value").is_not_null())
+        values = applicable["value"].to_list()
         low, high = stats.bootstrap_ci(values, confidence=confidence, seed=BOOTSTRAP_SEED)
         mean = stats.mean(values)
+        pass_at_1 = None
+        if metric in code_metrics:
+            # One sample per problem: pass@1 is the pass rate (unbiased estimator, n=1).
+            # Several: the unbiased estimator per problem, averaged over problems.
+            pass_at_1 = (
+                stats.pass_at_k_over_problems(applicable["sample_id"].to_list(), values, 1)
+                if spec.samples_per_problem > 1
+                else mean
+            )
+        row = {
+            "model": model,
+            "dataset": dataset,
+            "prompt_version": prompt_version,
+            "metric": metric,
+            "n": len(values),
+            "mean": mean,
+            "stderr": stats.stderr(values),
+            "ci_low": low,
+            "ci_high": high,
+            "pass_at_1": pass_at_1,
+            **shared,
+        }
+        rows.append(row)
+        if metric in code_metrics and spec.samples_per_problem > 1:
+            rows.extend(_pass_at_k_rows(row, applicable, spec.samples_per_problem))
+    rows.extend(_judge_agreement_rows(spec, scores, rows[0] if rows else None))
+    frame = pl.DataFrame(rows, schema=AGGREGATES)
+    path = store.write("aggregates", frame, dataset=dataset, model=model)
+    samples = store.read_optional("dataset_samples", dataset=dataset)
+    if samples is not None:
+        slices = slice_aggregates(
+            scores, samples, model, dataset, prompt_version, confidence=confidence
+        )
+        store.write("slice_aggregates", slices, dataset=dataset, model=model)
+    return AggregateReport(path=path, frame=frame)
+
+
+def _metrics(spec, scores: pl.DataFrame) -> list[str]:
+    # The spec's metrics first (a scorer with no rows still gets its row), then the extra
+    # metrics some scorers write (a judge's per-judge and calibrated scores) in score order.
+    named = [s.metric_name for s in spec.scorers]
+    extra = [m for m in scores["metric"].unique(maintain_order=True).to_list() if m not in named]
+    return named + extra
+
+
+def _pass_at_k_rows(row: dict, applicable: pl.DataFrame, samples_per_problem: int) -> list[dict]:
+    ids, values = applicable["sample_id"].to_list(), applicable["value"].to_list()
+    problems = {stats.problem_id(i) for i in ids}
+    out = []
+    for k in (2, 5, 10, 20, 50, 100):
+        if k > samples_per_problem:
+            break
+        try:
+            estimate = stats.pass_at_k_over_problems(ids, values, k)
+        except ValueError:
+            break  # some problem has fewer than k samples (errors, a sample limit)
+        out.append(
+            {
+                **row,
+                "metric": f"{row['metric']}:pass@{k}",
+                "n": len(problems),
+                "mean": estimate,
+                "stderr": None,
+                "ci_low": None,
+                "ci_high": None,
+                "pass_at_1": None,
+            }
+        )
+    return out
+
+
+def _judge_agreement_rows(spec, scores: pl.DataFrame, template: dict | None) -> list[dict]:
+    # Several judges on one rubric: how far they agree, as mean pairwise quadratic-weighted
+    # kappa and Spearman over the samples both judges could score.
+    if template is None:
+        return []
+    out = []
+    for scorer in spec.scorers:
+        if scorer.name != JUDGE_SCORER:
+            continue
+        params = JudgeParams.model_validate(scorer.params)
+        if len(params.judges) < 2:
+            continue
+        metric = scorer.metric_name
+        wide = scores.filter(
+            pl.col("metric").is_in([f"{metric}:{j}" for j in params.judges])
+        ).pivot(on="metric", index="sample_id", values="value")
+        kappas, rhos, pairs = [], [], 0
+        for i, a in enumerate(params.judges):
+            for b in params.judges[i + 1 :]:
+                both = wide.select(f"{metric}:{a}", f"{metric}:{b}").drop_nulls()
+                pairs = max(pairs, both.height)
+                x, y = both[f"{metric}:{a}"].to_list(), both[f"{metric}:{b}"].to_list()
+                kappa = stats.quadratic_weighted_kappa(x, y)
+                rho = stats.spearman(x, y)
+                if kappa is not None:
+                    kappas.append(kappa)
+                if rho is not None:
+                    rhos.append(rho)
+        for name, found in (("kappa", kappas), ("spearman", rhos)):
+            out.append(
+                {
+                    **template,
+                    "metric": f"{metric}:agreement_{name}",
+                    "n": pairs,
+                    "mean": stats.mean(found),
+                    "stderr": None,
+                    "ci_low": None,
+                    "ci_high": None,
+                    "pass_at_1": None,
+                }
+            )
+    return out
+
+
+def slice_aggregates(
+    scores: pl.DataFrame,
+    samples: pl.DataFrame,
+    model: str,
+    dataset: str,
+    prompt_version: str,
+    *,
+    confidence: float = 0.95,
+) -> pl.DataFrame:
+    """Per tag (slice) and metric: n, mean, stderr and seeded bootstrap CI.
+
+    A sample belongs to every slice named by one of its tags; samples without tags
+    belong to no slice.
+    """
+    tagged = (
+        samples.select("sample_id", "tags")
+        .explode("tags")
+        .drop_nulls("tags")
+        .rename({"tags": "slice"})
+    )
+    joined = scores.filter(pl.col("value").is_not_null()).join(tagged, on="sample_id", how="inner")
+    rows = []
+    for (slice_name, metric), group in joined.group_by(["slice", "metric"], maintain_order=True):
+        values = group["value"].to_list()
+        low, high = stats.bootstrap_ci(values, confidence=confidence, seed=BOOTSTRAP_SEED)
         rows.append(
             {
                 "model": model,
                 "dataset": dataset,
                 "prompt_version": prompt_version,
+                "slice": slice_name,
                 "metric": metric,
                 "n": len(values),
-                "mean": mean,
+                "mean": stats.mean(values),
                 "stderr": stats.stderr(values),
                 "ci_low": low,
                 "ci_high": high,
-                # One sample per problem: pass@1 is the pass rate (unbiased estimator, n=1).
-                "pass_at_1": mean if metric in code_metrics else None,
-                **shared,
             }
         )
-    frame = pl.DataFrame(rows, schema=AGGREGATES)
-    path = store.write("aggregates", frame, dataset=dataset, model=model)
-    return AggregateReport(path=path, frame=frame)
+    return pl.DataFrame(rows, schema=SLICE_AGGREGATES).sort(["slice", "metric"])

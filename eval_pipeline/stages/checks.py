@@ -65,5 +65,7 @@ def scores_cover_generations(store: Store, dataset: str, model: str) -> CheckOut
         (pl.col("rows") != generations.height) | (pl.col("unique") != generations.height)
     )
     if bad.height:
-        return CheckOutcome(False, f"metrics with missing or duplicate scores: {bad['metric'].to_list()}")
+        return CheckOutcome(
+            False, f"metrics with missing or duplicate scores: {bad['metric'].to_list()}"
+        )
     return CheckOutcome(True, f"{per_metric.height} metrics x {generations.height} samples scored")

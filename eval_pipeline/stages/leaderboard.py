@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
 from eval_pipeline.catalog import Catalog
@@ -28,6 +30,21 @@ def build_leaderboard(catalog: Catalog, store: Store) -> pl.DataFrame:
     )
     store.write("leaderboard", board)
     return board
+
+
+def write_leaderboard_report(catalog: Catalog, store: Store, board: pl.DataFrame) -> Path:
+    """Render ``board`` as ``<store>/reports/leaderboard/index.html`` with PNG plots.
+
+    Returns:
+        The index page's path.
+    """
+    from eval_pipeline.report import write_html_report
+
+    aggregates = (
+        store.scan("aggregates").collect().filter(pl.col("model").is_in(list(catalog.models)))
+    )
+    report = write_html_report(board, aggregates, store.root / "reports" / "leaderboard")
+    return report.index
 
 
 def leaderboard_markdown(board: pl.DataFrame) -> str:

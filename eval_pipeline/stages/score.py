@@ -10,6 +10,7 @@ import polars as pl
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.schemas import SCORES
+from eval_pipeline.judge import JUDGE_SCORER, judge_scores
 from eval_pipeline.scoring import run_scorer
 from eval_pipeline.storage import Store
 
@@ -26,12 +27,28 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
     spec = catalog.dataset_specs[dataset]
     generations = store.read("generations", dataset=dataset, model=model)
     samples = store.read("dataset_samples", dataset=dataset).select("sample_id", "target", "fields")
-    joined = generations.select(
-        "sample_id", "prompt_version", "completion", "request_hash"
-    ).join(samples, on="sample_id", how="left", maintain_order="left")
+    joined = generations.select("sample_id", "prompt_version", "completion", "request_hash").join(
+        samples, on="sample_id", how="left", maintain_order="left"
+    )
     frames = []
+    judgements = []
     for scorer in spec.scorers:
-        result = run_scorer(scorer.name, joined.select("sample_id", "completion", "target", "fields"), scorer.params)
+        if scorer.name == JUDGE_SCORER:
+            # Judging calls models: the judge package runs it through the engine.
+            output = judge_scores(catalog, store, model, dataset, scorer, joined)
+            judgements.append(output.judgements)
+            for judged in output.scores:
+                frames.append(
+                    joined.select("sample_id", "prompt_version", "request_hash")
+                    .with_columns(
+                        pl.lit(judged["metric"][0] if judged.height else "").alias("metric")
+                    )
+                    .hstack(judged.select("value", "detail"))
+                )
+            continue
+        result = run_scorer(
+            scorer.name, joined.select("sample_id", "completion", "target", "fields"), scorer.params
+        )
         frames.append(
             joined.select("sample_id", "prompt_version", "request_hash")
             .with_columns(pl.lit(scorer.metric_name).alias("metric"))
@@ -47,8 +64,12 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
         .select(SCORES.names())
     )
     path = store.write("scores", scores, dataset=dataset, model=model)
+    if judgements:
+        store.write("judgements", pl.concat(judgements), dataset=dataset, model=model)
     means = {
         m: (v if v is None else float(v))
-        for m, v in scores.group_by("metric", maintain_order=True).agg(pl.col("value").mean()).iter_rows()
+        for m, v in scores.group_by("metric", maintain_order=True)
+        .agg(pl.col("value").mean())
+        .iter_rows()
     }
     return ScoreReport(path=path, rows=scores.height, means=means)

@@ -1,0 +1,95 @@
+"""Regression detection in Dagster: a partitioned check on ``aggregates`` and a report asset.
+
+Both compare per sample with the pinned baseline named by ``$EVAL_PIPELINE_BASELINE``
+(default ``main``, in ``baselines/main/``); see :mod:`eval_pipeline.regression`.
+"""
+
+import dagster as dg
+
+from eval_pipeline.defs.partitions import current_partitions
+from eval_pipeline.regression import (
+    baseline_name,
+    partition_outcome,
+    regression_report,
+    write_report,
+)
+from eval_pipeline.resources import CatalogResource, StoreResource
+
+
+def build_regression_defs(
+    grid: dg.MultiPartitionsDefinition, aggregates: dg.AssetsDefinition
+) -> tuple[dg.AssetChecksDefinition, dg.AssetsDefinition]:
+    """The ``aggregates_regression`` check and the ``regression_report`` asset."""
+
+    @dg.asset_check(
+        asset=aggregates, name="aggregates_regression", blocking=False, partitions_def=grid
+    )
+    def aggregates_regression(
+        context: dg.AssetCheckExecutionContext, catalog: CatalogResource, store: StoreResource
+    ) -> dg.AssetCheckResult:
+        """Compares the partition's per-sample scores with the pinned baseline.
+
+        McNemar for pass/fail metrics, paired bootstrap otherwise; fails when a metric
+        dropped significantly and by more than its threshold.
+
+        Metadata: ``baseline``, ``regressed_metrics`` (comma separated, empty when none),
+        and ``<metric>/delta`` and ``<metric>/p_value`` per compared metric.
+        """
+        keys = current_partitions(context)
+        outcomes = [
+            (k, partition_outcome(catalog.root, store.get(), k.model, k.dataset)) for k in keys
+        ]
+        if len(outcomes) == 1:
+            outcome = outcomes[0][1]
+            return dg.AssetCheckResult(
+                passed=outcome.passed, description=outcome.description, metadata=outcome.metadata
+            )
+        # Several partitions in one run: prefix each metric with its partition.
+        metadata: dict[str, object] = {"baseline": baseline_name()}
+        regressed = []
+        for key, outcome in outcomes:
+            for name, value in outcome.metadata.items():
+                if "/" in name:
+                    metadata[f"{key.key}:{name}"] = value
+            regressed += [
+                f"{key.key}:{m}" for m in outcome.metadata["regressed_metrics"].split(",") if m
+            ]
+        metadata["regressed_metrics"] = ",".join(regressed)
+        failed = [f"{k.key}: {o.description}" for k, o in outcomes if not o.passed]
+        description = (
+            "; ".join(failed) if failed else f"no regression in {len(outcomes)} partitions"
+        )
+        return dg.AssetCheckResult(passed=not failed, description=description, metadata=metadata)
+
+    @dg.asset(
+        name="regression_report",
+        deps=[aggregates],
+        group_name="reporting",
+        kinds={"markdown", "json"},
+    )
+    def regression_report_asset(
+        context: dg.AssetExecutionContext, catalog: CatalogResource, store: StoreResource
+    ) -> dg.MaterializeResult:
+        """Every stored model x dataset compared with the pinned baseline.
+
+        Per metric: baseline, current, delta with a paired-bootstrap 95% CI, p-value
+        (McNemar for pass/fail, paired bootstrap otherwise) and the samples that flipped.
+        Written as Markdown and JSON to ``<store>/reports/regression.{md,json}``.
+        """
+        s = store.get()
+        report, note = regression_report(catalog.root, s)
+        md_path, json_path, markdown = write_report(s, report, note)
+        regressions = report.regressions if report else []
+        return dg.MaterializeResult(
+            metadata={
+                "baseline": baseline_name(),
+                "regressed": bool(regressions),
+                "regressed_metrics": ",".join(f"{c.partition}:{c.metric}" for c in regressions),
+                "metrics_compared": len(report.comparisons) if report else 0,
+                "markdown_path": dg.MetadataValue.path(str(md_path)),
+                "json_path": dg.MetadataValue.path(str(json_path)),
+                "report": dg.MetadataValue.md(markdown),
+            }
+        )
+
+    return aggregates_regression, regression_report_asset

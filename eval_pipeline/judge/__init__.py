@@ -1,0 +1,61 @@
+"""LLM-as-judge: rubric templates, strict verdict parsing, the judge scorer and its calibration.
+
+A dataset names ``llm_judge`` scorers with a rubric (``prompts/judge-<rubric>.jinja``) and
+one or more judge models from the catalog. Judge calls run through the generation engine
+(cache, rate limits, cost tracking); verdicts are parsed strictly and an unreadable one
+is recorded as such, never scored.
+"""
+
+from eval_pipeline.judge._calibrate import (
+    LABELS_FILE,
+    CalibrationReport,
+    calibrate_judge,
+    load_labels,
+)
+from eval_pipeline.judge._rubrics import (
+    JUDGE_SCORER,
+    RUBRICS,
+    SCALE,
+    JudgeParams,
+    judge_metric_names,
+    rubric_prompt,
+)
+from eval_pipeline.judge._scorer import (
+    JudgeCall,
+    JudgeItem,
+    JudgeOutput,
+    judge_scores,
+    run_judge,
+)
+from eval_pipeline.judge._verdict import (
+    MALFORMED,
+    NO_RESPONSE,
+    OK,
+    OUT_OF_RANGE,
+    Verdict,
+    parse_verdict,
+)
+
+__all__ = [
+    "JUDGE_SCORER",
+    "LABELS_FILE",
+    "MALFORMED",
+    "NO_RESPONSE",
+    "OK",
+    "OUT_OF_RANGE",
+    "RUBRICS",
+    "SCALE",
+    "CalibrationReport",
+    "JudgeCall",
+    "JudgeItem",
+    "JudgeOutput",
+    "JudgeParams",
+    "Verdict",
+    "calibrate_judge",
+    "judge_metric_names",
+    "judge_scores",
+    "load_labels",
+    "parse_verdict",
+    "rubric_prompt",
+    "run_judge",
+]

@@ -1,0 +1,202 @@
+"""The calibration stage: judge the labelled responses, fit a map, store it.
+
+Labels live in ``datasets/judge-labels/labels.jsonl`` (see the README there for how they
+were made): one row per response x rubric with the response, its question, a reference
+answer and a 1-5 label.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval_pipeline.calibration import (
+    CalibrationError,
+    CalibrationResult,
+    fit_calibration,
+    load_calibration_document,
+    save_calibration,
+)
+from eval_pipeline.catalog import Catalog
+from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.core.hashing import content_hash
+from eval_pipeline.judge._rubrics import RUBRICS, SCALE, rubric_prompt
+from eval_pipeline.judge._scorer import JudgeItem, run_judge
+from eval_pipeline.providers import Provider
+from eval_pipeline.storage import Store
+
+LABELS_FILE = Path("datasets") / "judge-labels" / "labels.jsonl"
+CALIBRATION_MAX_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """What the ``judge_calibration`` asset reports.
+
+    ``status`` is ``fitted`` or ``refused``; a refused calibration carries the reason in
+    ``message`` and no result, and scores stay uncalibrated.
+    """
+
+    judge: str
+    rubric: str
+    rubric_version: str
+    status: str
+    message: str
+    labels: int
+    parsed: int
+    result: CalibrationResult | None
+    path: Path
+    reused: bool
+    judge_calls: int
+
+
+def load_labels(root: str | Path, rubric: str) -> list[dict[str, Any]]:
+    """The labelled responses for ``rubric`` (empty when the file has none)."""
+    path = Path(root) / LABELS_FILE
+    if not path.exists():
+        return []
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CatalogError(
+                str(LABELS_FILE), f"line {lineno}", f"not valid JSON ({exc.msg})"
+            ) from exc
+        if row.get("rubric") != rubric:
+            continue
+        label = row.get("label")
+        if (
+            isinstance(label, bool)
+            or not isinstance(label, int)
+            or not SCALE[0] <= label <= SCALE[1]
+        ):
+            raise CatalogError(
+                str(LABELS_FILE), f"line {lineno}: label", f"must be an integer 1-5, got {label!r}"
+            )
+        rows.append(row)
+    return rows
+
+
+def calibrate_judge(
+    catalog: Catalog,
+    store: Store,
+    judge: str,
+    rubric: str,
+    *,
+    provider: Provider | None = None,
+    max_tokens: int = CALIBRATION_MAX_TOKENS,
+    min_labels: int | None = None,
+) -> CalibrationReport:
+    """Judge every labelled response of ``rubric`` with ``judge`` and fit a calibration.
+
+    The fit is skipped (and the stored one reused) when the labels, the rubric version
+    and the judge's identity are unchanged. Judge calls go through the response cache,
+    so re-fitting after a code change costs no model calls either.
+    """
+    if rubric not in RUBRICS:
+        raise ValueError(f"unknown rubric {rubric!r}; known: {', '.join(RUBRICS)}")
+    if judge not in catalog.models:
+        raise CatalogError(
+            "models.yaml",
+            "models",
+            f"unknown judge model '{judge}' named by an llm_judge scorer "
+            f"(known: {', '.join(catalog.model_slugs)})",
+        )
+    prompt = rubric_prompt(catalog.root, rubric)
+    labels = load_labels(catalog.root, rubric)
+    spec = catalog.model(judge)
+    fingerprint = content_hash(
+        {
+            "labels": labels,
+            "rubric_version": prompt.version,
+            "judge": spec.identity(),
+            "sampling": spec.sampling.model_dump(mode="json"),
+            "max_tokens": max_tokens,
+            "min_labels": min_labels,
+        },
+        16,
+    )
+    stored = load_calibration_document(store, judge, rubric)
+    if stored is not None and stored.get("fingerprint") == fingerprint:
+        return _report(store, judge, rubric, prompt.version, stored, reused=True, calls=0)
+    items = [
+        JudgeItem(
+            sample_id=str(row["id"]),
+            question=str(row["question"]),
+            answer=str(row["answer"]),
+            reference=str(row.get("reference", "")),
+        )
+        for row in labels
+    ]
+    calls = run_judge(
+        catalog, store, judge, prompt, items, max_tokens=max_tokens, provider=provider
+    )
+    pairs = [
+        (float(c.verdict.score), float(row["label"]))
+        for c, row in zip(calls, labels, strict=True)
+        if c.verdict.ok
+    ]
+    statuses: dict[str, int] = {}
+    for c in calls:
+        statuses[c.verdict.status] = statuses.get(c.verdict.status, 0) + 1
+    document: dict[str, Any] = {
+        "judge": judge,
+        "rubric": rubric,
+        "rubric_version": prompt.version,
+        "fingerprint": fingerprint,
+        "labels": len(labels),
+        "parsed": len(pairs),
+        "verdict_statuses": statuses,
+        "verdicts": [
+            {
+                "id": c.item.sample_id,
+                "label": row["label"],
+                "status": c.verdict.status,
+                "score": c.verdict.score,
+            }
+            for c, row in zip(calls, labels, strict=True)
+        ],
+    }
+    kwargs = {} if min_labels is None else {"min_labels": min_labels}
+    try:
+        result = fit_calibration(
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            low=SCALE[0],
+            high=SCALE[1],
+            label=f"judge {judge} on rubric {rubric}",
+            **kwargs,
+        )
+    except CalibrationError as exc:
+        document.update(status="refused", message=str(exc))
+    else:
+        document.update(status="fitted", message=f"chose {result.method}", result=result.to_json())
+    save_calibration(store, judge, rubric, document)
+    sent = sum(1 for c in calls if c.request is not None and not c.cached)
+    return _report(store, judge, rubric, prompt.version, document, reused=False, calls=sent)
+
+
+def _report(store, judge, rubric, rubric_version, document, *, reused, calls) -> CalibrationReport:
+    from eval_pipeline.calibration import calibration_path
+
+    result = (
+        CalibrationResult.from_json(document["result"]) if document["status"] == "fitted" else None
+    )
+    return CalibrationReport(
+        judge=judge,
+        rubric=rubric,
+        rubric_version=rubric_version,
+        status=document["status"],
+        message=document["message"],
+        labels=document["labels"],
+        parsed=document["parsed"],
+        result=result,
+        path=calibration_path(store, judge, rubric),
+        reused=reused,
+        judge_calls=calls,
+    )

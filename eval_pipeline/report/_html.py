@@ -1,0 +1,201 @@
+"""The HTML report: the leaderboard as a table plus PNG plots, in one folder.
+
+``<store>/reports/leaderboard/index.html`` with ``score_by_model.png`` (each dataset's
+primary metric per model, with 95% CI error bars), ``cost_vs_score.png`` and
+``latency.png`` (p50 bars with p95 whiskers) beside it. Matplotlib is imported here
+only, with the non-interactive Agg backend, so nothing else pays for it.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+PLOTS = ("score_by_model.png", "cost_vs_score.png", "latency.png")
+
+
+@dataclass(frozen=True)
+class HtmlReport:
+    """Where the report was written."""
+
+    index: Path
+    images: list[Path]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    # Rendered to a temporary name and renamed: a reader never sees half a PNG.
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _empty(plt, path: Path, message: str) -> None:
+    fig, ax = plt.subplots(figsize=(5, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_scores(board: pl.DataFrame, path: Path) -> None:
+    """Grouped bars: one group per dataset, one bar per model, 95% CI as error bars."""
+    plt = _pyplot()
+    rows = board.filter(pl.col("mean").is_not_null())
+    if rows.height == 0:
+        _empty(plt, path, "no scores yet")
+        return
+    datasets = sorted(set(rows["dataset"]))
+    models = sorted(set(rows["model"]))
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(datasets) + 1), 3.2))
+    for i, model in enumerate(models):
+        xs, ys, lo, hi = [], [], [], []
+        for j, dataset in enumerate(datasets):
+            r = rows.filter((pl.col("model") == model) & (pl.col("dataset") == dataset))
+            if r.height == 0:
+                continue
+            row = r.row(0, named=True)
+            mean = row["mean"]
+            xs.append(j + (i - (len(models) - 1) / 2) * width)
+            ys.append(mean)
+            lo.append(max(0.0, mean - (row["ci_low"] if row["ci_low"] is not None else mean)))
+            hi.append(max(0.0, (row["ci_high"] if row["ci_high"] is not None else mean) - mean))
+        ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=3, label=model)
+    ax.set_xticks(range(len(datasets)))
+    ax.set_xticklabels(
+        [f"{d}\n({rows.filter(pl.col('dataset') == d)['metric'][0]})" for d in datasets], fontsize=8
+    )
+    ax.set_ylabel("primary metric (mean, 95% CI)")
+    ax.legend(fontsize=7)
+    ax.set_title("Score by model and dataset")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_cost(board: pl.DataFrame, path: Path) -> None:
+    """Scatter of each partition's total cost against its primary metric."""
+    plt = _pyplot()
+    rows = board.filter(pl.col("mean").is_not_null())
+    if rows.height == 0:
+        _empty(plt, path, "no scores yet")
+        return
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for model in sorted(set(rows["model"])):
+        r = rows.filter(pl.col("model") == model)
+        ax.scatter(r["cost_usd"].to_list(), r["mean"].to_list(), label=model)
+        for cost, mean, dataset in r.select("cost_usd", "mean", "dataset").iter_rows():
+            ax.annotate(
+                dataset, (cost, mean), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+    ax.set_xlabel("cost (USD)")
+    ax.set_ylabel("primary metric")
+    ax.legend(fontsize=7)
+    ax.set_title("Cost against score")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_latency(aggregates: pl.DataFrame, path: Path) -> None:
+    """Latency p50 per model x dataset, with a whisker up to p95."""
+    plt = _pyplot()
+    rows = (
+        aggregates.group_by("model", "dataset")
+        .agg(pl.col("latency_p50_s").first(), pl.col("latency_p95_s").first())
+        .drop_nulls()
+        .sort("model", "dataset")
+    )
+    if rows.height == 0:
+        _empty(plt, path, "no latencies yet")
+        return
+    labels = [f"{m}\n{d}" for m, d in rows.select("model", "dataset").iter_rows()]
+    p50 = rows["latency_p50_s"].to_list()
+    p95 = rows["latency_p95_s"].to_list()
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(labels) + 1), 3.2))
+    ax.bar(
+        range(len(labels)),
+        p50,
+        yerr=[[0] * len(p50), [max(0.0, b - a) for a, b in zip(p50, p95, strict=True)]],
+        capsize=3,
+    )
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("seconds per request (p50, whisker p95)")
+    ax.set_title("Latency")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def write_html_report(board: pl.DataFrame, aggregates: pl.DataFrame, folder: Path) -> HtmlReport:
+    """Render the leaderboard and its plots into ``folder``.
+
+    Args:
+        board: The leaderboard table (one row per model x dataset, primary metric).
+        aggregates: The aggregates of the same partitions (for latency percentiles).
+        folder: Output folder; created when missing.
+
+    Returns:
+        The index page and image paths.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    images = [folder / name for name in PLOTS]
+    plot_scores(board, images[0])
+    plot_cost(board, images[1])
+    plot_latency(aggregates, images[2])
+    rows = []
+    for r in board.iter_rows(named=True):
+        mean = "-" if r["mean"] is None else f"{r['mean']:.3f}"
+        ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+        latency = "-" if r["latency_p50_s"] is None else f"{r['latency_p50_s']:.3f}"
+        cells = [
+            r["model"],
+            r["dataset"],
+            r["metric"],
+            str(r["n"]),
+            mean,
+            ci,
+            str(r["error_count"]),
+            f"{r['cost_usd']:.4f}",
+            latency,
+        ]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>eval_pipeline leaderboard</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:nth-child(-n+3){{text-align:left}}
+img{{max-width:100%;margin:1em 0;display:block}}</style></head><body>
+<h1>Leaderboard</h1>
+<p>Each dataset's primary metric per model: mean with a seeded bootstrap 95% CI.</p>
+<table><thead><tr><th>model</th><th>dataset</th><th>metric</th><th>n</th><th>mean</th><th>95% CI</th>
+<th>errors</th><th>cost $</th><th>latency p50 s</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>
+<h2>Score by model and dataset</h2><img src="{PLOTS[0]}" alt="score by model and dataset with 95% CI">
+<h2>Cost against score</h2><img src="{PLOTS[1]}" alt="cost against score">
+<h2>Latency</h2><img src="{PLOTS[2]}" alt="latency p50 and p95">
+</body></html>
+"""
+    index = folder / "index.html"
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(page)
+    os.replace(tmp, index)
+    return HtmlReport(index=index, images=images)
