@@ -1,0 +1,36 @@
+"""Plain operations logic behind the schedule and sensors (no Dagster here).
+
+Alert payloads and their delivery to a webhook, the regression events read from check
+results, and which partitions the nightly suite is due to re-evaluate.
+"""
+
+from eval_pipeline.operations._alerts import (
+    RegressionEvent,
+    regression_alert,
+    regression_events,
+    run_failure_alert,
+)
+from eval_pipeline.operations._due import (
+    DuePartition,
+    LastResult,
+    catalog_additions,
+    inputs_fingerprint,
+    partition_fingerprints,
+    select_due,
+)
+from eval_pipeline.operations._webhook import PostResult, post_json
+
+__all__ = [
+    "DuePartition",
+    "LastResult",
+    "PostResult",
+    "RegressionEvent",
+    "catalog_additions",
+    "inputs_fingerprint",
+    "partition_fingerprints",
+    "post_json",
+    "regression_alert",
+    "regression_events",
+    "run_failure_alert",
+    "select_due",
+]

@@ -1,0 +1,131 @@
+"""The nightly regression suite schedule, evaluated against a real instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from eval_pipeline.defs import build_definitions
+from eval_pipeline.defs.schedules import INPUTS_TAG, NightlySettings, build_schedules
+from eval_pipeline.resources import CatalogResource
+from eval_pipeline_tests.conftest import make_project
+from eval_pipeline_tests.opsupport import ONE_MODEL, no_dangling_defs_state, run_suite
+
+NAME = "nightly_regression_suite_schedule"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "project", ONE_MODEL, datasets=("qa", "json-extract"))
+
+
+def evaluate(project: Path, instance, when: dt.datetime | None = None):
+    """One tick at ``when`` (default: now); returns the ScheduleExecutionData."""
+    with no_dangling_defs_state():
+        defs = build_definitions(str(project), str(project / "store"))
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=when or dt.datetime.now(dt.UTC),
+            resources={"catalog": CatalogResource(root=str(project))},
+            repository_def=defs.get_repository_def(),
+        )
+        return defs.resolve_schedule_def(NAME).evaluate_tick(context)
+
+
+def run_requested(project: Path, instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """Run a requested partition as the daemon would, with the request's tags."""
+    return run_suite(
+        project, project / "store", request.partition_key, instance, tags=dict(request.tags)
+    )
+
+
+def test_the_first_night_requests_every_partition_with_inputs_and_provider_tags(project):
+    with dg.instance_for_test() as instance:
+        data = evaluate(project, instance)
+        requests = {r.partition_key: r for r in data.run_requests}
+        assert sorted(requests) == ["json-extract|fake-good", "qa|fake-good"]
+        qa = requests["qa|fake-good"]
+        assert qa.tags["eval_pipeline/reason"] == "never evaluated"
+        assert qa.tags["eval_pipeline/provider"] == "fake"
+        assert qa.tags["eval_pipeline/runs_on"] == "inline"
+        assert len(qa.tags[INPUTS_TAG]) == 16
+
+
+def test_a_repeated_tick_for_the_same_night_asks_with_the_same_run_keys(project):
+    night = dt.datetime(2026, 11, 20, 2, tzinfo=dt.UTC)
+    with dg.instance_for_test() as instance:
+        first = sorted(r.run_key for r in evaluate(project, instance, night).run_requests)
+        again = sorted(r.run_key for r in evaluate(project, instance, night).run_requests)
+        assert first == again and len(set(first)) == 2
+        assert all(k.startswith("nightly:2026-11-20:") for k in first)
+
+
+def test_partitions_evaluated_with_unchanged_inputs_are_skipped_until_they_are_too_old(project):
+    with dg.instance_for_test() as instance:
+        for request in evaluate(project, instance).run_requests:
+            assert run_requested(project, instance, request).success
+        data = evaluate(project, instance)
+        assert data.run_requests == [] and "all 2 partitions are up to date" in data.skip_message
+        eight_days = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+        stale = evaluate(project, instance, eight_days).run_requests
+        assert {r.tags["eval_pipeline/reason"] for r in stale} == {"last result older than 168h"}
+        assert len(stale) == 2
+
+
+def test_an_edited_prompt_makes_only_its_datasets_partitions_due(project):
+    with dg.instance_for_test() as instance:
+        for request in evaluate(project, instance).run_requests:
+            run_requested(project, instance, request)
+        prompt = project / "prompts" / "qa.jinja"
+        prompt.write_text(prompt.read_text() + "\nAnswer briefly.\n")
+        [request] = evaluate(project, instance).run_requests
+        assert request.partition_key == "qa|fake-good"
+        assert request.tags["eval_pipeline/reason"] == "inputs changed"
+
+
+def test_an_edited_model_entry_makes_its_partitions_due_but_a_price_change_does_not(project):
+    with dg.instance_for_test() as instance:
+        for request in evaluate(project, instance).run_requests:
+            run_requested(project, instance, request)
+        models = project / "models.yaml"
+        models.write_text(models.read_text() + "  pricing: {input_per_mtok: 3.0}\n")
+        assert evaluate(project, instance).run_requests == []
+        models.write_text(models.read_text() + "  revision: r2\n")
+        due = evaluate(project, instance).run_requests
+        assert {r.tags["eval_pipeline/reason"] for r in due} == {"inputs changed"}
+        assert len(due) == 2
+
+
+def test_a_partition_with_a_run_in_flight_is_not_requested_again(project):
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(str(project), str(project / "store"))
+        job = defs.resolve_job_def("regression_suite_job")
+        instance.create_run_for_job(
+            job, tags={"dagster/partition": "qa|fake-good"}, status=dg.DagsterRunStatus.STARTED
+        )
+        [request] = evaluate(project, instance).run_requests
+        assert request.partition_key == "json-extract|fake-good"
+
+
+def test_cron_timezone_and_age_come_from_the_environment(monkeypatch, project):
+    monkeypatch.setenv("EVAL_PIPELINE_NIGHTLY_CRON", "30 3 * * 1-5")
+    monkeypatch.setenv("EVAL_PIPELINE_NIGHTLY_TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("EVAL_PIPELINE_NIGHTLY_MAX_AGE_HOURS", "24")
+    settings = NightlySettings.from_env()
+    assert settings == NightlySettings(
+        cron="30 3 * * 1-5", timezone="Europe/Berlin", max_age_hours=24
+    )
+    with dg.instance_for_test():
+        defs = build_definitions(str(project), str(project / "store"))
+        grid = defs.resolve_assets_def("aggregates").partitions_def
+    [schedule] = build_schedules(grid, settings)
+    assert schedule.cron_schedule == "30 3 * * 1-5"
+    assert schedule.execution_timezone == "Europe/Berlin"
+    assert schedule.job_name == "regression_suite_job"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    monkeypatch.setenv("EVAL_PIPELINE_AUTOMATION", "on")
+    [schedule] = build_schedules(grid, settings)
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING

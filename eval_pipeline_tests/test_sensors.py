@@ -1,0 +1,218 @@
+"""The sensors, ticked with ``build_sensor_context`` against a real instance.
+
+Alerts go to a webhook receiver on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from eval_pipeline.defs import build_definitions
+from eval_pipeline.defs.sensors import AGGREGATES, EVENT_KEY
+from eval_pipeline.resources import CatalogResource
+from eval_pipeline_tests.conftest import FAKE_MODELS, make_project
+from eval_pipeline_tests.opsupport import (
+    ONE_MODEL,
+    alerts_to,
+    no_dangling_defs_state,
+    receiver,
+    run_suite,
+)
+
+PARTITION = "qa|fake-good"
+
+
+@pytest.fixture
+def one_model(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "project", ONE_MODEL, datasets=("qa",))
+
+
+def _defs(project: Path) -> dg.Definitions:
+    return build_definitions(str(project), str(project / "store"))
+
+
+def _sensor(project: Path, name: str) -> dg.SensorDefinition:
+    with no_dangling_defs_state():
+        return _defs(project).resolve_sensor_def(name)
+
+
+def tick(sensor: dg.SensorDefinition, instance, cursor: str | None, definitions=None, **resources):
+    """One evaluation, as the daemon runs it; returns (data, the cursor it leaves)."""
+    with no_dangling_defs_state():
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources=resources, definitions=definitions
+        )
+        data = sensor.evaluate_tick(context)
+    return data, data.cursor if data.cursor is not None else cursor
+
+
+def regression_ticks(project, instance, url, cursor=None, attempts=3):
+    sensor = _sensor(project, "regression_sensor")
+    return tick(sensor, instance, cursor, alerts=alerts_to(url, attempts))
+
+
+def recorded_events(instance: dg.DagsterInstance) -> list[dict]:
+    records = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=AGGREGATES), limit=100)
+    return [
+        {k: v.value for k, v in r.asset_observation.metadata.items()}
+        for r in records.records
+        if EVENT_KEY in r.asset_observation.metadata
+    ]
+
+
+def test_a_failed_regression_check_records_the_event_and_posts_one_slack_alert(one_model):
+    with dg.instance_for_test() as instance, receiver() as hook:
+        _, cursor = regression_ticks(one_model, instance, hook.url)  # first tick: start point
+        result = run_suite(one_model, one_model / "store", PARTITION, instance, regression=False)
+        assert result.success  # the check is not blocking: the run still succeeds
+        data, cursor = regression_ticks(one_model, instance, hook.url, cursor)
+
+        assert hook.requests == 1
+        body = hook.bodies[0]
+        assert "Regression" in body["text"] and body["blocks"][0]["type"] == "section"
+        [event] = hook.events
+        assert (event["model"], event["dataset"], event["metric"]) == (
+            "fake-good",
+            "qa",
+            "answer_match",
+        )
+        assert event["delta"] == pytest.approx(-0.2) and event["p_value"] == pytest.approx(0.004)
+        assert event["run_url"] == f"http://ui.test/runs/{result.run_id}"
+        assert event["baseline"] == "pinned-test"
+        [recorded] = recorded_events(instance)
+        assert recorded["regression/metric"] == "answer_match"
+        assert recorded["regression/run"] == event["run_url"]
+        assert recorded["regression/alert"].startswith("posted")
+        assert "1 regression event(s) recorded" in data.skip_message
+
+
+def test_a_restarted_sensor_does_not_alert_twice_even_without_its_cursor(one_model):
+    with dg.instance_for_test() as instance, receiver() as hook:
+        _, cursor = regression_ticks(one_model, instance, hook.url)
+        run_suite(one_model, one_model / "store", PARTITION, instance, regression=False)
+        _, cursor = regression_ticks(one_model, instance, hook.url, cursor)
+        # A new daemon process: a fresh definitions load, the cursor from the instance.
+        data, cursor = regression_ticks(one_model, instance, hook.url, cursor)
+        assert data.skip_message == "no new regressions"
+        # A cursor reset to the beginning finds the recorded event and stays quiet.
+        data, _ = regression_ticks(one_model, instance, hook.url, json.dumps({"after": -1}))
+        assert hook.requests == 1
+        assert len(recorded_events(instance)) == 1
+
+
+def test_a_passing_regression_check_alerts_nothing(one_model):
+    with dg.instance_for_test() as instance, receiver() as hook:
+        _, cursor = regression_ticks(one_model, instance, hook.url)
+        run_suite(one_model, one_model / "store", PARTITION, instance, regression=True)
+        data, _ = regression_ticks(one_model, instance, hook.url, cursor)
+        assert hook.requests == 0 and data.skip_message == "no new regressions"
+
+
+def test_the_alert_is_retried_when_the_webhook_answers_503_and_delivered_once(one_model):
+    with dg.instance_for_test() as instance, receiver(statuses=[503, 503]) as hook:
+        _, cursor = regression_ticks(one_model, instance, hook.url)
+        run_suite(one_model, one_model / "store", PARTITION, instance, regression=False)
+        regression_ticks(one_model, instance, hook.url, cursor, attempts=3)
+        assert hook.requests == 3 and len(hook.bodies) == 1
+
+
+def test_an_alert_the_webhook_keeps_refusing_waits_in_the_cursor_for_the_next_tick(one_model):
+    with dg.instance_for_test() as instance, receiver(statuses=[500, 500]) as hook:
+        _, cursor = regression_ticks(one_model, instance, hook.url)
+        run_suite(one_model, one_model / "store", PARTITION, instance, regression=False)
+        data, cursor = regression_ticks(one_model, instance, hook.url, cursor, attempts=2)
+        assert hook.bodies == [] and "1 pending" in data.skip_message
+        assert len(json.loads(cursor)["pending"]) == 1 and recorded_events(instance) == []
+        data, cursor = regression_ticks(one_model, instance, hook.url, cursor, attempts=2)
+        assert len(hook.bodies) == 1 and json.loads(cursor)["pending"] == []
+        regression_ticks(one_model, instance, hook.url, cursor)
+        assert len(hook.bodies) == 1
+
+
+def test_without_a_webhook_the_event_is_still_recorded(one_model):
+    with dg.instance_for_test() as instance:
+        _, cursor = regression_ticks(one_model, instance, None)
+        run_suite(one_model, one_model / "store", PARTITION, instance, regression=False)
+        regression_ticks(one_model, instance, None, cursor)
+        [recorded] = recorded_events(instance)
+        assert recorded["regression/alert"] == "not configured"
+
+
+def _catalog_tick(project: Path, instance, cursor):
+    """A tick with freshly loaded definitions (a daemon after a code location reload)."""
+    defs = _defs(project)
+    sensor = defs.resolve_sensor_def("catalog_sensor")
+    return tick(sensor, instance, cursor, defs, catalog=CatalogResource(root=str(project)))
+
+
+def test_the_catalog_sensor_requests_the_partitions_of_a_new_model_once_definitions_reload(
+    tmp_path,
+):
+    project = make_project(tmp_path / "project", ONE_MODEL, datasets=("qa", "json-extract"))
+    with dg.instance_for_test() as instance:
+        before = _defs(project)
+        sensor_before = before.resolve_sensor_def("catalog_sensor")
+        catalog = CatalogResource(root=str(project))
+        data, cursor = tick(sensor_before, instance, None, before, catalog=catalog)
+        assert data.run_requests == [] and "recorded 1 models and 2 datasets" in data.skip_message
+        data, cursor = tick(sensor_before, instance, cursor, before, catalog=catalog)
+        assert data.run_requests == []
+
+        (project / "models.yaml").write_text(yaml.safe_dump(FAKE_MODELS, sort_keys=False))
+        # The daemon still has the old grid: the sensor waits for a reload.
+        data, cursor = tick(sensor_before, instance, cursor, before, catalog=catalog)
+        assert data.run_requests == [] and "reload the code location" in data.skip_message
+
+        data, cursor = _catalog_tick(project, instance, cursor)  # after the reload
+        requested = sorted(r.partition_key for r in data.run_requests)
+        assert requested == ["json-extract|fake-echo", "qa|fake-echo"]
+        request = data.run_requests[0]
+        assert request.tags["eval_pipeline/provider"] == "fake"
+        assert request.tags["eval_pipeline/reason"] == "added to the catalog"
+        assert request.run_key.startswith("catalog:")
+        data, cursor = _catalog_tick(project, instance, cursor)
+        assert data.run_requests == []
+
+
+def test_the_catalog_sensor_requests_a_new_dataset_for_every_model_not_yet_evaluated(tmp_path):
+    project = make_project(tmp_path / "project", FAKE_MODELS, datasets=("qa",))
+    with dg.instance_for_test() as instance:
+        _, cursor = _catalog_tick(project, instance, None)
+        make_project(tmp_path / "project2", FAKE_MODELS, datasets=("json-extract",))
+        (tmp_path / "project2" / "datasets" / "json-extract").rename(
+            project / "datasets" / "json-extract"
+        )
+        # One of the new partitions was already evaluated by hand: it is not requested.
+        run_suite(
+            project, project / "store", "json-extract|fake-good", instance, job="evaluation_job"
+        )
+        data, cursor = _catalog_tick(project, instance, cursor)
+        assert [r.partition_key for r in data.run_requests] == ["json-extract|fake-echo"]
+
+
+def test_the_run_failure_sensor_alerts_with_the_failing_step_and_its_error(tmp_path):
+    models = {"models": [{**ONE_MODEL["models"][0], "options": {"fail_samples": ["qa-0002"]}}]}
+    project = make_project(tmp_path / "project", models, datasets=("qa",))
+    sensor = _sensor(project, "run_failure_sensor")
+    with dg.instance_for_test() as instance, receiver() as hook:
+        data, cursor = tick(sensor, instance, None, alerts=alerts_to(hook.url))
+        assert "Initiating" in data.skip_message
+        result = run_suite(project, project / "store", PARTITION, instance)
+        assert not result.success
+        data, cursor = tick(sensor, instance, cursor, alerts=alerts_to(hook.url))
+        [body] = hook.bodies
+        alert = body["eval_pipeline"]
+        assert alert["kind"] == "run_failure" and alert["run_id"] == result.run_id
+        assert alert["partition"] == PARTITION and alert["job_name"] == "regression_suite_job"
+        [failure] = alert["failures"]
+        assert "generations_complete" in failure["step"]
+        assert failure["error"]
+        assert PARTITION in body["text"]
+        # Restarted with the stored cursor: the same failure is not alerted again.
+        tick(sensor, instance, cursor, alerts=alerts_to(hook.url))
+        assert len(hook.bodies) == 1
