@@ -15,7 +15,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 LIMIT ?= 20
 
-.PHONY: help env run test test-fast lint bench ui clean
+.PHONY: help env run test test-fast lint bench ui clean slurm-up slurm-down ci-suite
 
 help:
 	@echo "make run    create the environment, evaluate the default model on every dataset, print the leaderboard"
@@ -23,6 +23,7 @@ help:
 	@echo "make ui     start the Dagster UI (webserver + daemon) on http://127.0.0.1:3000"
 	@echo "make lint   ruff check + format check"
 	@echo "make bench  run the benchmarks into .bench/"
+	@echo "make slurm-up / slurm-down   start / stop the local SLURM cluster (see docs/slurm.md)"
 
 # The environment is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -53,6 +54,13 @@ lint: env
 bench: env
 	$(PY) -m eval_pipeline_tests.bench.run_all
 
+# The local single-node SLURM cluster (root; installs slurm-wlm and munge when missing).
+slurm-up:
+	bash scripts/slurm/start-slurm.sh
+
+slurm-down:
+	bash scripts/slurm/stop-slurm.sh
+
 ui: env
 	mkdir -p "$(DAGSTER_HOME)"
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
@@ -60,3 +68,7 @@ ui: env
 
 clean:
 	rm -rf .eval_store .dagster_home .bench .pytest_cache
+
+# The pull-request regression gate (dagster job execute + eval-pipeline compare), as CI runs it.
+ci-suite: env
+	bash scripts/ci_suite.sh

@@ -30,7 +30,9 @@ FAKE_MODELS = {
 
 
 def make_project(
-    root: Path, models: dict | None = None, datasets: tuple[str, ...] = ("qa", "json-extract", "humaneval")
+    root: Path,
+    models: dict | None = None,
+    datasets: tuple[str, ...] = ("qa", "json-extract", "humaneval"),
 ) -> Path:
     """Copy the shipped datasets and prompts into ``root`` next to a models.yaml."""
     root.mkdir(parents=True, exist_ok=True)
@@ -59,3 +61,14 @@ def _reset_fake_calls():
     reset_calls()
     yield
     reset_calls()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_defs_state_storage():
+    # An instance a test created registers its defs-state storage in a context variable
+    # and holds it by weak reference; once that instance is gone, the next test building
+    # Definitions would trip over the dangling reference. Each test starts without one.
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield

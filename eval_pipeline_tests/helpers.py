@@ -35,7 +35,10 @@ def materialize(
                 raise_on_error=raise_on_error,
             )
     return job_def.execute_in_process(
-        partition_key=partition, instance=instance, run_config=run_config, raise_on_error=raise_on_error
+        partition_key=partition,
+        instance=instance,
+        run_config=run_config,
+        raise_on_error=raise_on_error,
     )
 
 

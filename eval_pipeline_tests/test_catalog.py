@@ -14,7 +14,7 @@ from eval_pipeline_tests.conftest import REPO, make_project
 
 def test_the_shipped_catalog_loads_with_three_datasets_of_the_promised_sizes():
     catalog = load_catalog(REPO)
-    assert catalog.dataset_names == ["humaneval", "json-extract", "qa"]
+    assert catalog.dataset_names == ["humaneval", "json-extract", "open-qa", "qa"]
     assert len(catalog.dataset("humaneval").rows) == 164
     assert len(catalog.dataset("qa").rows) >= 100
     assert len(catalog.dataset("json-extract").rows) >= 100
@@ -56,7 +56,9 @@ def _expect(project, *fragments):
 
 def test_unknown_scorer_names_the_spec_file_and_scorer_field(tmp_path):
     project = make_project(tmp_path / "p", datasets=("qa",))
-    _edit_yaml(project / "datasets/qa/dataset.yaml", lambda d: d["scorers"].append({"name": "exactly"}))
+    _edit_yaml(
+        project / "datasets/qa/dataset.yaml", lambda d: d["scorers"].append({"name": "exactly"})
+    )
     _expect(project, "datasets/qa/dataset.yaml", "scorers[2].name", "unknown scorer 'exactly'")
 
 
@@ -135,5 +137,7 @@ def test_duplicate_sample_ids_are_refused(tmp_path):
 
 def test_bad_sampling_override_is_refused(tmp_path):
     project = make_project(tmp_path / "p", datasets=("qa",))
-    _edit_yaml(project / "datasets/qa/dataset.yaml", lambda d: d["sampling"].update({"max_tokens": 0}))
+    _edit_yaml(
+        project / "datasets/qa/dataset.yaml", lambda d: d["sampling"].update({"max_tokens": 0})
+    )
     _expect(project, "datasets/qa/dataset.yaml", "sampling.max_tokens")

@@ -1,5 +1,7 @@
-"""The documented command lines, run as a user would: `dagster job execute`,
-`dagster asset materialize` and `eval-pipeline`, each in a subprocess."""
+"""The documented command lines, run as a user would.
+
+`dagster job execute`, `dagster asset materialize` and `eval-pipeline`, each in a subprocess.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +39,9 @@ def env(tmp_path):
 def _run(args, env, check=True):
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     if check and out.returncode != 0:
-        raise AssertionError(f"{args} exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        raise AssertionError(
+            f"{args} exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        )
     return out
 
 
@@ -55,7 +59,17 @@ def test_dagster_job_execute_runs_the_ci_suite_for_one_partition(env):
         "dagster/partition/model": "fake-good",
     }
     _run(
-        [str(BIN / "dagster"), "job", "execute", "-m", "eval_pipeline.definitions", "-j", "ci_suite_job", "--tags", json.dumps(tags)],
+        [
+            str(BIN / "dagster"),
+            "job",
+            "execute",
+            "-m",
+            "eval_pipeline.definitions",
+            "-j",
+            "ci_suite_job",
+            "--tags",
+            json.dumps(tags),
+        ],
         env,
     )
     gens = Store(env["EVAL_PIPELINE_STORE"]).read("generations", dataset="qa", model="fake-good")
@@ -67,8 +81,15 @@ def test_dagster_job_execute_runs_the_ci_suite_for_one_partition(env):
 def test_dagster_asset_materialize_runs_the_whole_graph_for_one_partition(env):
     _run(
         [
-            str(BIN / "dagster"), "asset", "materialize", "-m", "eval_pipeline.definitions",
-            "--select", "*", "--partition", "json-extract|fake-echo",
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "eval_pipeline.definitions",
+            "--select",
+            "*",
+            "--partition",
+            "json-extract|fake-echo",
         ],
         env,
     )
@@ -84,7 +105,9 @@ def test_eval_pipeline_run_records_runs_and_prints_the_leaderboard_and_reruns_ma
     assert "| fake-good | qa | answer_match | 3 | 1.000 |" in out.stdout
     assert "model calls: 3" in out.stderr
     assert len(_runs(env)) == 2
-    again = _run([str(BIN / "eval-pipeline"), "run", "--model", "fake-good", "--limit", "3", "--json"], env)
+    again = _run(
+        [str(BIN / "eval-pipeline"), "run", "--model", "fake-good", "--limit", "3", "--json"], env
+    )
     assert again.stderr.count("model calls: 0") == 2
     rows = json.loads(again.stdout)
     assert {(r["dataset"], r["mean"]) for r in rows} == {("qa", 1.0), ("json-extract", 1.0)}

@@ -20,6 +20,8 @@ def test_definitions_load_with_the_expected_assets_and_partitions():
         "scores",
         "aggregates",
         "leaderboard",
+        "regression_report",
+        "judge_calibration/smollm2_135m/helpfulness",
     }
     gens = defs.resolve_assets_def("generations")
     grid = gens.partitions_def
@@ -37,4 +39,8 @@ def test_jobs_and_blocking_checks_are_defined():
     assert defs.resolve_job_def("ci_suite_job") is not None
     graph = defs.resolve_asset_graph()
     blocking = {key.name: graph.get_check_spec(key).blocking for key in graph.asset_check_keys}
-    assert blocking == {"generations_complete": True, "scores_complete": True}
+    assert blocking == {
+        "generations_complete": True,
+        "scores_complete": True,
+        "aggregates_regression": False,
+    }

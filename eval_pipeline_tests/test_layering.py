@@ -1,5 +1,8 @@
-"""The layering of STYLE.md: only resources/, defs/, definitions.py and cli.py import dagster;
-only slurm/ imports submitit; importing the package pulls in no heavy SDK."""
+"""The layering of STYLE.md.
+
+Only resources/, defs/, definitions.py and cli.py import dagster; only slurm/ imports
+submitit; importing the plain layers pulls in no heavy SDK.
+"""
 
 from __future__ import annotations
 
@@ -30,18 +33,31 @@ def _sources():
 
 def test_no_dagster_import_below_resources_and_defs():
     offenders = [
-        rel for rel, names in _sources() if "dagster" in names and not rel.startswith(DAGSTER_ALLOWED)
+        rel
+        for rel, names in _sources()
+        if "dagster" in names and not rel.startswith(DAGSTER_ALLOWED)
     ]
     assert offenders == []
 
 
 def test_only_the_slurm_package_imports_submitit():
-    offenders = [rel for rel, names in _sources() if "submitit" in names and not rel.startswith("slurm/")]
+    offenders = [
+        rel for rel, names in _sources() if "submitit" in names and not rel.startswith("slurm/")
+    ]
     assert offenders == []
 
 
 def test_plain_layers_do_not_import_the_dagster_glue():
-    plain = ("core/", "catalog/", "providers/", "engine/", "scoring/", "storage/", "stages/", "slurm/")
+    plain = (
+        "core/",
+        "catalog/",
+        "providers/",
+        "engine/",
+        "scoring/",
+        "storage/",
+        "stages/",
+        "slurm/",
+    )
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE).as_posix()

@@ -43,18 +43,23 @@ def test_one_partition_materializes_every_asset_into_hive_parquet(small_project,
     expected_cost = (gens["input_tokens"].sum() * 1.0 + gens["output_tokens"].sum() * 2.0) / 1e6
     assert row["cost_usd"] == pytest.approx(expected_cost)
     board = store.read("leaderboard")
-    assert board.select("model", "dataset", "metric").rows() == [("fake-good", "qa", "answer_match")]
+    assert board.select("model", "dataset", "metric").rows() == [
+        ("fake-good", "qa", "answer_match")
+    ]
     meta = materialization_metadata(result, "generations")
     assert (meta["dagster/row_count"], meta["new_rows"], meta["reused_rows"]) == (12, 12, 0)
-    assert "| fake-good | qa | answer_match | 12 | 1.000 |" in materialization_metadata(
-        result, "leaderboard"
-    )["leaderboard"]
+    assert (
+        "| fake-good | qa | answer_match | 12 | 1.000 |"
+        in materialization_metadata(result, "leaderboard")["leaderboard"]
+    )
 
 
 def test_scan_parquet_with_hive_partitioning_reads_every_partition(small_project, store_root):
     for key in ("qa|fake-good", "qa|fake-echo", "json-extract|fake-good"):
         materialize(small_project, store_root, key, sample_limit=4)
-    frame = pl.scan_parquet(f"{store_root}/generations/**/*.parquet", hive_partitioning=True).collect()
+    frame = pl.scan_parquet(
+        f"{store_root}/generations/**/*.parquet", hive_partitioning=True
+    ).collect()
     assert frame.height == 12
     assert sorted(set(zip(frame["dataset"], frame["model"], strict=True))) == [
         ("json-extract", "fake-good"),
@@ -86,7 +91,9 @@ def test_editing_one_prompt_branch_regenerates_only_the_rows_it_renders(small_pr
     arithmetic = sum(json.loads(m)[0]["content"].endswith("number.") for m in before["messages"])
     assert 0 < arithmetic < 30
     prompt = small_project / "prompts" / "qa.jinja"
-    prompt.write_text(prompt.read_text().replace("Reply with just the number.", "Answer with a number only."))
+    prompt.write_text(
+        prompt.read_text().replace("Reply with just the number.", "Answer with a number only.")
+    )
     calls = calls_for("fake-good")
     result = materialize(small_project, store_root, "qa|fake-good", sample_limit=30)
     assert calls_for("fake-good") - calls == arithmetic
@@ -116,7 +123,9 @@ def test_generations_complete_check_fails_when_a_row_is_missing(small_project, s
     store = Store(store_root)
     assert checks.generations_complete(store, "qa", "fake-good").passed
     gens = store.read("generations", dataset="qa", model="fake-good")
-    store.write("generations", gens.filter(pl.col("sample_id") != gens["sample_id"][2]), "qa", "fake-good")
+    store.write(
+        "generations", gens.filter(pl.col("sample_id") != gens["sample_id"][2]), "qa", "fake-good"
+    )
     outcome = checks.generations_complete(store, "qa", "fake-good")
     assert not outcome.passed
     assert "1 samples without a row" in outcome.description
@@ -136,7 +145,10 @@ def test_provider_errors_are_recorded_and_fail_the_blocking_check(tmp_path, stor
     project = make_project(tmp_path / "p", models=models, datasets=("qa",))
     result = materialize(project, store_root, "qa|fake-flaky", sample_limit=4, raise_on_error=False)
     gens = Store(store_root).read("generations", dataset="qa", model="fake-flaky")
-    assert gens.filter(pl.col("sample_id") == "qa-0002")["error"][0] == "fake provider: scripted failure"
+    assert (
+        gens.filter(pl.col("sample_id") == "qa-0002")["error"][0]
+        == "fake provider: scripted failure"
+    )
     checks_run = {
         e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
         for e in result.all_events

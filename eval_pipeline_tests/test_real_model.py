@@ -1,5 +1,7 @@
-"""End to end with the real default model (SmolLM2-135M-Instruct on CPU) on a few samples
-of each shipped dataset."""
+"""End to end with the real default model (SmolLM2-135M-Instruct on CPU).
+
+A few samples of each shipped dataset.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from eval_pipeline.storage import Store
 from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.helpers import materialization_metadata, materialize
-from eval_pipeline.storage import Store
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +33,19 @@ def real_project(tmp_path_factory):
     return project
 
 
-def test_the_default_model_evaluates_every_dataset_and_a_rerun_makes_no_calls(real_project, tmp_path):
+def test_the_default_model_evaluates_every_dataset_and_a_rerun_makes_no_calls(
+    real_project, tmp_path
+):
     store_root = tmp_path / "store"
     with dg.instance_for_test() as instance:
         first = {}
         for dataset in ("qa", "json-extract", "humaneval"):
             result = materialize(
-                real_project, store_root, f"{dataset}|smollm2-135m", sample_limit=SAMPLES, instance=instance
+                real_project,
+                store_root,
+                f"{dataset}|smollm2-135m",
+                sample_limit=SAMPLES,
+                instance=instance,
             )
             assert result.success
             first[dataset] = materialization_metadata(result, "generations")
@@ -58,12 +66,20 @@ def test_the_default_model_evaluates_every_dataset_and_a_rerun_makes_no_calls(re
 
         for dataset in ("qa", "json-extract", "humaneval"):
             again = materialize(
-                real_project, store_root, f"{dataset}|smollm2-135m", sample_limit=SAMPLES, instance=instance
+                real_project,
+                store_root,
+                f"{dataset}|smollm2-135m",
+                sample_limit=SAMPLES,
+                instance=instance,
             )
             meta = materialization_metadata(again, "generations")
             assert (meta["model_calls"], meta["reused_rows"]) == (0, SAMPLES)
         rerun = store.scan("generations").collect()
         drop = ["latency_s", "cached"]
-        assert rerun.sort("dataset", "sample_id").drop(drop).equals(gens.sort("dataset", "sample_id").drop(drop))
+        assert (
+            rerun.sort("dataset", "sample_id")
+            .drop(drop)
+            .equals(gens.sort("dataset", "sample_id").drop(drop))
+        )
         assert len(instance.get_run_records()) == 6
     shutil.rmtree(store_root)

@@ -20,7 +20,12 @@ def _frame(completions, targets):
             "target": targets,
             "fields": ["{}"] * n,
         },
-        schema={"sample_id": pl.String, "completion": pl.String, "target": pl.String, "fields": pl.String},
+        schema={
+            "sample_id": pl.String,
+            "completion": pl.String,
+            "target": pl.String,
+            "fields": pl.String,
+        },
     )
 
 
@@ -42,8 +47,14 @@ def test_numeric_match_takes_the_last_number_and_skips_non_numeric_targets():
 
 
 def test_exact_and_regex_match():
-    assert run_scorer("exact_match", _frame([" 42 ", "42."], ["42", "42"]), {})["value"].to_list() == [1.0, 0.0]
-    out = run_scorer("regex_match", _frame(["Answer: Blue sky", "nothing"], ["blue sky", "x"]), {"pattern": r"answer:\s*(.+)"})
+    assert run_scorer("exact_match", _frame([" 42 ", "42."], ["42", "42"]), {})[
+        "value"
+    ].to_list() == [1.0, 0.0]
+    out = run_scorer(
+        "regex_match",
+        _frame(["Answer: Blue sky", "nothing"], ["blue sky", "x"]),
+        {"pattern": r"answer:\s*(.+)"},
+    )
     assert out["value"].to_list() == [1.0, 0.0]
 
 

@@ -30,8 +30,13 @@ def _scores(n: int = 3) -> pl.DataFrame:
 
 def test_paths_are_hive_style_by_dataset_and_model(tmp_path):
     store = Store(tmp_path)
-    assert store.path("scores", "qa", "m1") == tmp_path / "scores/dataset=qa/model=m1/part-0.parquet"
-    assert store.path("dataset_samples", "qa") == tmp_path / "dataset_samples/dataset=qa/part-0.parquet"
+    assert (
+        store.path("scores", "qa", "m1") == tmp_path / "scores/dataset=qa/model=m1/part-0.parquet"
+    )
+    assert (
+        store.path("dataset_samples", "qa")
+        == tmp_path / "dataset_samples/dataset=qa/part-0.parquet"
+    )
     assert store.path("leaderboard") == tmp_path / "leaderboard/part-0.parquet"
     with pytest.raises(ValueError, match="needs a model"):
         store.path("scores", "qa")

@@ -7,6 +7,24 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false DAGSTER_DISABLE_TELEMETRY=1
 
+# The single-node SLURM cluster the `slurm` tests submit to: installed and started when
+# missing, a fraction of a second when it is already up. It needs root (apt, daemons).
+if [ "${EVAL_SKIP_SLURM_START:-0}" != 1 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    bash scripts/slurm/start-slurm.sh || { echo "test.sh: could not start SLURM" >&2; exit 1; }
+  elif sudo -n true 2>/dev/null; then
+    sudo -E bash scripts/slurm/start-slurm.sh || { echo "test.sh: could not start SLURM" >&2; exit 1; }
+  else
+    echo "test.sh: not root and no passwordless sudo: the slurm tests will fail" >&2
+  fi
+fi
+
+# PostgreSQL for the production-instance tests, Chromium for the browser test. With the
+# services started here, their tests fail (rather than skip) when a service is missing.
+bash scripts/postgres.sh || { echo "test.sh: could not start PostgreSQL" >&2; exit 1; }
+bash scripts/ensure-chromium.sh || { echo "test.sh: could not install Chromium" >&2; exit 1; }
+export EVAL_PIPELINE_REQUIRE_SERVICES=1
+
 "$PY" -m pytest -q -p no:cacheprovider --durations=15 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

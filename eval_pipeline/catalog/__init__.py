@@ -5,8 +5,8 @@ add ``datasets/<name>/dataset.yaml`` with its data file, or edit ``prompts/<name
 """
 
 from eval_pipeline.catalog._catalog import Catalog, Dataset, load_catalog
-from eval_pipeline.core.specs import DatasetSpec, ModelSpec, Pricing, RateLimits, ScorerSpec
 from eval_pipeline.catalog._prompts import PromptTemplate
+from eval_pipeline.core.specs import DatasetSpec, ModelSpec, Pricing, RateLimits, ScorerSpec
 
 __all__ = [
     "Catalog",

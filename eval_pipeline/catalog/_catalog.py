@@ -13,9 +13,9 @@ import yaml
 from pydantic import ValidationError
 
 from eval_pipeline.catalog._prompts import PromptTemplate, _display, load_prompt
-from eval_pipeline.core.specs import DatasetSpec, ModelSpec, validation_error_to_catalog_error
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash, stable_json
+from eval_pipeline.core.specs import DatasetSpec, ModelSpec, validation_error_to_catalog_error
 from eval_pipeline.providers.registry import PROVIDERS
 from eval_pipeline.scoring.registry import check_scorer_params
 
@@ -59,7 +59,9 @@ class Catalog:
         try:
             return self.models[slug]
         except KeyError:
-            raise KeyError(f"unknown model {slug!r}; known: {', '.join(self.model_slugs)}") from None
+            raise KeyError(
+                f"unknown model {slug!r}; known: {', '.join(self.model_slugs)}"
+            ) from None
 
     def dataset(self, name: str) -> Dataset:
         """Load (once) and validate the rows of dataset ``name``."""
@@ -193,7 +195,9 @@ def _load_rows(root: Path, spec: DatasetSpec) -> tuple[dict[str, Any], ...]:
         path = root / "datasets" / spec.name / str(spec.data)
         shown = _display(path, root)
         if not path.exists():
-            raise CatalogError(_display(path.parent / DATASET_SPEC, root), "data", f"{shown} does not exist")
+            raise CatalogError(
+                _display(path.parent / DATASET_SPEC, root), "data", f"{shown} does not exist"
+            )
         numbered = []
         for lineno, line in enumerate(path.read_text().splitlines(), start=1):
             if not line.strip():
@@ -201,7 +205,9 @@ def _load_rows(root: Path, spec: DatasetSpec) -> tuple[dict[str, Any], ...]:
             try:
                 numbered.append((lineno, json.loads(line)))
             except json.JSONDecodeError as exc:
-                raise CatalogError(shown, f"line {lineno}", f"malformed row: not valid JSON ({exc.msg})") from exc
+                raise CatalogError(
+                    shown, f"line {lineno}", f"malformed row: not valid JSON ({exc.msg})"
+                ) from exc
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     needed = [spec.id_field, spec.target_field, *spec.fields]
@@ -223,7 +229,9 @@ def _load_rows(root: Path, spec: DatasetSpec) -> tuple[dict[str, Any], ...]:
         if spec.tags_field:
             tags = raw_row.get(spec.tags_field) or []
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise CatalogError(shown, f"{where}: {spec.tags_field}", "tags must be a list of strings")
+                raise CatalogError(
+                    shown, f"{where}: {spec.tags_field}", "tags must be a list of strings"
+                )
         rows.append(
             {
                 "sample_id": sample_id,

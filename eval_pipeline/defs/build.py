@@ -8,16 +8,24 @@ from eval_pipeline.catalog import load_catalog
 from eval_pipeline.defs.assets import build_assets
 from eval_pipeline.defs.checks import build_checks
 from eval_pipeline.defs.jobs import build_jobs
+from eval_pipeline.defs.judge import build_calibration_assets
 from eval_pipeline.defs.partitions import grid_partitions
+from eval_pipeline.defs.regression import build_regression_defs
+from eval_pipeline.defs.schedules import build_schedules
+from eval_pipeline.defs.sensors import build_sensors
 from eval_pipeline.resources import (
     CatalogResource,
     StoreResource,
     default_project_root,
     default_store_root,
 )
+from eval_pipeline.resources.alerts import alerts_from_env
+from eval_pipeline.resources.slurm import SlurmResource
 
 
-def build_definitions(project_root: str | None = None, store_root: str | None = None) -> dg.Definitions:
+def build_definitions(
+    project_root: str | None = None, store_root: str | None = None
+) -> dg.Definitions:
     """Assemble assets, checks, jobs and resources.
 
     The partition grid comes from the catalog at load time: adding a model to
@@ -26,14 +34,24 @@ def build_definitions(project_root: str | None = None, store_root: str | None = 
     root = project_root or default_project_root()
     catalog = load_catalog(root, load_rows=False)
     grid = grid_partitions(catalog)
-    assets = build_assets(grid)
+    calibrations = build_calibration_assets(catalog)
+    assets = build_assets(grid, score_deps=[a.key for a in calibrations])
     by_name = {a.key.to_user_string(): a for a in assets}
+    regression_check, regression_report = build_regression_defs(grid, by_name["aggregates"])
     return dg.Definitions(
-        assets=assets,
-        asset_checks=build_checks(grid, by_name["generations"], by_name["scores"]),
+        assets=[*assets, *calibrations, regression_report],
+        asset_checks=[
+            *build_checks(grid, by_name["generations"], by_name["scores"]),
+            regression_check,
+        ],
         jobs=build_jobs(),
+        schedules=build_schedules(grid),
+        sensors=build_sensors(grid),
         resources={
             "catalog": CatalogResource(root=root),
             "store": StoreResource(root=store_root or default_store_root(root)),
+            "alerts": alerts_from_env(),
+            # Where SLURM-hosted models generate; see slurm/ for the cluster profiles.
+            "slurm": SlurmResource(),
         },
     )

@@ -1,6 +1,5 @@
 """Asset checks: thin wrappers around the validators in ``eval_pipeline.stages.checks``."""
 
-
 import dagster as dg
 
 from eval_pipeline.defs.partitions import current_partitions
@@ -9,7 +8,9 @@ from eval_pipeline.stages import checks
 
 
 def build_checks(
-    grid: dg.MultiPartitionsDefinition, generations: dg.AssetsDefinition, scores: dg.AssetsDefinition
+    grid: dg.MultiPartitionsDefinition,
+    generations: dg.AssetsDefinition,
+    scores: dg.AssetsDefinition,
 ) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset=generations, blocking=True, partitions_def=grid)
     def generations_complete(

@@ -6,10 +6,14 @@ import dagster as dg
 
 # A few samples per dataset: fast enough for every pull request.
 CI_SAMPLE_LIMIT = 5
+# A run tag read by `generations` when its config sets no sample limit. A tag (unlike a
+# job's default config) survives every way of launching: `dagster job execute` without
+# -c, the UI's launchpad, schedules and sensors.
+SAMPLE_LIMIT_TAG = "eval_pipeline/sample_limit"
 
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
-    everything = dg.AssetSelection.all(include_sources=False)
+    everything = dg.AssetSelection.all()
     evaluation_job = dg.define_asset_job(
         "evaluation_job",
         selection=everything,
@@ -22,6 +26,15 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         "ci_suite_job",
         selection=everything,
         description=f"The whole graph on the first {CI_SAMPLE_LIMIT} samples of a partition.",
-        config={"ops": {"generations": {"config": {"sample_limit": CI_SAMPLE_LIMIT}}}},
+        tags={SAMPLE_LIMIT_TAG: str(CI_SAMPLE_LIMIT)},
     )
-    return [evaluation_job, ci_suite_job]
+    regression_suite_job = dg.define_asset_job(
+        "regression_suite_job",
+        selection=everything,
+        description=(
+            "The whole graph on every sample of a partition, with its checks (the regression "
+            "check against the pinned baseline included). Requested by the nightly schedule "
+            "and the catalog sensor, which tag each run with the inputs it evaluated."
+        ),
+    )
+    return [evaluation_job, ci_suite_job, regression_suite_job]

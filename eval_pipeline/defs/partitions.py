@@ -9,8 +9,10 @@ from eval_pipeline.core.keys import PartitionKey
 
 
 def grid_partitions(catalog: Catalog) -> dg.MultiPartitionsDefinition:
-    """Two dimensions, ``model`` and ``dataset``, taken from the catalog; keys read
-    ``dataset|model`` (Dagster sorts dimension names)."""
+    """The grid: two dimensions, ``model`` and ``dataset``, taken from the catalog.
+
+    Keys read ``dataset|model`` (Dagster sorts dimension names).
+    """
     return dg.MultiPartitionsDefinition(
         {
             "model": dg.StaticPartitionsDefinition(catalog.model_slugs),

@@ -16,7 +16,6 @@ import hashlib
 import threading
 from collections.abc import Sequence
 
-
 from pydantic import BaseModel, ConfigDict
 
 from eval_pipeline.core.specs import ModelSpec

@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 
 
@@ -88,7 +88,15 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     """Load (or reuse) the model and tokenizer for ``spec``."""
     options = TransformersOptions.model_validate(spec.options)
     source, gguf_file = resolve_source(options)
-    key = (source, gguf_file, spec.revision, spec.adapter, options.device, options.load_in_4bit, options.dtype)
+    key = (
+        source,
+        gguf_file,
+        spec.revision,
+        spec.adapter,
+        options.device,
+        options.load_in_4bit,
+        options.dtype,
+    )
     with _LOAD_LOCK:
         if key in _MODELS:
             return _MODELS[key]
@@ -111,7 +119,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
                 )
             kwargs["quantization_config"] = bnb_config()
             kwargs["device_map"] = "auto"
-        tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, **({"gguf_file": gguf_file} if gguf_file else {})
+        )
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         if spec.adapter:
             from peft import PeftModel
@@ -204,7 +214,9 @@ class TransformersProvider:
             "pad_token_id": lm.tokenizer.pad_token_id,
         }
         if sampling.temperature > 0:
-            gen_kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+            gen_kwargs.update(
+                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p
+            )
         else:
             gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         start = time.perf_counter()

@@ -136,6 +136,8 @@ def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
             f"{table}: frame does not match the schema (missing: {missing}, unexpected: {extra})"
         )
     try:
-        return frame.select([pl.col(name).cast(dtype, strict=True) for name, dtype in schema.items()])
+        return frame.select(
+            [pl.col(name).cast(dtype, strict=True) for name, dtype in schema.items()]
+        )
     except Exception as exc:  # polars raises several error types for bad casts
         raise StoreSchemaError(f"{table}: {exc}") from exc
