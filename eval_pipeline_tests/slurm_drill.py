@@ -6,7 +6,8 @@ can be told to be slow on a job's first attempt (to be timed out, requeued and r
 to be slow always (to be cancelled), or to fail while loading.
 
 Options: ``delay_s`` (seconds per request), ``slow_attempts`` (attempts that are slow;
-None: all), ``fail_load`` (raise while loading), plus every fake provider option.
+None: all), ``fast_rows`` (rows answered at once even when slow), ``fail_load`` (raise
+while loading), plus every fake provider option.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.providers.fake import FakeProvider
 from eval_pipeline.providers.registry import PROVIDERS
 
-OWN_OPTIONS = ("delay_s", "slow_attempts", "fail_load")
+OWN_OPTIONS = ("delay_s", "slow_attempts", "fail_load", "fast_rows")
 
 
 class DrillProvider:
@@ -30,6 +31,10 @@ class DrillProvider:
         options = dict(spec.options)
         self.delay_s = float(options.pop("delay_s", 0.0))
         self.slow_attempts = options.pop("slow_attempts", None)
+        # Rows answered at once even on a slow attempt, so that some are cached however
+        # early SLURM's warning signal arrives.
+        self.fast_rows = int(options.pop("fast_rows", 0))
+        self.served = 0
         if options.pop("fail_load", False):
             raise RuntimeError(f"drill: model {spec.slug} refuses to load")
         self.inner = FakeProvider(spec.model_copy(update={"options": options}))
@@ -40,7 +45,8 @@ class DrillProvider:
         return self.slow_attempts is None or attempt < int(self.slow_attempts)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
-        if self.delay_s and self._slow():
+        self.served += len(requests)
+        if self.delay_s and self._slow() and self.served > self.fast_rows:
             time.sleep(self.delay_s * len(requests))
         return self.inner.generate(requests)
 

@@ -137,9 +137,15 @@ def test_a_failing_job_fails_its_partitions_with_the_job_id_and_log_tail(tmp_pat
     assert not Store(store).exists("generations", dataset="qa", model="drill-broken")
 
 
+REQUEUE_SETTLE_S = 5.0
+
+
 def _release_requeued_jobs(name_part: str, stop: threading.Event) -> None:
     # SLURM holds a requeued job for about two minutes before it may start again; a real
-    # cluster waits that out, the test starts it at once.
+    # cluster waits that out, the test starts it sooner. Not at once: slurmd needs a moment
+    # to finish killing the first attempt, and a job restarted before that is refused
+    # ("Job credential revoked") and fails.
+    first_seen: dict[str, float] = {}
     while not stop.is_set():
         out = subprocess.run(
             ["squeue", "-h", "-t", "PENDING", "-o", "%i %j %r"], capture_output=True, text=True
@@ -147,7 +153,9 @@ def _release_requeued_jobs(name_part: str, stop: threading.Event) -> None:
         for line in out.splitlines():
             job_id, name, reason = line.split(maxsplit=2)
             if name_part in name and reason == "BeginTime":
-                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"])
+                seen = first_seen.setdefault(job_id, time.monotonic())
+                if time.monotonic() - seen >= REQUEUE_SETTLE_S:
+                    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"])
         stop.wait(0.5)
 
 
@@ -161,7 +169,7 @@ def test_a_timed_out_job_is_requeued_and_resumes_from_rows_already_written(tmp_p
         "max_requeues": 2,
         "array_parallelism": 1,
     }
-    model = drill_model("drill-slow", delay_s=1.0, slow_attempts=1)
+    model = drill_model("drill-slow", delay_s=1.0, slow_attempts=1, fast_rows=5)
     model["slurm_profile"] = "timeout"
     project = slurm_project(tmp_path / "p", [model], profiles={"timeout": profile})
     store = tmp_path / "store"
