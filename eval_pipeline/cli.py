@@ -477,19 +477,9 @@ def _generation_spend():
                         "requests": int(meta.get("model_calls", 0)),
                     }
                 )
-    return pl.DataFrame(
-        rows,
-        schema={
-            "time": pl.Datetime("us", "UTC"),
-            "model": pl.String,
-            "role": pl.String,
-            "partition": pl.String,
-            "input_tokens": pl.Int64,
-            "output_tokens": pl.Int64,
-            "cost_usd": pl.Float64,
-            "requests": pl.Int64,
-        },
-    )
+    from eval_pipeline.report._tables import SPEND_SCHEMA
+
+    return pl.DataFrame(rows, schema=SPEND_SCHEMA)
 
 
 def _baseline(args) -> int:

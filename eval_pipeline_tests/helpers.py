@@ -26,6 +26,17 @@ def materialize(
     run_config = {
         "ops": {"generations": {"config": {"sample_limit": sample_limit, "use_cache": use_cache}}}
     }
+    return execute_partition(job_def, partition, run_config, instance, raise_on_error)
+
+
+def execute_partition(
+    job_def: dg.JobDefinition,
+    partition: str,
+    run_config: dict,
+    instance: dg.DagsterInstance | None,
+    raise_on_error: bool,
+) -> dg.ExecuteInProcessResult:
+    """Execute ``job_def`` for one partition, on a throwaway instance unless one is given."""
     if instance is None:
         with dg.instance_for_test() as temp:
             return job_def.execute_in_process(

@@ -155,6 +155,17 @@ def run_requests(
             )
         )
 
+    def finish(stopped: str | None) -> EngineResult:
+        stats.cached = sum(1 for r in requests if r.request_hash in from_cache)
+        stats.wall_s = time.perf_counter() - start
+        report()
+        return EngineResult(
+            responses=[by_hash[r.request_hash] for r in requests],
+            cached=[r.request_hash in from_cache for r in requests],
+            stats=stats,
+            stopped=stopped,
+        )
+
     from eval_pipeline.engine.api import is_async_provider, run_api_requests
 
     if is_async_provider(provider):
@@ -169,15 +180,7 @@ def run_requests(
             on_progress=report if progress is not None else None,
             progress_every_s=progress_every_s,
         )
-        stats.cached = sum(1 for r in requests if r.request_hash in from_cache)
-        stats.wall_s = time.perf_counter() - start
-        report()
-        return EngineResult(
-            responses=[by_hash[r.request_hash] for r in requests],
-            cached=[r.request_hash in from_cache for r in requests],
-            stats=stats,
-            stopped=outcome.stopped,
-        )
+        return finish(outcome.stopped)
 
     last_report = time.perf_counter()
     batch_size = max(1, int(getattr(provider, "batch_size", 1)))
@@ -203,11 +206,4 @@ def run_requests(
         if time.perf_counter() - last_report >= progress_every_s:
             report()
             last_report = time.perf_counter()
-    stats.cached = sum(1 for r in requests if r.request_hash in from_cache)
-    stats.wall_s = time.perf_counter() - start
-    report()
-    return EngineResult(
-        responses=[by_hash[r.request_hash] for r in requests],
-        cached=[r.request_hash in from_cache for r in requests],
-        stats=stats,
-    )
+    return finish(None)

@@ -104,6 +104,21 @@ def samples_table(
     return frame.head(limit) if limit else frame
 
 
+# One row of spend: who was called, for which partition, what it cost.
+SPEND_SCHEMA = pl.Schema(
+    {
+        "time": pl.Datetime("us", "UTC"),
+        "model": pl.String,
+        "role": pl.String,
+        "partition": pl.String,
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+        "cost_usd": pl.Float64,
+        "requests": pl.Int64,
+    }
+)
+
+
 def judge_spend(store: Store) -> pl.DataFrame:
     """Spend on judge calls sent (not cached) by each stored ``judgements`` partition.
 
@@ -128,19 +143,7 @@ def judge_spend(store: Store) -> pl.DataFrame:
                     "requests": group.height,
                 }
             )
-    return pl.DataFrame(
-        rows,
-        schema={
-            "time": pl.Datetime("us", "UTC"),
-            "model": pl.String,
-            "role": pl.String,
-            "partition": pl.String,
-            "input_tokens": pl.Int64,
-            "output_tokens": pl.Int64,
-            "cost_usd": pl.Float64,
-            "requests": pl.Int64,
-        },
-    )
+    return pl.DataFrame(rows, schema=SPEND_SCHEMA)
 
 
 def frame_json(frame: pl.DataFrame) -> str:

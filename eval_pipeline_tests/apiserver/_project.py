@@ -88,23 +88,9 @@ def materialize_api(
     **config: Any,
 ) -> Any:
     """Run ``job`` for one partition with ``config`` on the ``generations`` asset."""
-    import dagster as dg
-
     from eval_pipeline.defs import build_definitions
+    from eval_pipeline_tests.helpers import execute_partition
 
     job_def = build_definitions(str(project), str(store_root)).resolve_job_def(job)
     run_config = generation_config(**config)
-    if instance is None:
-        with dg.instance_for_test() as temp:
-            return job_def.execute_in_process(
-                partition_key=partition,
-                instance=temp,
-                run_config=run_config,
-                raise_on_error=raise_on_error,
-            )
-    return job_def.execute_in_process(
-        partition_key=partition,
-        instance=instance,
-        run_config=run_config,
-        raise_on_error=raise_on_error,
-    )
+    return execute_partition(job_def, partition, run_config, instance, raise_on_error)
