@@ -9,7 +9,9 @@ echoes it back.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import importlib
 import json
 import os
 import time
@@ -190,3 +192,50 @@ def estimate_tokens(text_chars: int, max_tokens: int) -> int:
     and budget reservations.
     """
     return text_chars // 4 + 1 + max_tokens
+
+
+class ApiProviderBase:
+    """What the HTTP API providers share: the key, and one SDK client per event loop.
+
+    Subclasses name their options model, SDK module, async client class and default
+    endpoint, and implement the request itself.
+    """
+
+    name: str
+    batch_size = 1
+    options_model: type[ApiOptions] = ApiOptions
+    sdk_module: str
+    client_class: str
+    default_endpoint: str
+
+    def __init__(self, spec: Any):
+        self.spec = spec
+        self.options: Any = self.options_model.model_validate(spec.options)
+        # Read at run time, so a missing key fails here, before any request.
+        self._api_key = resolve_api_key(spec.slug, self.options.api_key_env)
+        # Imported here: not at package import, and not inside the first request.
+        self._sdk: Any = importlib.import_module(self.sdk_module)
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._api_key,) if self._api_key else ()
+
+    @property
+    def endpoint(self) -> str:
+        return self.options.base_url or self.default_endpoint
+
+    def _sdk_client(self) -> Any:
+        # httpx connection pools belong to one event loop; each engine run has its own.
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = getattr(self._sdk, self.client_class)(
+                api_key=self._api_key or "not-needed",
+                base_url=self.options.base_url,
+                max_retries=0,  # the engine retries
+                # The engine enforces the deadline; the SDK's is a backstop just behind it.
+                timeout=self.options.request_timeout_s + 5.0,
+            )
+            self._loop = loop
+        return self._client

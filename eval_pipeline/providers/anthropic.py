@@ -20,14 +20,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.providers._api import (
     ApiOptions,
+    ApiProviderBase,
     RequestFailure,
     classify_sdk_error,
     redact,
-    resolve_api_key,
 )
 from eval_pipeline.providers.openai import _sequential
 
@@ -39,41 +38,14 @@ class AnthropicOptions(ApiOptions):
     send_sampling: bool = False
 
 
-class AnthropicProvider:
+class AnthropicProvider(ApiProviderBase):
     """Messages API requests against Anthropic or a compatible server."""
 
     name = "anthropic"
-    batch_size = 1
-
-    def __init__(self, spec: ModelSpec):
-        self.spec = spec
-        self.options = AnthropicOptions.model_validate(spec.options)
-        self._api_key = resolve_api_key(spec.slug, self.options.api_key_env)
-        import anthropic  # here, not at package import; and not inside the first request
-
-        self._sdk = anthropic
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return (self._api_key,) if self._api_key else ()
-
-    @property
-    def endpoint(self) -> str:
-        return self.options.base_url or "https://api.anthropic.com"
-
-    def _sdk_client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = self._sdk.AsyncAnthropic(
-                api_key=self._api_key or "not-needed",
-                base_url=self.options.base_url,
-                max_retries=0,  # the engine retries
-                timeout=self.options.request_timeout_s + 5.0,
-            )
-            self._loop = loop
-        return self._client
+    options_model = AnthropicOptions
+    sdk_module = "anthropic"
+    client_class = "AsyncAnthropic"
+    default_endpoint = "https://api.anthropic.com"
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         """The messages-API request body for ``request``."""

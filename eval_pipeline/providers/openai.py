@@ -23,14 +23,13 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.providers._api import (
     ApiOptions,
+    ApiProviderBase,
     RequestFailure,
     classify_sdk_error,
     redact,
-    resolve_api_key,
 )
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
@@ -42,44 +41,14 @@ class OpenAIOptions(ApiOptions):
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
 
-class OpenAIProvider:
+class OpenAIProvider(ApiProviderBase):
     """Chat completions against OpenAI or an OpenAI-compatible server."""
 
     name = "openai"
-    batch_size = 1
-
-    def __init__(self, spec: ModelSpec):
-        self.spec = spec
-        self.options = OpenAIOptions.model_validate(spec.options)
-        # Read at run time, so a missing key fails here, before any request.
-        self._api_key = resolve_api_key(spec.slug, self.options.api_key_env)
-        import openai  # here, not at package import; and not inside the first request
-
-        self._sdk = openai
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return (self._api_key,) if self._api_key else ()
-
-    @property
-    def endpoint(self) -> str:
-        return self.options.base_url or "https://api.openai.com/v1"
-
-    def _sdk_client(self) -> Any:
-        # httpx connection pools belong to one event loop; each engine run has its own.
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = self._sdk.AsyncOpenAI(
-                api_key=self._api_key or "not-needed",
-                base_url=self.options.base_url,
-                max_retries=0,  # the engine retries
-                # The engine enforces the deadline; the SDK's is a backstop just behind it.
-                timeout=self.options.request_timeout_s + 5.0,
-            )
-            self._loop = loop
-        return self._client
+    options_model = OpenAIOptions
+    sdk_module = "openai"
+    client_class = "AsyncOpenAI"
+    default_endpoint = "https://api.openai.com/v1"
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         """The chat-completions request body for ``request``."""
