@@ -59,20 +59,9 @@ def build_assets(
         Stored once per dataset (``prompt_versions/dataset=<d>/``); every model's partition
         of a dataset shares it.
         """
-        built: dict[str, dict] = {}
-
-        def build(key) -> dict:
-            # Every model's partition of a dataset shares one file: write it once.
-            if key.dataset not in built:
-                report = stages.build_prompt_versions(catalog.load(), store.get(), key.dataset)
-                built[key.dataset] = {
-                    "dagster/row_count": report.rows,
-                    "path": dg.MetadataValue.path(str(report.path)),
-                    "prompt_version": report.version,
-                }
-            return built[key.dataset]
-
-        materialize_each(context, build)
+        _materialize_per_dataset(
+            context, catalog, store, stages.build_prompt_versions, "prompt_version"
+        )
 
     @dg.asset(partitions_def=grid, group_name="catalog", kinds=KINDS, backfill_policy=SINGLE_RUN)
     def dataset_samples(
@@ -83,19 +72,9 @@ def build_assets(
         Stored once per dataset (``dataset_samples/dataset=<d>/``); every model's partition
         of a dataset shares it.
         """
-        built: dict[str, dict] = {}
-
-        def build(key) -> dict:
-            if key.dataset not in built:
-                report = stages.build_dataset_samples(catalog.load(), store.get(), key.dataset)
-                built[key.dataset] = {
-                    "dagster/row_count": report.rows,
-                    "path": dg.MetadataValue.path(str(report.path)),
-                    "dataset_version": report.version,
-                }
-            return built[key.dataset]
-
-        materialize_each(context, build)
+        _materialize_per_dataset(
+            context, catalog, store, stages.build_dataset_samples, "dataset_version"
+        )
 
     @dg.asset(
         partitions_def=grid,
@@ -228,6 +207,32 @@ def build_assets(
         )
 
     return [prompt_versions, dataset_samples, generations, scores, aggregates, leaderboard]
+
+
+def _materialize_per_dataset(
+    context: dg.AssetExecutionContext,
+    catalog: CatalogResource,
+    store: StoreResource,
+    stage,
+    version_name: str,
+) -> None:
+    """Materialize a per-dataset table for every grid cell the step covers.
+
+    Every model's partition of a dataset shares one file, so each dataset is written once.
+    """
+    built: dict[str, dict] = {}
+
+    def build(key) -> dict:
+        if key.dataset not in built:
+            report = stage(catalog.load(), store.get(), key.dataset)
+            built[key.dataset] = {
+                "dagster/row_count": report.rows,
+                "path": dg.MetadataValue.path(str(report.path)),
+                version_name: report.version,
+            }
+        return built[key.dataset]
+
+    materialize_each(context, build)
 
 
 def _sample_limit(context: dg.AssetExecutionContext, config: GenerationConfig) -> int | None:

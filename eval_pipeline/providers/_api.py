@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -239,3 +240,30 @@ class ApiProviderBase:
             )
             self._loop = loop
         return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client, self._loop = self._client, None, None
+            await client.close()
+
+    def generate(self, requests: Sequence[Any]) -> list[Any]:
+        """Plain sequential calls without retries (the engine uses ``agenerate``)."""
+        return asyncio.run(_sequential(self, requests))
+
+    def close(self) -> None:
+        self._client, self._loop = None, None
+
+
+async def _sequential(provider: Any, requests: Sequence[Any]) -> list[Any]:
+    from eval_pipeline.core.types import GenerationResponse
+
+    out = []
+    try:
+        for request in requests:
+            try:
+                out.append(await provider.agenerate(request))
+            except RequestFailure as failure:
+                out.append(GenerationResponse(None, "error", error=str(failure)))
+    finally:
+        await provider.aclose()
+    return out

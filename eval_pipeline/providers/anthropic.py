@@ -15,9 +15,7 @@ so changing one re-runs the requests.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
@@ -28,7 +26,6 @@ from eval_pipeline.providers._api import (
     classify_sdk_error,
     redact,
 )
-from eval_pipeline.providers.openai import _sequential
 
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
@@ -101,15 +98,3 @@ class AnthropicProvider(ApiProviderBase):
             latency_s=latency,
             info={"served_model": redact(str(data.get("model") or ""), self.secrets)},
         )
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client, self._loop = self._client, None, None
-            await client.close()
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
-        """Plain sequential calls without retries (the engine uses ``agenerate``)."""
-        return asyncio.run(_sequential(self, requests))
-
-    def close(self) -> None:
-        self._client, self._loop = None, None

@@ -18,9 +18,7 @@ server, the limit at high concurrency.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
@@ -98,30 +96,3 @@ class OpenAIProvider(ApiProviderBase):
             latency_s=latency,
             info={"served_model": redact(str(data.get("model") or ""), self.secrets)},
         )
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client, self._loop = self._client, None, None
-            await client.close()
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
-        """Plain sequential calls without retries (the engine uses ``agenerate``)."""
-        return asyncio.run(_sequential(self, requests))
-
-    def close(self) -> None:
-        self._client, self._loop = None, None
-
-
-async def _sequential(
-    provider: Any, requests: Sequence[GenerationRequest]
-) -> list[GenerationResponse]:
-    out = []
-    try:
-        for request in requests:
-            try:
-                out.append(await provider.agenerate(request))
-            except RequestFailure as failure:
-                out.append(GenerationResponse(None, "error", error=str(failure)))
-    finally:
-        await provider.aclose()
-    return out
