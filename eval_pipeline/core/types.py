@@ -46,6 +46,9 @@ class GenerationRequest:
     sample_id: str
     messages: tuple[Message, ...]
     sampling: SamplingParams
+    # Choice decoding: when set, the completion is exactly one of these strings, the one
+    # the model finds most likely (providers that support it: see providers.registry).
+    choices: tuple[str, ...] = ()
     # Free-form extras for providers that need them (the fake provider reads the reference).
     extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 

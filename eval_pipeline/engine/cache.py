@@ -20,17 +20,24 @@ from eval_pipeline.core.types import GenerationResponse, Message, SamplingParams
 
 
 def request_hash(
-    identity: dict[str, Any], sampling: SamplingParams, messages: Sequence[Message]
+    identity: dict[str, Any],
+    sampling: SamplingParams,
+    messages: Sequence[Message],
+    choices: Sequence[str] = (),
 ) -> str:
-    """The cache key of one request: model identity, sampling parameters and messages."""
-    return content_hash(
-        {
-            "model": identity,
-            "sampling": sampling.model_dump(mode="json"),
-            "messages": [m.as_dict() for m in messages],
-        },
-        24,
-    )
+    """The cache key of one request: model identity, sampling parameters and messages.
+
+    ``choices`` (choice decoding) joins the key only when given, so the keys of ordinary
+    requests do not depend on it.
+    """
+    key: dict[str, Any] = {
+        "model": identity,
+        "sampling": sampling.model_dump(mode="json"),
+        "messages": [m.as_dict() for m in messages],
+    }
+    if choices:
+        key["choices"] = list(choices)
+    return content_hash(key, 24)
 
 
 class ResponseCache:

@@ -7,10 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.engine.cache import ResponseCache
 from eval_pipeline.providers.base import Provider
+from eval_pipeline.providers.registry import supports_choices
 
 if TYPE_CHECKING:
     from eval_pipeline.engine.api import RunControls
@@ -115,6 +117,11 @@ def run_requests(
     arrives. Either way a run that dies keeps everything answered before it, and identical
     requests (same hash) are sent once.
     """
+    if any(r.choices for r in requests) and not supports_choices(spec.provider):
+        raise EvalPipelineError(
+            f"model {spec.slug!r}: provider {spec.provider!r} does not implement choice "
+            "decoding (requests with choices); ask it for free-form output instead"
+        )
     start = time.perf_counter()
     stats = RunStats(total=len(requests))
     by_hash: dict[str, GenerationResponse] = {}

@@ -23,7 +23,7 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.judge._rubrics import RUBRICS, SCALE, rubric_prompt
-from eval_pipeline.judge._scorer import JudgeItem, run_judge
+from eval_pipeline.judge._scorer import JudgeItem, run_judge, verdict_choices
 from eval_pipeline.providers import Provider
 from eval_pipeline.storage import Store
 
@@ -117,6 +117,7 @@ def calibrate_judge(
             "judge": spec.identity(),
             "sampling": spec.sampling.model_dump(mode="json"),
             "max_tokens": max_tokens,
+            "choices": list(verdict_choices(spec.provider)),
             "min_labels": min_labels,
         },
         16,
@@ -137,9 +138,9 @@ def calibrate_judge(
         catalog, store, judge, prompt, items, max_tokens=max_tokens, provider=provider
     )
     pairs = [
-        (float(c.verdict.score), float(row["label"]))
+        (c.score, float(row["label"]))
         for c, row in zip(calls, labels, strict=True)
-        if c.verdict.ok
+        if c.score is not None
     ]
     statuses: dict[str, int] = {}
     for c in calls:
@@ -157,7 +158,7 @@ def calibrate_judge(
                 "id": c.item.sample_id,
                 "label": row["label"],
                 "status": c.verdict.status,
-                "score": c.verdict.score,
+                "score": c.score,
             }
             for c, row in zip(calls, labels, strict=True)
         ],

@@ -22,9 +22,10 @@ from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.schemas import JUDGEMENTS
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.engine import ResponseCache, request_hash, run_requests
-from eval_pipeline.judge._rubrics import JudgeParams, judge_metric_names, rubric_prompt
+from eval_pipeline.judge._rubrics import SCALE, JudgeParams, judge_metric_names, rubric_prompt
 from eval_pipeline.judge._verdict import NO_RESPONSE, Verdict, parse_verdict
 from eval_pipeline.providers import Provider, create_provider
+from eval_pipeline.providers.registry import supports_choices
 from eval_pipeline.storage import Store
 
 
@@ -48,6 +49,20 @@ class JudgeCall:
     cached: bool
     verdict: Verdict
 
+    @property
+    def score(self) -> float | None:
+        """The judge's score: None for an unreadable verdict.
+
+        With choice decoding it is the probability-weighted mean over the scale (each
+        score's weight is the model's probability of that verdict, normalised over the
+        choices), which keeps the judge's uncertainty instead of only its top choice;
+        otherwise the verdict's integer score.
+        """
+        if not self.verdict.ok:
+            return None
+        expected = expected_score(self.response)
+        return expected if expected is not None else float(self.verdict.score)
+
 
 @dataclass(frozen=True)
 class JudgeOutput:
@@ -55,6 +70,40 @@ class JudgeOutput:
 
     scores: list[pl.DataFrame]  # each: sample_id, metric, value, detail
     judgements: pl.DataFrame
+
+
+def verdict_choices(provider: str) -> tuple[str, ...]:
+    """The verdicts a judge on ``provider`` may choose from; empty means free-form JSON.
+
+    Local judges (providers with choice decoding) pick the most likely of the scale's
+    verdicts, ``{"score": 1}`` to ``{"score": 5}``: a small model that cannot be relied on
+    to write the JSON object still gives a readable verdict, and it is the model's own
+    ranking of the scores. Their verdicts carry no reason.
+    """
+    if not supports_choices(provider):
+        return ()
+    return tuple(json.dumps({"score": s}) for s in range(SCALE[0], SCALE[1] + 1))
+
+
+def expected_score(response: GenerationResponse | None) -> float | None:
+    """The probability-weighted score of a choice-decoded verdict, or None.
+
+    Reads ``info["choice_logprobs"]`` (verdict text -> log-likelihood); choices that do not
+    parse as a verdict on the scale are left out.
+    """
+    logprobs = (response.info or {}).get("choice_logprobs") if response else None
+    if not logprobs:
+        return None
+    scored = [
+        (float(v.score), float(lp))
+        for text, lp in logprobs.items()
+        if (v := parse_verdict(text)).ok and v.score is not None
+    ]
+    if not scored:
+        return None
+    values = np.array([s for s, _ in scored])
+    weights = np.exp(np.array([lp for _, lp in scored]) - max(lp for _, lp in scored))
+    return float(np.dot(values, weights) / weights.sum())
 
 
 def run_judge(
@@ -72,6 +121,7 @@ def run_judge(
     # Greedy decoding: a verdict should not depend on the sampling seed.
     sampling = spec.sampling.merged({"temperature": 0.0, "max_tokens": max_tokens})
     identity = spec.identity()
+    choices = verdict_choices(spec.provider)
     requests: list[GenerationRequest | None] = []
     for item in items:
         if item.answer is None:
@@ -82,10 +132,11 @@ def run_judge(
         )
         requests.append(
             GenerationRequest(
-                request_hash=request_hash(identity, sampling, messages),
+                request_hash=request_hash(identity, sampling, messages, choices),
                 sample_id=item.sample_id,
                 messages=messages,
                 sampling=sampling,
+                choices=choices,
                 extras={"target": item.reference, "role": "judge"},
             )
         )
@@ -197,7 +248,7 @@ def judge_scores(
             provider=(providers or {}).get(judge),
         )
         calibration = load_calibration(store, judge, params.rubric, prompt.version)
-        raw = [float(c.verdict.score) if c.verdict.ok else None for c in calls]
+        raw = [c.score for c in calls]
         cal: list[float | None] = [None] * len(raw)
         if calibration is not None:
             mapped = calibration.apply([v if v is not None else np.nan for v in raw])
@@ -224,7 +275,7 @@ def judge_scores(
                     "request_hash": c.request.request_hash if c.request else None,
                     "verdict": response.completion if response else None,
                     "status": c.verdict.status,
-                    "score": float(c.verdict.score) if c.verdict.ok else None,
+                    "score": c.score,
                     "reason": c.verdict.reason,
                     "problem": c.verdict.problem,
                     "calibrated": cal_value,

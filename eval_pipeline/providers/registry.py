@@ -47,6 +47,17 @@ PROVIDERS: dict[str, Callable[[ModelSpec], Provider]] = {
 }
 
 
+# Providers that implement choice decoding (``GenerationRequest.choices``): the completion
+# is the listed string the model scores most likely, so a small local judge always
+# returns a well-formed verdict. API models are asked for free-form JSON instead.
+CHOICE_DECODING = frozenset({"transformers"})
+
+
+def supports_choices(provider: str) -> bool:
+    """Whether the provider named ``provider`` implements choice decoding."""
+    return provider in CHOICE_DECODING
+
+
 def create_provider(spec: ModelSpec) -> Provider:
     """Build the provider for a catalog model."""
     try:

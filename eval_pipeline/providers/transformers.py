@@ -151,6 +151,14 @@ def bnb_config() -> Any:
     )
 
 
+def _common_prefix(sequences: Sequence[Sequence[int]]) -> list[int]:
+    first = sequences[0]
+    n = 0
+    while n < len(first) and all(len(s) > n and s[n] == first[n] for s in sequences):
+        n += 1
+    return list(first[:n])
+
+
 def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the first stop sequence; returns (text, stopped)."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
@@ -178,14 +186,19 @@ class TransformersProvider:
         if not requests:
             return []
         # One sampling setting per call keeps generate() simple; the engine groups by it.
+        # Choice-decoding requests are scored one by one (see _choose).
         groups: dict[str, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault(r.sampling.model_dump_json(), []).append(i)
+            key = "choices" if r.choices else r.sampling.model_dump_json()
+            groups.setdefault(key, []).append(i)
         out: list[GenerationResponse | None] = [None] * len(requests)
-        for indices in groups.values():
+        for key, indices in groups.items():
             batch = [requests[i] for i in indices]
             try:
-                results = self._generate_batch(batch)
+                if key == "choices":
+                    results = [self._choose(r) for r in batch]
+                else:
+                    results = self._generate_batch(batch)
             except Exception as exc:  # one failing batch must not lose the others
                 results = [
                     GenerationResponse(None, "error", error=f"{type(exc).__name__}: {exc}")
@@ -195,17 +208,73 @@ class TransformersProvider:
                 out[i] = res
         return [r for r in out if r is not None]
 
+    def _prompt_text(self, request: GenerationRequest) -> str:
+        return self.loaded.tokenizer.apply_chat_template(
+            [m.as_dict() for m in request.messages], tokenize=False, add_generation_prompt=True
+        )
+
+    def _choose(self, request: GenerationRequest) -> GenerationResponse:
+        """Choice decoding: answer the choice with the highest log-likelihood.
+
+        The prompt and the choices' common token prefix go through the model once; each
+        choice's remaining tokens are then scored against that key/value cache, which is
+        cropped back to the shared part after every choice. The log-likelihood of every choice is kept in
+        ``info["choice_logprobs"]``.
+        """
+        import torch
+
+        lm = self.loaded
+        tokenizer = lm.tokenizer
+        prompt_ids = tokenizer(self._prompt_text(request), add_special_tokens=False)["input_ids"]
+        choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in request.choices]
+        if any(not ids for ids in choice_ids):
+            raise EvalPipelineError("choice decoding: a choice tokenizes to nothing")
+        shared = _common_prefix(choice_ids)
+        # Every choice needs at least one token of its own scored after the shared part.
+        shared = shared[: min(len(ids) for ids in choice_ids) - 1]
+        start = time.perf_counter()
+        with torch.inference_mode():
+            context = torch.tensor([prompt_ids + shared], device=lm.device)
+            first = lm.model(input_ids=context, use_cache=True)
+            cache = first.past_key_values
+            next_logprobs = first.logits[0, -1].float().log_softmax(-1)
+            scores = []
+            for ids in choice_ids:
+                rest = ids[len(shared) :]
+                total = float(next_logprobs[rest[0]])
+                if len(rest) > 1:
+                    step = lm.model(
+                        input_ids=torch.tensor([rest[:-1]], device=lm.device),
+                        past_key_values=cache,
+                        use_cache=True,
+                    )
+                    # Back to the shared context (a negative crop removes that many tokens).
+                    cache.crop(-(len(rest) - 1))
+                    logprobs = step.logits[0].float().log_softmax(-1)
+                    total += float(sum(logprobs[j, t] for j, t in enumerate(rest[1:])))
+                scores.append(total)
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        return GenerationResponse(
+            completion=request.choices[best],
+            finish_reason="stop",
+            input_tokens=len(prompt_ids),
+            output_tokens=len(choice_ids[best]),
+            latency_s=time.perf_counter() - start,
+            info={
+                "device": lm.device,
+                "load_s": round(lm.load_s, 3),
+                "choice_logprobs": {
+                    c: round(s, 6) for c, s in zip(request.choices, scores, strict=True)
+                },
+            },
+        )
+
     def _generate_batch(self, batch: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         import torch
 
         lm = self.loaded
         sampling = batch[0].sampling
-        texts = [
-            lm.tokenizer.apply_chat_template(
-                [m.as_dict() for m in r.messages], tokenize=False, add_generation_prompt=True
-            )
-            for r in batch
-        ]
+        texts = [self._prompt_text(r) for r in batch]
         enc = lm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(lm.device) for k, v in enc.items()}
         torch.manual_seed(sampling.seed)
