@@ -166,6 +166,13 @@ def _load_dataset_spec(root: Path, path: Path) -> DatasetSpec:
         )
     if spec.loader == "jsonl" and not spec.data:
         raise CatalogError(shown, "data", "a jsonl dataset needs a data file")
+    if spec.samples_per_problem > 1 and not float(spec.sampling.get("temperature", 0) or 0) > 0:
+        raise CatalogError(
+            shown,
+            "sampling.temperature",
+            f"samples_per_problem: {spec.samples_per_problem} needs a temperature above 0 in "
+            "the dataset's sampling (greedy decoding would repeat one completion)",
+        )
     if spec.sampling:
         from eval_pipeline.core.types import SamplingParams
 

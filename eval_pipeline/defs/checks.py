@@ -3,7 +3,7 @@
 import dagster as dg
 
 from eval_pipeline.defs.partitions import current_partitions
-from eval_pipeline.resources import StoreResource
+from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.stages import checks
 
 
@@ -14,10 +14,16 @@ def build_checks(
 ) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset=generations, blocking=True, partitions_def=grid)
     def generations_complete(
-        context: dg.AssetCheckExecutionContext, store: StoreResource
+        context: dg.AssetCheckExecutionContext, store: StoreResource, catalog: CatalogResource
     ) -> dg.AssetCheckResult:
         """Every requested sample has exactly one generation with a completion; blocks scoring."""
-        return _run(context, lambda k: checks.generations_complete(store.get(), k.dataset, k.model))
+        specs = catalog.load().dataset_specs
+        return _run(
+            context,
+            lambda k: checks.generations_complete(
+                store.get(), k.dataset, k.model, per_problem=specs[k.dataset].samples_per_problem
+            ),
+        )
 
     @dg.asset_check(asset=scores, blocking=True, partitions_def=grid)
     def scores_complete(

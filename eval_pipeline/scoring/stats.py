@@ -56,7 +56,11 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 # --------------------------------------------------------------------------- pass@k over problems
 
 
-def problem_id(sample_id: str, separator: str = "#") -> str:
+# Several completions of one problem have the sample ids ``<problem id>#<index>``.
+PROBLEM_SEPARATOR = "#"
+
+
+def problem_id(sample_id: str, separator: str = PROBLEM_SEPARATOR) -> str:
     """The problem a sample belongs to: ``HumanEval/3#2`` (third sample of a problem) -> ``HumanEval/3``.
 
     Datasets that ask for several samples per problem give each sample the id
@@ -66,7 +70,10 @@ def problem_id(sample_id: str, separator: str = "#") -> str:
 
 
 def pass_at_k_over_problems(
-    sample_ids: Sequence[str], passed: Sequence[float], k: int, separator: str = "#"
+    sample_ids: Sequence[str],
+    passed: Sequence[float],
+    k: int,
+    separator: str = PROBLEM_SEPARATOR,
 ) -> float | None:
     """Mean unbiased pass@k over problems, from one pass/fail value per sample.
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+from eval_pipeline.stages.generate import expand_samples
 from eval_pipeline.storage import Store
 
 
@@ -17,11 +18,14 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def generations_complete(store: Store, dataset: str, model: str) -> CheckOutcome:
+def generations_complete(
+    store: Store, dataset: str, model: str, *, per_problem: int = 1
+) -> CheckOutcome:
     """Every requested sample has exactly one generation row with a completion.
 
-    The requested samples are the first ``len(generations)`` samples of the dataset, so a
-    row missing from the middle, a duplicate, a foreign sample id or a row without a
+    The requested samples are the first ``len(generations) / per_problem`` problems of
+    the dataset, each with ``per_problem`` completions (``samples_per_problem``), so a row
+    missing from the middle, a duplicate, a foreign sample id or a row without a
     completion (an error) all fail the check.
     """
     generations = store.read_optional("generations", dataset=dataset, model=model)
@@ -29,10 +33,12 @@ def generations_complete(store: Store, dataset: str, model: str) -> CheckOutcome
         return CheckOutcome(False, "no generations file")
     samples = store.read("dataset_samples", dataset=dataset)
     got = generations["sample_id"]
-    expected = samples["sample_id"].head(generations.height)
+    problems = -(-generations.height // per_problem)  # a partial problem counts as requested
+    known = expand_samples(samples.select("sample_id"), per_problem)["sample_id"]
+    expected = known.head(problems * per_problem)
     missing = sorted(set(expected) - set(got))
     duplicates = got.filter(got.is_duplicated()).unique().sort().to_list()
-    unknown = sorted(set(got) - set(samples["sample_id"]))
+    unknown = sorted(set(got) - set(known))
     empty = generations.filter(pl.col("completion").is_null())["sample_id"].to_list()
     problems = []
     if missing:

@@ -24,6 +24,7 @@ from eval_pipeline.engine import (
     run_requests,
 )
 from eval_pipeline.providers import Provider, create_provider
+from eval_pipeline.scoring.stats import PROBLEM_SEPARATOR
 from eval_pipeline.storage import Store
 
 
@@ -60,19 +61,63 @@ def sampling_for(catalog: Catalog, model: ModelSpec, dataset: str) -> SamplingPa
     return model.sampling.merged(catalog.dataset_specs[dataset].sampling)
 
 
+def expand_samples(samples: pl.DataFrame, per_problem: int) -> pl.DataFrame:
+    """One row per completion to generate: ``per_problem`` rows for every problem.
+
+    With one completion per problem the samples are returned as they are. With several,
+    completion ``i`` of problem ``P`` gets the sample id ``P#i`` (what
+    :func:`eval_pipeline.scoring.stats.problem_id` reads back) and ``sample_index`` ``i``;
+    rows stay in dataset order, the completions of a problem together.
+
+    Raises:
+        EvalPipelineError: A sample id already contains ``#``.
+    """
+    if per_problem == 1:
+        return samples.with_columns(pl.lit(0, dtype=pl.Int64).alias("sample_index"))
+    clashing = samples.filter(pl.col("sample_id").str.contains(PROBLEM_SEPARATOR, literal=True))
+    if clashing.height:
+        raise EvalPipelineError(
+            f"samples_per_problem needs sample ids without '{PROBLEM_SEPARATOR}'; "
+            f"e.g. {clashing['sample_id'][0]!r}"
+        )
+    return (
+        samples.with_columns(
+            pl.lit(list(range(per_problem)), dtype=pl.List(pl.Int64)).alias("sample_index")
+        )
+        .explode("sample_index")
+        .with_columns(
+            pl.format("{}{}{}", "sample_id", pl.lit(PROBLEM_SEPARATOR), "sample_index").alias(
+                "sample_id"
+            )
+        )
+    )
+
+
 def build_requests(
     model: ModelSpec, samples: pl.DataFrame, prompt: PromptTemplate, sampling: SamplingParams
 ) -> list[GenerationRequest]:
+    """One request per row of ``samples``.
+
+    Rows with a ``sample_index`` above 0 (extra completions of a problem) sample with the
+    seed ``sampling.seed + sample_index``, so every completion is its own, reproducible
+    draw with its own cache entry.
+    """
     requests = []
     identity = model.identity()
-    for row in samples.iter_rows(named=True):
+    indices = (
+        samples["sample_index"].to_list()
+        if "sample_index" in samples.columns
+        else [0] * samples.height
+    )
+    for row, index in zip(samples.iter_rows(named=True), indices, strict=True):
         messages = prompt.render(json.loads(row["fields"]))
+        row_sampling = sampling.merged({"seed": sampling.seed + index}) if index else sampling
         requests.append(
             GenerationRequest(
-                request_hash=request_hash(identity, sampling, messages),
+                request_hash=request_hash(identity, row_sampling, messages),
                 sample_id=row["sample_id"],
                 messages=messages,
-                sampling=sampling,
+                sampling=row_sampling,
                 extras={"target": row["target"]},
             )
         )
@@ -94,7 +139,10 @@ def generate(
     partition_timeout_s: float | None = None,
     request_timeout_s: float | None = None,
 ) -> GenerateReport:
-    """Generate one completion per sample of ``dataset`` with ``model`` and write them.
+    """Generate the completions of ``dataset`` with ``model`` and write them.
+
+    One completion per sample, or ``samples_per_problem`` of them when the dataset asks
+    for several (see :func:`expand_samples`); ``sample_limit`` counts problems.
 
     Requests whose hash is in the response cache are not sent again, so a re-run with
     nothing changed makes no model calls and an edited prompt re-generates only the rows
@@ -112,6 +160,7 @@ def generate(
     samples, prompt = load_inputs(store, dataset)
     if sample_limit is not None:
         samples = samples.head(sample_limit)
+    samples = expand_samples(samples, catalog.dataset_specs[dataset].samples_per_problem)
     sampling = sampling_for(catalog, spec, dataset)
     requests = build_requests(spec, samples, prompt, sampling)
     own_provider = provider is None
@@ -134,7 +183,7 @@ def generate(
     finally:
         if own_provider:
             provider.close()
-    frame = generations_frame(spec, dataset, prompt.version, samples, requests, result, sampling)
+    frame = generations_frame(spec, dataset, prompt.version, samples, requests, result)
     path = store.write("generations", frame, dataset=dataset, model=model)
     if result.stopped:
         raise GenerationStopped(f"{model} on {dataset}: {result.stopped} Rows so far: {path}")
@@ -157,9 +206,8 @@ def generations_frame(
     samples: pl.DataFrame,
     requests: list[GenerationRequest],
     result,  # EngineResult
-    sampling: SamplingParams,
 ) -> pl.DataFrame:
-    """One row per sample, in dataset order, with provenance and (for cached rows) reuse."""
+    """One row per request, in dataset order, with provenance and (for cached rows) reuse."""
     n = len(requests)
     responses = result.responses
     return pl.DataFrame(
@@ -172,7 +220,7 @@ def generations_frame(
             "provider": [spec.provider] * n,
             "model_id": [spec.model_id] * n,
             "model_revision": [spec.revision or ""] * n,
-            "sampling_params": [stable_json(sampling.model_dump(mode="json"))] * n,
+            "sampling_params": [stable_json(r.sampling.model_dump(mode="json")) for r in requests],
             "messages": [stable_json([m.as_dict() for m in r.messages]) for r in requests],
             "request_hash": [r.request_hash for r in requests],
             "completion": [x.completion for x in responses],

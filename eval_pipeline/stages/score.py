@@ -12,6 +12,7 @@ from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.schemas import SCORES
 from eval_pipeline.judge import JUDGE_SCORER, judge_scores
 from eval_pipeline.scoring import run_scorer
+from eval_pipeline.scoring.stats import PROBLEM_SEPARATOR
 from eval_pipeline.storage import Store
 
 
@@ -27,8 +28,22 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
     spec = catalog.dataset_specs[dataset]
     generations = store.read("generations", dataset=dataset, model=model)
     samples = store.read("dataset_samples", dataset=dataset).select("sample_id", "target", "fields")
-    joined = generations.select("sample_id", "prompt_version", "completion", "request_hash").join(
-        samples, on="sample_id", how="left", maintain_order="left"
+    generated = generations.select("sample_id", "prompt_version", "completion", "request_hash")
+    # Several completions per problem: ``<problem>#<index>`` rows take their problem's row.
+    problem = (
+        pl.col("sample_id").str.split(PROBLEM_SEPARATOR).list.first()
+        if spec.samples_per_problem > 1
+        else pl.col("sample_id")
+    )
+    joined = (
+        generated.with_columns(problem.alias("_problem"))
+        .join(
+            samples.rename({"sample_id": "_problem"}),
+            on="_problem",
+            how="left",
+            maintain_order="left",
+        )
+        .drop("_problem")
     )
     frames = []
     judgements = []
