@@ -4,7 +4,8 @@
 (so a local model loads once), records the runs in the Dagster instance under
 ``$DAGSTER_HOME`` and prints the leaderboard. ``leaderboard`` prints the stored one.
 ``results``, ``samples`` and ``costs`` read the store (and the instance); ``compare`` runs
-the paired regression tests between two runs or baselines; ``baseline pin`` pins one.
+the paired regression tests between two runs or baselines; ``baseline pin`` pins one;
+``label`` collects human ratings for judge calibration.
 
 Exit codes: 0 success (``compare``: no regression), 1 a failed run or (``compare``) a
 regression, 2 a usage or input error (unknown model, missing baseline), 3 nothing stored
@@ -140,6 +141,21 @@ def _add_results_commands(sub) -> None:
     samples.add_argument("--limit", type=int, default=20, help="rows to show (default 20; 0: all)")
     samples.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
+    label = sub.add_parser(
+        "label",
+        help="rate judge-calibration responses by hand (writes datasets/judge-labels/human.jsonl)",
+        description=(
+            "Shows each calibration response of a rubric with the rubric's anchors and asks "
+            "for a 1-5 rating (s skips, q quits). Every rating is saved at once; a later "
+            "session resumes where this one stopped. Once a rubric has human ratings, its "
+            "judge calibration uses them instead of the rule-assigned labels."
+        ),
+        epilog=EXIT_CODES_HELP,
+    )
+    label.add_argument("--rubric", required=True, help="rubric to rate on (e.g. helpfulness)")
+    label.add_argument("--rater", required=True, help="your name, a slug (e.g. alice)")
+    label.add_argument("--limit", type=int, help="stop after this many ratings")
+
     baseline = sub.add_parser("baseline", help="pin the stored scores as a named baseline")
     bsub = baseline.add_subparsers(dest="baseline_command", required=True)
     pin = bsub.add_parser("pin", help="copy the store's scores into baselines/<name>/")
@@ -164,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             "costs": _costs,
             "samples": _samples,
             "baseline": _baseline,
+            "label": _label,
         }.get(args.command)
         if handler is not None:
             return handler(args)
@@ -171,6 +188,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eval-pipeline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE
+
+
+def _label(args) -> int:
+    from eval_pipeline.judge import label_session
+
+    root, _ = _roots(args)
+
+    def ask(prompt: str) -> str | None:
+        try:
+            return input(prompt)
+        except EOFError:
+            return None
+
+    session = label_session(root, args.rubric, args.rater, ask=ask, say=print, limit=args.limit)
+    print(
+        f"\n{session.labelled} rated, {session.skipped} skipped, {session.remaining} left "
+        f"for {session.rater} on {session.rubric}; saved in {session.path}"
+    )
+    return EXIT_OK
 
 
 def _roots(args) -> tuple[str, str]:

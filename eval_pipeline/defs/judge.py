@@ -60,6 +60,7 @@ def _calibration_asset(judge: str, rubric: str) -> dg.AssetsDefinition:
             "status": report.status,
             "message": report.message,
             "labels": report.labels,
+            "labels_source": report.labels_source,
             "parsed_verdicts": report.parsed,
             "judge_calls": report.judge_calls,
             "reused": report.reused,
@@ -86,9 +87,9 @@ def _calibration_asset(judge: str, rubric: str) -> dg.AssetsDefinition:
 def calibration_markdown(reports) -> str:
     """A Markdown table of calibration reports (judge, rubric, method, agreement before/after)."""
     lines = [
-        "| judge | rubric | labels | readable verdicts | method | Spearman before/after | "
-        "QW kappa before/after | MAE before/after |",
-        "|---|---|---:|---:|---|---|---|---|",
+        "| judge | rubric | labels | labelled by | readable verdicts | method | "
+        "Spearman before/after | QW kappa before/after | MAE before/after |",
+        "|---|---|---:|---|---:|---|---|---|---|",
     ]
 
     def f(value) -> str:
@@ -97,12 +98,14 @@ def calibration_markdown(reports) -> str:
     for r in reports:
         if r.result is None:
             lines.append(
-                f"| {r.judge} | {r.rubric} | {r.labels} | {r.parsed} | refused | - | - | - |"
+                f"| {r.judge} | {r.rubric} | {r.labels} | {r.labels_source} | {r.parsed} | "
+                "refused | - | - | - |"
             )
             continue
         b, a = r.result.before, r.result.after
         lines.append(
-            f"| {r.judge} | {r.rubric} | {r.labels} | {r.parsed} | {r.result.method} | "
+            f"| {r.judge} | {r.rubric} | {r.labels} | {r.labels_source} | {r.parsed} | "
+            f"{r.result.method} | "
             f"{f(b.spearman)} / {f(a.spearman)} | {f(b.kappa)} / {f(a.kappa)} | "
             f"{f(b.mae)} / {f(a.mae)} |"
         )

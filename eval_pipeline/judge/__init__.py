@@ -10,8 +10,10 @@ from eval_pipeline.judge._calibrate import (
     LABELS_FILE,
     CalibrationReport,
     calibrate_judge,
+    labels_source,
     load_labels,
 )
+from eval_pipeline.judge._labelling import HUMAN_LABELS_FILE, LabelSession, label_session
 from eval_pipeline.judge._rubrics import (
     JUDGE_SCORER,
     RUBRICS,
@@ -38,6 +40,7 @@ from eval_pipeline.judge._verdict import (
 
 __all__ = [
     "JUDGE_SCORER",
+    "HUMAN_LABELS_FILE",
     "LABELS_FILE",
     "MALFORMED",
     "NO_RESPONSE",
@@ -50,10 +53,13 @@ __all__ = [
     "JudgeItem",
     "JudgeOutput",
     "JudgeParams",
+    "LabelSession",
     "Verdict",
     "calibrate_judge",
     "judge_metric_names",
     "judge_scores",
+    "label_session",
+    "labels_source",
     "load_labels",
     "parse_verdict",
     "rubric_prompt",

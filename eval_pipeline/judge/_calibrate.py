@@ -1,13 +1,13 @@
 """The calibration stage: judge the labelled responses, fit a map, store it.
 
-Labels live in ``datasets/judge-labels/labels.jsonl`` (see the README there for how they
-were made): one row per response x rubric with the response, its question, a reference
-answer and a 1-5 label.
+Labels live in ``datasets/judge-labels/``: ``human.jsonl`` (ratings from ``eval-pipeline
+label``) when a rubric has any, else the rule-assigned ``labels.jsonl`` (see the README
+there for how they were made). One row per response x rubric (x rater) with the
+response, its question, a reference answer and a 1-5 label.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,15 @@ from eval_pipeline.calibration import (
     save_calibration,
 )
 from eval_pipeline.catalog import Catalog
-from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.core.errors import CatalogError, EvalPipelineError
 from eval_pipeline.core.hashing import content_hash
+from eval_pipeline.judge._labelling import HUMAN_LABELS_FILE, RULE_LABELS_FILE, read_jsonl
 from eval_pipeline.judge._rubrics import RUBRICS, SCALE, rubric_prompt
 from eval_pipeline.judge._scorer import JudgeItem, run_judge, verdict_choices
 from eval_pipeline.providers import Provider
 from eval_pipeline.storage import Store
 
-LABELS_FILE = Path("datasets") / "judge-labels" / "labels.jsonl"
+LABELS_FILE = RULE_LABELS_FILE
 CALIBRATION_MAX_TOKENS = 64
 
 
@@ -50,23 +51,43 @@ class CalibrationReport:
     path: Path
     reused: bool
     judge_calls: int
+    labels_source: str = "rule"
 
 
 def load_labels(root: str | Path, rubric: str) -> list[dict[str, Any]]:
-    """The labelled responses for ``rubric`` (empty when the file has none)."""
-    path = Path(root) / LABELS_FILE
-    if not path.exists():
-        return []
+    """The labelled responses for ``rubric`` that calibration fits against.
+
+    Human ratings (``datasets/judge-labels/human.jsonl``, written by ``eval-pipeline
+    label``) win: once a rubric has any, only they are used, one row per rating (a
+    response rated by two people appears twice). Otherwise the rule-assigned labels of
+    ``labels.jsonl``. Empty when neither file has rows for the rubric.
+
+    Raises:
+        CatalogError: A line is not JSON, or a label is not an integer 1-5.
+    """
+    root = Path(root)
+    human = _rubric_rows(root / HUMAN_LABELS_FILE, HUMAN_LABELS_FILE, rubric)
+    return human or _rubric_rows(root / LABELS_FILE, LABELS_FILE, rubric)
+
+
+def labels_source(rows: list[dict[str, Any]]) -> str:
+    """``human (<n> raters)``, ``rule`` or ``none``, from the rows' ``labelled_by``."""
+    if not rows:
+        return "none"
+    raters = {str(r.get("labelled_by", "")) for r in rows}
+    humans = {r for r in raters if r.startswith("human:")}
+    if humans:
+        return f"human ({len(humans)} rater{'s' if len(humans) != 1 else ''})"
+    return "rule"
+
+
+def _rubric_rows(path: Path, shown: Path, rubric: str) -> list[dict[str, Any]]:
+    try:
+        numbered = read_jsonl(path, str(shown))
+    except EvalPipelineError as exc:
+        raise CatalogError(str(shown), "line", str(exc)) from exc
     rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CatalogError(
-                str(LABELS_FILE), f"line {lineno}", f"not valid JSON ({exc.msg})"
-            ) from exc
+    for lineno, row in numbered:
         if row.get("rubric") != rubric:
             continue
         label = row.get("label")
@@ -76,7 +97,7 @@ def load_labels(root: str | Path, rubric: str) -> list[dict[str, Any]]:
             or not SCALE[0] <= label <= SCALE[1]
         ):
             raise CatalogError(
-                str(LABELS_FILE), f"line {lineno}: label", f"must be an integer 1-5, got {label!r}"
+                str(shown), f"line {lineno}: label", f"must be an integer 1-5, got {label!r}"
             )
         rows.append(row)
     return rows
@@ -151,6 +172,7 @@ def calibrate_judge(
         "rubric_version": prompt.version,
         "fingerprint": fingerprint,
         "labels": len(labels),
+        "labels_source": labels_source(labels),
         "parsed": len(pairs),
         "verdict_statuses": statuses,
         "verdicts": [
@@ -200,4 +222,5 @@ def _report(store, judge, rubric, rubric_version, document, *, reused, calls) ->
         path=calibration_path(store, judge, rubric),
         reused=reused,
         judge_calls=calls,
+        labels_source=document.get("labels_source", "rule"),
     )

@@ -1,0 +1,162 @@
+"""Human ratings for judge calibration: the ``label`` session and which labels calibration uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from eval_pipeline.core.errors import CatalogError, EvalPipelineError
+from eval_pipeline.judge import (
+    HUMAN_LABELS_FILE,
+    calibrate_judge,
+    label_session,
+    labels_source,
+    load_labels,
+)
+from eval_pipeline.storage import Store
+from eval_pipeline_tests.conftest import REPO
+from eval_pipeline_tests.judge_helpers import distorted_label_answers, judged_project
+
+
+def _session(root, answers, rater="alice", **kwargs):
+    queue = list(answers)
+    shown: list[str] = []
+
+    def ask(prompt):
+        shown.append(prompt)
+        return queue.pop(0) if queue else None
+
+    return label_session(root, "helpfulness", rater, ask=ask, say=shown.append, **kwargs), shown
+
+
+@pytest.fixture
+def root(tmp_path):
+    shutil.copytree(REPO / "datasets" / "judge-labels", tmp_path / "datasets" / "judge-labels")
+    shutil.copytree(REPO / "prompts", tmp_path / "prompts")
+    return tmp_path
+
+
+def _human_rows(root):
+    path = root / HUMAN_LABELS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_session_saves_each_rating_and_the_next_one_resumes(root):
+    session, shown = _session(root, ["4", "seven", "2", "s", "q"])
+    assert (session.labelled, session.skipped, session.remaining) == (2, 1, 40)
+    assert any("'seven' is not a rating" in line for line in shown)
+    assert any(line.startswith("  5 = fully helpful") for line in shown)  # the anchors
+    rows = _human_rows(root)
+    assert [(r["id"], r["label"], r["labelled_by"]) for r in rows] == [
+        ("jl-01-ideal", 4, "human:alice"),
+        ("jl-01-terse", 2, "human:alice"),
+    ]
+    assert rows[0]["answer"] and rows[0]["question"] and rows[0]["rubric"] == "helpfulness"
+    # Resuming: the skipped response comes first, the rated ones are not asked again.
+    again, shown = _session(root, ["1"], limit=1)
+    assert again.labelled == 1 and again.remaining == 39
+    assert any("jl-01-partial" in line for line in shown)
+    assert [r["id"] for r in _human_rows(root)][-1] == "jl-01-partial"
+    # Another rater starts from the beginning.
+    bob, _ = _session(root, ["3"], rater="bob", limit=1)
+    assert bob.remaining == 41 and _human_rows(root)[-1]["labelled_by"] == "human:bob"
+
+
+def test_bad_rubric_or_rater_is_refused_before_anything_is_written(root):
+    with pytest.raises(EvalPipelineError, match="unknown rubric"):
+        label_session(root, "charm", "alice", ask=lambda p: "3", say=lambda s: None)
+    with pytest.raises(EvalPipelineError, match="rater name"):
+        label_session(root, "helpfulness", "Alice Smith", ask=lambda p: "3", say=lambda s: None)
+    assert not (root / HUMAN_LABELS_FILE).exists()
+
+
+def test_human_ratings_replace_the_rule_labels_of_their_rubric(root):
+    rule = load_labels(root, "helpfulness")
+    assert len(rule) == 42 and labels_source(rule) == "rule"
+    _session(root, ["5", "1"])
+    _session(root, ["4"], rater="bob")
+    human = load_labels(root, "helpfulness")
+    assert [(r["id"], r["label"]) for r in human] == [
+        ("jl-01-ideal", 5),
+        ("jl-01-terse", 1),
+        ("jl-01-ideal", 4),
+    ]
+    assert labels_source(human) == "human (2 raters)"
+    # Other rubrics keep their rule labels.
+    assert labels_source(load_labels(root, "grammar")) == "rule"
+
+
+def test_a_bad_human_label_is_a_readable_error(root):
+    path = root / HUMAN_LABELS_FILE
+    path.write_text(json.dumps({"id": "x", "rubric": "helpfulness", "label": 7}) + "\n")
+    with pytest.raises(CatalogError, match=r"human.jsonl.*label.*must be an integer 1-5"):
+        load_labels(root, "helpfulness")
+    path.write_text("{not json\n")
+    with pytest.raises(CatalogError, match="not valid JSON"):
+        load_labels(root, "helpfulness")
+
+
+def test_calibration_fits_against_the_human_ratings_once_there_are_enough(tmp_path):
+    project = judged_project(tmp_path / "p", answers=distorted_label_answers())
+    # 25 ratings from one person; the fake judge's verdicts are the distorted rule labels.
+    _session(project, ["3"] * 25, limit=25)
+    from eval_pipeline.catalog import load_catalog
+
+    report = calibrate_judge(
+        load_catalog(project), Store(tmp_path / "s"), "fake-judge", "helpfulness"
+    )
+    assert report.status == "fitted"
+    assert report.labels == 25 and report.labels_source == "human (1 rater)"
+    # Every human label is 3: the calibrated scores sit at 3 whatever the judge says.
+    assert report.result.after.mae < report.result.before.mae
+
+
+def test_the_label_command_reads_answers_from_standard_input(root):
+    shutil.copy(REPO / "models.yaml", root / "models.yaml")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eval_pipeline.cli",
+            "--root",
+            str(root),
+            "label",
+            "--rubric",
+            "helpfulness",
+            "--rater",
+            "carol",
+        ],
+        input="5\n4\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 rated, 0 skipped, 40 left for carol on helpfulness" in done.stdout
+    assert [r["label"] for r in _human_rows(root)] == [5, 4]
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eval_pipeline.cli",
+            "--root",
+            str(root),
+            "label",
+            "--rubric",
+            "charm",
+            "--rater",
+            "carol",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "unknown rubric 'charm'" in bad.stderr
