@@ -116,47 +116,23 @@ def test_calibration_fits_against_the_human_ratings_once_there_are_enough(tmp_pa
     assert report.result.after.mae < report.result.before.mae
 
 
-def test_the_label_command_reads_answers_from_standard_input(root):
-    shutil.copy(REPO / "models.yaml", root / "models.yaml")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eval_pipeline.cli",
-            "--root",
-            str(root),
-            "label",
-            "--rubric",
-            "helpfulness",
-            "--rater",
-            "carol",
-        ],
-        input="5\n4\n",
+def _label_command(root, rubric: str, answers: str = "") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "eval_pipeline.cli", "--root", str(root), "label"]
+    return subprocess.run(
+        [*command, "--rubric", rubric, "--rater", "carol"],
+        input=answers,
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         timeout=120,
     )
+
+
+def test_the_label_command_reads_answers_from_standard_input(root):
+    shutil.copy(REPO / "models.yaml", root / "models.yaml")
+    done = _label_command(root, "helpfulness", "5\n4\n")
     assert done.returncode == 0, done.stderr
     assert "2 rated, 0 skipped, 40 left for carol on helpfulness" in done.stdout
     assert [r["label"] for r in _human_rows(root)] == [5, 4]
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eval_pipeline.cli",
-            "--root",
-            str(root),
-            "label",
-            "--rubric",
-            "charm",
-            "--rater",
-            "carol",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    bad = _label_command(root, "charm")
     assert bad.returncode == 2 and "unknown rubric 'charm'" in bad.stderr
