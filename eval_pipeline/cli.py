@@ -5,7 +5,8 @@
 ``$DAGSTER_HOME`` and prints the leaderboard. ``leaderboard`` prints the stored one.
 ``results``, ``samples`` and ``costs`` read the store (and the instance); ``compare`` runs
 the paired regression tests between two runs or baselines; ``baseline pin`` pins one;
-``label`` collects human ratings for judge calibration.
+``label`` collects human ratings for judge calibration and ``calibrations`` prints the
+stored calibrations.
 
 Exit codes: 0 success (``compare``: no regression), 1 a failed run or (``compare``) a
 regression, 2 a usage or input error (unknown model, missing baseline), 3 nothing stored
@@ -141,6 +142,13 @@ def _add_results_commands(sub) -> None:
     samples.add_argument("--limit", type=int, default=20, help="rows to show (default 20; 0: all)")
     samples.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
+    calibrations = sub.add_parser(
+        "calibrations",
+        help="print the stored judge calibrations: labels, method, agreement before/after",
+        epilog=EXIT_CODES_HELP,
+    )
+    calibrations.add_argument("--json", action="store_true", help="print JSON")
+
     label = sub.add_parser(
         "label",
         help="rate judge-calibration responses by hand (writes datasets/judge-labels/human.jsonl)",
@@ -181,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             "samples": _samples,
             "baseline": _baseline,
             "label": _label,
+            "calibrations": _calibrations,
         }.get(args.command)
         if handler is not None:
             return handler(args)
@@ -188,6 +197,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eval-pipeline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE
+
+
+def _calibrations(args) -> int:
+    from eval_pipeline.judge import calibration_markdown, stored_calibrations
+    from eval_pipeline.storage import Store
+
+    _, store_root = _roots(args)
+    reports = stored_calibrations(Store(store_root))
+    if not reports:
+        print(
+            f"eval-pipeline: no judge calibrations under {store_root} "
+            "(materialize a judged dataset or its judge_calibration asset first)",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DATA
+    if args.json:
+        rows = []
+        for r in reports:
+            rows.append(
+                {
+                    "judge": r.judge,
+                    "rubric": r.rubric,
+                    "rubric_version": r.rubric_version,
+                    "status": r.status,
+                    "message": r.message,
+                    "labels": r.labels,
+                    "labels_source": r.labels_source,
+                    "readable_verdicts": r.parsed,
+                    "result": r.result.to_json() if r.result else None,
+                }
+            )
+        print(json.dumps(rows, indent=2))
+    else:
+        print(calibration_markdown(reports))
+    return EXIT_OK
 
 
 def _label(args) -> int:

@@ -136,3 +136,23 @@ def test_the_label_command_reads_answers_from_standard_input(root):
     assert [r["label"] for r in _human_rows(root)] == [5, 4]
     bad = _label_command(root, "charm")
     assert bad.returncode == 2 and "unknown rubric 'charm'" in bad.stderr
+
+
+def test_the_calibrations_command_prints_the_stored_calibrations(tmp_path, capsys):
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.cli import main
+
+    project = judged_project(tmp_path / "p", answers=distorted_label_answers())
+    store = tmp_path / "s"
+    empty = ["--root", str(project), "--store", str(tmp_path / "empty"), "calibrations"]
+    assert main(empty) == 3
+    assert "no judge calibrations" in capsys.readouterr().err
+    report = calibrate_judge(load_catalog(project), Store(store), "fake-judge", "helpfulness")
+    assert main(["--root", str(project), "--store", str(store), "calibrations", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["judge"], row["rubric"], row["status"]) == ("fake-judge", "helpfulness", "fitted")
+    assert row["labels"] == 42 and row["labels_source"] == "rule"
+    assert row["result"]["map"]["method"] == report.result.method
+    assert main(["--root", str(project), "--store", str(store), "calibrations"]) == 0
+    table = capsys.readouterr().out
+    assert f"| fake-judge | helpfulness | 42 | rule | 42 | {report.result.method} |" in table

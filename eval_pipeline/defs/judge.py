@@ -5,7 +5,7 @@ import re
 import dagster as dg
 
 from eval_pipeline.catalog import Catalog
-from eval_pipeline.judge import JUDGE_SCORER, JudgeParams, calibrate_judge
+from eval_pipeline.judge import JUDGE_SCORER, JudgeParams, calibrate_judge, calibration_markdown
 from eval_pipeline.resources import CatalogResource, StoreResource
 
 
@@ -82,31 +82,3 @@ def _calibration_asset(judge: str, rubric: str) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=metadata)
 
     return _asset
-
-
-def calibration_markdown(reports) -> str:
-    """A Markdown table of calibration reports (judge, rubric, method, agreement before/after)."""
-    lines = [
-        "| judge | rubric | labels | labelled by | readable verdicts | method | "
-        "Spearman before/after | QW kappa before/after | MAE before/after |",
-        "|---|---|---:|---|---:|---|---|---|---|",
-    ]
-
-    def f(value) -> str:
-        return "-" if value is None else f"{value:.3f}"
-
-    for r in reports:
-        if r.result is None:
-            lines.append(
-                f"| {r.judge} | {r.rubric} | {r.labels} | {r.labels_source} | {r.parsed} | "
-                "refused | - | - | - |"
-            )
-            continue
-        b, a = r.result.before, r.result.after
-        lines.append(
-            f"| {r.judge} | {r.rubric} | {r.labels} | {r.labels_source} | {r.parsed} | "
-            f"{r.result.method} | "
-            f"{f(b.spearman)} / {f(a.spearman)} | {f(b.kappa)} / {f(a.kappa)} | "
-            f"{f(b.mae)} / {f(a.mae)} |"
-        )
-    return "\n".join(lines)

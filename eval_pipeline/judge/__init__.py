@@ -10,8 +10,10 @@ from eval_pipeline.judge._calibrate import (
     LABELS_FILE,
     CalibrationReport,
     calibrate_judge,
+    calibration_markdown,
     labels_source,
     load_labels,
+    stored_calibrations,
 )
 from eval_pipeline.judge._labelling import HUMAN_LABELS_FILE, LabelSession, label_session
 from eval_pipeline.judge._rubrics import (
@@ -56,6 +58,7 @@ __all__ = [
     "LabelSession",
     "Verdict",
     "calibrate_judge",
+    "calibration_markdown",
     "judge_metric_names",
     "judge_scores",
     "label_session",
@@ -64,4 +67,5 @@ __all__ = [
     "parse_verdict",
     "rubric_prompt",
     "run_judge",
+    "stored_calibrations",
 ]

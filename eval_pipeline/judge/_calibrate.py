@@ -224,3 +224,56 @@ def _report(store, judge, rubric, rubric_version, document, *, reused, calls) ->
         judge_calls=calls,
         labels_source=document.get("labels_source", "rule"),
     )
+
+
+def stored_calibrations(store: Store) -> list[CalibrationReport]:
+    """Every calibration in the store, by judge and rubric."""
+    from eval_pipeline.calibration import calibration_path
+
+    reports = []
+    folder = calibration_path(store, "x", "x").parent.parent
+    for path in sorted(folder.glob("judge=*/rubric=*.json")):
+        judge = path.parent.name.removeprefix("judge=")
+        rubric = path.stem.removeprefix("rubric=")
+        document = load_calibration_document(store, judge, rubric)
+        if document is not None:
+            reports.append(
+                _report(
+                    store,
+                    judge,
+                    rubric,
+                    document.get("rubric_version", ""),
+                    document,
+                    reused=True,
+                    calls=0,
+                )
+            )
+    return reports
+
+
+def calibration_markdown(reports: list[CalibrationReport]) -> str:
+    """A Markdown table of calibration reports (judge, rubric, method, agreement before/after)."""
+    lines = [
+        "| judge | rubric | labels | labelled by | readable verdicts | method | "
+        "Spearman before/after | QW kappa before/after | MAE before/after |",
+        "|---|---|---:|---|---:|---|---|---|---|",
+    ]
+
+    def f(value) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for r in reports:
+        if r.result is None:
+            lines.append(
+                f"| {r.judge} | {r.rubric} | {r.labels} | {r.labels_source} | {r.parsed} | "
+                "refused | - | - | - |"
+            )
+            continue
+        b, a = r.result.before, r.result.after
+        lines.append(
+            f"| {r.judge} | {r.rubric} | {r.labels} | {r.labels_source} | {r.parsed} | "
+            f"{r.result.method} | "
+            f"{f(b.spearman)} / {f(a.spearman)} | {f(b.kappa)} / {f(a.kappa)} | "
+            f"{f(b.mae)} / {f(a.mae)} |"
+        )
+    return "\n".join(lines)
