@@ -218,8 +218,8 @@ class TransformersProvider:
 
         The prompt and the choices' common token prefix go through the model once; each
         choice's remaining tokens are then scored against that key/value cache, which is
-        cropped back to the shared part after every choice. The log-likelihood of every choice is kept in
-        ``info["choice_logprobs"]``.
+        cropped back to the shared part after every choice. The log-likelihood of every
+        choice is kept in ``info["choice_logprobs"]``.
         """
         import torch
 
