@@ -198,8 +198,9 @@ def estimate_tokens(text_chars: int, max_tokens: int) -> int:
 class ApiProviderBase:
     """What the HTTP API providers share: the key, and one SDK client per event loop.
 
-    Subclasses name their options model, SDK module, async client class and default
-    endpoint, and implement the request itself.
+    Subclasses name their options model, SDK module, async client class, default endpoint
+    and request path, and implement their wire format: :meth:`payload` (request to JSON
+    body) and :meth:`parse` (JSON answer to text, finish reason and token counts).
     """
 
     name: str
@@ -208,6 +209,42 @@ class ApiProviderBase:
     sdk_module: str
     client_class: str
     default_endpoint: str
+    path: str  # posted to, relative to the endpoint
+    answer_kind: str  # what a well-formed answer is, for the "malformed" message
+
+    def payload(self, request: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse(self, data: Any) -> tuple[str, str, int, int]:
+        """``(text, finish reason, input tokens, output tokens)`` from the JSON answer."""
+        raise NotImplementedError
+
+    async def agenerate(self, request: Any) -> Any:
+        """Send one request; raises :class:`RequestFailure` on any failure."""
+        from eval_pipeline.core.types import GenerationResponse
+
+        body = self.payload(request)
+        client = self._sdk_client()
+        start = time.perf_counter()
+        try:
+            data = await client.post(self.path, cast_to=object, body=body)
+        except Exception as exc:
+            raise classify_sdk_error(self._sdk, exc, self.secrets) from None
+        latency = time.perf_counter() - start
+        try:
+            text, reason, input_tokens, output_tokens = self.parse(data)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise RequestFailure(
+                "malformed", f"response is not {self.answer_kind} ({type(exc).__name__}: {exc})"
+            ) from None
+        return GenerationResponse(
+            completion=text,
+            finish_reason=reason,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            latency_s=latency,
+            info={"served_model": redact(str(data.get("model") or ""), self.secrets)},
+        )
 
     def __init__(self, spec: Any):
         self.spec = spec

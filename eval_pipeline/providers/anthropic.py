@@ -15,16 +15,13 @@ so changing one re-runs the requests.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import GenerationRequest
 from eval_pipeline.providers._api import (
     ApiOptions,
     ApiProviderBase,
     RequestFailure,
-    classify_sdk_error,
-    redact,
 )
 
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
@@ -43,6 +40,8 @@ class AnthropicProvider(ApiProviderBase):
     sdk_module = "anthropic"
     client_class = "AsyncAnthropic"
     default_endpoint = "https://api.anthropic.com"
+    path = "/v1/messages"
+    answer_kind = "a message"
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         """The messages-API request body for ``request``."""
@@ -68,33 +67,12 @@ class AnthropicProvider(ApiProviderBase):
             kwargs["stop_sequences"] = list(sampling.stop)
         return kwargs
 
-    async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
-        """Send one request; raises :class:`RequestFailure` on any failure."""
-        body = self.payload(request)
-        client = self._sdk_client()
-        start = time.perf_counter()
-        try:
-            data = await client.post("/v1/messages", cast_to=object, body=body)
-        except Exception as exc:
-            raise classify_sdk_error(self._sdk, exc, self.secrets) from None
-        latency = time.perf_counter() - start
-        try:
-            text = "".join(
-                block.get("text", "") for block in data["content"] if block.get("type") == "text"
-            )
-            reason = data.get("stop_reason") or ""
-            usage = data.get("usage") or {}
-            input_tokens = int(usage.get("input_tokens") or 0)
-            output_tokens = int(usage.get("output_tokens") or 0)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RequestFailure(
-                "malformed", f"response is not a message ({type(exc).__name__}: {exc})"
-            ) from None
-        return GenerationResponse(
-            completion=text,
-            finish_reason=STOP_REASONS.get(reason, reason),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            latency_s=latency,
-            info={"served_model": redact(str(data.get("model") or ""), self.secrets)},
+    def parse(self, data: Any) -> tuple[str, str, int, int]:
+        reason = data.get("stop_reason") or ""
+        usage = data.get("usage") or {}
+        return (
+            "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text"),
+            STOP_REASONS.get(reason, reason),
+            int(usage.get("input_tokens") or 0),
+            int(usage.get("output_tokens") or 0),
         )

@@ -18,16 +18,13 @@ server, the limit at high concurrency.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import GenerationRequest
 from eval_pipeline.providers._api import (
     ApiOptions,
     ApiProviderBase,
     RequestFailure,
-    classify_sdk_error,
-    redact,
 )
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
@@ -47,6 +44,8 @@ class OpenAIProvider(ApiProviderBase):
     sdk_module = "openai"
     client_class = "AsyncOpenAI"
     default_endpoint = "https://api.openai.com/v1"
+    path = "/chat/completions"
+    answer_kind = "a chat completion"
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         """The chat-completions request body for ``request``."""
@@ -67,32 +66,13 @@ class OpenAIProvider(ApiProviderBase):
             kwargs["stop"] = list(sampling.stop)
         return kwargs
 
-    async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
-        """Send one request; raises :class:`RequestFailure` on any failure."""
-        body = self.payload(request)
-        client = self._sdk_client()
-        start = time.perf_counter()
-        try:
-            data = await client.post("/chat/completions", cast_to=object, body=body)
-        except Exception as exc:
-            raise classify_sdk_error(self._sdk, exc, self.secrets) from None
-        latency = time.perf_counter() - start
-        try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-            reason = choice.get("finish_reason") or ""
-            usage = data.get("usage") or {}
-            input_tokens = int(usage.get("prompt_tokens") or 0)
-            output_tokens = int(usage.get("completion_tokens") or 0)
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise RequestFailure(
-                "malformed", f"response is not a chat completion ({type(exc).__name__}: {exc})"
-            ) from None
-        return GenerationResponse(
-            completion=text,
-            finish_reason=FINISH_REASONS.get(reason, reason),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            latency_s=latency,
-            info={"served_model": redact(str(data.get("model") or ""), self.secrets)},
+    def parse(self, data: Any) -> tuple[str, str, int, int]:
+        choice = data["choices"][0]
+        reason = choice.get("finish_reason") or ""
+        usage = data.get("usage") or {}
+        return (
+            choice["message"].get("content") or "",
+            FINISH_REASONS.get(reason, reason),
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0),
         )
