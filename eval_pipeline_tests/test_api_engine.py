@@ -18,16 +18,12 @@ from eval_pipeline.providers._api import ApiOptions, RequestFailure, parse_retry
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions, generate
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.apiserver import ServerConfig, answer, api_model, make_api_project
-from eval_pipeline_tests.apiserver.fixtures import api_server_fixture
+from eval_pipeline_tests.apiserver.fixtures import KEY_ENV, api_key_fixture, api_server_fixture
 
 api_server = api_server_fixture()
 
-KEY_ENV = "EVAL_TEST_API_KEY"
 
-
-@pytest.fixture(autouse=True)
-def _api_key(monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sk-test-key")
+_api_key = api_key_fixture()
 
 
 class FakeTime:

@@ -15,12 +15,11 @@ from eval_pipeline_tests.apiserver import (
     make_api_project,
     materialize_api,
 )
-from eval_pipeline_tests.apiserver.fixtures import api_server_fixture
+from eval_pipeline_tests.apiserver.fixtures import KEY_ENV, api_key_fixture, api_server_fixture
 from eval_pipeline_tests.helpers import materialization_metadata
 
 api_server = api_server_fixture()
 
-KEY_ENV = "EVAL_TEST_API_KEY"
 # Test-scale deadlines: a hang costs one request deadline, a retry a fraction of a second.
 FAST_RETRIES = {
     "api_key_env": KEY_ENV,
@@ -29,10 +28,7 @@ FAST_RETRIES = {
     "backoff_max_s": 0.5,
 }
 
-
-@pytest.fixture(autouse=True)
-def _api_key(monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sk-test-key")
+_api_key = api_key_fixture()
 
 
 def _assert_every_row_answered_or_errored(gens: pl.DataFrame, samples: int) -> None:

@@ -13,11 +13,10 @@ import polars as pl
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.apiserver import ServerConfig, api_model, make_api_project, materialize_api
 from eval_pipeline_tests.apiserver._process import REPO
-from eval_pipeline_tests.apiserver.fixtures import api_server_fixture
+from eval_pipeline_tests.apiserver.fixtures import KEY_ENV, api_server_fixture
 
 api_server = api_server_fixture()
 
-KEY_ENV = "EVAL_TEST_API_KEY"
 CONCURRENCY = 8
 SAMPLES = 240
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import polars as pl
-import pytest
 
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.apiserver import (
@@ -13,11 +12,10 @@ from eval_pipeline_tests.apiserver import (
     make_api_project,
     materialize_api,
 )
-from eval_pipeline_tests.apiserver.fixtures import api_server_fixture
+from eval_pipeline_tests.apiserver.fixtures import KEY_ENV, api_key_fixture, api_server_fixture
 
 api_server = api_server_fixture()
 
-KEY_ENV = "EVAL_TEST_API_KEY"
 FAST = {
     "api_key_env": KEY_ENV,
     "request_timeout_s": 2.0,
@@ -25,10 +23,7 @@ FAST = {
     "backoff_max_s": 0.3,
 }
 
-
-@pytest.fixture(autouse=True)
-def _api_key(monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sk-test-key")
+_api_key = api_key_fixture()
 
 
 def step_failure(result, step: str = "generations") -> str:

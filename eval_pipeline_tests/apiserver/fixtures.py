@@ -22,3 +22,19 @@ def _serve() -> Iterator[ApiServer]:
 def api_server_fixture() -> Any:
     """The module-scoped ``api_server`` fixture."""
     return pytest.fixture(scope="module", name="api_server")(_serve)
+
+
+KEY_ENV = "EVAL_TEST_API_KEY"
+TEST_KEY = "sk-test-key"
+
+
+def _set_key(monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, TEST_KEY)
+
+
+def api_key_fixture() -> Any:
+    """An autouse fixture that puts the test API key in ``$EVAL_TEST_API_KEY``.
+
+    Bind it with ``_api_key = api_key_fixture()``.
+    """
+    return pytest.fixture(autouse=True, name="_api_key")(_set_key)
