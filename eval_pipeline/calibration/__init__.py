@@ -27,6 +27,7 @@ from eval_pipeline.calibration._store import (
     load_calibration,
     load_calibration_document,
     save_calibration,
+    stored_pairs,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "CalibrationMap",
     "CalibrationResult",
     "calibration_path",
+    "stored_pairs",
     "cross_validated_predictions",
     "fit_calibration",
     "fit_isotonic",

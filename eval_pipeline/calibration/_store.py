@@ -22,6 +22,14 @@ def calibration_path(store: Store, judge: str, rubric: str) -> Path:
     return store.root / "calibration" / f"judge={judge}" / f"rubric={rubric}.json"
 
 
+def stored_pairs(store: Store) -> list[tuple[str, str]]:
+    """Every (judge, rubric) with a stored calibration, sorted."""
+    files = (store.root / "calibration").glob("judge=*/rubric=*.json")
+    return sorted(
+        (f.parent.name.removeprefix("judge="), f.stem.removeprefix("rubric=")) for f in files
+    )
+
+
 def save_calibration(store: Store, judge: str, rubric: str, document: dict[str, Any]) -> Path:
     """Write a calibration document atomically (temp file + rename)."""
     path = calibration_path(store, judge, rubric)

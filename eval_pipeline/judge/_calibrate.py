@@ -18,9 +18,10 @@ from eval_pipeline.calibration import (
     fit_calibration,
     load_calibration_document,
     save_calibration,
+    stored_pairs,
 )
 from eval_pipeline.catalog import Catalog
-from eval_pipeline.core.errors import CatalogError, EvalPipelineError
+from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.judge._labelling import HUMAN_LABELS_FILE, RULE_LABELS_FILE, read_jsonl
 from eval_pipeline.judge._rubrics import RUBRICS, SCALE, rubric_prompt
@@ -82,12 +83,8 @@ def labels_source(rows: list[dict[str, Any]]) -> str:
 
 
 def _rubric_rows(path: Path, shown: Path, rubric: str) -> list[dict[str, Any]]:
-    try:
-        numbered = read_jsonl(path, str(shown))
-    except EvalPipelineError as exc:
-        raise CatalogError(str(shown), "line", str(exc)) from exc
     rows = []
-    for lineno, row in numbered:
+    for lineno, row in read_jsonl(path, str(shown)):
         if row.get("rubric") != rubric:
             continue
         label = row.get("label")
@@ -228,26 +225,12 @@ def _report(store, judge, rubric, rubric_version, document, *, reused, calls) ->
 
 def stored_calibrations(store: Store) -> list[CalibrationReport]:
     """Every calibration in the store, by judge and rubric."""
-    from eval_pipeline.calibration import calibration_path
-
     reports = []
-    folder = calibration_path(store, "x", "x").parent.parent
-    for path in sorted(folder.glob("judge=*/rubric=*.json")):
-        judge = path.parent.name.removeprefix("judge=")
-        rubric = path.stem.removeprefix("rubric=")
+    for judge, rubric in stored_pairs(store):
         document = load_calibration_document(store, judge, rubric)
         if document is not None:
-            reports.append(
-                _report(
-                    store,
-                    judge,
-                    rubric,
-                    document.get("rubric_version", ""),
-                    document,
-                    reused=True,
-                    calls=0,
-                )
-            )
+            version = document.get("rubric_version", "")
+            reports.append(_report(store, judge, rubric, version, document, reused=True, calls=0))
     return reports
 
 

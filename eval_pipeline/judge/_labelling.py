@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.errors import CatalogError, EvalPipelineError
 from eval_pipeline.core.keys import validate_slug
 from eval_pipeline.judge._rubrics import RUBRICS, SCALE, rubric_prompt
 
@@ -42,7 +42,11 @@ class LabelSession:
 
 
 def read_jsonl(path: Path, shown: str) -> list[tuple[int, dict[str, Any]]]:
-    """``(line number, row)`` for each non-blank line; a bad line is a readable error."""
+    """``(line number, row)`` for each non-blank line of a labels file (none if absent).
+
+    Raises:
+        CatalogError: A line is not a JSON object.
+    """
     if not path.exists():
         return []
     rows = []
@@ -52,9 +56,9 @@ def read_jsonl(path: Path, shown: str) -> list[tuple[int, dict[str, Any]]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise EvalPipelineError(f"{shown} line {lineno}: not valid JSON ({exc.msg})") from exc
+            raise CatalogError(shown, f"line {lineno}", f"not valid JSON ({exc.msg})") from exc
         if not isinstance(row, dict):
-            raise EvalPipelineError(f"{shown} line {lineno}: expected a JSON object")
+            raise CatalogError(shown, f"line {lineno}", "expected a JSON object")
         rows.append((lineno, row))
     return rows
 
