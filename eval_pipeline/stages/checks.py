@@ -33,9 +33,9 @@ def generations_complete(
         return CheckOutcome(False, "no generations file")
     samples = store.read("dataset_samples", dataset=dataset)
     got = generations["sample_id"]
-    problems = -(-generations.height // per_problem)  # a partial problem counts as requested
+    requested = -(-generations.height // per_problem)  # a partial problem counts too
     known = expand_samples(samples.select("sample_id"), per_problem)["sample_id"]
-    expected = known.head(problems * per_problem)
+    expected = known.head(requested * per_problem)
     missing = sorted(set(expected) - set(got))
     duplicates = got.filter(got.is_duplicated()).unique().sort().to_list()
     unknown = sorted(set(got) - set(known))

@@ -64,7 +64,7 @@ def sampling_for(catalog: Catalog, model: ModelSpec, dataset: str) -> SamplingPa
 def expand_samples(samples: pl.DataFrame, per_problem: int) -> pl.DataFrame:
     """One row per completion to generate: ``per_problem`` rows for every problem.
 
-    With one completion per problem the samples are returned as they are. With several,
+    With one completion per problem the sample ids stay as they are. With several,
     completion ``i`` of problem ``P`` gets the sample id ``P#i`` (what
     :func:`eval_pipeline.scoring.stats.problem_id` reads back) and ``sample_index`` ``i``;
     rows stay in dataset order, the completions of a problem together.
