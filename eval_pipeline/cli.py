@@ -557,7 +557,7 @@ def _generation_spend():
                         "requests": int(meta.get("model_calls", 0)),
                     }
                 )
-    from eval_pipeline.report._tables import SPEND_SCHEMA
+    from eval_pipeline.report import SPEND_SCHEMA
 
     return pl.DataFrame(rows, schema=SPEND_SCHEMA)
 

@@ -18,16 +18,17 @@ from collections.abc import Sequence
 
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.providers import PROVIDERS, Provider
 from eval_pipeline.providers.fake import FakeProvider
-from eval_pipeline.providers.registry import PROVIDERS
 
 OWN_OPTIONS = ("delay_s", "slow_attempts", "fail_load", "fast_rows")
 
 
-class DrillProvider:
+class DrillProvider(Provider):
     name = "drill"
 
     def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
         options = dict(spec.options)
         self.delay_s = float(options.pop("delay_s", 0.0))
         self.slow_attempts = options.pop("slow_attempts", None)
@@ -50,15 +51,8 @@ class DrillProvider:
             time.sleep(self.delay_s * len(requests))
         return self.inner.generate(requests)
 
-    def close(self) -> None:
-        return None
 
-
-def _drill(spec: ModelSpec) -> DrillProvider:
-    return DrillProvider(spec)
-
-
-PROVIDERS.setdefault("drill", _drill)
+PROVIDERS.setdefault("drill", f"{__name__}:DrillProvider")
 
 
 def visible_gpus(_: object) -> str | None:

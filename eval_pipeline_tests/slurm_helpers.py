@@ -91,11 +91,13 @@ def materialize_partitions(
     assets: tuple[str, ...] = ("prompt_versions", "dataset_samples", "generations"),
     sample_limit: int | None = 3,
     slurm: dict | None = None,
+    config: dict | None = None,
 ) -> RunOutcome:
     """Materialize the partition rectangle ``first``..``last`` in one run.
 
     That is what a single-run backfill launches; the ``slurm`` resource submits to the
-    local cluster and its jobs import the drill provider.
+    local cluster and its jobs import the drill provider. ``config`` adds fields to the
+    ``generations`` run config.
     """
     from eval_pipeline.resources.slurm import SlurmResource
 
@@ -107,7 +109,8 @@ def materialize_partitions(
         "dagster/asset_partition_range_start": first,
         "dagster/asset_partition_range_end": last,
     }
-    run_config = {"ops": {"generations": {"config": {"sample_limit": sample_limit}}}}
+    fields = {"sample_limit": sample_limit, **(config or {})}
+    run_config = {"ops": {"generations": {"config": fields}}}
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             selected,

@@ -57,6 +57,8 @@ def test_plain_layers_do_not_import_the_dagster_glue():
         "storage/",
         "stages/",
         "slurm/",
+        "node/",
+        "runners/",
     )
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -71,9 +73,77 @@ def test_plain_layers_do_not_import_the_dagster_glue():
 
 def test_importing_the_stages_loads_neither_dagster_nor_heavy_sdks():
     code = (
-        "import sys, eval_pipeline.stages, eval_pipeline.catalog, eval_pipeline.engine;"
+        "import sys, eval_pipeline.stages, eval_pipeline.catalog, eval_pipeline.engine,"
+        " eval_pipeline.node;"
         "heavy = [m for m in ('dagster', 'torch', 'transformers', 'openai', 'anthropic', 'submitit', 'vllm')"
         " if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# The layer of each top-level module; a module imports only from lower layers.
+LAYERS = {
+    "core": 0,
+    "providers": 1,
+    "scoring": 1,
+    "storage": 1,
+    "slurm": 1,
+    "catalog": 2,
+    "calibration": 2,
+    "regression": 2,
+    "report": 2,
+    "engine": 2,
+    "judge": 3,
+    "operations": 3,
+    "stages": 4,
+    "node": 5,
+    "runners": 6,
+    "resources": 7,
+    "defs": 8,
+    "cli": 9,
+    "definitions": 9,
+}
+
+
+def _package_imports():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        package = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if package == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules = [node.module]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            for module in modules:
+                parts = module.split(".")
+                if parts[0] == "eval_pipeline" and len(parts) > 1 and parts[1] != package:
+                    yield rel.as_posix(), package, parts
+
+
+def test_every_module_has_a_layer():
+    packages = {p for _, p, _ in _package_imports()} | {
+        parts[1] for _, _, parts in _package_imports()
+    }
+    assert packages - set(LAYERS) == set()
+
+
+def test_modules_import_only_from_lower_layers():
+    offenders = [
+        f"{rel} imports {'.'.join(parts)}"
+        for rel, package, parts in _package_imports()
+        if LAYERS[parts[1]] >= LAYERS[package]
+    ]
+    assert offenders == []
+
+
+def test_no_module_imports_another_packages_private_modules():
+    offenders = [
+        f"{rel} imports {'.'.join(parts)}"
+        for rel, _, parts in _package_imports()
+        if any(part.startswith("_") for part in parts[2:])
+    ]
+    assert offenders == []

@@ -14,6 +14,8 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 
 import eval_pipeline_tests.slurm_drill  # noqa: F401  (registers the drill provider here too)
 from eval_pipeline.catalog import load_catalog
+from eval_pipeline.core.keys import PartitionKey
+from eval_pipeline.node import generation_tasks
 from eval_pipeline.resources.slurm import SlurmResource
 from eval_pipeline.slurm import load_profile, submit_array
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions
@@ -108,7 +110,7 @@ def test_a_backfill_over_two_models_becomes_one_array_with_one_model_load_per_mo
         frame = Store(store).read("generations", dataset=dataset, model=model)
         assert frame.height == 3
     reports = [json.loads(p.read_text()) for p in (store / "runs").glob("**/report.json")]
-    assert sorted(len(r["datasets"]) for r in reports) == [2, 2]
+    assert sorted(len(r["results"]) for r in reports) == [2, 2]
     assert not any(r["dagster_imported"] for r in reports)
 
 
@@ -217,10 +219,11 @@ def test_terminating_the_run_cancels_its_slurm_jobs(tmp_path):
     catalog = load_catalog(project, load_rows=False)
     build_dataset_samples(catalog, store, "qa")
     build_prompt_versions(catalog, store, "qa")
-    resource = SlurmResource(poll_interval_s=0.5, imports=[DRILL])
-    submission = resource.submit_generation(
-        catalog, store, {"drill-stuck": ["qa"]}, run_id="cancel-test", sample_limit=50
+    runner = SlurmResource(poll_interval_s=0.5, imports=[DRILL]).runner(catalog, store)
+    (task,) = generation_tasks(
+        catalog, store, [PartitionKey(model="drill-stuck", dataset="qa")], sample_limit=50
     )
+    submission = runner.submit([task], run_id="cancel-test")
     (job_id,) = submission.job_ids.values()
     log = _Interrupting()
     with pytest.raises(DagsterExecutionInterruptedError):

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.node import GenerationTask, Work, read_progress, run_node
 from eval_pipeline.slurm import load_profile, make_executor, profile_names
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions
-from eval_pipeline.stages.remote import GenerationTask, generate_on_node, read_progress
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.conftest import REPO
 
@@ -86,26 +86,28 @@ def test_the_node_entry_point_loads_the_model_once_for_all_datasets(tmp_path, pr
         project_root=str(project),
         store_root=str(store.root),
         model="fake-good",
-        datasets=("qa", "json-extract"),
+        work=(Work("generate", dataset="qa"), Work("generate", dataset="json-extract")),
         sample_limit=4,
         report_dir=str(tmp_path / "report"),
     )
-    report = generate_on_node(task)
+    report = run_node(task)
     assert report.model_loads == 1
-    assert [d.dataset for d in report.datasets] == ["qa", "json-extract"]
-    assert [d.rows for d in report.datasets] == [4, 4]
+    assert report.runs_on == "inline"
+    assert [r.work.dataset for r in report.results] == ["qa", "json-extract"]
+    assert [r.rows for r in report.results] == [4, 4]
+    assert all(r.ok for r in report.results)
     assert report.gpu_type == "none"
     assert (tmp_path / "report" / "report.json").exists()
     assert read_progress(tmp_path / "report")["dataset"] == "json-extract"
     # A second run of the same task answers everything from the response cache.
-    again = generate_on_node(task)
-    assert [d.reused_rows for d in again.datasets] == [4, 4]
+    again = run_node(task)
+    assert [r.reused_rows for r in again.results] == [4, 4]
     assert again.new_output_tokens == 0
 
 
 def test_the_node_entry_point_and_the_launcher_do_not_import_dagster():
     code = (
-        "import sys, eval_pipeline.stages.remote, eval_pipeline.slurm; "
+        "import sys, eval_pipeline.node, eval_pipeline.runners, eval_pipeline.slurm; "
         "print('dagster' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -115,5 +117,5 @@ def test_the_node_entry_point_and_the_launcher_do_not_import_dagster():
 def test_a_task_is_plain_picklable_data(tmp_path):
     import pickle
 
-    task = GenerationTask("/p", "/s", "m", ("a", "b"), sample_limit=3)
+    task = GenerationTask("/p", "/s", "m", (Work("generate", "a"),), sample_limit=3)
     assert pickle.loads(pickle.dumps(task)) == task

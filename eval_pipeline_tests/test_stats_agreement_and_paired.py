@@ -7,6 +7,7 @@ import math
 import polars as pl
 import pytest
 
+from eval_pipeline.core.keys import problem_id
 from eval_pipeline.scoring import stats
 from eval_pipeline.stages.aggregate import slice_aggregates
 
@@ -76,7 +77,7 @@ def test_pass_at_k_over_problems_averages_the_unbiased_estimator():
     assert stats.pass_at_k(3, 1, 2) == pytest.approx(1 - math.comb(2, 2) / math.comb(3, 2))
     with pytest.raises(ValueError):
         stats.pass_at_k_over_problems(ids, passed, 4)
-    assert stats.problem_id("HumanEval/3#2") == "HumanEval/3"
+    assert problem_id("HumanEval/3#2") == "HumanEval/3"
 
 
 def test_slice_aggregates_group_by_every_tag_of_a_sample():

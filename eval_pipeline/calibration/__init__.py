@@ -23,11 +23,9 @@ from eval_pipeline.calibration._maps import (
     pool_adjacent_violators,
 )
 from eval_pipeline.calibration._store import (
-    calibration_path,
     load_calibration,
     load_calibration_document,
     save_calibration,
-    stored_pairs,
 )
 
 __all__ = [
@@ -37,8 +35,6 @@ __all__ = [
     "CalibrationError",
     "CalibrationMap",
     "CalibrationResult",
-    "calibration_path",
-    "stored_pairs",
     "cross_validated_predictions",
     "fit_calibration",
     "fit_isotonic",

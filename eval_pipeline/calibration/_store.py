@@ -8,46 +8,22 @@ was fitted on) read whole by the score stage.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from eval_pipeline.calibration._fit import CalibrationResult
-from eval_pipeline.storage import Store
-
-
-def calibration_path(store: Store, judge: str, rubric: str) -> Path:
-    """The file holding the calibration of ``judge`` on ``rubric``."""
-    return store.root / "calibration" / f"judge={judge}" / f"rubric={rubric}.json"
-
-
-def stored_pairs(store: Store) -> list[tuple[str, str]]:
-    """Every (judge, rubric) with a stored calibration, sorted."""
-    files = (store.root / "calibration").glob("judge=*/rubric=*.json")
-    return sorted(
-        (f.parent.name.removeprefix("judge="), f.stem.removeprefix("rubric=")) for f in files
-    )
+from eval_pipeline.storage import Store, atomic_write_text
 
 
 def save_calibration(store: Store, judge: str, rubric: str, document: dict[str, Any]) -> Path:
     """Write a calibration document atomically (temp file + rename)."""
-    path = calibration_path(store, judge, rubric)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    path = store.calibration_path(judge, rubric)
+    return atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True))
 
 
 def load_calibration_document(store: Store, judge: str, rubric: str) -> dict[str, Any] | None:
     """The stored document, or None when the pair was never calibrated."""
-    path = calibration_path(store, judge, rubric)
+    path = store.calibration_path(judge, rubric)
     if not path.exists():
         return None
     return json.loads(path.read_text())

@@ -5,7 +5,7 @@ add ``datasets/<name>/dataset.yaml`` with its data file, or edit ``prompts/<name
 """
 
 from eval_pipeline.catalog._catalog import Catalog, Dataset, load_catalog
-from eval_pipeline.catalog._prompts import PromptTemplate
+from eval_pipeline.catalog._prompts import PromptTemplate, load_prompt
 from eval_pipeline.core.specs import DatasetSpec, ModelSpec, Pricing, RateLimits, ScorerSpec
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "RateLimits",
     "ScorerSpec",
     "load_catalog",
+    "load_prompt",
 ]

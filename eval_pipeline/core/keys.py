@@ -44,3 +44,17 @@ class PartitionKey:
         if not sep or not dataset or not model:
             raise ValueError(f"partition key {key!r} is not of the form 'dataset|model'")
         return cls(model=model, dataset=dataset)
+
+
+# Several completions of one problem: completion ``i`` of problem ``P`` is the sample
+# ``P#i``. Generation writes these ids, scoring joins them back to their problem and
+# pass@k groups by it; this is the one place that knows the convention.
+PROBLEM_SEPARATOR = "#"
+
+
+def problem_id(sample_id: str) -> str:
+    """The problem a sample belongs to: ``HumanEval/3#2`` -> ``HumanEval/3``.
+
+    An id without the separator is its own problem.
+    """
+    return sample_id.split(PROBLEM_SEPARATOR, 1)[0]

@@ -1,27 +1,26 @@
-"""Materializing several grid partitions in one step, inline or on SLURM.
+"""Running a step's tasks through the runners, and reporting each partition from the outcomes.
 
-A single-run backfill hands a grid asset the rectangle of partitions it covers. Every
-grid asset loops over them through :func:`materialize_each` and reports one
-materialization (with its own metadata) per partition. ``generations`` groups the
-partitions by model: models that run inline are generated in the step, models whose
-catalog entry says ``runs_on: slurm`` become one SLURM job each, so a model loads once
-for all of its datasets.
+A single-run backfill hands a grid asset the rectangle of partitions it covers. Work that
+calls models (``generations``, and the judging inside ``scores``) becomes one
+:class:`~eval_pipeline.node.GenerationTask` per model, run where the catalog says
+(``runs_on``): inline in the step or as a SLURM job, both through the same node function.
+:func:`run_tasks` submits them, :func:`collect` turns the outcomes into one
+materialization (with its metadata) or one failure per partition. Other grid assets loop
+over their partitions with :func:`materialize_each`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
+from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.partitions import current_partitions
-from eval_pipeline.resources import CatalogResource, StoreResource
-from eval_pipeline.resources.slurm import SlurmResource
-from eval_pipeline.slurm import JobOutcome
-from eval_pipeline.stages.generate import GenerateReport
-from eval_pipeline.stages.remote import DatasetResult, NodeReport
+from eval_pipeline.node import GenerationTask, Work, WorkResult
+from eval_pipeline.runners import InlineRunner, Runner, Submission, TaskOutcome
 
 Metadata = dict[str, Any]
 
@@ -54,159 +53,170 @@ def report_partitions(
 
 
 def materialize_each(
-    context: dg.AssetExecutionContext, build: Callable[[PartitionKey], Metadata]
+    context: dg.AssetExecutionContext,
+    build: Callable[[PartitionKey], Metadata],
+    keys: Sequence[PartitionKey] | None = None,
+    failures: Mapping[str, str] | None = None,
 ) -> None:
     """Run ``build`` for every partition of the step and report each one.
 
     With one partition an error propagates as it is; with several, the others go on and
-    the step fails at the end naming every partition that failed.
+    the step fails at the end naming every partition that failed. ``keys`` narrows the
+    partitions built; ``failures`` are partitions that already failed before.
     """
-    keys = current_partitions(context)
+    keys = current_partitions(context) if keys is None else list(keys)
     metadata: dict[str, Metadata] = {}
-    failures: dict[str, str] = {}
+    failed: dict[str, str] = dict(failures or {})
     for key in keys:
         try:
             metadata[key.key] = build(key)
         except Exception as exc:
-            if len(keys) == 1:
+            if len(keys) == 1 and not failed:
                 raise
             context.log.error(f"{key.key}: {type(exc).__name__}: {exc}")
-            failures[key.key] = f"{type(exc).__name__}: {exc}"
-    report_partitions(context, metadata, failures)
+            failed[key.key] = f"{type(exc).__name__}: {exc}"
+    report_partitions(context, metadata, failed)
 
 
-def generation_metadata(report: GenerateReport) -> Metadata:
-    """The metadata of one inline ``generations`` partition."""
-    return {
-        "dagster/row_count": report.rows,
-        "path": dg.MetadataValue.path(str(report.path)),
-        "prompt_version": report.prompt_version,
-        "dataset_version": report.dataset_version,
-        "new_rows": report.new_rows,
-        "reused_rows": report.reused_rows,
-        "errors": report.errors,
-        "model_calls": report.stats.model_calls,
-        "retries": report.stats.retries,
-        "rate_limited_responses": report.stats.rate_limited,
-        "input_tokens": report.stats.input_tokens,
-        "output_tokens": report.stats.output_tokens,
-        "cost_usd": round(report.stats.cost_usd, 6),
-        "wall_s": round(report.stats.wall_s, 3),
-        "runs_on": "inline",
-    }
+def run_tasks(
+    context: dg.AssetExecutionContext,
+    catalog: Catalog,
+    runners: Mapping[str, Runner],
+    tasks: Sequence[GenerationTask],
+) -> list[TaskOutcome]:
+    """Run every task on the runner its model's ``runs_on`` names; one outcome per task.
+
+    Scheduled runners (SLURM) get their tasks first, so the jobs queue and run while the
+    inline tasks work in this process. Terminating the run (or any error while waiting)
+    cancels the jobs that are still queued or running.
+    """
+    by_runner: dict[str, list[GenerationTask]] = {}
+    for task in tasks:
+        by_runner.setdefault(catalog.model(task.model).runs_on, []).append(task)
+    # Inline last to submit (nothing starts until waited on) and first to wait for.
+    order = sorted(by_runner, key=lambda name: isinstance(runners[name], InlineRunner))
+    submissions: list[Submission] = []
+    try:
+        for name in order:
+            submission = runners[name].submit(by_runner[name], run_id=context.run.run_id)
+            for model, job_id in submission.job_ids.items():
+                work = ", ".join(
+                    w.label for t in by_runner[name] if t.model == model for w in t.work
+                )
+                context.log.info(f"{model}: submitted SLURM job {job_id} for {work}")
+            submissions.append(submission)
+        outcomes: list[TaskOutcome] = []
+        for submission in reversed(submissions):
+            outcomes.extend(submission.wait(context.log))
+    except BaseException:
+        for submission in submissions:
+            cancelled = submission.cancel()
+            if cancelled:
+                context.log.warning(f"cancelled SLURM jobs {', '.join(cancelled)}")
+        raise
+    order_of = {id(t): i for i, t in enumerate(tasks)}
+    return sorted(outcomes, key=lambda o: order_of.get(id(o.task), len(tasks)))
 
 
-def slurm_metadata(node: NodeReport, result: DatasetResult, outcome: JobOutcome) -> Metadata:
-    """The metadata of one ``generations`` partition generated by a SLURM job."""
-    return {
+def work_metadata(result: WorkResult, outcome: TaskOutcome) -> Metadata:
+    """The metadata of one partition's work, wherever its task ran."""
+    node = outcome.result
+    assert node is not None
+    metadata: Metadata = {
         "dagster/row_count": result.rows,
-        "path": dg.MetadataValue.path(result.path),
-        "prompt_version": result.prompt_version,
-        "dataset_version": result.dataset_version,
         "new_rows": result.new_rows,
         "reused_rows": result.reused_rows,
-        "errors": result.errors,
         "model_calls": result.model_calls,
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,
         "cost_usd": round(result.cost_usd, 6),
         "wall_s": round(result.wall_s, 3),
-        "runs_on": "slurm",
-        "slurm/job_id": node.job_id or outcome.job_id,
-        "slurm/node": node.node,
-        "slurm/attempt": node.attempt,
-        "slurm/gpu_type": node.gpu_type,
-        "slurm/requested_gres": node.requested_gres or "",
-        "slurm/model_loads": node.model_loads,
-        "slurm/model_load_s": node.model_load_s,
-        "slurm/tokens_per_s": node.tokens_per_s,
-        "slurm/peak_accelerator_mem_gb": node.peak_accelerator_mem_gb
-        if node.peak_accelerator_mem_gb is not None
-        else 0.0,
-        "slurm/peak_rss_gb": node.peak_rss_gb,
-        "slurm/log": dg.MetadataValue.path(outcome.stderr_path),
+        "runs_on": node.runs_on,
     }
-
-
-def materialize_generations(
-    context: dg.AssetExecutionContext,
-    catalog: CatalogResource,
-    store: StoreResource,
-    slurm: SlurmResource,
-    *,
-    sample_limit: int | None,
-    use_cache: bool,
-    generate_inline: Callable[[PartitionKey], GenerateReport],
-    array_parallelism: int | None = None,
-) -> None:
-    """Generate every partition of the step: SLURM models as jobs, the rest inline.
-
-    The SLURM jobs are submitted first so they queue and run while the inline models
-    generate in this process. Terminating the run (or any error while waiting) cancels
-    the jobs that are still queued or running.
-    """
-    keys = current_partitions(context)
-    cat = catalog.load()
-    st = store.get()
-    by_model: dict[str, list[PartitionKey]] = {}
-    for key in keys:
-        by_model.setdefault(key.model, []).append(key)
-    remote = {m: ks for m, ks in by_model.items() if cat.model(m).runs_on == "slurm"}
-    inline = [k for m, ks in by_model.items() if m not in remote for k in ks]
-
-    submission = None
-    if remote:
-        submission = slurm.submit_generation(
-            cat,
-            st,
-            {m: [k.dataset for k in ks] for m, ks in remote.items()},
-            run_id=context.run.run_id,
-            sample_limit=sample_limit,
-            use_cache=use_cache,
-            array_parallelism=array_parallelism,
+    if result.path:
+        metadata["path"] = dg.MetadataValue.path(result.path)
+    if result.work.kind == "generate":
+        metadata.update(
+            prompt_version=result.prompt_version,
+            dataset_version=result.dataset_version,
+            errors=result.errors,
+            retries=result.retries,
+            rate_limited_responses=result.rate_limited,
         )
-        for model, job_id in submission.job_ids.items():
-            datasets = ", ".join(k.dataset for k in remote[model])
-            context.log.info(f"{model}: submitted SLURM job {job_id} for {datasets}")
+    # Where and how fast the task's model ran (every partition of the task shares it).
+    prefix = "slurm/" if node.runs_on == "slurm" else "node/"
+    metadata.update(
+        {
+            f"{prefix}model_loads": node.model_loads,
+            f"{prefix}model_load_s": node.model_load_s,
+            f"{prefix}tokens_per_s": node.tokens_per_s,
+            f"{prefix}peak_rss_gb": node.peak_rss_gb,
+            f"{prefix}peak_accelerator_mem_gb": node.peak_accelerator_mem_gb or 0.0,
+            f"{prefix}gpu_type": node.gpu_type,
+        }
+    )
+    if node.runs_on == "slurm":
+        metadata.update(
+            {
+                "slurm/job_id": node.job_id or outcome.job_id,
+                "slurm/node": node.node,
+                "slurm/attempt": node.attempt,
+                "slurm/requested_gres": node.requested_gres or "",
+                "slurm/log": dg.MetadataValue.path(outcome.log_path),
+            }
+        )
+    return metadata
 
+
+def collect(
+    context: dg.AssetExecutionContext,
+    outcomes: Sequence[TaskOutcome],
+    partition_of: Callable[[GenerationTask, Work], str],
+) -> tuple[dict[str, Metadata], dict[str, str], Metadata]:
+    """One failure loop over the outcomes of every runner.
+
+    Returns the metadata of each partition whose work succeeded, the problem of each that
+    failed (every partition of a failed task fails with it, with its log tail), and the
+    failure metadata (job ids and log tails of failed jobs).
+    """
     metadata: dict[str, Metadata] = {}
     failures: dict[str, str] = {}
     failure_metadata: Metadata = {}
-    try:
-        for key in inline:
-            try:
-                metadata[key.key] = generation_metadata(generate_inline(key))
-            except Exception as exc:
-                if len(keys) == 1:
-                    raise
-                context.log.error(f"{key.key}: {type(exc).__name__}: {exc}")
-                failures[key.key] = f"{type(exc).__name__}: {exc}"
-        if submission is not None:
-            outcomes = submission.wait(context.log)
-            for model, outcome in outcomes.items():
-                if outcome.ok:
-                    node: NodeReport = outcome.result
-                    by_dataset = {r.dataset: r for r in node.datasets}
-                    for key in remote[model]:
-                        metadata[key.key] = slurm_metadata(node, by_dataset[key.dataset], outcome)
-                    context.log.info(
-                        f"{model}: SLURM job {node.job_id} on {node.node} done: model loaded "
-                        f"once in {node.model_load_s:.1f}s, {node.tokens_per_s:.1f} tokens/s"
-                    )
-                    continue
-                problem = f"SLURM job {outcome.job_id} {outcome.state}: {outcome.error}"
-                context.log.error(f"{model}: {problem}\n--- log tail ---\n{outcome.log_tail}")
-                failure_metadata[f"slurm/{model}/job_id"] = outcome.job_id
-                failure_metadata[f"slurm/{model}/log_tail"] = dg.MetadataValue.md(
+    for outcome in outcomes:
+        task = outcome.task
+        if not outcome.ok:
+            tail = f"\n--- log tail ---\n{outcome.log_tail}" if outcome.log_tail else ""
+            context.log.error(f"{task.model}: {outcome.error}{tail}")
+            if outcome.job_id:
+                failure_metadata[f"slurm/{task.model}/job_id"] = outcome.job_id
+                failure_metadata[f"slurm/{task.model}/log_tail"] = dg.MetadataValue.md(
                     f"```\n{outcome.log_tail}\n```"
                 )
-                failure_metadata[f"slurm/{model}/log"] = dg.MetadataValue.path(outcome.stderr_path)
-                for key in remote[model]:
-                    failures[key.key] = problem
-    except BaseException:
-        if submission is not None:
-            cancelled = submission.cancel()
-            if cancelled:
-                context.log.warning(f"cancelled SLURM jobs {', '.join(cancelled)}")
-        raise
-    report_partitions(context, metadata, failures, failure_metadata)
+                failure_metadata[f"slurm/{task.model}/log"] = dg.MetadataValue.path(
+                    outcome.log_path
+                )
+            for work in task.work:
+                failures[partition_of(task, work)] = str(outcome.error)
+            continue
+        node = outcome.result
+        assert node is not None
+        context.log.info(
+            f"{task.model}: {node.runs_on} task{f' (job {node.job_id} on {node.node})' if node.job_id else ''} "
+            f"done: model loaded {node.model_loads}x in {node.model_load_s:.1f}s, "
+            f"{node.tokens_per_s:.1f} tokens/s"
+        )
+        for work in task.work:
+            key = partition_of(task, work)
+            result = node.result_for(work)
+            if result is None or not result.ok:
+                problem = result.error if result is not None else "no result"
+                context.log.error(f"{key}: {problem}")
+                failures[key] = str(problem)
+            elif key not in failures:
+                metadata[key] = work_metadata(result, outcome)
+    return metadata, failures, failure_metadata
+
+
+def runners_for(slurm_runner: Runner) -> dict[str, Runner]:
+    """The runner of each ``runs_on`` value of the catalog."""
+    return {"inline": InlineRunner(), "slurm": slurm_runner}

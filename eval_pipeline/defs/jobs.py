@@ -13,7 +13,9 @@ SAMPLE_LIMIT_TAG = "eval_pipeline/sample_limit"
 
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
-    everything = dg.AssetSelection.all()
+    # The calibration assets stay out: ``scores`` calibrates what its partitions' judge
+    # metrics use as it runs, so a partition without judge metrics never loads a judge.
+    everything = dg.AssetSelection.all() - dg.AssetSelection.groups("judging")
     evaluation_job = dg.define_asset_job(
         "evaluation_job",
         selection=everything,

@@ -23,7 +23,7 @@ import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec
@@ -34,7 +34,7 @@ from eval_pipeline.engine.cache import ResponseCache
 from eval_pipeline.engine.ratelimit import RateLimiter
 from eval_pipeline.engine.retry import retrying
 from eval_pipeline.engine.slots import PrioritySlots
-from eval_pipeline.providers._api import ApiOptions, RequestFailure, estimate_tokens
+from eval_pipeline.providers import ApiOptions, Provider, RequestFailure
 
 NOT_ATTEMPTED = "not_attempted"
 
@@ -60,25 +60,6 @@ class GenerationStopped(EvalPipelineError):
     """The partition stopped before answering every row; the message says why and how to resume."""
 
 
-@runtime_checkable
-class AsyncProvider(Protocol):
-    """A provider the engine drives one request at a time on an event loop."""
-
-    name: str
-    options: ApiOptions
-
-    @property
-    def endpoint(self) -> str: ...
-
-    async def agenerate(self, request: GenerationRequest) -> GenerationResponse: ...
-
-    async def aclose(self) -> None: ...
-
-
-def is_async_provider(provider: object) -> bool:
-    return callable(getattr(provider, "agenerate", None)) and hasattr(provider, "options")
-
-
 @dataclass
 class ApiRunOutcome:
     """Why the run stopped before answering every request (None: it did not)."""
@@ -86,12 +67,21 @@ class ApiRunOutcome:
     stopped: str | None = None
 
 
+def estimate_tokens(text_chars: int, max_tokens: int) -> int:
+    """A request's worst-case token count before sending it.
+
+    About 4 characters per token in, ``max_tokens`` out. Used for tokens-per-minute limits
+    and budget reservations.
+    """
+    return text_chars // 4 + 1 + max_tokens
+
+
 class _Stop(Exception):
     """Raised inside a request's task when the run has stopped sending."""
 
 
 def run_api_requests(
-    provider: Any,
+    provider: Provider,
     spec: ModelSpec,
     todo: Sequence[GenerationRequest],
     cache: ResponseCache | None,
@@ -129,7 +119,7 @@ def run_api_requests(
 class _ApiRun:
     def __init__(
         self,
-        provider: Any,
+        provider: Provider,
         spec: ModelSpec,
         todo: Sequence[GenerationRequest],
         cache: ResponseCache | None,
@@ -278,10 +268,10 @@ class _ApiRun:
         text = str(failure)
         self.last_error[request.request_hash] = text
         self.stats.last_error = text
-        if failure.kind == "rate_limited":
+        if self.provider.is_rate_limit(failure):
             self.stats.rate_limited += 1
-        if failure.fatal:
-            env = getattr(self.options, "api_key_env", None)
+        if self.provider.is_fatal(failure):
+            env = self.options.api_key_env
             where = f" in ${env}" if env else ""
             self._stop(
                 f"provider {self.provider.name!r} at {self.provider.endpoint} rejected the request "
@@ -312,7 +302,7 @@ class _ApiRun:
         est_tokens, est_cost = self._estimate(request)
         key = request.request_hash
         try:
-            async for attempt in retrying(self.options):
+            async for attempt in retrying(self.options, should_retry=self.provider.should_retry):
                 with attempt:
                     response = await self._attempt(request, est_tokens, est_cost)
         except RequestFailure as failure:

@@ -25,11 +25,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from eval_pipeline.providers._api import ApiOptions, RequestFailure
-
-
-def is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, RequestFailure) and exc.retryable
+from eval_pipeline.providers import ApiOptions, RequestFailure
 
 
 def _failure(state: RetryCallState) -> RequestFailure | None:
@@ -72,11 +68,23 @@ def retrying(
     options: ApiOptions,
     before_sleep: Callable[[RetryCallState], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    should_retry: Callable[[RequestFailure], bool] | None = None,
 ) -> AsyncRetrying:
-    """The tenacity controller for one request under ``options``."""
+    """The tenacity controller for one request under ``options``.
+
+    ``should_retry`` is the provider's own classification
+    (:meth:`~eval_pipeline.providers.Provider.should_retry`); by default a failure of a
+    transient kind is retried.
+    """
+
+    def retry(exc: BaseException) -> bool:
+        if not isinstance(exc, RequestFailure):
+            return False
+        return should_retry(exc) if should_retry is not None else exc.retryable
+
     return AsyncRetrying(
         sleep=sleep,
-        retry=retry_if_exception(is_retryable),
+        retry=retry_if_exception(retry),
         stop=stop_after_attempt(options.max_retries + 1)
         | stop_if_retry_after_exceeds(options.retry_after_max_s),
         wait=wait_retry_after_or_backoff(options.backoff_initial_s, options.backoff_max_s),

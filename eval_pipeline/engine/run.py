@@ -11,8 +11,7 @@ from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.engine.cache import ResponseCache
-from eval_pipeline.providers.base import Provider
-from eval_pipeline.providers.registry import supports_choices
+from eval_pipeline.providers import Provider
 
 if TYPE_CHECKING:
     from eval_pipeline.engine.api import RunControls
@@ -110,14 +109,14 @@ def run_requests(
 ) -> EngineResult:
     """Answer every request: from the cache when possible, else from the provider.
 
-    Local providers get the requests in batches; successful responses are written to the
-    cache as each batch finishes. API providers (those with ``agenerate``) go through the
-    async path of :mod:`eval_pipeline.engine.api`: concurrency, rate limits, retries, the
-    circuit breaker and the budget of ``controls``, with each response cached as it
-    arrives. Either way a run that dies keeps everything answered before it, and identical
+    Batch providers get the requests ``provider.batch_size`` at a time; successful
+    responses are written to the cache as each batch finishes. Providers whose
+    capabilities say ``async_generate`` (the HTTP APIs) go through the async path of
+    :mod:`eval_pipeline.engine.api`: concurrency, rate limits, retries, the circuit breaker
+    and the budget of ``controls``, with each response cached as it arrives. Either way a run that dies keeps everything answered before it, and identical
     requests (same hash) are sent once.
     """
-    if any(r.choices for r in requests) and not supports_choices(spec.provider):
+    if any(r.choices for r in requests) and not provider.capabilities.choices:
         raise EvalPipelineError(
             f"model {spec.slug!r}: provider {spec.provider!r} does not implement choice "
             "decoding (requests with choices); ask it for free-form output instead"
@@ -173,9 +172,9 @@ def run_requests(
             stopped=stopped,
         )
 
-    from eval_pipeline.engine.api import is_async_provider, run_api_requests
+    if provider.capabilities.async_generate:
+        from eval_pipeline.engine.api import run_api_requests
 
-    if is_async_provider(provider):
         outcome = run_api_requests(
             provider,
             spec,
@@ -190,7 +189,7 @@ def run_requests(
         return finish(outcome.stopped)
 
     last_report = time.perf_counter()
-    batch_size = max(1, int(getattr(provider, "batch_size", 1)))
+    batch_size = max(1, provider.batch_size)
     for offset in range(0, len(todo), batch_size):
         batch = todo[offset : offset + batch_size]
         responses = provider.generate(batch)

@@ -28,8 +28,10 @@ from eval_pipeline.judge._scorer import (
     JudgeCall,
     JudgeItem,
     JudgeOutput,
+    items_from_frame,
     judge_scores,
     run_judge,
+    verdict_choices,
 )
 from eval_pipeline.judge._verdict import (
     MALFORMED,
@@ -60,6 +62,7 @@ __all__ = [
     "calibrate_judge",
     "calibration_markdown",
     "judge_metric_names",
+    "items_from_frame",
     "judge_scores",
     "label_session",
     "labels_source",
@@ -68,4 +71,5 @@ __all__ = [
     "rubric_prompt",
     "run_judge",
     "stored_calibrations",
+    "verdict_choices",
 ]

@@ -18,7 +18,6 @@ from eval_pipeline.calibration import (
     fit_calibration,
     load_calibration_document,
     save_calibration,
-    stored_pairs,
 )
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.errors import CatalogError
@@ -202,7 +201,6 @@ def calibrate_judge(
 
 
 def _report(store, judge, rubric, rubric_version, document, *, reused, calls) -> CalibrationReport:
-    from eval_pipeline.calibration import calibration_path
 
     result = (
         CalibrationResult.from_json(document["result"]) if document["status"] == "fitted" else None
@@ -216,7 +214,7 @@ def _report(store, judge, rubric, rubric_version, document, *, reused, calls) ->
         labels=document["labels"],
         parsed=document["parsed"],
         result=result,
-        path=calibration_path(store, judge, rubric),
+        path=store.calibration_path(judge, rubric),
         reused=reused,
         judge_calls=calls,
         labels_source=document.get("labels_source", "rule"),
@@ -226,7 +224,7 @@ def _report(store, judge, rubric, rubric_version, document, *, reused, calls) ->
 def stored_calibrations(store: Store) -> list[CalibrationReport]:
     """Every calibration in the store, by judge and rubric."""
     reports = []
-    for judge, rubric in stored_pairs(store):
+    for judge, rubric in store.calibration_pairs():
         document = load_calibration_document(store, judge, rubric)
         if document is not None:
             version = document.get("rubric_version", "")

@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eval_pipeline.catalog import PromptTemplate
-from eval_pipeline.catalog._prompts import load_prompt
-from eval_pipeline.scoring._judge import JUDGE_RUBRICS
+from eval_pipeline.catalog import load_prompt
+from eval_pipeline.scoring import JUDGE_RUBRICS
 
 RUBRICS = JUDGE_RUBRICS
 SCALE = (1, 5)

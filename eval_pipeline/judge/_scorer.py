@@ -24,8 +24,7 @@ from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.engine import ResponseCache, request_hash, run_requests
 from eval_pipeline.judge._rubrics import SCALE, JudgeParams, judge_metric_names, rubric_prompt
 from eval_pipeline.judge._verdict import NO_RESPONSE, Verdict, parse_verdict
-from eval_pipeline.providers import Provider, create_provider
-from eval_pipeline.providers.registry import supports_choices
+from eval_pipeline.providers import Provider, create_provider, provider_class
 from eval_pipeline.storage import Store
 
 
@@ -80,7 +79,7 @@ def verdict_choices(provider: str) -> tuple[str, ...]:
     to write the JSON object still gives a readable verdict, and it is the model's own
     ranking of the scores. Their verdicts carry no reason.
     """
-    if not supports_choices(provider):
+    if not provider_class(provider).capabilities.choices:
         return ()
     return tuple(json.dumps({"score": s}) for s in range(SCALE[0], SCALE[1] + 1))
 

@@ -1,11 +1,26 @@
-"""Model providers: a small protocol, a name -> factory map, and a fake for tests.
+"""Model providers: one base class, a name -> class map, and a fake for tests.
 
 Providers stay thin: they turn requests into responses. Caching, retries, rate limits
-and progress live in ``eval_pipeline.engine`` above them. Heavy SDKs are imported inside
-the factories, so importing this package is cheap.
+and progress live in ``eval_pipeline.engine`` above them. Heavy SDKs are imported when a
+provider is built, so importing this package is cheap.
 """
 
-from eval_pipeline.providers.base import Provider
-from eval_pipeline.providers.registry import PROVIDERS, create_provider
+from eval_pipeline.providers._api import ApiOptions
+from eval_pipeline.providers.base import (
+    Capabilities,
+    FailureKind,
+    Provider,
+    RequestFailure,
+)
+from eval_pipeline.providers.registry import PROVIDERS, create_provider, provider_class
 
-__all__ = ["PROVIDERS", "Provider", "create_provider"]
+__all__ = [
+    "PROVIDERS",
+    "ApiOptions",
+    "Capabilities",
+    "FailureKind",
+    "Provider",
+    "RequestFailure",
+    "create_provider",
+    "provider_class",
+]

@@ -1,7 +1,8 @@
-"""What the HTTP API providers share: options, the API key, and one failure type.
+"""What the HTTP API providers share: options, the API key, the SDK client, error mapping.
 
-An API provider sends one request per call and raises :class:`RequestFailure` when it
-fails; the engine decides from ``kind`` whether to retry, record the error, or stop the
+An API provider sends one request per call and raises
+:class:`~eval_pipeline.providers.base.RequestFailure` when it fails; the engine asks the
+provider's classification hooks whether to retry, record the error, or stop the
 partition. Every message that leaves a provider passes through :func:`redact`, so the API
 key can not reach an error column, a log line or asset metadata even when a server
 echoes it back.
@@ -16,58 +17,12 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
-
-FailureKind = Literal[
-    "rate_limited",  # 429
-    "server",  # 5xx (and 408/409, which the APIs document as transient)
-    "timeout",  # the request deadline passed
-    "connection",  # refused, reset or dropped connections
-    "malformed",  # a 2xx whose body is not the JSON the API documents
-    "auth",  # 401 / 403: every further request would fail the same way
-    "bad_request",  # 400 / 404 / 413 / 422 ...: this request is wrong; others may be fine
-    "other",
-]
-
-RETRYABLE: frozenset[str] = frozenset(
-    {"rate_limited", "server", "timeout", "connection", "malformed"}
-)
-# Failures that say the provider as a whole is unusable: the partition stops at once.
-FATAL: frozenset[str] = frozenset({"auth"})
-
-
-class RequestFailure(Exception):
-    """One failed request, classified for the engine; the message holds no secrets."""
-
-    def __init__(
-        self,
-        kind: FailureKind,
-        message: str,
-        *,
-        status: int | None = None,
-        retry_after_s: float | None = None,
-    ):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
-        self.retry_after_s = retry_after_s
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind in RETRYABLE
-
-    @property
-    def fatal(self) -> bool:
-        return self.kind in FATAL
-
-    def __str__(self) -> str:
-        prefix = f"HTTP {self.status}" if self.status else self.kind
-        return f"{prefix}: {self.message}"
+from eval_pipeline.providers.base import Capabilities, FailureKind, Provider, RequestFailure
 
 
 class ApiOptions(BaseModel):
@@ -186,16 +141,7 @@ def classify_sdk_error(sdk: Any, exc: BaseException, secrets: tuple[str, ...]) -
     return RequestFailure("other", redact(f"{type(exc).__name__}: {exc}", secrets)[:300])
 
 
-def estimate_tokens(text_chars: int, max_tokens: int) -> int:
-    """A request's worst-case token count before sending it.
-
-    About 4 characters per token in, ``max_tokens`` out. Used for tokens-per-minute limits
-    and budget reservations.
-    """
-    return text_chars // 4 + 1 + max_tokens
-
-
-class ApiProviderBase:
+class ApiProviderBase(Provider):
     """What the HTTP API providers share: the key, and one SDK client per event loop.
 
     Subclasses name their options model, SDK module, async client class, default endpoint
@@ -203,7 +149,7 @@ class ApiProviderBase:
     body) and :meth:`parse` (JSON answer to text, finish reason and token counts).
     """
 
-    name: str
+    capabilities = Capabilities(async_generate=True)
     batch_size = 1
     options_model: type[ApiOptions] = ApiOptions
     sdk_module: str
@@ -247,7 +193,7 @@ class ApiProviderBase:
         )
 
     def __init__(self, spec: Any):
-        self.spec = spec
+        super().__init__(spec)
         self.options: Any = self.options_model.model_validate(spec.options)
         # Read at run time, so a missing key fails here, before any request.
         self._api_key = resolve_api_key(spec.slug, self.options.api_key_env)

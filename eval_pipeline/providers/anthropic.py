@@ -18,11 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from eval_pipeline.core.types import GenerationRequest
-from eval_pipeline.providers._api import (
-    ApiOptions,
-    ApiProviderBase,
-    RequestFailure,
-)
+from eval_pipeline.providers._api import ApiOptions, ApiProviderBase
+from eval_pipeline.providers.base import RequestFailure
 
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 

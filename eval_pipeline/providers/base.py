@@ -1,25 +1,147 @@
-"""The provider protocol."""
+"""The provider contract: one base class, declared capabilities, and the failure taxonomy.
+
+A provider turns requests into responses and nothing more; caching, retries, rate limits,
+budgets and progress live in :mod:`eval_pipeline.engine` above it. The engine learns what a
+provider can do from the object itself (:attr:`Provider.capabilities`) and asks the
+provider how to treat a failure (:meth:`Provider.should_retry`,
+:meth:`Provider.is_rate_limit`, :meth:`Provider.is_fatal`); it keeps no table of provider
+names and probes nothing with ``getattr``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
+from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 
+FailureKind = Literal[
+    "rate_limited",  # 429
+    "server",  # 5xx (and 408/409, which the APIs document as transient)
+    "timeout",  # the request deadline passed
+    "connection",  # refused, reset or dropped connections
+    "malformed",  # a 2xx whose body is not the JSON the API documents
+    "auth",  # 401 / 403: every further request would fail the same way
+    "bad_request",  # 400 / 404 / 413 / 422 ...: this request is wrong; others may be fine
+    "other",
+]
 
-@runtime_checkable
-class Provider(Protocol):
-    """Turns a batch of requests into one response per request, in order.
+RETRYABLE: frozenset[str] = frozenset(
+    {"rate_limited", "server", "timeout", "connection", "malformed"}
+)
+# Failures that say the provider as a whole is unusable: the partition stops at once.
+FATAL: frozenset[str] = frozenset({"auth"})
 
-    A provider reports a failed request through ``GenerationResponse.error`` rather than
-    raising, so one bad request never loses the rest of the batch. ``batch_size`` says how
-    many requests the engine should hand over at once (local models batch on the device).
+
+class RequestFailure(Exception):
+    """One failed request, classified for the engine; the message holds no secrets."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE
+
+    @property
+    def fatal(self) -> bool:
+        return self.kind in FATAL
+
+    def __str__(self) -> str:
+        prefix = f"HTTP {self.status}" if self.status else self.kind
+        return f"{prefix}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider implements; the engine and the catalog read these, never names.
+
+    Attributes:
+        batch_generate: :meth:`Provider.generate` answers a list of requests at once (local
+            models batch them on the device); the engine hands over ``batch_size`` at a time.
+        async_generate: :meth:`Provider.agenerate` answers one request on an event loop and
+            raises :class:`RequestFailure`; the engine drives it with concurrency, rate
+            limits, retries, a circuit breaker and a budget (HTTP API providers).
+        choices: Choice decoding: a request with ``choices`` is answered with the listed
+            string of highest log-likelihood, every choice's log-likelihood kept in
+            ``info["choice_logprobs"]``.
     """
 
-    name: str
-    batch_size: int
+    batch_generate: bool = True
+    async_generate: bool = False
+    choices: bool = False
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]: ...
 
-    def close(self) -> None: ...
+class Provider:
+    """Base class of every model provider.
+
+    Subclasses set :attr:`name` and :attr:`capabilities` and implement :meth:`generate`
+    (batch providers) or :meth:`agenerate` (async providers). A batch provider reports a
+    failed request through ``GenerationResponse.error`` rather than raising, so one bad
+    request never loses the rest of the batch; an async provider raises
+    :class:`RequestFailure` and lets the engine decide what to do.
+    """
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    batch_size: int = 1
+    """How many requests the engine hands to one :meth:`generate` call."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def load(self) -> Any:
+        """Load the model now (idempotent) and return it; None when there is nothing to load.
+
+        Called before generation so that load time is measured apart from it; the object
+        returned identifies the loaded model (one object per load).
+        """
+        return None
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        """One response per request, in order."""
+        raise NotImplementedError(f"provider {self.name!r} has no batch generate")
+
+    async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
+        """Answer one request; raises :class:`RequestFailure` when it fails."""
+        raise NotImplementedError(f"provider {self.name!r} has no async generate")
+
+    async def aclose(self) -> None:
+        """Release what the async path holds (connection pools of the current loop)."""
+        return None
+
+    def close(self) -> None:
+        """Release the provider; a local model may stay cached for the process."""
+        return None
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests go, for messages (a URL for API providers)."""
+        return self.name
+
+    # -- failure classification (async providers) ------------------------------------
+
+    def should_retry(self, failure: RequestFailure) -> bool:
+        """Whether the engine retries a request that failed this way."""
+        return failure.retryable
+
+    def is_rate_limit(self, failure: RequestFailure) -> bool:
+        """Whether the failure says the server is rate limiting this client."""
+        return failure.kind == "rate_limited"
+
+    def is_fatal(self, failure: RequestFailure) -> bool:
+        """Whether every further request would fail the same way (the partition stops)."""
+        return failure.fatal

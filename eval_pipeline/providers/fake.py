@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.providers.base import Provider
 
 # Every request any FakeProvider served in this process, as (model slug, request hash).
 CALL_LOG: list[tuple[str, str]] = []
@@ -38,13 +39,13 @@ class FakeOptions(BaseModel):
     batch_size: int = 16
 
 
-class FakeProvider:
+class FakeProvider(Provider):
     """Deterministic answers without a model."""
 
     name = "fake"
 
     def __init__(self, spec: ModelSpec):
-        self.spec = spec
+        super().__init__(spec)
         self.options = FakeOptions.model_validate(spec.options)
         self.batch_size = self.options.batch_size
         self.requests: list[GenerationRequest] = []
@@ -94,9 +95,6 @@ class FakeProvider:
                 )
             )
         return out
-
-    def close(self) -> None:
-        return None
 
 
 def calls_for(slug: str) -> int:

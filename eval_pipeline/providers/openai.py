@@ -21,11 +21,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from eval_pipeline.core.types import GenerationRequest
-from eval_pipeline.providers._api import (
-    ApiOptions,
-    ApiProviderBase,
-    RequestFailure,
-)
+from eval_pipeline.providers._api import ApiOptions, ApiProviderBase
+from eval_pipeline.providers.base import RequestFailure
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 

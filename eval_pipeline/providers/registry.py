@@ -1,69 +1,44 @@
-"""Provider names, as written in ``models.yaml``, mapped to factories."""
+"""Provider names, as written in ``models.yaml``, mapped to their classes.
+
+The classes are imported on first use, so importing this package pulls in no SDK; the
+heavy libraries (torch, the HTTP SDKs, vLLM) are imported when a provider is built or
+first used.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.providers.base import Provider
 
-
-def _fake(spec: ModelSpec) -> Provider:
-    from eval_pipeline.providers.fake import FakeProvider
-
-    return FakeProvider(spec)
-
-
-def _transformers(spec: ModelSpec) -> Provider:
-    from eval_pipeline.providers.transformers import TransformersProvider
-
-    return TransformersProvider(spec)
-
-
-def _openai(spec: ModelSpec) -> Provider:
-    from eval_pipeline.providers.openai import OpenAIProvider
-
-    return OpenAIProvider(spec)
-
-
-def _anthropic(spec: ModelSpec) -> Provider:
-    from eval_pipeline.providers.anthropic import AnthropicProvider
-
-    return AnthropicProvider(spec)
-
-
-def _vllm(spec: ModelSpec) -> Provider:
-    from eval_pipeline.providers.vllm import VLLMProvider
-
-    return VLLMProvider(spec)
-
-
-PROVIDERS: dict[str, Callable[[ModelSpec], Provider]] = {
-    "fake": _fake,
-    "transformers": _transformers,
-    "vllm": _vllm,
-    "openai": _openai,
-    "anthropic": _anthropic,
+PROVIDERS: dict[str, str] = {
+    "fake": "eval_pipeline.providers.fake:FakeProvider",
+    "transformers": "eval_pipeline.providers.transformers:TransformersProvider",
+    "vllm": "eval_pipeline.providers.vllm:VLLMProvider",
+    "openai": "eval_pipeline.providers.openai:OpenAIProvider",
+    "anthropic": "eval_pipeline.providers.anthropic:AnthropicProvider",
 }
 
 
-# Providers that implement choice decoding (``GenerationRequest.choices``): the completion
-# is the listed string the model scores most likely, so a small local judge always
-# returns a well-formed verdict. API models are asked for free-form JSON instead.
-CHOICE_DECODING = frozenset({"transformers"})
+def provider_class(name: str) -> type[Provider]:
+    """The class of the provider named ``name`` (its capabilities, without building it).
 
-
-def supports_choices(provider: str) -> bool:
-    """Whether the provider named ``provider`` implements choice decoding."""
-    return provider in CHOICE_DECODING
+    Raises:
+        KeyError: No provider has that name; the message lists the known ones.
+    """
+    try:
+        target = PROVIDERS[name]
+    except KeyError:
+        raise KeyError(f"unknown provider {name!r}; known: {sorted(PROVIDERS)}") from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def create_provider(spec: ModelSpec) -> Provider:
     """Build the provider for a catalog model."""
     try:
-        factory = PROVIDERS[spec.provider]
-    except KeyError:
-        raise KeyError(
-            f"model {spec.slug!r}: unknown provider {spec.provider!r}; known: {sorted(PROVIDERS)}"
-        ) from None
-    return factory(spec)
+        cls = provider_class(spec.provider)
+    except KeyError as exc:
+        raise KeyError(f"model {spec.slug!r}: {exc.args[0]}") from None
+    return cls(spec)

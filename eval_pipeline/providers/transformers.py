@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.providers.base import Capabilities, Provider
 
 
 class TransformersOptions(BaseModel):
@@ -165,13 +166,14 @@ def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-class TransformersProvider:
+class TransformersProvider(Provider):
     """Batched generation on a local model."""
 
     name = "transformers"
+    capabilities = Capabilities(choices=True)
 
     def __init__(self, spec: ModelSpec):
-        self.spec = spec
+        super().__init__(spec)
         self.options = TransformersOptions.model_validate(spec.options)
         self.batch_size = self.options.batch_size
         self._loaded: LoadedModel | None = None
@@ -181,6 +183,9 @@ class TransformersProvider:
         if self._loaded is None:
             self._loaded = load_model(self.spec)
         return self._loaded
+
+    def load(self) -> LoadedModel:
+        return self.loaded
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         if not requests:

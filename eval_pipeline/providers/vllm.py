@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse, SamplingParams
+from eval_pipeline.providers.base import Provider
 
 
 class VLLMOptions(BaseModel):
@@ -182,13 +183,13 @@ def load_llm(spec: ModelSpec) -> LoadedLLM:
         return _LLMS[key]
 
 
-class VLLMProvider:
+class VLLMProvider(Provider):
     """Batched offline generation through one ``vllm.LLM`` per process."""
 
     name = "vllm"
 
     def __init__(self, spec: ModelSpec):
-        self.spec = spec
+        super().__init__(spec)
         self.options = VLLMOptions.model_validate(spec.options)
         self.batch_size = self.options.batch_size
         self._loaded: LoadedLLM | None = None
@@ -198,6 +199,9 @@ class VLLMProvider:
         if self._loaded is None:
             self._loaded = load_llm(self.spec)
         return self._loaded
+
+    def load(self) -> LoadedLLM:
+        return self.loaded
 
     def prompts(self, requests: Sequence[GenerationRequest]) -> list[str]:
         """Render each request's chat messages with the model's chat template."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,7 @@ import polars as pl
 
 from eval_pipeline.regression._baselines import BaselineError, baseline_name, load_baseline
 from eval_pipeline.regression._compare import RegressionReport, compare_runs, report_json_text
-from eval_pipeline.storage import Store
+from eval_pipeline.storage import Store, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -113,11 +111,6 @@ def regression_report(
         return None, str(exc)
 
 
-def reports_dir(store: Store) -> Path:
-    """``<store>/reports``: rendered reports (regression, HTML leaderboard)."""
-    return store.root / "reports"
-
-
 def write_report(
     store: Store, report: RegressionReport | None, note: str = "", stem: str = "regression"
 ) -> tuple[Path, Path, str]:
@@ -132,11 +125,10 @@ def write_report(
     else:
         markdown = report.to_markdown()
         json_text = report_json_text(report)
-    folder = reports_dir(store)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = store.reports_dir
     md_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
-    _atomic_write(md_path, markdown)
-    _atomic_write(json_path, json_text + "\n")
+    atomic_write_text(md_path, markdown)
+    atomic_write_text(json_path, json_text + "\n")
     return md_path, json_path, markdown
 
 
@@ -144,14 +136,3 @@ def _quote(text: str) -> str:
     import json
 
     return json.dumps(text)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

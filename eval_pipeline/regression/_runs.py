@@ -9,7 +9,7 @@ import polars as pl
 
 from eval_pipeline.regression._baselines import BaselineError, baseline_dir, load_baseline
 from eval_pipeline.storage import Store
-from eval_pipeline.storage._store import conform
+from eval_pipeline.storage import conform
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from eval_pipeline.report._html import PLOTS, HtmlReport, write_html_report
 from eval_pipeline.report._tables import (
+    SPEND_SCHEMA,
     frame_json,
     frame_markdown,
     judge_spend,
@@ -11,6 +12,7 @@ from eval_pipeline.report._tables import (
 
 __all__ = [
     "PLOTS",
+    "SPEND_SCHEMA",
     "HtmlReport",
     "frame_json",
     "frame_markdown",

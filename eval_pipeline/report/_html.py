@@ -9,12 +9,12 @@ only, with the non-interactive Agg backend, so nothing else pays for it.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+
+from eval_pipeline.storage import atomic_path, atomic_write_text
 
 PLOTS = ("score_by_model.png", "cost_vs_score.png", "latency.png")
 
@@ -38,13 +38,8 @@ def _pyplot():
 
 def _save(fig, path: Path) -> None:
     # Rendered to a temporary name and renamed: a reader never sees half a PNG.
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _empty(plt, path: Path, message: str) -> None:
@@ -194,8 +189,5 @@ img{{max-width:100%;margin:1em 0;display:block}}</style></head><body>
 </body></html>
 """
     index = folder / "index.html"
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(page)
-    os.replace(tmp, index)
+    atomic_write_text(index, page)
     return HtmlReport(index=index, images=images)

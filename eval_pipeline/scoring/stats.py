@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from eval_pipeline.core.keys import problem_id
+
 
 def mean(values: Sequence[float]) -> float | None:
     return float(np.mean(values)) if len(values) else None
@@ -56,36 +58,23 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 # --------------------------------------------------------------------------- pass@k over problems
 
 
-# Several completions of one problem have the sample ids ``<problem id>#<index>``.
-PROBLEM_SEPARATOR = "#"
-
-
-def problem_id(sample_id: str, separator: str = PROBLEM_SEPARATOR) -> str:
-    """The problem a sample belongs to: ``HumanEval/3#2`` (third sample of a problem) -> ``HumanEval/3``.
-
-    Datasets that ask for several samples per problem give each sample the id
-    ``<problem id><separator><index>``; an id without the separator is its own problem.
-    """
-    return sample_id.split(separator, 1)[0]
-
-
 def pass_at_k_over_problems(
     sample_ids: Sequence[str],
     passed: Sequence[float],
     k: int,
-    separator: str = PROBLEM_SEPARATOR,
 ) -> float | None:
     """Mean unbiased pass@k over problems, from one pass/fail value per sample.
 
-    Samples are grouped into problems with :func:`problem_id`; each problem contributes
-    ``pass_at_k(n, c, k)`` with its own ``n`` (samples) and ``c`` (passes).
+    Samples are grouped into problems with :func:`eval_pipeline.core.keys.problem_id`;
+    each problem contributes ``pass_at_k(n, c, k)`` with its own ``n`` (samples) and ``c``
+    (passes).
 
     Raises:
         ValueError: A problem has fewer than ``k`` samples.
     """
     per_problem: dict[str, list[float]] = {}
     for sid, value in zip(sample_ids, passed, strict=True):
-        per_problem.setdefault(problem_id(sid, separator), []).append(float(value))
+        per_problem.setdefault(problem_id(sid), []).append(float(value))
     if not per_problem:
         return None
     estimates = [pass_at_k(len(v), int(round(sum(v))), k) for v in per_problem.values()]

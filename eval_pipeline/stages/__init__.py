@@ -15,7 +15,7 @@ from eval_pipeline.stages.leaderboard import (
     leaderboard_markdown,
     write_leaderboard_report,
 )
-from eval_pipeline.stages.score import ScoreReport, score
+from eval_pipeline.stages.score import ScoreReport, judge_partition, score, scoring_frame
 
 __all__ = [
     "AggregateReport",
@@ -28,7 +28,9 @@ __all__ = [
     "build_prompt_versions",
     "build_requests",
     "generate",
+    "judge_partition",
     "leaderboard_markdown",
     "score",
+    "scoring_frame",
     "write_leaderboard_report",
 ]

@@ -9,6 +9,7 @@ import polars as pl
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version
+from eval_pipeline.core.keys import problem_id
 from eval_pipeline.core.schemas import AGGREGATES, SLICE_AGGREGATES
 from eval_pipeline.judge import JUDGE_SCORER, JudgeParams
 from eval_pipeline.scoring import stats
@@ -98,7 +99,7 @@ def _metrics(spec, scores: pl.DataFrame) -> list[str]:
 
 def _pass_at_k_rows(row: dict, applicable: pl.DataFrame, samples_per_problem: int) -> list[dict]:
     ids, values = applicable["sample_id"].to_list(), applicable["value"].to_list()
-    problems = {stats.problem_id(i) for i in ids}
+    problems = {problem_id(i) for i in ids}
     out = []
     for k in (2, 5, 10, 20, 50, 100):
         if k > samples_per_problem:

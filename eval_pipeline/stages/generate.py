@@ -12,6 +12,7 @@ import polars as pl
 from eval_pipeline.catalog import Catalog, ModelSpec, PromptTemplate
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import code_version, stable_json
+from eval_pipeline.core.keys import PROBLEM_SEPARATOR
 from eval_pipeline.core.schemas import GENERATIONS
 from eval_pipeline.core.types import GenerationRequest, SamplingParams
 from eval_pipeline.engine import (
@@ -24,7 +25,6 @@ from eval_pipeline.engine import (
     run_requests,
 )
 from eval_pipeline.providers import Provider, create_provider
-from eval_pipeline.scoring.stats import PROBLEM_SEPARATOR
 from eval_pipeline.storage import Store
 
 
@@ -66,7 +66,7 @@ def expand_samples(samples: pl.DataFrame, per_problem: int) -> pl.DataFrame:
 
     With one completion per problem the sample ids stay as they are. With several,
     completion ``i`` of problem ``P`` gets the sample id ``P#i`` (what
-    :func:`eval_pipeline.scoring.stats.problem_id` reads back) and ``sample_index`` ``i``;
+    :func:`eval_pipeline.core.keys.problem_id` reads back) and ``sample_index`` ``i``;
     rows stay in dataset order, the completions of a problem together.
 
     Raises:

@@ -43,7 +43,7 @@ def write_leaderboard_report(catalog: Catalog, store: Store, board: pl.DataFrame
     aggregates = (
         store.scan("aggregates").collect().filter(pl.col("model").is_in(list(catalog.models)))
     )
-    report = write_html_report(board, aggregates, store.root / "reports" / "leaderboard")
+    report = write_html_report(board, aggregates, store.reports_dir / "leaderboard")
     return report.index
 
 

@@ -9,10 +9,19 @@ import polars as pl
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version
+from eval_pipeline.core.keys import PROBLEM_SEPARATOR
 from eval_pipeline.core.schemas import SCORES
-from eval_pipeline.judge import JUDGE_SCORER, judge_scores
+from eval_pipeline.engine import RunStats
+from eval_pipeline.judge import (
+    JUDGE_SCORER,
+    JudgeParams,
+    items_from_frame,
+    judge_scores,
+    rubric_prompt,
+    run_judge,
+)
+from eval_pipeline.providers import Provider
 from eval_pipeline.scoring import run_scorer
-from eval_pipeline.scoring.stats import PROBLEM_SEPARATOR
 from eval_pipeline.storage import Store
 
 
@@ -23,8 +32,13 @@ class ScoreReport:
     means: dict[str, float | None]
 
 
-def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreReport:
-    """Score every generation of ``model`` on ``dataset``; one row per sample x metric."""
+def scoring_frame(catalog: Catalog, store: Store, model: str, dataset: str) -> pl.DataFrame:
+    """The partition's generations joined to their samples.
+
+    Columns ``sample_id``, ``prompt_version``, ``completion``, ``request_hash``, ``target``,
+    ``fields``; several completions of a problem (``<problem>#<i>``) take their problem's
+    sample row.
+    """
     spec = catalog.dataset_specs[dataset]
     generations = store.read("generations", dataset=dataset, model=model)
     samples = store.read("dataset_samples", dataset=dataset).select("sample_id", "target", "fields")
@@ -35,7 +49,7 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
         if spec.samples_per_problem > 1
         else pl.col("sample_id")
     )
-    joined = (
+    return (
         generated.with_columns(problem.alias("_problem"))
         .join(
             samples.rename({"sample_id": "_problem"}),
@@ -45,6 +59,63 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
         )
         .drop("_problem")
     )
+
+
+def judge_partition(
+    catalog: Catalog,
+    store: Store,
+    judge: str,
+    model: str,
+    dataset: str,
+    *,
+    provider: Provider | None = None,
+) -> RunStats:
+    """Ask ``judge`` for every verdict the partition's ``llm_judge`` scorers need of it.
+
+    The verdicts land in the response cache, where :func:`score` finds them: a judge that
+    runs elsewhere (a SLURM job) judges first, and scoring then makes no judge call.
+    """
+    spec = catalog.dataset_specs[dataset]
+    joined = scoring_frame(catalog, store, model, dataset)
+    stats = RunStats()
+    for scorer in spec.scorers:
+        if scorer.name != JUDGE_SCORER:
+            continue
+        params = JudgeParams.model_validate(scorer.params)
+        if judge not in params.judges:
+            continue
+        calls = run_judge(
+            catalog,
+            store,
+            judge,
+            rubric_prompt(catalog.root, params.rubric),
+            items_from_frame(joined, params.question_field),
+            max_tokens=params.max_tokens,
+            provider=provider,
+        )
+        for call in calls:
+            if call.request is None:
+                continue
+            stats.total += 1
+            if call.cached:
+                stats.cached += 1
+                continue
+            response = call.response
+            stats.model_calls += 1
+            if response is not None:
+                stats.input_tokens += response.input_tokens
+                stats.output_tokens += response.output_tokens
+                stats.wall_s += response.latency_s
+                stats.cost_usd += catalog.model(judge).pricing.cost(
+                    response.input_tokens, response.output_tokens
+                )
+    return stats
+
+
+def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreReport:
+    """Score every generation of ``model`` on ``dataset``; one row per sample x metric."""
+    spec = catalog.dataset_specs[dataset]
+    joined = scoring_frame(catalog, store, model, dataset)
     frames = []
     judgements = []
     for scorer in spec.scorers:

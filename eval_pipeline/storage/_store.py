@@ -13,13 +13,13 @@ every partition of a table at once.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import polars as pl
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.schemas import GLOBAL_TABLES, PER_DATASET_TABLES, TABLES
+from eval_pipeline.storage._atomic import atomic_path
 
 PART_FILE = "part-0.parquet"
 
@@ -73,6 +73,27 @@ class Store:
         """Scratch space for work handed to other processes (SLURM jobs)."""
         return self.root / "runs"
 
+    @property
+    def reports_dir(self) -> Path:
+        """Rendered reports: the regression report, the HTML leaderboard report."""
+        return self.root / "reports"
+
+    @property
+    def calibration_dir(self) -> Path:
+        """Fitted judge calibrations, one JSON document per judge x rubric."""
+        return self.root / "calibration"
+
+    def calibration_path(self, judge: str, rubric: str) -> Path:
+        """Where the calibration of ``judge`` on ``rubric`` lives."""
+        return self.calibration_dir / f"judge={judge}" / f"rubric={rubric}.json"
+
+    def calibration_pairs(self) -> list[tuple[str, str]]:
+        """Every (judge, rubric) with a stored calibration, sorted."""
+        files = self.calibration_dir.glob("judge=*/rubric=*.json")
+        return sorted(
+            (f.parent.name.removeprefix("judge="), f.stem.removeprefix("rubric=")) for f in files
+        )
+
     # ------------------------------------------------------------------ io
     def exists(self, table: str, dataset: str | None = None, model: str | None = None) -> bool:
         return self.path(table, dataset, model).exists()
@@ -92,15 +113,8 @@ class Store:
         """
         frame = conform(table, frame)
         target = self.path(table, dataset, model)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
+        with atomic_path(target) as tmp:
             frame.write_parquet(tmp, compression="zstd", statistics=True)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return target
 
     def read(

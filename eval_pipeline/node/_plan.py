@@ -1,0 +1,90 @@
+"""Which tasks a set of partitions needs: one per model, so each model loads once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eval_pipeline.catalog import Catalog
+from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.core.keys import PartitionKey
+from eval_pipeline.judge import JUDGE_SCORER, JudgeParams
+from eval_pipeline.node._task import GenerationTask, Work
+from eval_pipeline.storage import Store
+
+
+def generation_tasks(
+    catalog: Catalog,
+    store: Store,
+    keys: Iterable[PartitionKey],
+    **limits: Any,
+) -> list[GenerationTask]:
+    """One task per model generating every dataset of ``keys`` that it is paired with.
+
+    ``limits`` are the run's :class:`GenerationTask` fields (``sample_limit``,
+    ``use_cache``, ``budget_usd``, ``partition_timeout_s``, ``request_timeout_s``,
+    ``progress_every_s``).
+    """
+    by_model: dict[str, list[Work]] = {}
+    for key in keys:
+        by_model.setdefault(key.model, []).append(Work("generate", dataset=key.dataset))
+    return [_task(catalog, store, model, work, **limits) for model, work in by_model.items()]
+
+
+def judge_rubrics(catalog: Catalog, dataset: str) -> list[tuple[str, str]]:
+    """Every (judge model, rubric) the ``llm_judge`` scorers of ``dataset`` use, in order.
+
+    Raises:
+        CatalogError: A judge is not a catalog model (naming the spec file and field).
+    """
+    pairs: dict[tuple[str, str], None] = {}
+    for scorer in catalog.dataset_specs[dataset].scorers:
+        if scorer.name == JUDGE_SCORER:
+            params = JudgeParams.model_validate(scorer.params)
+            for judge in params.judges:
+                if judge not in catalog.models:
+                    raise CatalogError(
+                        f"datasets/{dataset}/dataset.yaml",
+                        f"scorers[{scorer.metric_name}].params.judges",
+                        f"unknown judge model '{judge}' (known: {', '.join(catalog.model_slugs)})",
+                    )
+                pairs[(judge, params.rubric)] = None
+    return list(pairs)
+
+
+def judging_tasks(
+    catalog: Catalog, store: Store, keys: Sequence[PartitionKey]
+) -> list[GenerationTask]:
+    """One task per judge model the partitions' datasets use: calibrate, then judge.
+
+    A judge first calibrates each rubric it rates (reused when nothing changed), then
+    rates every partition whose dataset names it. Datasets without judge metrics need no
+    task at all, so evaluating them never loads a judge.
+    """
+    by_judge: dict[str, dict[Work, None]] = {}
+    for key in keys:
+        for judge, rubric in judge_rubrics(catalog, key.dataset):
+            work = by_judge.setdefault(judge, {})
+            work[Work("calibrate", rubric=rubric)] = None
+            work[Work("judge", dataset=key.dataset, judged_model=key.model)] = None
+    return [
+        _task(catalog, store, judge, sorted(work, key=lambda w: w.kind != "calibrate"))
+        for judge, work in by_judge.items()
+    ]
+
+
+def calibration_task(catalog: Catalog, store: Store, judge: str, rubric: str) -> GenerationTask:
+    """The task that calibrates ``judge`` on ``rubric`` alone."""
+    return _task(catalog, store, judge, [Work("calibrate", rubric=rubric)])
+
+
+def _task(
+    catalog: Catalog, store: Store, model: str, work: Sequence[Work], **limits: Any
+) -> GenerationTask:
+    return GenerationTask(
+        project_root=str(catalog.root),
+        store_root=str(store.root),
+        model=model,
+        work=tuple(work),
+        **limits,
+    )

@@ -1,0 +1,237 @@
+"""The node function: load one model once and do every piece of work of a task with it.
+
+:func:`run_node` is what a generation job runs, wherever it runs: in the Dagster step
+(the inline runner), on a SLURM node (the SLURM runner, through submitit), in a unit test.
+It takes one frozen :class:`~eval_pipeline.node.GenerationTask`, never imports Dagster,
+and writes through the same stages (and so the same shared response cache) everywhere: a
+SLURM job requeued after a timeout or a preemption reuses every row already answered.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eval_pipeline.catalog import Catalog, load_catalog
+from eval_pipeline.engine import Progress, RunStats
+from eval_pipeline.judge import calibrate_judge
+from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkResult
+from eval_pipeline.providers import Provider, create_provider
+from eval_pipeline.stages import generate, judge_partition
+from eval_pipeline.storage import Store, atomic_write_text
+
+ProgressCallback = Callable[[Work, Progress], None]
+
+
+def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> NodeResult:
+    """Load ``task.model`` once and do every piece of ``task.work`` with it.
+
+    A piece of work that fails is recorded with its error and the others go on; a model
+    that cannot be built or loaded fails the whole task (the exception propagates). The
+    job id and node come from the SLURM environment when there is one. ``progress`` is
+    called with each piece of work's progress (inline runs log it); with
+    ``task.report_dir`` set the latest progress is also written to ``progress.json``.
+    """
+    for module in task.imports:
+        importlib.import_module(module)
+    catalog = load_catalog(task.project_root, load_rows=False)
+    store = Store(task.store_root)
+    spec = catalog.model(task.model)
+    report_dir = Path(task.report_dir) if task.report_dir else None
+
+    provider = create_provider(spec)
+    try:
+        start = time.perf_counter()
+        # Loaded now, so the load time is measured apart from generation.
+        handle = provider.load()
+        load_s = time.perf_counter() - start
+        seen_models = {id(handle if handle is not None else provider)}
+        results: list[WorkResult] = []
+        for index, work in enumerate(task.work):
+
+            def on_progress(p: Progress, work: Work = work, index: int = index) -> None:
+                if progress is not None:
+                    progress(work, p)
+                _write_progress(report_dir, task, work, index, p)
+
+            print(f"[{task.model}] {work.label}", flush=True)
+            results.append(_do(catalog, store, provider, task, work, on_progress))
+            now = provider.load()
+            seen_models.add(id(now if now is not None else provider))
+            print(f"[{task.model}] {work.label}: {_summary(results[-1])}", flush=True)
+        # Measured before the provider releases the device.
+        peak_gb = _peak_accelerator_gb()
+    finally:
+        provider.close()
+
+    generation_s = sum(r.wall_s for r in results)
+    # Cached rows cost no model time, so only newly generated tokens count towards speed.
+    new_tokens = sum(r.output_tokens for r in results)
+    job_id = _job_id()
+    result = NodeResult(
+        model=task.model,
+        runs_on="slurm" if job_id else "inline",
+        job_id=job_id,
+        node=os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+        attempt=int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+        gpu_type=_gpu_type(),
+        requested_gres=task.requested_gres,
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        model_loads=len(seen_models),
+        model_load_s=round(load_s, 3),
+        generation_s=round(generation_s, 3),
+        new_output_tokens=new_tokens,
+        tokens_per_s=round(new_tokens / generation_s, 2) if generation_s > 0 else 0.0,
+        peak_accelerator_mem_gb=peak_gb,
+        peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        dagster_imported="dagster" in sys.modules,
+        results=tuple(results),
+    )
+    if report_dir is not None:
+        atomic_write_text(report_dir / "report.json", result.to_json())
+    return result
+
+
+def _do(
+    catalog: Catalog,
+    store: Store,
+    provider: Provider,
+    task: GenerationTask,
+    work: Work,
+    progress: Callable[[Progress], None],
+) -> WorkResult:
+    """One piece of work; its failure is recorded, not raised."""
+    try:
+        if work.kind == "generate":
+            report = generate(
+                catalog,
+                store,
+                task.model,
+                work.dataset,
+                sample_limit=task.sample_limit,
+                use_cache=task.use_cache,
+                provider=provider,
+                progress=progress,
+                progress_every_s=task.progress_every_s,
+                budget_usd=task.budget_usd,
+                partition_timeout_s=task.partition_timeout_s,
+                request_timeout_s=task.request_timeout_s,
+            )
+            return WorkResult(
+                work=work,
+                path=str(report.path),
+                rows=report.rows,
+                new_rows=report.new_rows,
+                reused_rows=report.reused_rows,
+                errors=report.errors,
+                prompt_version=report.prompt_version,
+                dataset_version=report.dataset_version,
+                **_stats(report.stats),
+            )
+        if work.kind == "judge":
+            stats = judge_partition(
+                catalog, store, task.model, work.judged_model, work.dataset, provider=provider
+            )
+            return WorkResult(
+                work=work, rows=stats.total, reused_rows=stats.cached, **_stats(stats)
+            )
+        if work.kind == "calibrate":
+            report = calibrate_judge(catalog, store, task.model, work.rubric, provider=provider)
+            return WorkResult(
+                work=work, path=str(report.path), rows=report.labels, model_calls=report.judge_calls
+            )
+        raise ValueError(f"unknown kind of work {work.kind!r}")
+    except Exception as exc:  # one failed piece of work must not lose the others
+        return WorkResult(work=work, error=f"{type(exc).__name__}: {exc}")
+
+
+def _stats(stats: RunStats) -> dict[str, Any]:
+    return {
+        "model_calls": stats.model_calls,
+        "retries": stats.retries,
+        "rate_limited": stats.rate_limited,
+        "input_tokens": stats.input_tokens,
+        "output_tokens": stats.output_tokens,
+        "cost_usd": stats.cost_usd,
+        "wall_s": stats.wall_s,
+    }
+
+
+def _summary(result: WorkResult) -> str:
+    if result.error is not None:
+        return f"FAILED: {result.error}"
+    return f"{result.rows} rows ({result.model_calls} model calls)"
+
+
+def read_progress(report_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The job's last progress record, or None before its first one."""
+    try:
+        return json.loads((Path(report_dir) / "progress.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_progress(
+    report_dir: Path | None, task: GenerationTask, work: Work, index: int, p: Progress
+) -> None:
+    if report_dir is None:
+        return
+    record = {
+        "model": task.model,
+        "work": work.label,
+        "dataset": work.dataset,
+        "work_index": index,
+        "works": len(task.work),
+        "done": p.done,
+        "total": p.total,
+        "cached": p.cached,
+        "errors": p.errors,
+        "output_tokens": p.output_tokens,
+        "message": p.message(),
+    }
+    atomic_write_text(report_dir / "progress.json", json.dumps(record))
+
+
+def _job_id() -> str:
+    array_id = os.environ.get("SLURM_ARRAY_JOB_ID")
+    task_id = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_id and task_id:
+        return f"{array_id}_{task_id}"
+    return os.environ.get("SLURM_JOB_ID", "")
+
+
+def _torch_cuda() -> Any:
+    # Only a job whose provider already imported torch can have used an accelerator;
+    # importing it here would cost seconds for API and fake providers.
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return None
+    return torch.cuda
+
+
+def _gpu_type() -> str:
+    cuda = _torch_cuda()
+    if cuda is None:
+        return "none"
+    return cuda.get_device_name(0)
+
+
+def _peak_accelerator_gb() -> float | None:
+    cuda = _torch_cuda()
+    if cuda is None:
+        return None
+    # This process's allocator peak, or what the device has in use (vLLM keeps its KV cache
+    # in engine processes of its own), whichever is larger.
+    peaks = []
+    for i in range(cuda.device_count()):
+        free, total = cuda.mem_get_info(i)
+        peaks.append(max(cuda.max_memory_reserved(i), total - free))
+    return round(max(peaks) / 2**30, 3)

@@ -1,0 +1,128 @@
+"""What a generation job is given and what it gives back: plain, frozen data.
+
+The same task runs in the Dagster step (the inline runner) and on a SLURM node (the
+SLURM runner), and both hand back the same :class:`NodeResult`; the Dagster side builds
+its metadata and decides failures from that one type.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+WorkKind = Literal["generate", "judge", "calibrate"]
+
+
+@dataclass(frozen=True)
+class Work:
+    """One piece of work for the task's model.
+
+    ``generate``: answer ``dataset``'s samples (the partition ``dataset|<task model>``).
+    ``judge``: rate ``judged_model``'s generations on ``dataset`` with every rubric of the
+    dataset's ``llm_judge`` scorers that names the task's model as a judge (the verdicts
+    land in the response cache; the score stage reads them from there).
+    ``calibrate``: rate the labelled responses of ``rubric`` and fit its calibration.
+    """
+
+    kind: WorkKind
+    dataset: str = ""
+    judged_model: str = ""
+    rubric: str = ""
+
+    @property
+    def label(self) -> str:
+        """A short name for logs and result lookups."""
+        if self.kind == "generate":
+            return self.dataset
+        if self.kind == "judge":
+            return f"judge {self.dataset}|{self.judged_model}"
+        return f"calibrate {self.rubric}"
+
+
+@dataclass(frozen=True)
+class GenerationTask:
+    """Everything one job needs: a model, the work to do with it, and the run's limits."""
+
+    project_root: str
+    """The project checkout (``models.yaml``, ``datasets/``): on a shared filesystem for SLURM."""
+    store_root: str
+    """The Parquet store, likewise."""
+    model: str
+    """The catalog model this job loads (a generator or a judge)."""
+    work: tuple[Work, ...]
+    sample_limit: int | None = None
+    use_cache: bool = True
+    budget_usd: float | None = None
+    """API models: the most this job's new requests may cost (see ``RunControls``)."""
+    partition_timeout_s: float | None = None
+    """API models: wall-clock cap of each partition's generation."""
+    request_timeout_s: float | None = None
+    """API models: per-request deadline, over the catalog's."""
+    progress_every_s: float = 10.0
+    report_dir: str | None = None
+    """Where the job writes ``progress.json`` while it runs and ``report.json`` at the end."""
+    imports: tuple[str, ...] = ()
+    """Modules imported before the catalog loads (e.g. ones that register extra providers)."""
+    requested_gres: str | None = None
+    """The GRES the job asked for, kept with the job's record."""
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The datasets this task generates."""
+        return tuple(w.dataset for w in self.work if w.kind == "generate")
+
+
+@dataclass(frozen=True)
+class WorkResult:
+    """How one piece of work went; ``error`` is set when it failed (rows may still be written)."""
+
+    work: Work
+    error: str | None = None
+    path: str = ""
+    rows: int = 0
+    new_rows: int = 0
+    reused_rows: int = 0
+    errors: int = 0
+    prompt_version: str = ""
+    dataset_version: str = ""
+    model_calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """What one job did: where it ran, how the model loaded, how fast it generated."""
+
+    model: str
+    runs_on: str
+    job_id: str
+    node: str
+    attempt: int
+    gpu_type: str
+    requested_gres: str | None
+    cuda_visible_devices: str | None
+    model_loads: int
+    model_load_s: float
+    generation_s: float
+    new_output_tokens: int
+    tokens_per_s: float
+    peak_accelerator_mem_gb: float | None
+    peak_rss_gb: float
+    dagster_imported: bool
+    results: tuple[WorkResult, ...] = field(default_factory=tuple)
+
+    def result_for(self, work: Work) -> WorkResult | None:
+        return next((r for r in self.results if r.work == work), None)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)

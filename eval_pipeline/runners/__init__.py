@@ -1,0 +1,22 @@
+"""Where generation tasks run: in this process or on SLURM, behind one interface.
+
+Both runners run the same node function (:func:`eval_pipeline.node.run_node`) on the same
+:class:`~eval_pipeline.node.GenerationTask` and hand back the same
+:class:`TaskOutcome`, so the Dagster side has one metadata builder and one failure loop.
+The catalog's ``runs_on`` picks the runner of each model.
+"""
+
+from eval_pipeline.runners._base import Log, Runner, Submission, TaskOutcome
+from eval_pipeline.runners._inline import InlineRunner
+from eval_pipeline.runners._slurm import SlurmRunner, SlurmSettings, SlurmSubmission
+
+__all__ = [
+    "InlineRunner",
+    "Log",
+    "Runner",
+    "SlurmRunner",
+    "SlurmSettings",
+    "SlurmSubmission",
+    "Submission",
+    "TaskOutcome",
+]

@@ -1,0 +1,170 @@
+"""The runner seam: the same task inline and on SLURM, and judging apart from generation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from polars.testing import assert_frame_equal
+
+import eval_pipeline_tests.slurm_drill  # noqa: F401  (registers the drill provider here too)
+from eval_pipeline.core.schemas import VOLATILE_COLUMNS
+from eval_pipeline.providers.fake import calls_for
+from eval_pipeline.storage import Store
+from eval_pipeline_tests.apiserver import ServerConfig, api_model, make_api_project
+from eval_pipeline_tests.apiserver.fixtures import KEY_ENV, api_key_fixture, api_server_fixture
+from eval_pipeline_tests.conftest import REPO, make_project
+from eval_pipeline_tests.judge_helpers import judged_project
+from eval_pipeline_tests.slurm_helpers import (
+    TEST_PROFILE,
+    materialize_partitions,
+    slurm_cluster,  # noqa: F401  (fixture)
+    slurm_project,
+    step_failure,
+)
+
+api_server = api_server_fixture()
+_api_key = api_key_fixture()
+
+
+def _without_volatile(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    return frame.drop(VOLATILE_COLUMNS[table])
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_one_partition_gives_the_same_rows_inline_and_on_slurm(tmp_path):
+    model = {
+        "slug": "fake-same",
+        "provider": "fake",
+        "model_id": "fake/same",
+        "options": {"mode": "reference", "wrong_fraction": 0.3},
+        "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+    }
+    frames = {}
+    for runs_on in ("inline", "slurm"):
+        entry = {**model, "runs_on": runs_on}
+        if runs_on == "slurm":
+            entry["slurm_profile"] = "test"
+        project = slurm_project(tmp_path / runs_on, [entry])
+        store = tmp_path / runs_on / "store"
+        outcome = materialize_partitions(project, store, "qa|fake-same", "qa|fake-same")
+        assert outcome.success, step_failure(outcome, "generations")
+        assert outcome.metadata["generations"]["qa|fake-same"]["runs_on"] == runs_on
+        frames[runs_on] = _without_volatile(
+            Store(store).read("generations", dataset="qa", model="fake-same"), "generations"
+        )
+    assert frames["inline"].height == 3
+    assert_frame_equal(frames["inline"], frames["slurm"])
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_an_api_model_on_slurm_honours_its_budget(api_server, tmp_path):
+    api_server.configure(ServerConfig(latency_s=0.01))
+    model = api_model(
+        "api-slurm",
+        "openai",
+        api_server.openai_base_url,
+        concurrency=4,
+        pricing=(1000.0, 1000.0),  # about a cent a request
+        api_key_env=KEY_ENV,
+        request_timeout_s=5.0,
+    )
+    model.update(runs_on="slurm", slurm_profile="test")
+    project = make_api_project(tmp_path / "project", [model], 60)
+    shutil.copytree(REPO / "slurm", project / "slurm")
+    (project / "slurm" / "test.yaml").write_text(yaml.safe_dump(TEST_PROFILE))
+    outcome = materialize_partitions(
+        project,
+        tmp_path / "store",
+        "synth|api-slurm",
+        "synth|api-slurm",
+        sample_limit=None,
+        config={"budget_usd": 0.1},
+    )
+    assert not outcome.success
+    failure = step_failure(outcome, "generations")
+    assert "spend budget of $0.1000 reached" in failure
+    gens = Store(tmp_path / "store").read("generations", dataset="synth", model="api-slurm")
+    sent = api_server.stats()["requests"]
+    assert 0 < sent < 60
+    assert gens.filter(pl.col("completion").is_not_null())["cost_usd"].sum() <= 0.1
+    assert gens["error"].str.starts_with("not attempted: spend budget").sum() == 60 - sent
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_a_judge_that_runs_on_slurm_judges_in_a_slurm_job(tmp_path):
+    project = judged_project(tmp_path / "p")
+    models = yaml.safe_load((project / "models.yaml").read_text())
+    for entry in models["models"]:
+        if entry["slug"] == "fake-judge":
+            entry.update(runs_on="slurm", slurm_profile="test")
+    (project / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
+    shutil.copytree(REPO / "slurm", project / "slurm")
+    (project / "slurm" / "test.yaml").write_text(yaml.safe_dump(TEST_PROFILE))
+    outcome = materialize_partitions(
+        project,
+        tmp_path / "store",
+        "open-qa|fake-good",
+        "open-qa|fake-good",
+        assets=("prompt_versions", "dataset_samples", "generations", "scores"),
+    )
+    assert outcome.success, step_failure(outcome, "scores")
+    scores = Store(tmp_path / "store").read("scores", dataset="open-qa", model="fake-good")
+    judged = scores.filter(pl.col("metric") == "helpfulness")
+    assert judged.height == 3 and judged["value"].to_list() == [4.0, 4.0, 4.0]
+    # Every verdict came from the SLURM job: this process never asked the judge.
+    assert calls_for("fake-judge") == 0
+    assert Store(tmp_path / "store").calibration_path("fake-judge", "helpfulness").exists()
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from eval_pipeline_tests.helpers import materialize
+result = materialize(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sample_limit=3)
+print(json.dumps({
+    "success": result.success,
+    "local_provider_imported": "eval_pipeline.providers.transformers" in sys.modules,
+    "torch_imported": "torch" in sys.modules,
+}))
+"""
+
+
+def test_an_api_model_on_qa_in_an_empty_store_loads_no_local_model(api_server, tmp_path):
+    api_server.configure(ServerConfig(latency_s=0.0))
+    shipped = yaml.safe_load((REPO / "models.yaml").read_text())
+    entry = api_model("api-model", "openai", api_server.openai_base_url, api_key_env=KEY_ENV)
+    project = make_project(
+        tmp_path / "p",
+        models={"models": [*shipped["models"], entry]},
+        datasets=("qa", "open-qa"),
+    )
+    shutil.copytree(REPO / "datasets" / "judge-labels", project / "datasets" / "judge-labels")
+    store = tmp_path / "store"
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(project), str(store), "qa|api-model"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {
+        "success": True,
+        "local_provider_imported": False,
+        "torch_imported": False,
+    }
+    assert api_server.stats()["requests"] == 3
+    # The judged open-qa was not touched: no judge calibrated, nothing scored there.
+    assert Store(store).calibration_pairs() == []
+    assert Store(store).exists("scores", dataset="qa", model="api-model")
