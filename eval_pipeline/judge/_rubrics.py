@@ -6,8 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eval_pipeline.catalog import PromptTemplate
-from eval_pipeline.catalog import load_prompt
+from eval_pipeline.catalog import PromptTemplate, load_prompt
 from eval_pipeline.scoring import JUDGE_RUBRICS
 
 RUBRICS = JUDGE_RUBRICS

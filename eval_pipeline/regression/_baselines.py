@@ -22,8 +22,7 @@ from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import validate_slug
 from eval_pipeline.core.schemas import SCORES
 from eval_pipeline.regression._compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD
-from eval_pipeline.storage import Store
-from eval_pipeline.storage import conform
+from eval_pipeline.storage import Store, conform
 
 BASELINES_DIR = "baselines"
 DEFAULT_BASELINE = "main"

@@ -8,8 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from eval_pipeline.regression._baselines import BaselineError, baseline_dir, load_baseline
-from eval_pipeline.storage import Store
-from eval_pipeline.storage import conform
+from eval_pipeline.storage import Store, conform
 
 
 @dataclass(frozen=True)
