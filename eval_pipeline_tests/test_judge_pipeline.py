@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from eval_pipeline.calibration import load_calibration_document
+from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.providers.fake import calls_for
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.helpers import materialization_metadata, materialize
@@ -129,15 +130,9 @@ def test_two_judges_give_per_judge_scores_and_their_agreement(tmp_path, store_ro
     assert agreement["mean"] == pytest.approx(0.0)
 
 
-def test_an_unknown_judge_model_is_a_readable_error(tmp_path, store_root):
+def test_an_unknown_judge_model_is_a_readable_error_before_anything_runs(tmp_path, store_root):
     project = judged_project(tmp_path / "p", judges=("gpt-17",))
-    result = materialize(
-        project, store_root, "open-qa|fake-good", sample_limit=2, raise_on_error=False
-    )
-    assert not result.success
-    text = " ".join(
-        e.event_specific_data.error.to_string()
-        for e in result.all_events
-        if e.event_type_value == "STEP_FAILURE"
-    )
-    assert "unknown judge model 'gpt-17'" in text
+    with pytest.raises(CatalogError) as info:
+        materialize(project, store_root, "open-qa|fake-good", sample_limit=2, raise_on_error=False)
+    assert "datasets/open-qa/dataset.yaml" in str(info.value)
+    assert "unknown judge model 'gpt-17'" in str(info.value)
