@@ -13,13 +13,13 @@ every partition of a table at once.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import polars as pl
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.schemas import GLOBAL_TABLES, PER_DATASET_TABLES, TABLES
+from eval_pipeline.storage._atomic import atomic_path
 
 PART_FILE = "part-0.parquet"
 
@@ -86,21 +86,15 @@ class Store:
     ) -> Path:
         """Validate ``frame`` against the table schema and write it atomically.
 
-        The file appears complete or not at all: it is written to a temporary file in
-        the same directory (named so that ``*.parquet`` globs skip it) and renamed over
-        the old one.
+        The file appears complete or not at all (:func:`~eval_pipeline.storage.atomic_path`):
+        it is written to a hidden temporary file in the same directory, which
+        ``*.parquet`` globs skip, and renamed over the old one. Temporary files that
+        killed writers left for the same file are removed.
         """
         frame = conform(table, frame)
         target = self.path(table, dataset, model)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
+        with atomic_path(target) as tmp:
             frame.write_parquet(tmp, compression="zstd", statistics=True)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return target
 
     def read(
