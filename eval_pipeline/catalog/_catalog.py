@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,15 @@ class Catalog:
                 f"unknown model {slug!r}; known: {', '.join(self.model_slugs)}"
             ) from None
 
+    def secret_env_names(self, slugs: Iterable[str]) -> list[str]:
+        """The environment variables holding the API keys of models ``slugs``.
+
+        What a SLURM job running those models must receive from the submitting
+        environment (see ``eval_pipeline.slurm.submit_array``), and nothing more.
+        """
+        names = {api_key_env_name(self.model(slug)) for slug in slugs}
+        return sorted(n for n in names if n)
+
     def dataset(self, name: str) -> Dataset:
         """Load (once) and validate the rows of dataset ``name``."""
         if name not in self.dataset_specs:
@@ -83,6 +93,24 @@ class Catalog:
                 version=_dataset_version(spec, rows),
             )
         return self._datasets[name]
+
+
+def api_key_env_name(spec: ModelSpec) -> str | None:
+    """The variable holding ``spec``'s API key: ``options.api_key_env`` or the provider's default.
+
+    None for providers that take no key (local models, keyless servers).
+    """
+    if "api_key_env" in spec.options:
+        name = spec.options["api_key_env"]
+        return name if isinstance(name, str) and name else None
+    # The default lives with each API provider's options; read it there.
+    if spec.provider == "openai":
+        from eval_pipeline.providers.openai import OpenAIOptions as options
+    elif spec.provider == "anthropic":
+        from eval_pipeline.providers.anthropic import AnthropicOptions as options
+    else:
+        return None
+    return options.model_fields["api_key_env"].default
 
 
 def load_catalog(root: str | os.PathLike[str], *, load_rows: bool = True) -> Catalog:
