@@ -40,8 +40,12 @@ class PartitionKey:
 
     @classmethod
     def parse(cls, key: str) -> PartitionKey:
-        """Parse ``dataset|model`` into a key."""
+        """Parse ``dataset|model`` into a key; both parts must be slugs."""
         dataset, sep, model = key.partition("|")
         if not sep or not dataset or not model:
             raise ValueError(f"partition key {key!r} is not of the form 'dataset|model'")
+        for dimension, value in (("dataset", dataset), ("model", model)):
+            problem = validate_slug(value)
+            if problem:
+                raise ValueError(f"partition key {key!r}: {dimension} {problem}")
         return cls(model=model, dataset=dataset)
