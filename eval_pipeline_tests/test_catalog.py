@@ -275,3 +275,9 @@ def test_a_null_sample_id_names_the_line_and_field(tmp_path):
     lines[1] = json.dumps(row)
     data.write_text("\n".join(lines) + "\n")
     _expect(project, "datasets/qa/data.jsonl", "line 2: id", "non-empty string or integer")
+
+
+def test_a_prompt_name_that_leaves_the_prompts_folder_is_refused(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    _edit_yaml(project / "datasets/qa/dataset.yaml", lambda d: d.update({"prompt": "../models"}))
+    _expect(project, "datasets/qa/dataset.yaml", "prompt", "is not a slug")
