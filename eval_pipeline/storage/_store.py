@@ -107,9 +107,10 @@ class Store:
     ) -> Path:
         """Validate ``frame`` against the table schema and write it atomically.
 
-        The file appears complete or not at all: it is written to a temporary file in
-        the same directory (named so that ``*.parquet`` globs skip it) and renamed over
-        the old one.
+        The file appears complete or not at all (:func:`~eval_pipeline.storage.atomic_path`):
+        it is written to a hidden temporary file in the same directory, which
+        ``*.parquet`` globs skip, and renamed over the old one. Temporary files that
+        killed writers left for the same file are removed.
         """
         frame = conform(table, frame)
         target = self.path(table, dataset, model)
