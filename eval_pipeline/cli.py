@@ -69,7 +69,31 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     _add_results_commands(sub)
     _add_runs_commands(sub)
+    _add_metrics_commands(sub)
     return parser
+
+
+def _add_metrics_commands(sub) -> None:
+    metrics = sub.add_parser(
+        "metrics",
+        help="Prometheus metrics of the run history and the stored results",
+        description=(
+            "Runs by job and status and partition durations (from the Dagster instance under "
+            "$DAGSTER_HOME), request latency and errors by provider, tokens and cost by "
+            "provider and model, cache hits, metric means, flagged regressions and suspicious "
+            "sandbox programs (from the store). See docs/operations.md for a scrape config "
+            "and alert rules."
+        ),
+        epilog=EXIT_CODES_HELP,
+    )
+    msub = metrics.add_subparsers(dest="metrics_command", required=True)
+    serve = msub.add_parser("serve", help="serve /metrics over HTTP until interrupted")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=9464, help="port (default 9464)")
+    write = msub.add_parser(
+        "write", help="write the metrics once, in the node exporter's textfile format"
+    )
+    write.add_argument("file", help="the .prom file to write (atomically)")
 
 
 def _add_runs_commands(sub) -> None:
@@ -212,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             return _leaderboard(args)
         if args.command == "runs":
             return _runs(args)
+        if args.command == "metrics":
+            return _metrics(args)
         handler = {
             "results": _results,
             "compare": _compare,
@@ -227,6 +253,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eval-pipeline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE
+
+
+def _metrics(args) -> int:
+    import dagster as dg
+    from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
+
+    from eval_pipeline.defs.metrics import InstanceCollector
+    from eval_pipeline.operations import StoreCollector
+    from eval_pipeline.storage import Store
+
+    root, store_root = _roots(args)
+    _use_dagster_home(root, create=True)
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(Store(store_root)))
+    with dg.DagsterInstance.get() as instance:
+        registry.register(InstanceCollector(instance))
+        if args.metrics_command == "write":
+            target = Path(args.file)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # prometheus_client writes a temporary file beside it and renames it.
+            write_to_textfile(str(target), registry)
+            print(f"eval-pipeline: metrics written to {target}", file=sys.stderr)
+            return EXIT_OK
+        server, thread = start_http_server(args.port, addr=args.host, registry=registry)
+        print(
+            f"eval-pipeline: serving metrics on http://{args.host}:{server.server_port}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            server.shutdown()
+    return EXIT_OK
 
 
 def _calibrations(args) -> int:

@@ -19,10 +19,12 @@ if [ "${EVAL_SKIP_SLURM_START:-0}" != 1 ]; then
   fi
 fi
 
-# PostgreSQL for the production-instance tests, Chromium for the browser test. With the
+# PostgreSQL for the production-instance tests, Chromium for the browser test, Prometheus
+# for the metrics test. With the
 # services started here, their tests fail (rather than skip) when a service is missing.
 bash scripts/postgres.sh || { echo "test.sh: could not start PostgreSQL" >&2; exit 1; }
 bash scripts/ensure-chromium.sh || { echo "test.sh: could not install Chromium" >&2; exit 1; }
+bash scripts/ensure-prometheus.sh || { echo "test.sh: could not install Prometheus" >&2; exit 1; }
 export EVAL_PIPELINE_REQUIRE_SERVICES=1
 
 "$PY" -m pytest -q -p no:cacheprovider --durations=15 "$@"

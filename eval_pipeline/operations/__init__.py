@@ -1,7 +1,8 @@
 """Plain operations logic behind the schedule and sensors (no Dagster here).
 
 Alert payloads and their delivery to a webhook, the regression events read from check
-results, and which partitions the nightly suite is due to re-evaluate.
+results, which partitions the nightly suite is due to re-evaluate, and the Prometheus
+metrics of the stored results.
 """
 
 from eval_pipeline.operations._alerts import (
@@ -18,6 +19,7 @@ from eval_pipeline.operations._due import (
     partition_fingerprints,
     select_due,
 )
+from eval_pipeline.operations._metrics import StoreCollector
 from eval_pipeline.operations._webhook import PostResult, post_json
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "LastResult",
     "PostResult",
     "RegressionEvent",
+    "StoreCollector",
     "catalog_additions",
     "inputs_fingerprint",
     "partition_fingerprints",
