@@ -104,7 +104,8 @@ def test_metrics_write_exports_the_stored_results_and_the_run_history(evaluated,
         _value(samples, "eval_pipeline_request_latency_seconds_count", provider="fake") == answered
     )
     assert (
-        _value(samples, "eval_pipeline_runs_total", dagster_job="evaluation_job", status="success") == 3.0
+        _value(samples, "eval_pipeline_runs_total", dagster_job="evaluation_job", status="success")
+        == 3.0
     )
     assert (
         _value(
