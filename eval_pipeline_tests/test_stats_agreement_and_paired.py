@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -92,3 +93,32 @@ def test_slice_aggregates_group_by_every_tag_of_a_sample():
     assert got == {"easy": (2, 1.0), "x": (2, 0.5), "y": (1, 1.0)}
     x = out.filter(pl.col("slice") == "x").row(0, named=True)
     assert x["stderr"] == pytest.approx(0.5)  # sd([1, 0]) = 0.7071 / sqrt(2)
+
+
+def test_five_paired_samples_cannot_show_a_ten_point_drop():
+    assert stats.minimum_detectable_drop(5, 0.05) is None
+    assert stats.mcnemar_power(5, 0.10, 0.05) < 0.05
+
+
+def test_the_gate_power_matches_a_simulation_of_the_paired_test():
+    rng = np.random.default_rng(7)
+    n, churn, drop, trials = 60, 0.05, 0.2, 2000
+    hits = 0
+    for _ in range(trials):
+        u = rng.random(n)
+        worse = u < churn + drop
+        better = (u >= churn + drop) & (u < 2 * churn + drop)
+        base, cur = np.ones(n), np.ones(n)
+        cur[worse], base[better] = 0.0, 0.0
+        b, c, p = stats.mcnemar(base, cur)
+        hits += p < 0.05 and b > c
+    assert stats.mcnemar_power(n, drop, churn) == pytest.approx(hits / trials, abs=0.03)
+
+
+def test_the_planned_sample_count_sees_the_drop_it_was_planned_for():
+    n = stats.required_samples(0.10, 0.05)
+    assert n is not None and 100 < n < 300
+    assert stats.mcnemar_power(n, 0.10, 0.05) >= 0.8
+    assert stats.minimum_detectable_drop(n, 0.05) <= 0.10
+    # More churn between runs needs more samples for the same drop.
+    assert stats.required_samples(0.10, 0.10) > n

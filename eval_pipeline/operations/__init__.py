@@ -19,16 +19,26 @@ from eval_pipeline.operations._due import (
     partition_fingerprints,
     select_due,
 )
+from eval_pipeline.operations._gate import (
+    POWER_HEADER,
+    GatePower,
+    GateSettings,
+    gate_power,
+)
 from eval_pipeline.operations._metrics import StoreCollector
 from eval_pipeline.operations._webhook import PostResult, post_json
 
 __all__ = [
+    "POWER_HEADER",
+    "GatePower",
+    "GateSettings",
     "DuePartition",
     "LastResult",
     "PostResult",
     "RegressionEvent",
     "StoreCollector",
     "catalog_additions",
+    "gate_power",
     "inputs_fingerprint",
     "partition_fingerprints",
     "post_json",

@@ -228,3 +228,103 @@ def paired_bootstrap(
     extreme = int(np.sum(np.abs(null_means) >= abs(delta) - 1e-12))
     p_value = (extreme + 1) / (resamples + 1)
     return delta, float(low), float(high), float(min(1.0, p_value))
+
+
+# --------------------------------------------------------------------------- power of the paired gate
+
+
+def _binomial_pmf(n: int, p: float) -> np.ndarray:
+    """``P(X = k)`` for ``k = 0..n``, ``X ~ Binomial(n, p)`` (log space: large ``n`` is fine)."""
+    k = np.arange(n + 1)
+    if p <= 0.0 or p >= 1.0:
+        out = np.zeros(n + 1)
+        out[0 if p <= 0.0 else n] = 1.0
+        return out
+    log_comb = (
+        math.lgamma(n + 1)
+        - np.array([math.lgamma(i + 1) for i in k])
+        - np.array([math.lgamma(n - i + 1) for i in k])
+    )
+    return np.exp(log_comb + k * math.log(p) + (n - k) * math.log1p(-p))
+
+
+def _mcnemar_rejects(d: int, alpha: float) -> np.ndarray:
+    """For ``d`` discordant pairs: whether ``w`` worsened of them is significant, ``w = 0..d``.
+
+    The same two-sided mid-p exact test as :func:`mcnemar`.
+    """
+    pmf = _binomial_pmf(d, 0.5)
+    cdf = np.cumsum(pmf)
+    w = np.arange(d + 1)
+    low = np.minimum(w, d - w)
+    p = np.minimum(1.0, 2.0 * (cdf[low] - pmf[low] / 2.0))
+    return p < alpha
+
+
+def mcnemar_power(n: int, drop: float, churn: float, *, alpha: float = 0.05) -> float:
+    """The chance that the paired gate flags a true drop of ``drop`` on ``n`` samples.
+
+    Each sample flips from pass to fail with probability ``churn + drop`` and from fail to
+    pass with ``churn`` (``churn`` is the flipping that happens without any real change:
+    sampling noise, nondeterministic kernels). The gate is :func:`mcnemar` (mid-p) at
+    ``alpha``, counting only drops (more samples worse than better).
+    """
+    if n <= 0 or drop <= 0:
+        return 0.0
+    discordant = min(1.0, drop + 2.0 * churn)
+    worse_share = (discordant + drop) / (2.0 * discordant)
+    by_count = _binomial_pmf(n, discordant)
+    power = 0.0
+    for d in range(1, n + 1):
+        if by_count[d] < 1e-12:
+            continue
+        rejects = _mcnemar_rejects(d, alpha)
+        w = np.arange(d + 1)
+        # Only a drop counts: significant and more worsened than improved.
+        hit = rejects & (w > d - w)
+        power += by_count[d] * float(_binomial_pmf(d, worse_share)[hit].sum())
+    return float(power)
+
+
+def minimum_detectable_drop(
+    n: int, churn: float, *, alpha: float = 0.05, power: float = 0.8, step: float = 0.005
+) -> float | None:
+    """The smallest drop (a share, 0..1) the paired gate finds with ``power`` on ``n`` samples.
+
+    None when even a drop to zero would usually go unseen (too few samples).
+    """
+    steps = int(round(1.0 / step))
+    low, high = 1, steps
+    if mcnemar_power(n, 1.0 - 2.0 * churn if churn < 0.5 else 1.0, churn, alpha=alpha) < power:
+        return None
+    while low < high:  # power grows with the drop: bisect over the grid
+        mid = (low + high) // 2
+        if mcnemar_power(n, mid * step, churn, alpha=alpha) >= power:
+            high = mid
+        else:
+            low = mid + 1
+    return round(low * step, 6)
+
+
+def required_samples(
+    drop: float,
+    churn: float,
+    *,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    max_n: int = 5000,
+) -> int | None:
+    """The fewest samples on which the paired gate finds a ``drop`` with ``power``.
+
+    None when not even ``max_n`` samples are enough.
+    """
+    if mcnemar_power(max_n, drop, churn, alpha=alpha) < power:
+        return None
+    low, high = 1, max_n
+    while low < high:
+        mid = (low + high) // 2
+        if mcnemar_power(mid, drop, churn, alpha=alpha) >= power:
+            high = mid
+        else:
+            low = mid + 1
+    return low
