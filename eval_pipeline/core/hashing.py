@@ -28,6 +28,31 @@ def content_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(data).hexdigest()[:length]
 
 
+def directory_hash(path: str | Path) -> str | None:
+    """A SHA-256 digest (hex, 16 digits) of every file under ``path``, names included.
+
+    None when ``path`` is not a local file or directory (e.g. a model hub id). The digest is
+    cached per path, file sizes and modification times, so an unchanged folder is read once.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        return None
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _files_digest(str(root), stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _files_digest(root: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stamp:
+        digest.update(Path(name).relative_to(root).as_posix().encode() if name != root else b"")
+        with open(name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 @functools.cache
 def code_version() -> str:
     """The package version plus a hash of its Python sources.

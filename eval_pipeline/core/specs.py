@@ -8,8 +8,23 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.core.hashing import directory_hash
 from eval_pipeline.core.keys import validate_slug
 from eval_pipeline.core.types import SamplingParams
+
+
+# Provider options that change what a local model answers (the weights it loads and the
+# numerics it runs with); they are part of every request hash.
+LOAD_OPTIONS = (
+    "path",
+    "gguf_package",
+    "gguf_file",
+    "dtype",
+    "load_in_4bit",
+    "load_in_8bit",
+    "quantization",
+    "kv_cache_dtype",
+)
 
 
 class _Strict(BaseModel):
@@ -64,13 +79,28 @@ class ModelSpec(_Strict):
         return value
 
     def identity(self) -> dict[str, Any]:
-        """What identifies the model's behaviour in a request hash."""
-        return {
+        """What identifies the model's behaviour in a request hash.
+
+        Provider, model id and revision; the adapter by the content of its files (a local
+        adapter folder edited in place gets new requests), and every load option that
+        changes answers (:data:`LOAD_OPTIONS`: which weights file, the dtype, quantization).
+        Options that only change speed (batch size, threads, device placement) stay out,
+        so tuning them reuses the cache.
+        """
+        identity: dict[str, Any] = {
             "provider": self.provider,
             "model_id": self.model_id,
             "revision": self.revision,
             "adapter": self.adapter,
         }
+        if self.adapter:
+            digest = directory_hash(self.adapter)
+            if digest is not None:
+                identity["adapter_sha256"] = digest
+        load = {k: self.options[k] for k in LOAD_OPTIONS if self.options.get(k) is not None}
+        if load:
+            identity["load"] = load
+        return identity
 
 
 class ScorerSpec(_Strict):
