@@ -12,7 +12,6 @@ from eval_pipeline.core.hashing import directory_hash
 from eval_pipeline.core.keys import validate_slug
 from eval_pipeline.core.types import SamplingParams
 
-
 # Provider options that change what a local model answers (the weights it loads and the
 # numerics it runs with); they are part of every request hash.
 LOAD_OPTIONS = (
