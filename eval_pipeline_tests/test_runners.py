@@ -59,6 +59,9 @@ def test_one_partition_gives_the_same_rows_inline_and_on_slurm(tmp_path):
         frames[runs_on] = _without_volatile(
             Store(store).read("generations", dataset="qa", model="fake-same"), "generations"
         )
+        telemetry = Store(store).read("telemetry", dataset="qa", model="fake-same")
+        assert telemetry["runs_on"][0] == runs_on
+        assert (telemetry["job_id"][0] != "") == (runs_on == "slurm")
     assert frames["inline"].height == 3
     assert_frame_equal(frames["inline"], frames["slurm"])
 
@@ -167,3 +170,54 @@ def test_an_api_model_on_qa_in_an_empty_store_loads_no_local_model(api_server, t
     # The judged open-qa was not touched: no judge calibrated, nothing scored there.
     assert Store(store).calibration_pairs() == []
     assert Store(store).exists("scores", dataset="qa", model="api-model")
+
+
+def test_every_generation_step_records_its_telemetry(tmp_path):
+    from eval_pipeline_tests.helpers import materialize
+
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    store = tmp_path / "store"
+    assert materialize(project, store, "qa|fake-good", sample_limit=4).success
+    telemetry = Store(store).read("telemetry", dataset="qa", model="fake-good").row(0, named=True)
+    assert telemetry["runs_on"] == "inline" and telemetry["job_id"] == ""
+    assert telemetry["new_output_tokens"] > 0 and telemetry["tokens_per_s"] > 0
+    assert telemetry["peak_rss_gb"] > 0.05
+    assert telemetry["gpu_peak_mem_gb"] is None and telemetry["gpu_util_mean"] is None
+    aggregates = Store(store).read("aggregates", dataset="qa", model="fake-good")
+    assert aggregates["tokens_per_s"][0] == telemetry["tokens_per_s"]
+    assert aggregates["peak_rss_gb"][0] == telemetry["peak_rss_gb"]
+
+
+def test_the_gpu_monitor_reads_nvml_only_when_a_gpu_is_visible(monkeypatch):
+    import types
+
+    from eval_pipeline.node import _telemetry
+
+    with _telemetry.GpuMonitor() as idle:
+        pass
+    assert idle.peak_mem_gb is None and idle.util_mean is None
+
+    samples = iter([(2 * 2**30, 40), (6 * 2**30, 80), (4 * 2**30, 60)] * 100)
+    current = {}
+
+    def memory(_handle):
+        used, util = next(samples)
+        current["util"] = util
+        return types.SimpleNamespace(used=used)
+
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetMemoryInfo=memory,
+        nvmlDeviceGetUtilizationRates=lambda _h: types.SimpleNamespace(gpu=current["util"]),
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(_telemetry, "gpu_visible", lambda: True)
+    monitor = _telemetry.GpuMonitor(interval_s=3600)
+    with monitor:
+        monitor._sample()
+    # Three samples: on entry, the explicit one, on exit.
+    assert monitor.peak_mem_gb == 6.0
+    assert monitor.util_mean == 60.0

@@ -93,6 +93,30 @@ AGGREGATES = pl.Schema(
         "latency_p50_s": pl.Float64,
         "latency_p95_s": pl.Float64,
         "cache_hit_rate": pl.Float64,
+        # From the partition's latest generation step (see TELEMETRY).
+        "model_load_s": pl.Float64,
+        "tokens_per_s": pl.Float64,
+        "peak_rss_gb": pl.Float64,
+        "gpu_peak_mem_gb": pl.Float64,
+        "gpu_util_mean": pl.Float64,
+    }
+)
+
+# One row per partition: how its latest generation step ran (inline or SLURM alike).
+TELEMETRY = pl.Schema(
+    {
+        "model": pl.String,
+        "dataset": pl.String,
+        "runs_on": pl.String,
+        "node": pl.String,
+        "job_id": pl.String,
+        "model_load_s": pl.Float64,  # the task's one model load (shared by its datasets)
+        "generation_s": pl.Float64,
+        "new_output_tokens": pl.Int64,
+        "tokens_per_s": pl.Float64,  # newly generated output tokens over generation time
+        "peak_rss_gb": pl.Float64,
+        "gpu_peak_mem_gb": pl.Float64,  # null without a GPU
+        "gpu_util_mean": pl.Float64,  # mean utilisation (0-100) sampled through NVML
     }
 )
 
@@ -165,6 +189,7 @@ TABLES: dict[str, pl.Schema] = {
     "leaderboard": LEADERBOARD,
     "judgements": JUDGEMENTS,
     "slice_aggregates": SLICE_AGGREGATES,
+    "telemetry": TELEMETRY,
 }
 
 # Tables stored once per dataset rather than once per model x dataset.
@@ -176,7 +201,17 @@ GLOBAL_TABLES = frozenset({"leaderboard"})
 # Re-running the same inputs reproduces every other column exactly.
 VOLATILE_COLUMNS: dict[str, tuple[str, ...]] = {
     "generations": ("latency_s", "cached"),
-    "aggregates": ("latency_p50_s", "latency_p95_s", "cache_hit_rate"),
+    "aggregates": (
+        "latency_p50_s",
+        "latency_p95_s",
+        "cache_hit_rate",
+        "model_load_s",
+        "tokens_per_s",
+        "peak_rss_gb",
+        "gpu_peak_mem_gb",
+        "gpu_util_mean",
+    ),
+    "telemetry": tuple(TELEMETRY.names()[2:]),
     "leaderboard": ("latency_p50_s",),
     "judgements": ("cached", "latency_s"),
 }

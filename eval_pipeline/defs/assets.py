@@ -199,6 +199,10 @@ def build_assets(
             "latency_p95_s": first["latency_p95_s"] or 0.0,
             "cache_hit_rate": first["cache_hit_rate"] or 0.0,
         }
+        # How the latest generation step ran (numeric: the UI plots them over runs).
+        for name in ("model_load_s", "tokens_per_s", "peak_rss_gb", "gpu_peak_mem_gb"):
+            if first[name] is not None:
+                metadata[f"telemetry/{name}"] = first[name]
         for row in frame.iter_rows(named=True):
             if row["mean"] is not None:
                 # Numeric metadata: the UI plots each metric over materializations.

@@ -152,6 +152,7 @@ def work_metadata(result: WorkResult, outcome: TaskOutcome) -> Metadata:
             f"{prefix}tokens_per_s": node.tokens_per_s,
             f"{prefix}peak_rss_gb": node.peak_rss_gb,
             f"{prefix}peak_accelerator_mem_gb": node.peak_accelerator_mem_gb or 0.0,
+            f"{prefix}gpu_util_mean": node.gpu_util_mean or 0.0,
             f"{prefix}gpu_type": node.gpu_type,
         }
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import resource
 import socket
 import sys
 import time
@@ -20,10 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from eval_pipeline.catalog import Catalog, load_catalog
+from eval_pipeline.core.schemas import TELEMETRY
 from eval_pipeline.engine import Progress, RunStats
 from eval_pipeline.judge import calibrate_judge
 from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkResult
+from eval_pipeline.node._telemetry import GpuMonitor, peak_rss_gb
 from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.stages import generate, judge_partition
 from eval_pipeline.storage import Store, atomic_write_text
@@ -48,39 +51,47 @@ def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> 
     report_dir = Path(task.report_dir) if task.report_dir else None
 
     provider = create_provider(spec)
+    job_id = _job_id()
+    where = {
+        "runs_on": "slurm" if job_id else "inline",
+        "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+        "job_id": job_id,
+    }
     try:
-        start = time.perf_counter()
-        # Loaded now, so the load time is measured apart from generation.
-        handle = provider.load()
-        load_s = time.perf_counter() - start
-        seen_models = {id(handle if handle is not None else provider)}
-        results: list[WorkResult] = []
-        for index, work in enumerate(task.work):
+        with GpuMonitor() as gpu:
+            start = time.perf_counter()
+            # Loaded now, so the load time is measured apart from generation.
+            handle = provider.load()
+            load_s = time.perf_counter() - start
+            seen_models = {id(handle if handle is not None else provider)}
+            results: list[WorkResult] = []
+            for index, work in enumerate(task.work):
 
-            def on_progress(p: Progress, work: Work = work, index: int = index) -> None:
-                if progress is not None:
-                    progress(work, p)
-                _write_progress(report_dir, task, work, index, p)
+                def on_progress(p: Progress, work: Work = work, index: int = index) -> None:
+                    if progress is not None:
+                        progress(work, p)
+                    _write_progress(report_dir, task, work, index, p)
 
-            print(f"[{task.model}] {work.label}", flush=True)
-            results.append(_do(catalog, store, provider, task, work, on_progress))
-            now = provider.load()
-            seen_models.add(id(now if now is not None else provider))
-            print(f"[{task.model}] {work.label}: {_summary(results[-1])}", flush=True)
-        # Measured before the provider releases the device.
-        peak_gb = _peak_accelerator_gb()
+                print(f"[{task.model}] {work.label}", flush=True)
+                results.append(_do(catalog, store, provider, task, work, on_progress))
+                if work.kind == "generate" and results[-1].ok:
+                    _write_telemetry(store, task.model, results[-1], load_s, gpu, where)
+                now = provider.load()
+                seen_models.add(id(now if now is not None else provider))
+                print(f"[{task.model}] {work.label}: {_summary(results[-1])}", flush=True)
+            # Measured before the provider releases the device.
+            peak_gb = _peak_accelerator_gb()
     finally:
         provider.close()
 
     generation_s = sum(r.wall_s for r in results)
     # Cached rows cost no model time, so only newly generated tokens count towards speed.
     new_tokens = sum(r.output_tokens for r in results)
-    job_id = _job_id()
     result = NodeResult(
         model=task.model,
-        runs_on="slurm" if job_id else "inline",
+        runs_on=where["runs_on"],
         job_id=job_id,
-        node=os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+        node=where["node"],
         attempt=int(os.environ.get("SLURM_RESTART_COUNT", "0")),
         gpu_type=_gpu_type(),
         requested_gres=task.requested_gres,
@@ -90,8 +101,9 @@ def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> 
         generation_s=round(generation_s, 3),
         new_output_tokens=new_tokens,
         tokens_per_s=round(new_tokens / generation_s, 2) if generation_s > 0 else 0.0,
-        peak_accelerator_mem_gb=peak_gb,
-        peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        peak_accelerator_mem_gb=peak_gb if peak_gb is not None else gpu.peak_mem_gb,
+        gpu_util_mean=gpu.util_mean,
+        peak_rss_gb=peak_rss_gb(),
         dagster_imported="dagster" in sys.modules,
         results=tuple(results),
     )
@@ -151,6 +163,37 @@ def _do(
         raise ValueError(f"unknown kind of work {work.kind!r}")
     except Exception as exc:  # one failed piece of work must not lose the others
         return WorkResult(work=work, error=f"{type(exc).__name__}: {exc}")
+
+
+def _write_telemetry(
+    store: Store,
+    model: str,
+    result: WorkResult,
+    load_s: float,
+    gpu: GpuMonitor,
+    where: dict[str, str],
+) -> None:
+    """Record how the partition's generation ran (the aggregates carry it on)."""
+    frame = pl.DataFrame(
+        [
+            {
+                "model": model,
+                "dataset": result.work.dataset,
+                **where,
+                "model_load_s": round(load_s, 3),
+                "generation_s": round(result.wall_s, 3),
+                "new_output_tokens": result.output_tokens,
+                "tokens_per_s": round(result.output_tokens / result.wall_s, 2)
+                if result.wall_s > 0
+                else 0.0,
+                "peak_rss_gb": peak_rss_gb(),
+                "gpu_peak_mem_gb": gpu.peak_mem_gb,
+                "gpu_util_mean": gpu.util_mean,
+            }
+        ],
+        schema=TELEMETRY,
+    )
+    store.write("telemetry", frame, dataset=result.work.dataset, model=model)
 
 
 def _stats(stats: RunStats) -> dict[str, Any]:

@@ -117,6 +117,7 @@ class NodeResult:
     new_output_tokens: int
     tokens_per_s: float
     peak_accelerator_mem_gb: float | None
+    gpu_util_mean: float | None
     peak_rss_gb: float
     dagster_imported: bool
     results: tuple[WorkResult, ...] = field(default_factory=tuple)

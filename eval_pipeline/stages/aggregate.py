@@ -44,6 +44,7 @@ def aggregate(
         "latency_p50_s": stats.percentile(latencies, 50),
         "latency_p95_s": stats.percentile(latencies, 95),
         "cache_hit_rate": float(generations["cached"].mean()) if generations.height else None,
+        **_telemetry(store, model, dataset),
     }
     prompt_version = generations["prompt_version"][0] if generations.height else ""
     rows = []
@@ -87,6 +88,16 @@ def aggregate(
         )
         store.write("slice_aggregates", slices, dataset=dataset, model=model)
     return AggregateReport(path=path, frame=frame)
+
+
+def _telemetry(store: Store, model: str, dataset: str) -> dict[str, float | None]:
+    """How the partition's latest generation step ran (all null if it recorded nothing)."""
+    names = ("model_load_s", "tokens_per_s", "peak_rss_gb", "gpu_peak_mem_gb", "gpu_util_mean")
+    frame = store.read_optional("telemetry", dataset=dataset, model=model)
+    if frame is None or frame.is_empty():
+        return dict.fromkeys(names)
+    row = frame.row(0, named=True)
+    return {name: row[name] for name in names}
 
 
 def _metrics(spec, scores: pl.DataFrame) -> list[str]:
