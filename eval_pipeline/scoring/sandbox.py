@@ -1,58 +1,54 @@
-"""Run a Python program in a separate, resource-limited, cleaned-up process.
+"""Run Python programs, and tests against model-written code, in isolated, limited processes.
 
-This is defence in depth for evaluating model-written code: it stops the accidents that such
-code commonly causes (endless loops, runaway memory, fork loops, stray files, killed or
-orphaned processes, leaked credentials) from hurting the evaluation or the machine. It is NOT
-a security boundary against a determined attacker: the program runs as the same user (root in
-the test environment), on the same kernel, sees the same filesystem and network, and everything
-done inside the Python interpreter can be undone by code that sets out to do so (through the
-closures of the patched functions, a native extension, races on symlinks, ...). Run untrusted
-code inside a container or a VM (gVisor, nsjail, Firecracker) as well.
+Model-written code is untrusted. Two isolation levels exist (``ISOLATIONS``):
 
-The layers, outermost first:
+- ``bwrap`` (the default): every program runs under bubblewrap in fresh user, PID, mount,
+  network, IPC, UTS and cgroup namespaces, as an unprivileged user (65534) with no
+  capabilities, with a read-only view of ``/usr`` and the Python installation, a private
+  ``/proc`` and ``/dev``, an empty ``/tmp`` holding only its own working directory, an empty
+  environment and no network at all (loopback included). The host's processes, ``/etc``,
+  ``/root`` and the rest of the filesystem do not exist for it, and everything it starts
+  dies with the namespace when the run ends.
+- ``process``: the weaker layers alone (below); a program that switches off the in-process
+  guard then runs with the scorer's own user and view of the machine. Datasets opt into it
+  explicitly where bubblewrap cannot be installed.
 
-1. **Separate process.** The program runs under ``sys.executable -s -B -c <prelude>`` with
-   ``start_new_session=True``, so it leads its own session and process group. (Not ``-I``:
-   that would also ignore ``PYTHONHASHSEED``, and the environment is built from scratch anyway.)
-2. **Throwaway working directory.** A fresh ``tempfile.mkdtemp`` directory holds the program
-   and ``extra_files``; ``HOME`` and ``TMPDIR`` point into it; it is removed afterwards.
-3. **Minimal environment.** The child's environment is built from scratch (``PATH``, ``LANG``,
-   ``HOME``, ``TMPDIR``, ``PYTHONDONTWRITEBYTECODE``, ``PYTHONHASHSEED=0`` and thread counts for
-   numerical libraries); nothing is copied from ``os.environ``, so API keys never reach it.
-4. **Resource limits**, set by the prelude in the child before any program code runs (not in
-   ``preexec_fn``, which can deadlock when the parent runs threads): ``RLIMIT_AS`` (memory),
-   ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (every file written, stdout and stderr included, since they
-   are files), ``RLIMIT_NPROC`` (the user's current task count plus ``max_processes``, because
-   the kernel counts all of the user's tasks; the kernel does not enforce it for root),
-   ``RLIMIT_CORE=0``, and ``PR_SET_PDEATHSIG`` so the program dies with the process that
-   started it (its working directory is then left behind).
-5. **Wall-clock timeout and process cleanup.** The parent waits until the deadline; whether
-   the program finished or not, it then SIGKILLs the process group and every other member of
-   the session it finds in ``/proc``, so no children survive, even under root where
-   ``RLIMIT_NPROC`` does not hold.
-6. **In-process guard** (``guard=True``), installed by the prelude just before the program runs:
-   a PEP 578 audit hook, which Python code cannot remove, refuses file opens for writing
-   outside the working directory, reads outside the working directory and the Python
-   installation (``/proc/<parent>/environ`` would otherwise leak the parent's secrets),
-   deleting, renaming, linking, ``chmod``/``chown`` and ``mkdir`` outside the working
-   directory, starting processes (``fork``, ``subprocess``, ``os.system``, ``exec``, ``spawn``),
-   signalling other processes, changing resource limits, network access, ``ioctl`` and
-   ``ctypes``. Functions that raise no audit event (``setsid``, ``setpgid``, ``set*id``,
-   ``mknod``, ``mkfifo``, ``chroot``, ``pidfd_*``, ``_posixsubprocess.fork_exec``) are replaced
-   by stubs that raise, and ``os.open`` with ``dir_fd`` is checked by a wrapper because its audit
-   event does not carry the directory. A refused operation raises ``SandboxViolation`` (a
-   ``PermissionError``), or ``SandboxBlockedImport`` (an ``ImportError``) for a blocked import.
+In both, these layers apply, outermost first:
 
-Not contained: total disk use (``RLIMIT_FSIZE`` caps each file, not how many are written), CPU
-and memory pressure on the rest of the machine while a program runs, directory listings and
-metadata outside the working directory, and anything done from native code or by a program
-that deliberately digs out the original functions; a process that leaves the session through
-such means also escapes the final kill where ``RLIMIT_NPROC`` is not enforced.
+1. **Separate process.** ``sys.executable -s -B -c <prelude>`` in its own session
+   (``start_new_session``); ``sys.path`` never holds the working directory for trusted code.
+2. **Throwaway working directory** (``tempfile.mkdtemp``) holding the program and
+   ``extra_files``; ``HOME`` and ``TMPDIR`` point into it; it is removed afterwards.
+3. **Minimal environment**, built from scratch: nothing comes from ``os.environ``.
+4. **Resource limits**, set by the prelude before any program code runs: ``RLIMIT_AS``,
+   ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (stdout and stderr included), ``RLIMIT_NPROC`` (not
+   enforced by the kernel for root), ``RLIMIT_CORE=0``; in ``process`` mode also
+   ``PR_SET_PDEATHSIG`` (bubblewrap's ``--die-with-parent`` does this under ``bwrap``).
+5. **Wall-clock timeout and cleanup**: the process group and every other member of the
+   session found in ``/proc`` are SIGKILLed; under ``bwrap`` the PID namespace ends too, which
+   takes every process in it, whatever session it moved to.
+6. **In-process guard** (``guard=True``): a PEP 578 audit hook refusing file access outside
+   the working directory and the Python installation, processes, signals, network, ctypes,
+   limit changes, and the usual ways to reach the guard itself (``gc`` object walks, frames
+   of tracebacks and generators, tracing, replacing ``__code__``). Code set on defeating it
+   can (it shares the interpreter); it is a second layer, not the boundary.
+
+``run_tests`` adds a verdict the program cannot forge: the tests run in a supervisor
+process that never executes model code. It forks the solution process first, before it
+reads the tests (from stdin, so they are never in the solution's files or memory), calls
+the entry point over a pipe with plain values (``None``, ``bool``, ``int``, ``float``,
+``str``, ``bytes``, ``complex``, ``list``, ``tuple``, ``dict``, ``set``, ``frozenset``,
+exact types only), and writes its verdict to a file descriptor the solution process closes
+before any model code runs. The supervisor makes itself non-dumpable, so the solution
+cannot read or write its memory or descriptors through ``/proc`` or ``ptrace`` (under
+``bwrap``, where both run without capabilities). See docs/sandbox.md for what is and is not
+defended.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import math
 import os
@@ -79,8 +75,14 @@ KILLED = "killed"
 ERROR = "error"
 STATUSES = (PASSED, FAILED, TIMEOUT, MEMORY, FILE_LIMIT, BLOCKED, KILLED, ERROR)
 
+BWRAP = "bwrap"
+PROCESS = "process"
+ISOLATIONS = (BWRAP, PROCESS)
+
 PROGRAM_NAME = "main.py"
 TAIL_BYTES = 4096
+# The uid and gid a program has inside bubblewrap's user namespace (nobody).
+SANDBOX_UID = 65534
 
 # Nothing from os.environ: a minimal environment is the only sure way to keep secrets out.
 # TMPDIR keeps tempfile inside the sandbox (the guard refuses /tmp); the thread counts stop
@@ -97,6 +99,11 @@ _BASE_ENV = {
 
 _BLOCKED_ERROR = re.compile(r"(?:sandbox\.)?Sandbox(?:Violation|BlockedImport)\b")
 _MEMORY_ERROR = re.compile(r"[\w.]*MemoryError\b")  # numpy raises a subclass, _ArrayMemoryError
+_VERDICT_BYTES = 64 * 1024
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested isolation cannot be provided on this machine (bubblewrap is missing)."""
 
 
 @dataclass(frozen=True)
@@ -104,16 +111,19 @@ class SandboxResult:
     """The outcome of one sandboxed run.
 
     Attributes:
-        status: One of ``STATUSES``: ``passed`` (exit code 0), ``failed`` (non-zero exit),
-            ``timeout`` (wall-clock or CPU limit), ``memory`` (memory limit), ``file_limit``
-            (a file or the output grew past ``max_file_bytes``), ``blocked`` (the guard refused
-            an operation), ``killed`` (another signal) or ``error`` (the sandbox itself failed).
+        status: One of ``STATUSES``: ``passed`` (exit code 0, or for ``run_tests`` the
+            supervisor's verdict), ``failed`` (non-zero exit or a failed test), ``timeout``
+            (wall-clock or CPU limit), ``memory`` (memory limit), ``file_limit`` (a file or
+            the output grew past ``max_file_bytes``), ``blocked`` (the guard refused an
+            operation), ``killed`` (another signal) or ``error`` (the sandbox or the
+            problem's tests themselves failed).
         returncode: The exit code, negative for a signal; None if the program never started.
         stdout: The last ``TAIL_BYTES`` of standard output.
         stderr: The last ``TAIL_BYTES`` of standard error.
         duration_s: Wall-clock seconds from start to cleanup.
         detail: A one-line human summary, e.g. ``timeout after 10s`` or
             ``failed: AssertionError``.
+        isolation: The isolation the program ran under, one of ``ISOLATIONS``.
     """
 
     status: str
@@ -122,10 +132,32 @@ class SandboxResult:
     stderr: str
     duration_s: float
     detail: str
+    isolation: str = PROCESS
 
     @property
     def passed(self) -> bool:
         return self.status == PASSED
+
+
+def bwrap_path() -> str | None:
+    """The bubblewrap executable, or None when it is not installed."""
+    return shutil.which("bwrap") or next(
+        (p for p in ("/usr/bin/bwrap", "/bin/bwrap") if os.access(p, os.X_OK)), None
+    )
+
+
+def check_isolation(isolation: str) -> str | None:
+    """Why ``isolation`` cannot be used here (unknown, or bubblewrap missing), else None."""
+    if isolation not in ISOLATIONS:
+        return f"unknown isolation {isolation!r} (known: {', '.join(ISOLATIONS)})"
+    if isolation == BWRAP and bwrap_path() is None:
+        return (
+            "bubblewrap (bwrap) is not installed, so model-written code cannot be isolated: "
+            "install it (scripts/ensure-bwrap.sh, Debian package 'bubblewrap'), or opt the "
+            "dataset into the weaker in-process guard with the code_execution scorer "
+            "parameter 'isolation: process' (docs/sandbox.md)"
+        )
+    return None
 
 
 def run_sandboxed(
@@ -138,35 +170,120 @@ def run_sandboxed(
     max_processes: int = 64,
     extra_files: dict[str, str] | None = None,
     guard: bool = True,
+    isolation: str = BWRAP,
 ) -> SandboxResult:
     """Run ``program`` (Python source) in a separate, limited process and clean up after it.
 
+    Its exit status decides ``passed``: fine for trusted programs, but model-written code can
+    exit 0 whenever it likes. Score model code with ``run_tests``.
+
     Args:
         program: The Python source to run as ``__main__``.
-        timeout_s: Wall-clock limit; the whole process group is killed when it passes.
-        memory_mb: Address-space limit (``RLIMIT_AS``) in MiB.
+        timeout_s: Wall-clock limit; every process of the run is killed when it passes.
+        memory_mb: Address-space limit (``RLIMIT_AS``) in MiB, per process.
         cpu_s: CPU-time limit in seconds; defaults to the timeout rounded up, plus one.
         max_file_bytes: Largest file the program may write (``RLIMIT_FSIZE``), stdout and
             stderr included.
         max_processes: Processes and threads the program may add (``RLIMIT_NPROC``, not
-            enforced for root; the guard and the process-group kill contain it there).
+            enforced for root; the guard, the namespace and the final kill contain it there).
         extra_files: Further files for the working directory, relative path to text.
-        guard: Install the in-process guard. Turn it off only to test the OS-level layers.
+        guard: Install the in-process guard. Turn it off only to test the other layers.
+        isolation: ``bwrap`` (namespaces, the default) or ``process`` (see the module text).
 
     Returns:
-        The status, exit code, output tails, duration and a one-line summary.
+        The status, exit code, output tails, duration, a one-line summary and the isolation.
 
     Raises:
-        ValueError: On a non-positive limit or an ``extra_files`` path that would leave the
-            working directory or replace the program.
+        ValueError: On a non-positive limit, an unknown isolation or an ``extra_files`` path
+            that would leave the working directory or replace the program.
+        SandboxUnavailable: When ``isolation`` is ``bwrap`` and bubblewrap is not installed.
     """
+    files = _checked_files(extra_files or {})
+    files[PROGRAM_NAME] = program
+    return _run(
+        "program", files, None, None, timeout_s, memory_mb, cpu_s, max_file_bytes,
+        max_processes, guard, isolation,
+    )  # fmt: skip
+
+
+def run_tests(
+    solution: str,
+    entry_point: str,
+    tests: str,
+    *,
+    helpers: str = "",
+    check: str = "check",
+    timeout_s: float = 10.0,
+    memory_mb: int = 512,
+    cpu_s: int | None = None,
+    max_file_bytes: int = 1_000_000,
+    max_processes: int = 64,
+    guard: bool = True,
+    isolation: str = BWRAP,
+) -> SandboxResult:
+    """Run ``tests`` against ``entry_point`` of ``solution`` with a verdict it cannot forge.
+
+    ``solution`` (model-written) runs in one process as ``__main__``; ``helpers`` and then
+    ``tests`` (trusted: the problem's) run in a fresh namespace of a supervisor process that
+    holds the verdict, with ``entry_point`` bound to a proxy that calls the solution's function
+    over a pipe, and finally call ``check(entry_point)``. Arguments and return values cross
+    as plain values of exact built-in types, so a returned object cannot rig a comparison,
+    and nothing the solution patches (``builtins``, ``abs``, ...) reaches the tests.
+
+    Args:
+        solution: Python source defining ``entry_point``.
+        entry_point: The name of the function under test.
+        tests: Python source defining the ``check`` function.
+        helpers: Trusted source run before ``tests`` in their namespace (e.g. the problem's
+            prompt, whose helper functions tests may use); on a syntax error only the part
+            before ``def <entry_point>`` runs.
+        check: The name of the function in ``tests`` that takes the candidate.
+        timeout_s: Wall-clock limit for the whole run.
+        memory_mb: Address-space limit (``RLIMIT_AS``) in MiB, per process.
+        cpu_s: CPU-time limit per process; defaults to the timeout rounded up, plus one.
+        max_file_bytes: Largest file (and output) a process may write.
+        max_processes: As for ``run_sandboxed``.
+        guard: Install the in-process guard in the solution's process.
+        isolation: ``bwrap`` (the default) or ``process``.
+
+    Returns:
+        ``passed`` only when the supervisor saw ``check`` return; otherwise the reason.
+
+    Raises:
+        ValueError: On a non-positive limit or an unknown isolation.
+        SandboxUnavailable: When ``isolation`` is ``bwrap`` and bubblewrap is not installed.
+    """
+    problem = {"helpers": helpers, "tests": tests, "entry_point": entry_point, "check": check}
+    return _run(
+        "tests", {PROGRAM_NAME: solution}, json.dumps(problem).encode(), entry_point,
+        timeout_s, memory_mb, cpu_s, max_file_bytes, max_processes, guard, isolation,
+    )  # fmt: skip
+
+
+def _run(
+    mode: str,
+    files: dict[str, str],
+    stdin_data: bytes | None,
+    entry_point: str | None,
+    timeout_s: float,
+    memory_mb: int,
+    cpu_s: int | None,
+    max_file_bytes: int,
+    max_processes: int,
+    guard: bool,
+    isolation: str,
+) -> SandboxResult:
     if timeout_s <= 0 or memory_mb <= 0 or max_file_bytes <= 0 or max_processes <= 0:
         raise ValueError("sandbox limits must be positive")
     if cpu_s is None:
         cpu_s = math.ceil(timeout_s) + 1
     if cpu_s <= 0:
         raise ValueError("cpu_s must be positive")
-    files = _checked_files(extra_files or {})
+    if isolation not in ISOLATIONS:
+        raise ValueError(check_isolation(isolation))
+    problem = check_isolation(isolation)
+    if problem:
+        raise SandboxUnavailable(problem)
 
     start = time.monotonic()
     workdir = os.path.realpath(tempfile.mkdtemp(prefix="sandbox-"))
@@ -176,17 +293,30 @@ def run_sandboxed(
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with open(target, "w", encoding="utf-8") as handle:
                 handle.write(text)
-        program_path = os.path.join(workdir, PROGRAM_NAME)
-        with open(program_path, "w", encoding="utf-8") as handle:
-            handle.write(program)
-        # Plain integers on the command line: importing json in the child costs ~10 ms a run.
-        limits = [memory_mb * 1024 * 1024, int(cpu_s), int(max_file_bytes), int(max_processes)]
-        config = [str(value) for value in (*limits, os.getpid(), int(guard))]
-        command = [sys.executable, "-s", "-B", "-c", _PRELUDE, program_path, *config]
-        env = {**_BASE_ENV, "HOME": workdir, "TMPDIR": workdir}
         # Output goes to unlinked files, not pipes: nothing can block on a full pipe, a
-        # surviving grandchild holding the write end cannot stall us, and RLIMIT_FSIZE bounds it.
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        # surviving grandchild holding the write end cannot stall us, and RLIMIT_FSIZE bounds
+        # it. The verdict file is only handed to the supervisor of run_tests.
+        with (
+            tempfile.TemporaryFile() as out,
+            tempfile.TemporaryFile() as err,
+            tempfile.TemporaryFile() as verdict,
+            tempfile.TemporaryFile() as stdin,
+        ):
+            if stdin_data is not None:
+                stdin.write(stdin_data)
+                stdin.seek(0)
+            verdict_fd = verdict.fileno() if mode == "tests" else -1
+            # Plain integers on the command line: importing json costs ~10 ms a run.
+            bwrapped = isolation == BWRAP
+            limits = [memory_mb * 1024 * 1024, int(cpu_s), int(max_file_bytes)]
+            nproc = _user_tasks() + max_processes
+            parent = 0 if bwrapped else os.getpid()  # the namespace's pid 1 is bwrap
+            config = [mode, workdir, *map(str, (*limits, nproc, parent, int(guard), verdict_fd))]
+            python = _python_executable() if bwrapped else sys.executable
+            command = [python, "-s", "-B", "-c", _PRELUDE, *config]
+            env = {**_BASE_ENV, "HOME": workdir, "TMPDIR": workdir}
+            if bwrapped:
+                command = [*_bwrap_command(workdir, env), "--", *command]
             try:
                 # No preexec_fn: it is unsafe when other threads run (the scorer's pool does),
                 # so the limits are set by the prelude inside the child instead.
@@ -194,31 +324,120 @@ def run_sandboxed(
                     command,
                     cwd=workdir,
                     env=env,
-                    stdin=subprocess.DEVNULL,
+                    stdin=stdin if stdin_data is not None else subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=(verdict_fd,) if verdict_fd >= 0 else (),
                 )
             except OSError as exc:
+                detail = f"error: cannot start: {exc}"
                 return SandboxResult(
-                    ERROR, None, "", "", time.monotonic() - start, f"error: cannot start: {exc}"
+                    ERROR, None, "", "", time.monotonic() - start, detail, isolation
                 )
             try:
                 finished = _wait_for_exit(proc.pid, start + timeout_s)
             finally:
-                # The program's pid is its session and group id; it stays a zombie (and so is
-                # not reused) until proc.wait() below, so nothing outside can be hit.
+                # The pid is the session and group id; it stays a zombie (and so is not
+                # reused) until proc.wait() below, so nothing outside can be hit. Under bwrap,
+                # killing bwrap ends its PID namespace and so every process in it.
                 _kill_session(proc.pid)
                 returncode = proc.wait()
             stdout, stderr = _tail(out), _tail(err)
+            verdict.seek(0)
+            verdict_text = verdict.read(_VERDICT_BYTES).decode("utf-8", errors="replace")
     finally:
         _remove_tree(workdir)
 
-    status, detail = _classify(
-        finished, returncode, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes
-    )
-    return SandboxResult(status, returncode, stdout, stderr, time.monotonic() - start, detail)
+    if mode == "tests":
+        status, detail = _classify_tests(
+            finished, returncode, stderr, verdict_text, timeout_s, cpu_s, memory_mb,
+            max_file_bytes,
+        )  # fmt: skip
+    else:
+        status, detail = _classify(
+            finished, returncode, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes
+        )
+    duration = time.monotonic() - start
+    return SandboxResult(status, returncode, stdout, stderr, duration, detail, isolation)
+
+
+def _python_executable() -> str:
+    # The venv's interpreter by its real directory (bound read-only inside the sandbox), so
+    # that Python still finds pyvenv.cfg and the venv's site-packages.
+    here = os.path.dirname(sys.executable)
+    return os.path.join(os.path.realpath(here), os.path.basename(sys.executable))
+
+
+def _python_roots() -> list[str]:
+    """The directories the interpreter needs, outermost only."""
+    import site
+    import sysconfig
+
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    roots.add(os.path.dirname(os.path.realpath(sys.executable)))
+    try:
+        roots.update(site.getsitepackages())
+    except AttributeError:
+        pass
+    roots.update(p for p in sysconfig.get_paths().values() if p)
+    real = sorted({os.path.realpath(r) for r in roots if r and os.path.isdir(r)})
+    outer: list[str] = []
+    for root in real:
+        if not any(root == o or root.startswith(o + os.sep) for o in outer):
+            outer.append(root)
+    return [r for r in outer if r != "/" and r != "/usr" and not r.startswith("/usr/")]
+
+
+def _bwrap_command(workdir: str, env: dict[str, str]) -> list[str]:
+    """The bubblewrap command line (without the program) for one run in ``workdir``."""
+    bwrap = bwrap_path()
+    assert bwrap is not None
+    args = [
+        bwrap,
+        "--unshare-all",  # user, IPC, PID, network, UTS and cgroup namespaces
+        "--unshare-user",
+        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+        "--cap-drop", "ALL",
+        "--die-with-parent",  # a killed scorer takes the whole namespace with it
+        "--new-session",  # no TIOCSTI into the caller's terminal
+        "--hostname", "sandbox",
+        "--ro-bind", "/usr", "/usr",
+    ]  # fmt: skip
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for path in ("/etc/ld.so.cache", "/etc/localtime"):
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    for root in _python_roots():
+        args += ["--ro-bind", root, root]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--bind", workdir, workdir, "--chdir", workdir, "--clearenv"]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return args
+
+
+def _user_tasks() -> int:
+    """Tasks (threads) of our real uid on the machine: RLIMIT_NPROC counts all of them."""
+    if os.getuid() == 0:
+        return 0  # the kernel does not enforce RLIMIT_NPROC for root
+    uid, count = str(os.getuid()), 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", encoding="ascii", errors="replace") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if status.get("Uid", "").split()[:1] == [uid]:
+            count += int(status.get("Threads", "1").strip() or 1)
+    return count
 
 
 def _checked_files(extra_files: dict[str, str]) -> dict[str, str]:
@@ -355,20 +574,71 @@ def _classify(
     return FAILED, f"failed: {_last_lines(stderr) or f'exit code {returncode}'}"
 
 
-# Runs inside the child before the program: limits, parent-death signal, then the guard.
-# Its arguments are the program path, the limits, the parent pid and the guard flag; it runs
-# the program as __main__.
+def _classify_tests(
+    finished: bool,
+    returncode: int,
+    stderr: str,
+    verdict_text: str,
+    timeout_s: float,
+    cpu_s: int,
+    memory_mb: int,
+    max_file_bytes: int,
+) -> tuple[str, str]:
+    """The status of a ``run_tests`` run: ``passed`` only on the supervisor's verdict."""
+    if not finished:
+        return TIMEOUT, f"timeout after {timeout_s:g}s"
+    try:
+        verdict = json.loads(verdict_text) if verdict_text else None
+    except ValueError:
+        verdict = None
+    if not isinstance(verdict, dict):
+        # The supervisor died before it wrote a verdict: classify its end, never as passed.
+        status, detail = _classify(
+            finished, returncode, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes
+        )
+        if status == PASSED:
+            return ERROR, "error: the test supervisor exited without a verdict"
+        return status, detail
+    if verdict.get("status") == PASSED and returncode == 0:
+        return PASSED, PASSED
+    if verdict.get("status") == ERROR:
+        return ERROR, f"error: {verdict.get('error', '')}"[:400]
+    # The solution process's end, as the supervisor saw it: a signal names the limit hit.
+    sig = verdict.get("signal")
+    if isinstance(sig, int) and sig > 0:
+        status, detail = _classify(True, -sig, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes)
+        if status != PASSED:
+            return status, detail
+    error = str(verdict.get("error") or "the tests failed")
+    line = error if len(error) <= 300 else error[:300] + "..."
+    if f"[Errno {errno.EFBIG}]" in line:
+        return FILE_LIMIT, f"file_limit: a file or the output passed {max_file_bytes} bytes"
+    if _BLOCKED_ERROR.match(line):
+        return BLOCKED, f"blocked: {line}"
+    if _MEMORY_ERROR.match(line):
+        return MEMORY, f"memory limit ({memory_mb} MB): {line}"
+    return FAILED, f"failed: {line}"
+
+
+# Runs inside the child before anything else: limits, then either the program as __main__
+# ("program" mode) or the test supervisor and the solution process ("tests" mode). Its
+# arguments: mode, working directory, limits, parent pid (0 under bwrap), guard flag and
+# the verdict descriptor (-1 in program mode).
 _PRELUDE = r'''
+import sys
+
+# Trusted code never imports from the working directory: a solution could plant json.py there.
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+
+
 def _sandbox_main():
-    import builtins
     import os
     import resource
-    import sys
-    import types
 
-    path = sys.argv[1]
-    memory_bytes, cpu_s, file_bytes, max_processes, parent_pid, guard = map(int, sys.argv[2:8])
-    workdir = os.path.realpath(os.getcwd())
+    mode, workdir = sys.argv[1], os.path.realpath(sys.argv[2])
+    memory_bytes, cpu_s, file_bytes, nproc, parent_pid, guard, verdict_fd = map(
+        int, sys.argv[3:10]
+    )
 
     def limit(kind, soft, hard):
         _, current = resource.getrlimit(kind)
@@ -376,46 +646,55 @@ def _sandbox_main():
             soft, hard = min(soft, current), min(hard, current)
         resource.setrlimit(kind, (soft, hard))
 
-    def user_tasks():
-        # RLIMIT_NPROC counts every task (thread) of the real uid, not just ours.
-        uid, count = str(os.getuid()), 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as f:
-                    status = dict(line.split(":", 1) for line in f if ":" in line)
-            except OSError:
-                continue
-            if status.get("Uid", "").split()[:1] == [uid]:
-                count += int(status.get("Threads", "1").strip() or 1)
-        return count
-
     limit(resource.RLIMIT_AS, memory_bytes, memory_bytes)
     limit(resource.RLIMIT_CPU, cpu_s, cpu_s + 1)
     limit(resource.RLIMIT_FSIZE, file_bytes, file_bytes)
     limit(resource.RLIMIT_CORE, 0, 0)
-    nproc = user_tasks() + max_processes
     limit(resource.RLIMIT_NPROC, nproc, nproc)
 
-    try:
-        import ctypes
+    if parent_pid or mode == "tests":
+        try:
+            import ctypes
 
-        # PR_SET_PDEATHSIG (1): die with the process that started us, even if it is SIGKILLed.
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)
-    except Exception:
-        pass
-    finally:
-        # Forget ctypes so that the program has to import it again, which the guard refuses.
-        for name in list(sys.modules):
-            if name in ("ctypes", "_ctypes") or name.startswith("ctypes."):
-                del sys.modules[name]
-        ctypes = None
-    if os.getppid() != parent_pid:
-        os._exit(137)  # the parent died before the death signal was armed
+            libc = ctypes.CDLL(None, use_errno=True)
+            if parent_pid:
+                # PR_SET_PDEATHSIG (1): die with the process that started us, even if it is
+                # SIGKILLed (under bwrap, --die-with-parent does this).
+                libc.prctl(1, 9, 0, 0, 0)
+            if mode == "tests":
+                # PR_SET_DUMPABLE (4) = 0: without capabilities, no other process may read
+                # or write our memory or descriptors (/proc/<pid>/mem, /fd, ptrace).
+                libc.prctl(4, 0, 0, 0, 0)
+        except Exception:
+            pass
+        finally:
+            _forget_ctypes()
+        if parent_pid and os.getppid() != parent_pid:
+            os._exit(137)  # the parent died before the death signal was armed
 
+    if mode == "tests":
+        _supervise(workdir, guard, verdict_fd)
+    else:
+        _run_program(workdir, guard)
+
+
+def _forget_ctypes():
+    # Model code then has to import ctypes again, which the guard refuses.
+    for name in list(sys.modules):
+        if name in ("ctypes", "_ctypes") or name.startswith("ctypes."):
+            del sys.modules[name]
+
+
+def _load(workdir, guard):
+    """Compile main.py, install the guard, return (module, code); may raise SyntaxError."""
+    import builtins
+    import os
+    import types
+
+    path = os.path.join(workdir, "main.py")
     with open(path, encoding="utf-8") as handle:
         code = compile(handle.read(), path, "exec")
+    sys.path.insert(0, workdir)  # as for `python main.py`: its own files are importable
     if guard:
         _install_guard(workdir)
     main = types.ModuleType("__main__")
@@ -423,7 +702,314 @@ def _sandbox_main():
     main.__builtins__ = builtins
     sys.modules["__main__"] = main
     sys.argv = [path]
+    return main, code
+
+
+def _run_program(workdir, guard):
+    main, code = _load(workdir, guard)
     exec(code, main.__dict__)
+
+
+# --- run_tests: a supervisor (trusted) and a solution process (untrusted) -----------------
+
+_MESSAGE_LIMIT = 16 * 1024 * 1024
+
+
+def _encode(value, depth=0):
+    # Exact built-in types only: a subclass could rig __eq__, __hash__ or __repr__.
+    if depth > 200:
+        raise ValueError("a value nested too deeply")
+    kind = type(value)
+    if value is None or kind is bool or kind is int or kind is float or kind is str:
+        return value
+    if kind is list:
+        return [_encode(v, depth + 1) for v in value]
+    if kind is tuple or kind is set or kind is frozenset:
+        return {kind.__name__: [_encode(v, depth + 1) for v in value]}
+    if kind is dict:
+        return {"dict": [[_encode(k, depth + 1), _encode(v, depth + 1)] for k, v in value.items()]}
+    if kind is bytes:
+        return {"bytes": value.hex()}
+    if kind is complex:
+        return {"complex": [value.real, value.imag]}
+    raise TypeError(f"a value of type {kind.__name__} cannot cross the sandbox")
+
+
+def _decode(data, depth=0):
+    if depth > 200:
+        raise ValueError("a value nested too deeply")
+    kind = type(data)
+    if data is None or kind is bool or kind is int or kind is float or kind is str:
+        return data
+    if kind is list:
+        return [_decode(v, depth + 1) for v in data]
+    if kind is dict and len(data) == 1:
+        ((tag, inner),) = data.items()
+        if tag in ("tuple", "set", "frozenset") and type(inner) is list:
+            items = [_decode(v, depth + 1) for v in inner]
+            return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+        if tag == "dict" and type(inner) is list:
+            out = {}
+            for pair in inner:
+                if type(pair) is not list or len(pair) != 2:
+                    raise ValueError("a malformed dict")
+                out[_decode(pair[0], depth + 1)] = _decode(pair[1], depth + 1)
+            return out
+        if tag == "bytes" and type(inner) is str:
+            return bytes.fromhex(inner)
+        if tag == "complex" and type(inner) is list and len(inner) == 2:
+            if all(type(part) in (int, float) for part in inner):
+                return complex(inner[0], inner[1])
+    raise ValueError("a malformed value")
+
+
+def _send(fd, message):
+    import json
+    import os
+
+    data = json.dumps(message).encode()
+    view = memoryview(len(data).to_bytes(4, "big") + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exact(fd, size):
+    import os
+
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _receive(fd):
+    """The next message, or None at end of file; ValueError on a malformed one."""
+    import json
+
+    head = _read_exact(fd, 4)
+    if head is None:
+        return None
+    size = int.from_bytes(head, "big")
+    if size > _MESSAGE_LIMIT:
+        raise ValueError(f"a message of {size} bytes")
+    data = _read_exact(fd, size)
+    if data is None:
+        return None
+    message = json.loads(data)
+    if type(message) is not list or not message or type(message[0]) is not str:
+        raise ValueError("a malformed message")
+    return message
+
+
+def _error_line(exc):
+    import traceback
+
+    lines = traceback.format_exception_only(type(exc), exc)
+    return (lines[-1] if lines else type(exc).__name__).strip()[:1000]
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _serve(workdir, guard, requests, replies):
+    """The solution process: load main.py, then answer calls until the supervisor stops."""
+    import os
+
+    try:
+        main, code = _load(workdir, guard)
+        exec(code, main.__dict__)
+    except SystemExit:
+        _flush()
+        _send(replies, ["exited"])
+        os._exit(0)
+    except BaseException as exc:
+        sys.__excepthook__(type(exc), exc, exc.__traceback__)
+        _flush()
+        _send(replies, ["error", _error_line(exc)])
+        os._exit(1)
+    _send(replies, ["ready"])
+    while True:
+        message = _receive(requests)
+        if message is None:
+            _flush()
+            os._exit(0)
+        _, name, args, kwargs = message
+        try:
+            function = main.__dict__.get(name)
+            if function is None:
+                raise NameError(f"name {name!r} is not defined")
+            value = function(*_decode(args), **_decode(kwargs))
+            try:
+                reply = ["return", _encode(value)]
+            except (TypeError, ValueError) as exc:
+                reply = ["raise", "TypeError", f"TypeError: the solution returned {exc}"]
+        except BaseException as exc:
+            reply = ["raise", type(exc).__name__, _error_line(exc)]
+        _flush()
+        _send(replies, reply)
+
+
+def _supervise(workdir, guard, verdict_fd):
+    """The supervisor: fork the solution process, then run the tests and write the verdict."""
+    import json
+    import os
+
+    import traceback  # noqa: F401 (loaded before the fork, from the Python installation)
+
+    requests_r, requests_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            # Before any model code: no verdict descriptor, no test source (stdin), and
+            # only this process's ends of the pipes.
+            os.close(verdict_fd)
+            os.close(requests_w)
+            os.close(replies_r)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+            _serve(workdir, guard, requests_r, replies_w)
+        finally:
+            os._exit(1)
+    os.close(requests_r)
+    os.close(replies_w)
+    try:
+        verdict = _judge(pid, requests_w, replies_r)
+    except BaseException as exc:
+        verdict = {"status": "error", "error": f"the test supervisor failed: {_error_line(exc)}"}
+    os.write(verdict_fd, json.dumps(verdict).encode())
+    _flush()
+    os._exit(0)
+
+
+class _SolutionExited(Exception):
+    pass
+
+
+class _SolutionError(Exception):
+    """An exception of the solution's that is not a built-in one; its text is the line."""
+
+
+def _judge(pid, requests, replies):
+    import builtins
+    import json
+    import os
+    import signal
+    import time
+
+    # Read only now, after the fork: the solution process never holds the tests.
+    problem = json.loads(sys.stdin.buffer.read())
+
+    outcome = {}
+
+    def ended():
+        # How the solution process ended: a signal names a limit (SIGXCPU, SIGXFSZ).
+        if outcome:
+            return outcome
+        deadline = time.monotonic() + 1.0
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                done, status = os.waitpid(pid, 0)
+                break
+            time.sleep(0.005)
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            outcome.update(signal=sig, error=f"the solution process was killed by signal {sig}")
+        else:
+            outcome.update(error="the program exited before the tests finished")
+        return outcome
+
+    def failed(**fields):
+        return {"status": "failed", **fields}
+
+    try:
+        hello = _receive(replies)
+    except ValueError as exc:
+        return failed(error=f"the solution process sent {exc}")
+    if hello is None or hello[0] == "exited":
+        return failed(**ended())
+    if hello[0] != "ready":
+        return failed(error=str(hello[1]) if len(hello) > 1 else "the solution did not load")
+
+    entry_point, check_name = problem["entry_point"], problem["check"]
+    namespace = {"__name__": "__check__", "__builtins__": builtins}
+    try:
+        helpers = problem["helpers"]
+        try:
+            compiled = compile(helpers, "<problem>", "exec")
+        except SyntaxError:
+            cut = helpers.find(f"def {entry_point}(")
+            compiled = compile(helpers[: max(cut, 0)], "<problem>", "exec")
+        exec(compiled, namespace)
+        exec(compile(problem["tests"], "<tests>", "exec"), namespace)
+        check = namespace[check_name]
+    except BaseException as exc:
+        return {"status": "error", "error": f"the problem's tests cannot run: {_error_line(exc)}"}
+
+    broken = []
+
+    def candidate(*args, **kwargs):
+        try:
+            message = ["call", entry_point, _encode(list(args)), _encode(kwargs)]
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"the sandbox cannot pass an argument: {exc}") from None
+        try:
+            _send(requests, message)
+            reply = _receive(replies)
+        except BrokenPipeError:
+            reply = None
+        except ValueError as exc:
+            broken.append({"error": f"the solution process sent {exc}"})
+            raise _SolutionError(broken[-1]["error"]) from None
+        if reply is None:
+            broken.append(ended())
+            raise _SolutionExited()
+        if reply[0] == "return" and len(reply) == 2:
+            try:
+                return _decode(reply[1])
+            except (TypeError, ValueError) as exc:
+                raise _SolutionError(f"the solution returned {exc}") from None
+        if reply[0] == "raise" and len(reply) == 3:
+            name, line = str(reply[1]), str(reply[2])
+            kind = getattr(builtins, name, None) if name.isidentifier() else None
+            if isinstance(kind, type) and issubclass(kind, Exception):
+                text = line.split(": ", 1)[1] if line.startswith(f"{name}: ") else ""
+                try:
+                    error = kind(text) if text else kind()
+                except Exception:
+                    error = _SolutionError(line)
+                raise error
+            raise _SolutionError(line)
+        raise _SolutionError("the solution process sent a malformed reply")
+
+    candidate.__name__ = candidate.__qualname__ = entry_point
+    namespace[entry_point] = candidate
+    try:
+        check(candidate)
+    except _SolutionExited:
+        return failed(**broken[0])
+    except _SolutionError as exc:
+        return failed(error=str(exc))
+    except BaseException as exc:
+        return failed(error=_error_line(exc))
+    # Tests that swallow exceptions must not hide a solution process that broke off.
+    if broken:
+        return failed(**broken[0])
+    return {"status": "passed"}
 
 
 def _install_guard(workdir):
@@ -461,6 +1047,11 @@ def _install_guard(workdir):
     own_pid = os.getpid()
     blocked_modules = frozenset(("ctypes", "_ctypes", "cffi", "_cffi_backend"))
 
+    # Bound now: the program may replace module attributes the checks would look up later.
+    realpath, readlink, getcwd, fsdecode = os.path.realpath, os.readlink, os.getcwd, os.fsdecode
+    join, isabs, dirname = os.path.join, os.path.isabs, os.path.dirname
+    busy = []  # non-empty while a check runs: code the program slipped into it sees this
+
     def deny(message):
         raise SandboxViolation(message)
 
@@ -468,13 +1059,13 @@ def _install_guard(workdir):
         if isinstance(target, int):
             if target < 0:
                 return None
-            return os.path.realpath(os.readlink(f"/proc/self/fd/{target}"))
-        name = os.fsdecode(target)
-        if dir_fd is not None and dir_fd >= 0 and not os.path.isabs(name):
-            base = os.readlink(f"/proc/self/fd/{dir_fd}")
+            return realpath(readlink(f"/proc/self/fd/{target}"))
+        name = fsdecode(target)
+        if dir_fd is not None and dir_fd >= 0 and not isabs(name):
+            base = readlink(f"/proc/self/fd/{dir_fd}")
         else:
-            base = os.getcwd()
-        return os.path.realpath(os.path.join(base, name))
+            base = getcwd()
+        return realpath(join(base, name))
 
     def check_write(target, dir_fd=None, action="write"):
         # An already open descriptor was checked when it was opened.
@@ -509,8 +1100,8 @@ def _install_guard(workdir):
     def on_symlink(args):
         source, link, dir_fd = args[:3]
         check_write(link, dir_fd, "symlink")
-        where = os.path.dirname(resolve(link, dir_fd))
-        pointee = os.path.realpath(os.path.join(where, os.fsdecode(source)))
+        where = dirname(resolve(link, dir_fd))
+        pointee = realpath(join(where, fsdecode(source)))
         if not pointee.startswith(inside):
             deny(f"symlink to outside the sandbox directory: {pointee}")
 
@@ -533,6 +1124,26 @@ def _install_guard(workdir):
 
     def refuse(message):
         return lambda args: deny(message)
+
+    # The ways Python code reaches the guard's own objects to switch it off: walking the
+    # collector's objects, the frames of a traceback or generator (a refused operation's
+    # traceback holds the guard's frames), tracing, swapping a function's code.
+    hidden_frames = frozenset(("tb_frame", "gi_frame", "cr_frame", "ag_frame"))
+
+    def on_getattr(args):
+        if len(args) > 1 and args[1] in hidden_frames:
+            deny(f"reading {args[1]} is disabled in the sandbox")
+
+    def on_setattr(args):
+        if len(args) > 1 and args[1] == "__code__":
+            deny("replacing a function's __code__ is disabled in the sandbox")
+
+    def on_getframe(args):
+        if len(busy) > 1:  # this event's own entry is the first
+            deny("inspecting frames during a sandbox check is disabled in the sandbox")
+
+    introspection = refuse("walking the garbage collector is disabled in the sandbox")
+    tracing = refuse("tracing and profiling are disabled in the sandbox")
 
     processes = refuse("starting processes is disabled in the sandbox")
     network = refuse("network access is disabled in the sandbox")
@@ -580,12 +1191,26 @@ def _install_guard(workdir):
         "ctypes.dlsym": refuse("ctypes is disabled in the sandbox"),
         "ctypes.cdata": refuse("ctypes is disabled in the sandbox"),
         "fcntl.ioctl": refuse("ioctl is disabled in the sandbox"),
+        "gc.get_objects": introspection,
+        "gc.get_referrers": introspection,
+        "gc.get_referents": introspection,
+        "sys._current_frames": refuse("reading other threads' frames is disabled in the sandbox"),
+        "sys.settrace": tracing,
+        "sys.setprofile": tracing,
+        "object.__getattr__": on_getattr,
+        "object.__setattr__": on_setattr,
+        "sys._getframe": on_getframe,
     }
+    lookup = handlers.get
 
     def audit(event, args):
-        handler = handlers.get(event)
+        handler = lookup(event)
         if handler is not None:
-            handler(args)
+            busy.append(event)
+            try:
+                handler(args)
+            finally:
+                busy.pop()
 
     # Functions that raise no audit event are replaced where the program finds them.
     def stub(name):
