@@ -30,7 +30,7 @@ In both, these layers apply, outermost first:
 6. **In-process guard** (``guard=True``): a PEP 578 audit hook refusing file access outside
    the working directory and the Python installation, processes, signals, network, ctypes,
    limit changes, and the usual ways to reach the guard itself (``gc`` object walks, frames
-   of tracebacks and generators, tracing, replacing ``__code__``). Code set on defeating it
+   of tracebacks and generators, tracing). Code set on defeating it
    can (it shares the interpreter); it is a second layer, not the boundary.
 
 ``run_tests`` adds a verdict the program cannot forge: the tests run in a supervisor
@@ -344,6 +344,9 @@ def _run(
                 # killing bwrap ends its PID namespace and so every process in it.
                 _kill_session(proc.pid)
                 returncode = proc.wait()
+            if bwrapped and finished and 128 < returncode < 128 + 65:
+                # bwrap reports a program killed by a signal as 128 + the signal.
+                returncode = 128 - returncode
             stdout, stderr = _tail(out), _tail(err)
             verdict.seek(0)
             verdict_text = verdict.read(_VERDICT_BYTES).decode("utf-8", errors="replace")
@@ -1126,17 +1129,16 @@ def _install_guard(workdir):
         return lambda args: deny(message)
 
     # The ways Python code reaches the guard's own objects to switch it off: walking the
-    # collector's objects, the frames of a traceback or generator (a refused operation's
-    # traceback holds the guard's frames), tracing, swapping a function's code.
-    hidden_frames = frozenset(("tb_frame", "gi_frame", "cr_frame", "ag_frame"))
+    # collector's objects, a traceback's frames (a refused operation's traceback holds the
+    # guard's frames), tracing, and frames taken while a check runs (the program may have
+    # slipped its own function into one, through a module attribute a check calls).
+    generator_frames = frozenset(("gi_frame", "cr_frame", "ag_frame"))
 
     def on_getattr(args):
-        if len(args) > 1 and args[1] in hidden_frames:
+        if len(args) > 1 and (
+            args[1] == "tb_frame" or (args[1] in generator_frames and len(busy) > 1)
+        ):
             deny(f"reading {args[1]} is disabled in the sandbox")
-
-    def on_setattr(args):
-        if len(args) > 1 and args[1] == "__code__":
-            deny("replacing a function's __code__ is disabled in the sandbox")
 
     def on_getframe(args):
         if len(busy) > 1:  # this event's own entry is the first
@@ -1198,7 +1200,6 @@ def _install_guard(workdir):
         "sys.settrace": tracing,
         "sys.setprofile": tracing,
         "object.__getattr__": on_getattr,
-        "object.__setattr__": on_setattr,
         "sys._getframe": on_getframe,
     }
     lookup = handlers.get
