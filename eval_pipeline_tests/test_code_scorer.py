@@ -232,6 +232,7 @@ def test_rows_come_back_in_input_order_whatever_order_they_finish_in():
 def test_the_registry_runs_code_execution_with_its_parameters():
     assert check_scorer_params("code_execution", {"timeout_s": 10, "memory_mb": 256}) is None
     assert check_scorer_params("code_execution", {"timeout": 10}) is not None
+    assert "isolation must be" in check_scorer_params("code_execution", {"isolation": "vm"})
     params = {"timeout_s": 5, "workers": 1, "isolation": "process"}
     assert check_scorer_params("code_execution", params) is None
     scores = run_scorer("code_execution", _frame([(BODY, TOTAL)]), params)

@@ -179,3 +179,8 @@ def code_detail(detail: str | None) -> dict:
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+def count_suspicious(details: list[str | None]) -> int:
+    """How many code-execution score rows (by ``detail``) name a suspicious pattern."""
+    return sum(1 for detail in details if code_detail(detail).get("suspicious"))

@@ -53,6 +53,7 @@ import logging
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -315,8 +316,12 @@ def _run(
             python = _python_executable() if bwrapped else sys.executable
             command = [python, "-s", "-B", "-c", _PRELUDE, *config]
             env = {**_BASE_ENV, "HOME": workdir, "TMPDIR": workdir}
+            info_r = info_w = -1
             if bwrapped:
-                command = [*_bwrap_command(workdir, env), "--", *command]
+                # bwrap writes the host pid of the namespace's first process here.
+                info_r, info_w = os.pipe()
+                sandbox = _bwrap_command(workdir, env, mode == "tests")
+                command = [*sandbox, "--info-fd", str(info_w), "--", *command]
             try:
                 # No preexec_fn: it is unsafe when other threads run (the scorer's pool does),
                 # so the limits are set by the prelude inside the child instead.
@@ -329,21 +334,31 @@ def _run(
                     stderr=err,
                     start_new_session=True,
                     close_fds=True,
-                    pass_fds=(verdict_fd,) if verdict_fd >= 0 else (),
+                    pass_fds=tuple(fd for fd in (verdict_fd, info_w) if fd >= 0),
                 )
             except OSError as exc:
                 detail = f"error: cannot start: {exc}"
                 return SandboxResult(
                     ERROR, None, "", "", time.monotonic() - start, detail, isolation
                 )
+            finally:
+                if info_w >= 0:
+                    os.close(info_w)
+            namespace = None
             try:
+                if info_r >= 0:
+                    namespace = _namespace_pidfd(info_r, start + timeout_s)
                 finished = _wait_for_exit(proc.pid, start + timeout_s)
             finally:
                 # The pid is the session and group id; it stays a zombie (and so is not
-                # reused) until proc.wait() below, so nothing outside can be hit. Under bwrap,
-                # killing bwrap ends its PID namespace and so every process in it.
+                # reused) until proc.wait() below, so nothing outside can be hit.
                 _kill_session(proc.pid)
                 returncode = proc.wait()
+                if info_r >= 0:
+                    os.close(info_r)
+                # bwrap's own exit does not wait for its namespace: end it and wait until it
+                # is gone, so that nothing of the run outlives this call.
+                _end_namespace(namespace)
             if bwrapped and finished and 128 < returncode < 128 + 65:
                 # bwrap reports a program killed by a signal as 128 + the signal.
                 returncode = 128 - returncode
@@ -393,8 +408,13 @@ def _python_roots() -> list[str]:
     return [r for r in outer if r != "/" and r != "/usr" and not r.startswith("/usr/")]
 
 
-def _bwrap_command(workdir: str, env: dict[str, str]) -> list[str]:
-    """The bubblewrap command line (without the program) for one run in ``workdir``."""
+def _bwrap_command(workdir: str, env: dict[str, str], as_pid_1: bool) -> list[str]:
+    """The bubblewrap command line (without the program) for one run in ``workdir``.
+
+    With ``as_pid_1`` the program is the namespace's first process instead of bwrap's
+    reaper: the reaper would hold copies of every inherited descriptor (the verdict's, the
+    tests') where any process of the namespace could open them through ``/proc/1/fd``.
+    """
     bwrap = bwrap_path()
     assert bwrap is not None
     args = [
@@ -406,6 +426,7 @@ def _bwrap_command(workdir: str, env: dict[str, str]) -> list[str]:
         "--die-with-parent",  # a killed scorer takes the whole namespace with it
         "--new-session",  # no TIOCSTI into the caller's terminal
         "--hostname", "sandbox",
+        *(["--as-pid-1"] if as_pid_1 else []),
         "--ro-bind", "/usr", "/usr",
     ]  # fmt: skip
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
@@ -423,6 +444,42 @@ def _bwrap_command(workdir: str, env: dict[str, str]) -> list[str]:
     for key, value in env.items():
         args += ["--setenv", key, value]
     return args
+
+
+def _namespace_pidfd(info: int, deadline: float) -> int | None:
+    """A pidfd for the namespace's first process, from bwrap's ``--info-fd`` JSON."""
+    data = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([info], [], [], remaining)[0]:
+            return None
+        chunk = os.read(info, 4096)
+        data += chunk
+        try:
+            pid = int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            if not chunk:
+                return None  # bwrap failed before starting the sandbox
+            continue
+        try:
+            return os.pidfd_open(pid)
+        except OSError:
+            return None  # it has already ended, and with it the namespace
+
+
+def _end_namespace(pidfd: int | None) -> None:
+    """SIGKILL the namespace's first process and wait until it, and so the namespace, ends."""
+    if pidfd is None:
+        return
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    # Readable once it has exited; the kernel kills and reaps every other process of a PID
+    # namespace before its first process finishes exiting.
+    if not select.select([pidfd], [], [], 5)[0]:
+        logger.warning("sandbox namespace did not end within 5 s of SIGKILL")
+    os.close(pidfd)
 
 
 def _user_tasks() -> int:
