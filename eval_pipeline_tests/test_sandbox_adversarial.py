@@ -13,6 +13,8 @@ import ast
 import json
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -363,18 +365,38 @@ def _report(stdout: str) -> dict:
     return ast.literal_eval(line.removeprefix("REPORT "))
 
 
-@pytest.mark.parametrize("guard", [True, False], ids=["guard-on", "guard-off"])
+# Runs the sandbox from a fresh process that holds the secret in its environment from the
+# start, as a scorer started with an API key does (/proc/<pid>/environ shows only that).
+RUNNER = """
+import sys
+from eval_pipeline.scoring.sandbox import run_sandboxed
+result = run_sandboxed(sys.stdin.read(), timeout_s=10, guard=sys.argv[1] == "on")
+print(result.status, result.isolation)
+print(result.stdout)
+print(result.stderr)
+"""
+
+
+@pytest.mark.parametrize("guard", ["on", "off"], ids=["guard-on", "guard-off"])
 def test_with_the_guard_switched_off_the_machine_secrets_and_network_stay_out_of_reach(
-    guard, listener, monkeypatch
+    guard, listener
 ):
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     token = f"3600.{uuid.uuid4().int % 10**12}"
     port = listener.getsockname()[1]
     program = f"PORT = {port}\nTOKEN = {token!r}\n{GUARD_OFF}"
-    result = run_sandboxed(program, timeout_s=10, guard=guard)
-    assert result.status == "passed", result.stderr
-    report = _report(result.stdout)
-    if guard:
+    runner = subprocess.run(
+        [sys.executable, "-c", RUNNER, guard],
+        input=program,
+        env={**os.environ, "OPENAI_API_KEY": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[1],
+    )
+    output = runner.stdout + runner.stderr
+    assert output.startswith("passed bwrap\n"), output
+    report = _report(output)
+    if guard == "on":
         # The guard holds: neither route reaches its handlers.
         assert "guard" not in report
         assert (report["gc"], report["traceback"]) == ("SandboxViolation", "SandboxViolation")
@@ -385,7 +407,7 @@ def test_with_the_guard_switched_off_the_machine_secrets_and_network_stay_out_of
     assert report["shadow"] in ("SandboxViolation", "FileNotFoundError")
     assert report["network"] in ("SandboxViolation", "ConnectionRefusedError", "OSError")
     assert len(report["pids"]) <= 3  # bwrap, the program, at most its child: no host processes
-    assert SECRET not in result.stdout + result.stderr
+    assert SECRET not in output
     assert _connections(listener) == []
     assert _processes_with(token) == []
 
