@@ -206,6 +206,10 @@ def test_an_unknown_isolation_or_a_missing_bwrap_is_refused_before_anything_runs
     monkeypatch.setattr("eval_pipeline.scoring.sandbox.bwrap_path", lambda: None)
     with pytest.raises(ValueError, match="bubblewrap .* is not installed.*isolation: process"):
         code_execution(_frame([(BODY, TOTAL)]))
+    # Installed but unable to create namespaces (no user namespaces, say): refused too.
+    monkeypatch.setattr("eval_pipeline.scoring.sandbox.bwrap_path", lambda: "/bin/false")
+    with pytest.raises(ValueError, match="cannot create its namespaces"):
+        code_execution(_frame([(BODY, TOTAL)]))
     # The dataset opted into the weaker guard: it runs, and says so on the row.
     row = code_execution(_frame([(BODY, TOTAL)]), isolation="process").row(0, named=True)
     assert row["value"] == 1.0
