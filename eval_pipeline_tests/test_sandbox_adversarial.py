@@ -23,7 +23,7 @@ import polars as pl
 import pytest
 
 from eval_pipeline.scoring import code_detail, run_scorer
-from eval_pipeline.scoring.sandbox import bwrap_path, run_sandboxed, run_tests
+from eval_pipeline.scoring.sandbox import _pids_cgroup_root, bwrap_path, run_sandboxed, run_tests
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import materialize
@@ -449,3 +449,30 @@ def test_a_session_leaving_child_of_a_program_that_times_out_is_gone_when_the_ru
     result = run_sandboxed(program, timeout_s=1, guard=False)
     assert result.status == "timeout"
     assert _processes_with(token) == []
+
+
+FORK_UNTIL_REFUSED = """
+import os, time
+forked = 0
+try:
+    while forked < 2000:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        forked += 1
+except OSError as exc:
+    print("refused", type(exc).__name__)
+print("forked", forked, flush=True)
+"""
+
+
+@pytest.mark.skipif(
+    os.getuid() == 0 and _pids_cgroup_root() is None,
+    reason="root without a pids cgroup: nothing caps the count but the timeout",
+)
+@pytest.mark.parametrize("isolation", ["bwrap", "process"])
+def test_a_fork_loop_with_the_guard_off_stops_at_the_process_limit(isolation):
+    result = run_sandboxed(FORK_UNTIL_REFUSED, guard=False, isolation=isolation, max_processes=32)
+    assert result.status == "passed", result.stderr
+    assert "refused BlockingIOError" in result.stdout
+    assert int(result.stdout.split("forked ")[1]) <= 32

@@ -24,9 +24,13 @@ In both, these layers apply, outermost first:
    ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (stdout and stderr included), ``RLIMIT_NPROC`` (not
    enforced by the kernel for root), ``RLIMIT_CORE=0``; in ``process`` mode also
    ``PR_SET_PDEATHSIG`` (bubblewrap's ``--die-with-parent`` does this under ``bwrap``).
+   Run as root with a pids cgroup controller (v1, or v2 with ``pids`` enabled), each run
+   also gets its own cgroup whose ``pids.max`` caps its tasks, since root ignores
+   ``RLIMIT_NPROC``.
 5. **Wall-clock timeout and cleanup**: the process group and every other member of the
-   session found in ``/proc`` are SIGKILLed; under ``bwrap`` the PID namespace ends too, which
-   takes every process in it, whatever session it moved to.
+   session found in ``/proc`` are SIGKILLed, and so is every task left in the run's cgroup;
+   under ``bwrap`` the PID namespace ends too, which takes every process in it, whatever
+   session it moved to.
 6. **In-process guard** (``guard=True``): a PEP 578 audit hook refusing file access outside
    the working directory and the Python installation, processes, signals, network, ctypes,
    limit changes, and the usual ways to reach the guard itself (``gc`` object walks, frames
@@ -346,6 +350,16 @@ def _run(
                 info_r, info_w = os.pipe()
                 sandbox = _bwrap_command(workdir, env, mode == "tests")
                 command = [*sandbox, "--info-fd", str(info_w), "--", *command]
+            # A pids cgroup caps the run's tasks where RLIMIT_NPROC does not hold (root). The
+            # shell joins it before it becomes bwrap or Python, so nothing escapes the count.
+            # The run's own tasks: bwrap outside and its reaper (in program mode) inside,
+            # then the program, or the supervisor and the solution.
+            own = (1 if bwrapped else 0) + (2 if mode == "tests" else 1)
+            own += 1 if bwrapped and mode != "tests" else 0
+            cgroup = _new_pids_cgroup(own + max_processes)
+            if cgroup:
+                join = 'echo $$ > "$0" && exec "$@"'
+                command = ["/bin/sh", "-c", join, os.path.join(cgroup, "cgroup.procs"), *command]
             try:
                 # No preexec_fn: it is unsafe when other threads run (the scorer's pool does),
                 # so the limits are set by the prelude inside the child instead.
@@ -361,6 +375,8 @@ def _run(
                     pass_fds=tuple(fd for fd in (verdict_fd, info_w) if fd >= 0),
                 )
             except OSError as exc:
+                if cgroup:
+                    _remove_cgroup(cgroup)
                 detail = f"error: cannot start: {exc}"
                 return SandboxResult(
                     ERROR, None, "", "", time.monotonic() - start, detail, isolation
@@ -383,6 +399,8 @@ def _run(
                 # bwrap's own exit does not wait for its namespace: end it and wait until it
                 # is gone, so that nothing of the run outlives this call.
                 _end_namespace(namespace)
+                if cgroup:
+                    _remove_cgroup(cgroup)
             if bwrapped and finished and 128 < returncode < 128 + 65:
                 # bwrap reports a program killed by a signal as 128 + the signal.
                 returncode = 128 - returncode
@@ -507,6 +525,84 @@ def _end_namespace(pidfd: int | None) -> None:
     if not select.select([pidfd], [], [], 5)[0]:
         logger.warning("sandbox namespace did not end within 5 s of SIGKILL")
     os.close(pidfd)
+
+
+_CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
+
+
+@functools.cache
+def _pids_cgroup_root() -> str | None:
+    """A cgroup directory (v1 pids hierarchy, or v2 with pids) we may create groups in."""
+    if os.getuid() != 0:
+        return None  # delegated cgroups are not worth the guesswork: RLIMIT_NPROC holds
+    for root in _CGROUP_ROOTS:
+        controllers = os.path.join(root, "cgroup.subtree_control")
+        if root.endswith("/pids"):
+            usable = os.path.exists(os.path.join(root, "tasks"))
+        else:
+            try:
+                with open(controllers, encoding="ascii") as handle:
+                    usable = "pids" in handle.read().split()
+            except OSError:
+                usable = False
+        if usable and os.access(root, os.W_OK):
+            _sweep_cgroups(root)
+            return root
+    return None
+
+
+def _sweep_cgroups(root: str) -> None:
+    """Remove the cgroups of scorers that died mid-run (their pid is in the name)."""
+    for entry in os.scandir(root):
+        parts = entry.name.split("-")
+        if entry.name.startswith("eval-sandbox-") and len(parts) == 4 and parts[2].isdigit():
+            if not os.path.exists(f"/proc/{parts[2]}"):
+                _remove_cgroup(entry.path)
+
+
+def _new_pids_cgroup(limit: int) -> str | None:
+    """A fresh cgroup allowing ``limit`` tasks, or None where none can be made."""
+    root = _pids_cgroup_root()
+    if root is None:
+        return None
+    path = os.path.join(root, f"eval-sandbox-{os.getpid()}-{os.urandom(6).hex()}")
+    try:
+        os.mkdir(path)
+        with open(os.path.join(path, "pids.max"), "w", encoding="ascii") as handle:
+            handle.write(str(limit))
+    except OSError as exc:
+        logger.debug("no pids cgroup for the sandbox: %s", exc)
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+        return None
+    return path
+
+
+def _remove_cgroup(path: str) -> None:
+    """SIGKILL whatever is left in the run's cgroup (whatever session it moved to), remove it."""
+    for _ in range(200):
+        try:
+            with open(os.path.join(path, "cgroup.procs"), encoding="ascii") as handle:
+                pids = [int(line) for line in handle if line.strip()]
+        except FileNotFoundError:
+            return
+        except OSError:
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.005)  # killed tasks take a moment to leave
+    logger.warning("could not remove sandbox cgroup %s", path)
 
 
 def _user_tasks() -> int:
