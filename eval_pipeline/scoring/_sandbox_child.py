@@ -242,6 +242,7 @@ def _supervise(workdir, guard, verdict_fd):
     """The supervisor: fork the solution process, then run the tests and write the verdict."""
     import json
     import os
+    import signal
     import traceback  # noqa: F401 (loaded before the fork, from the Python installation)
 
     requests_r, requests_w = os.pipe()
@@ -268,6 +269,12 @@ def _supervise(workdir, guard, verdict_fd):
         verdict = {"status": "error", "error": f"the test supervisor failed: {_error_line(exc)}"}
     os.write(verdict_fd, json.dumps(verdict).encode())
     _flush()
+    # End the solution process here: the scorer's cleanup then finds nothing left to wait for.
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass  # already reaped while judging
     os._exit(0)
 
 
