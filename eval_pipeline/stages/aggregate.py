@@ -163,6 +163,7 @@ def _judge_agreement_rows(spec, scores: pl.DataFrame, template: dict | None) -> 
                     "ci_low": None,
                     "ci_high": None,
                     "pass_at_1": None,
+                    "suspicious": None,
                 }
             )
     return out
