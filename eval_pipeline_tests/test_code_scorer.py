@@ -10,7 +10,13 @@ import polars as pl
 import pytest
 
 from eval_pipeline.scoring import check_scorer_params, run_scorer
-from eval_pipeline.scoring._code import build_program, code_execution, extract_code
+from eval_pipeline.scoring._code import (
+    build_solution,
+    code_detail,
+    code_execution,
+    extract_code,
+    suspicious_patterns,
+)
 
 TOTAL = {
     "prompt": (
@@ -45,8 +51,9 @@ def _frame(samples: list[tuple[str | None, dict]]) -> pl.DataFrame:
 
 
 def _score(completion: str | None, fields: dict = TOTAL, **params) -> tuple[float | None, str]:
+    """The value and the detail's one-line message."""
     row = code_execution(_frame([(completion, fields)]), **params).row(0, named=True)
-    return row["value"], row["detail"]
+    return row["value"], code_detail(row["detail"])["message"]
 
 
 @pytest.fixture(scope="module")
@@ -59,23 +66,22 @@ def _fields(problem: dict) -> dict:
     return {key: problem[key] for key in ("prompt", "test", "entry_point")}
 
 
-def test_a_body_continuation_follows_the_whole_prompt():
-    program = build_program(TOTAL, BODY)
-    assert program == f"{TOTAL['prompt']}{BODY}\n\n{TOTAL['test']}\n\ncheck(total)\n"
+def test_a_body_continuation_follows_the_whole_prompt_and_the_tests_stay_out():
+    assert build_solution(TOTAL, BODY) == f"{TOTAL['prompt']}{BODY}\n"
 
 
 def test_a_fenced_full_definition_keeps_the_prompt_header_and_drops_the_prose():
     completion = f"Here you go:\n\n```python\n{FULL}```\n\nThis doubles and sums."
-    program = build_program(TOTAL, completion)
+    program = build_solution(TOTAL, completion)
     header = TOTAL["prompt"][: TOTAL["prompt"].index("def total")]
     assert program.startswith(header)
     assert FULL in program
     assert "Here you go" not in program and "Sum of the doubled items" not in program
-    assert program.endswith("check(total)\n")
+    assert "def check" not in program
 
 
 def test_an_unfenced_full_definition_follows_the_prompt_header():
-    assert build_program(TOTAL, FULL).startswith("from typing import List\n")
+    assert build_solution(TOTAL, FULL).startswith("from typing import List\n")
     assert _score(FULL) == (1.0, "passed")
 
 
@@ -95,7 +101,8 @@ def test_all_164_humaneval_canonical_solutions_pass(humaneval):
     scores = code_execution(_frame(samples))
     failures = scores.filter(pl.col("value") != 1.0)
     assert failures.height == 0, failures.rows()
-    assert scores["detail"].unique().to_list() == ["passed"]
+    details = [code_detail(d) for d in scores["detail"]]
+    assert {(d["status"], d["isolation"]) for d in details} == {("passed", "bwrap")}
 
 
 def test_a_deliberately_wrong_solution_fails_with_the_assertion_in_the_detail(humaneval):
@@ -168,6 +175,47 @@ def test_a_completion_that_exits_before_the_tests_run_is_not_scored_as_passed(es
     assert detail == "failed: the program exited before the tests finished"
 
 
+def test_the_detail_records_status_isolation_and_suspicious_patterns_as_json():
+    frame = _frame([(BODY, TOTAL), (None, TOTAL), (f"{FULL}\nimport gc\n", TOTAL)])
+    bwrap = [code_detail(d) for d in code_execution(frame)["detail"]]
+    assert bwrap == [
+        {"status": "passed", "message": "passed", "isolation": "bwrap", "suspicious": []},
+        {"status": "no completion", "message": "no completion", "isolation": None,
+         "suspicious": []},
+        {"status": "passed", "message": "passed", "isolation": "bwrap", "suspicious": ["gc"]},
+    ]  # fmt: skip
+    process = code_detail(code_execution(frame.head(1), isolation="process")["detail"][0])
+    assert process["isolation"] == "process"
+
+
+def test_suspicious_patterns_name_the_common_forms_of_tampering():
+    assert suspicious_patterns(FULL) == []
+    code = (
+        "import builtins, gc, sys, os\nbuiltins.abs = lambda x: 0\n"
+        "class R:\n    def __eq__(self, other):\n        return True\n"
+        "f = sys._getframe()\nsys.excepthook = None\nos._exit(0)\n"
+    )
+    assert suspicious_patterns(code) == [
+        "builtins", "comparison_override", "gc", "frame_introspection", "early_exit", "hooks",
+    ]  # fmt: skip
+
+
+def test_an_unknown_isolation_or_a_missing_bwrap_is_refused_before_anything_runs(monkeypatch):
+    with pytest.raises(ValueError, match="unknown isolation 'vm'"):
+        code_execution(_frame([(BODY, TOTAL)]), isolation="vm")
+    monkeypatch.setattr("eval_pipeline.scoring.sandbox.bwrap_path", lambda: None)
+    with pytest.raises(ValueError, match="bubblewrap .* is not installed.*isolation: process"):
+        code_execution(_frame([(BODY, TOTAL)]))
+    # Installed but unable to create namespaces (no user namespaces, say): refused too.
+    monkeypatch.setattr("eval_pipeline.scoring.sandbox.bwrap_path", lambda: "/bin/false")
+    with pytest.raises(ValueError, match="cannot create its namespaces"):
+        code_execution(_frame([(BODY, TOTAL)]))
+    # The dataset opted into the weaker guard: it runs, and says so on the row.
+    row = code_execution(_frame([(BODY, TOTAL)]), isolation="process").row(0, named=True)
+    assert row["value"] == 1.0
+    assert code_detail(row["detail"])["isolation"] == "process"
+
+
 def test_rows_come_back_in_input_order_whatever_order_they_finish_in():
     slow = "    import time\n    time.sleep(0.5)\n" + BODY
     samples = [
@@ -188,5 +236,9 @@ def test_rows_come_back_in_input_order_whatever_order_they_finish_in():
 def test_the_registry_runs_code_execution_with_its_parameters():
     assert check_scorer_params("code_execution", {"timeout_s": 10, "memory_mb": 256}) is None
     assert check_scorer_params("code_execution", {"timeout": 10}) is not None
-    scores = run_scorer("code_execution", _frame([(BODY, TOTAL)]), {"timeout_s": 5, "workers": 1})
-    assert scores.rows() == [("s0", 1.0, "passed")]
+    assert "isolation must be" in check_scorer_params("code_execution", {"isolation": "vm"})
+    params = {"timeout_s": 5, "workers": 1, "isolation": "process"}
+    assert check_scorer_params("code_execution", params) is None
+    scores = run_scorer("code_execution", _frame([(BODY, TOTAL)]), params)
+    assert scores["value"].to_list() == [1.0]
+    assert code_detail(scores["detail"][0])["isolation"] == "process"

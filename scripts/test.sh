@@ -25,6 +25,7 @@ fi
 bash scripts/postgres.sh || { echo "test.sh: could not start PostgreSQL" >&2; exit 1; }
 bash scripts/ensure-chromium.sh || { echo "test.sh: could not install Chromium" >&2; exit 1; }
 bash scripts/ensure-prometheus.sh || { echo "test.sh: could not install Prometheus" >&2; exit 1; }
+bash scripts/ensure-bwrap.sh || { echo "test.sh: could not install bubblewrap" >&2; exit 1; }
 export EVAL_PIPELINE_REQUIRE_SERVICES=1
 
 "$PY" -m pytest -q -p no:cacheprovider --durations=15 "$@"

@@ -93,6 +93,7 @@ AGGREGATES = pl.Schema(
         "latency_p50_s": pl.Float64,
         "latency_p95_s": pl.Float64,
         "cache_hit_rate": pl.Float64,
+        "suspicious": pl.Int64,  # code metrics only: samples whose code looks like tampering
         # From the partition's latest generation step (see TELEMETRY).
         "model_load_s": pl.Float64,
         "tokens_per_s": pl.Float64,

@@ -163,14 +163,12 @@ class StoreCollector(Collector):
         suspicious = CounterMetricFamily(
             f"{PREFIX}_sandbox_suspicious",
             "Scored programs the code sandbox flagged as suspicious (tampering patterns).",
-            labels=["model", "dataset"],
+            labels=["model", "dataset", "metric"],
         )
-        scores = self.store.scan("scores").filter(pl.col("detail").str.contains('"suspicious"'))
-        flagged = (
-            scores.group_by("model", "dataset").agg(pl.len().alias("n")).sort("model", "dataset")
-        ).collect()
-        for row in flagged.iter_rows(named=True):
-            suspicious.add_metric([row["model"], row["dataset"]], float(row["n"]))
+        for row in aggregates.filter(pl.col("suspicious").is_not_null()).iter_rows(named=True):
+            suspicious.add_metric(
+                [row["model"], row["dataset"], row["metric"]], float(row["suspicious"])
+            )
         yield suspicious
 
     def _regressions(self) -> GaugeMetricFamily:

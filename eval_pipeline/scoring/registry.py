@@ -66,6 +66,9 @@ def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
         return f"scorer '{name}' needs parameter {missing[0]!r}"
     if name == "llm_judge":
         return judge_params_problem(params)
+    isolation = params.get("isolation", "bwrap")
+    if name == "code_execution" and isolation not in ("bwrap", "process"):
+        return f"scorer 'code_execution': isolation must be 'bwrap' or 'process', not {isolation!r}"
     return None
 
 

@@ -1,62 +1,64 @@
-"""Run a Python program in a separate, resource-limited, cleaned-up process.
+"""Run Python programs, and tests against model-written code, in isolated, limited processes.
 
-This is defence in depth for evaluating model-written code: it stops the accidents that such
-code commonly causes (endless loops, runaway memory, fork loops, stray files, killed or
-orphaned processes, leaked credentials) from hurting the evaluation or the machine. It is NOT
-a security boundary against a determined attacker: the program runs as the same user (root in
-the test environment), on the same kernel, sees the same filesystem and network, and everything
-done inside the Python interpreter can be undone by code that sets out to do so (through the
-closures of the patched functions, a native extension, races on symlinks, ...). Run untrusted
-code inside a container or a VM (gVisor, nsjail, Firecracker) as well.
+Model-written code is untrusted. Two isolation levels exist (``ISOLATIONS``):
 
-The layers, outermost first:
+- ``bwrap`` (the default): every program runs under bubblewrap in fresh user, PID, mount,
+  network, IPC, UTS and cgroup namespaces, as an unprivileged user (65534) with no
+  capabilities, with a read-only view of ``/usr`` and the Python installation, a private
+  ``/proc`` and ``/dev``, an empty ``/tmp`` holding only its own working directory, an empty
+  environment and no network at all (loopback included). The host's processes, ``/etc``,
+  ``/root`` and the rest of the filesystem do not exist for it, and everything it starts
+  dies with the namespace when the run ends.
+- ``process``: the weaker layers alone (below); a program that switches off the in-process
+  guard then runs with the scorer's own user and view of the machine. Datasets opt into it
+  explicitly where bubblewrap cannot be installed.
 
-1. **Separate process.** The program runs under ``sys.executable -s -B -c <prelude>`` with
-   ``start_new_session=True``, so it leads its own session and process group. (Not ``-I``:
-   that would also ignore ``PYTHONHASHSEED``, and the environment is built from scratch anyway.)
-2. **Throwaway working directory.** A fresh ``tempfile.mkdtemp`` directory holds the program
-   and ``extra_files``; ``HOME`` and ``TMPDIR`` point into it; it is removed afterwards.
-3. **Minimal environment.** The child's environment is built from scratch (``PATH``, ``LANG``,
-   ``HOME``, ``TMPDIR``, ``PYTHONDONTWRITEBYTECODE``, ``PYTHONHASHSEED=0`` and thread counts for
-   numerical libraries); nothing is copied from ``os.environ``, so API keys never reach it.
-4. **Resource limits**, set by the prelude in the child before any program code runs (not in
-   ``preexec_fn``, which can deadlock when the parent runs threads): ``RLIMIT_AS`` (memory),
-   ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (every file written, stdout and stderr included, since they
-   are files), ``RLIMIT_NPROC`` (the user's current task count plus ``max_processes``, because
-   the kernel counts all of the user's tasks; the kernel does not enforce it for root),
-   ``RLIMIT_CORE=0``, and ``PR_SET_PDEATHSIG`` so the program dies with the process that
-   started it (its working directory is then left behind).
-5. **Wall-clock timeout and process cleanup.** The parent waits until the deadline; whether
-   the program finished or not, it then SIGKILLs the process group and every other member of
-   the session it finds in ``/proc``, so no children survive, even under root where
-   ``RLIMIT_NPROC`` does not hold.
-6. **In-process guard** (``guard=True``), installed by the prelude just before the program runs:
-   a PEP 578 audit hook, which Python code cannot remove, refuses file opens for writing
-   outside the working directory, reads outside the working directory and the Python
-   installation (``/proc/<parent>/environ`` would otherwise leak the parent's secrets),
-   deleting, renaming, linking, ``chmod``/``chown`` and ``mkdir`` outside the working
-   directory, starting processes (``fork``, ``subprocess``, ``os.system``, ``exec``, ``spawn``),
-   signalling other processes, changing resource limits, network access, ``ioctl`` and
-   ``ctypes``. Functions that raise no audit event (``setsid``, ``setpgid``, ``set*id``,
-   ``mknod``, ``mkfifo``, ``chroot``, ``pidfd_*``, ``_posixsubprocess.fork_exec``) are replaced
-   by stubs that raise, and ``os.open`` with ``dir_fd`` is checked by a wrapper because its audit
-   event does not carry the directory. A refused operation raises ``SandboxViolation`` (a
-   ``PermissionError``), or ``SandboxBlockedImport`` (an ``ImportError``) for a blocked import.
+In both, these layers apply, outermost first:
 
-Not contained: total disk use (``RLIMIT_FSIZE`` caps each file, not how many are written), CPU
-and memory pressure on the rest of the machine while a program runs, directory listings and
-metadata outside the working directory, and anything done from native code or by a program
-that deliberately digs out the original functions; a process that leaves the session through
-such means also escapes the final kill where ``RLIMIT_NPROC`` is not enforced.
+1. **Separate process.** ``sys.executable -s -B -c <prelude>`` in its own session
+   (``start_new_session``); ``sys.path`` never holds the working directory for trusted code.
+2. **Throwaway working directory** (``tempfile.mkdtemp``) holding the program and
+   ``extra_files``; ``HOME`` and ``TMPDIR`` point into it; it is removed afterwards.
+3. **Minimal environment**, built from scratch: nothing comes from ``os.environ``.
+4. **Resource limits**, set by the prelude before any program code runs: ``RLIMIT_AS``,
+   ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (stdout and stderr included), ``RLIMIT_NPROC`` (not
+   enforced by the kernel for root), ``RLIMIT_CORE=0``; in ``process`` mode also
+   ``PR_SET_PDEATHSIG`` (bubblewrap's ``--die-with-parent`` does this under ``bwrap``).
+   Run as root with a pids cgroup controller (v1, or v2 with ``pids`` enabled), each run
+   also gets its own cgroup whose ``pids.max`` caps its tasks, since root ignores
+   ``RLIMIT_NPROC``.
+5. **Wall-clock timeout and cleanup**: the process group and every other member of the
+   session found in ``/proc`` are SIGKILLed, and so is every task left in the run's cgroup;
+   under ``bwrap`` the PID namespace ends too, which takes every process in it, whatever
+   session it moved to.
+6. **In-process guard** (``guard=True``): a PEP 578 audit hook refusing file access outside
+   the working directory and the Python installation, processes, signals, network, ctypes,
+   limit changes, and the usual ways to reach the guard itself (``gc`` object walks, frames
+   of tracebacks and generators, tracing). Code set on defeating it
+   can (it shares the interpreter); it is a second layer, not the boundary.
+
+``run_tests`` adds a verdict the program cannot forge: the tests run in a supervisor
+process that never executes model code. It forks the solution process first, before it
+reads the tests (from stdin, so they are never in the solution's files or memory), calls
+the entry point over a pipe with plain values (``None``, ``bool``, ``int``, ``float``,
+``str``, ``bytes``, ``complex``, ``list``, ``tuple``, ``dict``, ``set``, ``frozenset``,
+exact types only), and writes its verdict to a file descriptor the solution process closes
+before any model code runs. The supervisor makes itself non-dumpable, so the solution
+cannot read or write its memory or descriptors through ``/proc`` or ``ptrace`` (under
+``bwrap``, where both run without capabilities). See docs/sandbox.md for what is and is not
+defended.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
+import json
 import logging
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -64,7 +66,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 logger = logging.getLogger(__name__)
@@ -79,8 +81,14 @@ KILLED = "killed"
 ERROR = "error"
 STATUSES = (PASSED, FAILED, TIMEOUT, MEMORY, FILE_LIMIT, BLOCKED, KILLED, ERROR)
 
+BWRAP = "bwrap"
+PROCESS = "process"
+ISOLATIONS = (BWRAP, PROCESS)
+
 PROGRAM_NAME = "main.py"
 TAIL_BYTES = 4096
+# The uid and gid a program has inside bubblewrap's user namespace (nobody).
+SANDBOX_UID = 65534
 
 # Nothing from os.environ: a minimal environment is the only sure way to keep secrets out.
 # TMPDIR keeps tempfile inside the sandbox (the guard refuses /tmp); the thread counts stop
@@ -97,6 +105,11 @@ _BASE_ENV = {
 
 _BLOCKED_ERROR = re.compile(r"(?:sandbox\.)?Sandbox(?:Violation|BlockedImport)\b")
 _MEMORY_ERROR = re.compile(r"[\w.]*MemoryError\b")  # numpy raises a subclass, _ArrayMemoryError
+_VERDICT_BYTES = 64 * 1024
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested isolation cannot be provided on this machine (bubblewrap is missing)."""
 
 
 @dataclass(frozen=True)
@@ -104,16 +117,19 @@ class SandboxResult:
     """The outcome of one sandboxed run.
 
     Attributes:
-        status: One of ``STATUSES``: ``passed`` (exit code 0), ``failed`` (non-zero exit),
-            ``timeout`` (wall-clock or CPU limit), ``memory`` (memory limit), ``file_limit``
-            (a file or the output grew past ``max_file_bytes``), ``blocked`` (the guard refused
-            an operation), ``killed`` (another signal) or ``error`` (the sandbox itself failed).
+        status: One of ``STATUSES``: ``passed`` (exit code 0, or for ``run_tests`` the
+            supervisor's verdict), ``failed`` (non-zero exit or a failed test), ``timeout``
+            (wall-clock or CPU limit), ``memory`` (memory limit), ``file_limit`` (a file or
+            the output grew past ``max_file_bytes``), ``blocked`` (the guard refused an
+            operation), ``killed`` (another signal) or ``error`` (the sandbox or the
+            problem's tests themselves failed).
         returncode: The exit code, negative for a signal; None if the program never started.
         stdout: The last ``TAIL_BYTES`` of standard output.
         stderr: The last ``TAIL_BYTES`` of standard error.
         duration_s: Wall-clock seconds from start to cleanup.
         detail: A one-line human summary, e.g. ``timeout after 10s`` or
             ``failed: AssertionError``.
+        isolation: The isolation the program ran under, one of ``ISOLATIONS``.
     """
 
     status: str
@@ -122,10 +138,54 @@ class SandboxResult:
     stderr: str
     duration_s: float
     detail: str
+    isolation: str = PROCESS
 
     @property
     def passed(self) -> bool:
         return self.status == PASSED
+
+
+def bwrap_path() -> str | None:
+    """The bubblewrap executable, or None when it is not installed."""
+    return shutil.which("bwrap") or next(
+        (p for p in ("/usr/bin/bwrap", "/bin/bwrap") if os.access(p, os.X_OK)), None
+    )
+
+
+def check_isolation(isolation: str) -> str | None:
+    """Why ``isolation`` cannot be used here (unknown, or bubblewrap missing), else None."""
+    if isolation not in ISOLATIONS:
+        return f"unknown isolation {isolation!r} (known: {', '.join(ISOLATIONS)})"
+    if isolation != BWRAP:
+        return None
+    opt_out = (
+        "or opt the dataset into the weaker in-process guard with the code_execution "
+        "scorer parameter 'isolation: process' (docs/sandbox.md)"
+    )
+    bwrap = bwrap_path()
+    if bwrap is None:
+        return (
+            "bubblewrap (bwrap) is not installed, so model-written code cannot be isolated: "
+            f"install it (scripts/ensure-bwrap.sh, Debian package 'bubblewrap'), {opt_out}"
+        )
+    broken = _bwrap_failure(bwrap)
+    if broken:
+        return f"bubblewrap ({bwrap}) cannot create its namespaces here ({broken}): {opt_out}"
+    return None
+
+
+@functools.cache
+def _bwrap_failure(bwrap: str) -> str | None:
+    """Why bwrap cannot run a trivial sandbox here (no user namespaces, say), or None."""
+    with tempfile.TemporaryDirectory(prefix="sandbox-") as workdir:
+        command = [*_bwrap_command(workdir, {}, False, bwrap), "--", "/bin/true"]
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+    if done.returncode == 0:
+        return None
+    return done.stderr.decode(errors="replace").strip()[-300:] or f"exit {done.returncode}"
 
 
 def run_sandboxed(
@@ -138,35 +198,120 @@ def run_sandboxed(
     max_processes: int = 64,
     extra_files: dict[str, str] | None = None,
     guard: bool = True,
+    isolation: str = BWRAP,
 ) -> SandboxResult:
     """Run ``program`` (Python source) in a separate, limited process and clean up after it.
 
+    Its exit status decides ``passed``: fine for trusted programs, but model-written code can
+    exit 0 whenever it likes. Score model code with ``run_tests``.
+
     Args:
         program: The Python source to run as ``__main__``.
-        timeout_s: Wall-clock limit; the whole process group is killed when it passes.
-        memory_mb: Address-space limit (``RLIMIT_AS``) in MiB.
+        timeout_s: Wall-clock limit; every process of the run is killed when it passes.
+        memory_mb: Address-space limit (``RLIMIT_AS``) in MiB, per process.
         cpu_s: CPU-time limit in seconds; defaults to the timeout rounded up, plus one.
         max_file_bytes: Largest file the program may write (``RLIMIT_FSIZE``), stdout and
             stderr included.
         max_processes: Processes and threads the program may add (``RLIMIT_NPROC``, not
-            enforced for root; the guard and the process-group kill contain it there).
+            enforced for root; the guard, the namespace and the final kill contain it there).
         extra_files: Further files for the working directory, relative path to text.
-        guard: Install the in-process guard. Turn it off only to test the OS-level layers.
+        guard: Install the in-process guard. Turn it off only to test the other layers.
+        isolation: ``bwrap`` (namespaces, the default) or ``process`` (see the module text).
 
     Returns:
-        The status, exit code, output tails, duration and a one-line summary.
+        The status, exit code, output tails, duration, a one-line summary and the isolation.
 
     Raises:
-        ValueError: On a non-positive limit or an ``extra_files`` path that would leave the
-            working directory or replace the program.
+        ValueError: On a non-positive limit, an unknown isolation or an ``extra_files`` path
+            that would leave the working directory or replace the program.
+        SandboxUnavailable: When ``isolation`` is ``bwrap`` and bubblewrap is not installed.
     """
+    files = _checked_files(extra_files or {})
+    files[PROGRAM_NAME] = program
+    return _run(
+        "program", files, None, None, timeout_s, memory_mb, cpu_s, max_file_bytes,
+        max_processes, guard, isolation,
+    )  # fmt: skip
+
+
+def run_tests(
+    solution: str,
+    entry_point: str,
+    tests: str,
+    *,
+    helpers: str = "",
+    check: str = "check",
+    timeout_s: float = 10.0,
+    memory_mb: int = 512,
+    cpu_s: int | None = None,
+    max_file_bytes: int = 1_000_000,
+    max_processes: int = 64,
+    guard: bool = True,
+    isolation: str = BWRAP,
+) -> SandboxResult:
+    """Run ``tests`` against ``entry_point`` of ``solution`` with a verdict it cannot forge.
+
+    ``solution`` (model-written) runs in one process as ``__main__``; ``helpers`` and then
+    ``tests`` (trusted: the problem's) run in a fresh namespace of a supervisor process that
+    holds the verdict, with ``entry_point`` bound to a proxy that calls the solution's function
+    over a pipe, and finally call ``check(entry_point)``. Arguments and return values cross
+    as plain values of exact built-in types, so a returned object cannot rig a comparison,
+    and nothing the solution patches (``builtins``, ``abs``, ...) reaches the tests.
+
+    Args:
+        solution: Python source defining ``entry_point``.
+        entry_point: The name of the function under test.
+        tests: Python source defining the ``check`` function.
+        helpers: Trusted source run before ``tests`` in their namespace (e.g. the problem's
+            prompt, whose helper functions tests may use); on a syntax error only the part
+            before ``def <entry_point>`` runs.
+        check: The name of the function in ``tests`` that takes the candidate.
+        timeout_s: Wall-clock limit for the whole run.
+        memory_mb: Address-space limit (``RLIMIT_AS``) in MiB, per process.
+        cpu_s: CPU-time limit per process; defaults to the timeout rounded up, plus one.
+        max_file_bytes: Largest file (and output) a process may write.
+        max_processes: As for ``run_sandboxed``.
+        guard: Install the in-process guard in the solution's process.
+        isolation: ``bwrap`` (the default) or ``process``.
+
+    Returns:
+        ``passed`` only when the supervisor saw ``check`` return; otherwise the reason.
+
+    Raises:
+        ValueError: On a non-positive limit or an unknown isolation.
+        SandboxUnavailable: When ``isolation`` is ``bwrap`` and bubblewrap is not installed.
+    """
+    problem = {"helpers": helpers, "tests": tests, "entry_point": entry_point, "check": check}
+    return _run(
+        "tests", {PROGRAM_NAME: solution}, json.dumps(problem).encode(), entry_point,
+        timeout_s, memory_mb, cpu_s, max_file_bytes, max_processes, guard, isolation,
+    )  # fmt: skip
+
+
+def _run(
+    mode: str,
+    files: dict[str, str],
+    stdin_data: bytes | None,
+    entry_point: str | None,
+    timeout_s: float,
+    memory_mb: int,
+    cpu_s: int | None,
+    max_file_bytes: int,
+    max_processes: int,
+    guard: bool,
+    isolation: str,
+) -> SandboxResult:
     if timeout_s <= 0 or memory_mb <= 0 or max_file_bytes <= 0 or max_processes <= 0:
         raise ValueError("sandbox limits must be positive")
     if cpu_s is None:
         cpu_s = math.ceil(timeout_s) + 1
     if cpu_s <= 0:
         raise ValueError("cpu_s must be positive")
-    files = _checked_files(extra_files or {})
+    if isolation not in ISOLATIONS:
+        raise ValueError(check_isolation(isolation))
+    problem = check_isolation(isolation)
+    if problem:
+        raise SandboxUnavailable(problem)
 
     start = time.monotonic()
     workdir = os.path.realpath(tempfile.mkdtemp(prefix="sandbox-"))
@@ -176,17 +321,45 @@ def run_sandboxed(
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with open(target, "w", encoding="utf-8") as handle:
                 handle.write(text)
-        program_path = os.path.join(workdir, PROGRAM_NAME)
-        with open(program_path, "w", encoding="utf-8") as handle:
-            handle.write(program)
-        # Plain integers on the command line: importing json in the child costs ~10 ms a run.
-        limits = [memory_mb * 1024 * 1024, int(cpu_s), int(max_file_bytes), int(max_processes)]
-        config = [str(value) for value in (*limits, os.getpid(), int(guard))]
-        command = [sys.executable, "-s", "-B", "-c", _PRELUDE, program_path, *config]
-        env = {**_BASE_ENV, "HOME": workdir, "TMPDIR": workdir}
         # Output goes to unlinked files, not pipes: nothing can block on a full pipe, a
-        # surviving grandchild holding the write end cannot stall us, and RLIMIT_FSIZE bounds it.
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        # surviving grandchild holding the write end cannot stall us, and RLIMIT_FSIZE bounds
+        # it. The verdict file is only handed to the supervisor of run_tests.
+        with (
+            tempfile.TemporaryFile() as out,
+            tempfile.TemporaryFile() as err,
+            tempfile.TemporaryFile() as verdict,
+            tempfile.TemporaryFile() as stdin,
+        ):
+            if stdin_data is not None:
+                stdin.write(stdin_data)
+                stdin.seek(0)
+            verdict_fd = verdict.fileno() if mode == "tests" else -1
+            # Plain integers on the command line: importing json costs ~10 ms a run.
+            bwrapped = isolation == BWRAP
+            limits = [memory_mb * 1024 * 1024, int(cpu_s), int(max_file_bytes)]
+            nproc = _user_tasks() + max_processes
+            # Under bwrap, --die-with-parent stands in for the prelude's parent-death signal.
+            parent = 0 if bwrapped else os.getpid()
+            config = [mode, workdir, *map(str, (*limits, nproc, parent, int(guard), verdict_fd))]
+            python = _python_executable() if bwrapped else sys.executable
+            command = [python, "-s", "-B", "-c", _PRELUDE, *config]
+            env = {**_BASE_ENV, "HOME": workdir, "TMPDIR": workdir}
+            info_r = info_w = -1
+            if bwrapped:
+                # bwrap writes the host pid of the namespace's first process here.
+                info_r, info_w = os.pipe()
+                sandbox = _bwrap_command(workdir, env, mode == "tests")
+                command = [*sandbox, "--info-fd", str(info_w), "--", *command]
+            # A pids cgroup caps the run's tasks where RLIMIT_NPROC does not hold (root). The
+            # shell joins it before it becomes bwrap or Python, so nothing escapes the count.
+            # The run's own tasks: bwrap outside and its reaper (in program mode) inside,
+            # then the program, or the supervisor and the solution.
+            own = (1 if bwrapped else 0) + (2 if mode == "tests" else 1)
+            own += 1 if bwrapped and mode != "tests" else 0
+            cgroup = _new_pids_cgroup(own + max_processes)
+            if cgroup:
+                join = 'echo $$ > "$0" && exec "$@"'
+                command = ["/bin/sh", "-c", join, os.path.join(cgroup, "cgroup.procs"), *command]
             try:
                 # No preexec_fn: it is unsafe when other threads run (the scorer's pool does),
                 # so the limits are set by the prelude inside the child instead.
@@ -194,31 +367,260 @@ def run_sandboxed(
                     command,
                     cwd=workdir,
                     env=env,
-                    stdin=subprocess.DEVNULL,
+                    stdin=stdin if stdin_data is not None else subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=tuple(fd for fd in (verdict_fd, info_w) if fd >= 0),
                 )
             except OSError as exc:
+                if cgroup:
+                    _remove_cgroup(cgroup)
+                detail = f"error: cannot start: {exc}"
                 return SandboxResult(
-                    ERROR, None, "", "", time.monotonic() - start, f"error: cannot start: {exc}"
+                    ERROR, None, "", "", time.monotonic() - start, detail, isolation
                 )
+            finally:
+                if info_w >= 0:
+                    os.close(info_w)
+            namespace = None
             try:
+                if info_r >= 0:
+                    namespace = _namespace_pidfd(info_r, start + timeout_s)
                 finished = _wait_for_exit(proc.pid, start + timeout_s)
             finally:
-                # The program's pid is its session and group id; it stays a zombie (and so is
-                # not reused) until proc.wait() below, so nothing outside can be hit.
+                # The pid is the session and group id; it stays a zombie (and so is not
+                # reused) until proc.wait() below, so nothing outside can be hit.
                 _kill_session(proc.pid)
                 returncode = proc.wait()
+                if info_r >= 0:
+                    os.close(info_r)
+                # bwrap's own exit does not wait for its namespace: end it and wait until it
+                # is gone, so that nothing of the run outlives this call.
+                _end_namespace(namespace)
+                if cgroup:
+                    _remove_cgroup(cgroup)
+            if bwrapped and finished and 128 < returncode < 128 + 65:
+                # bwrap reports a program killed by a signal as 128 + the signal.
+                returncode = 128 - returncode
             stdout, stderr = _tail(out), _tail(err)
+            verdict.seek(0)
+            verdict_text = verdict.read(_VERDICT_BYTES).decode("utf-8", errors="replace")
     finally:
         _remove_tree(workdir)
 
-    status, detail = _classify(
-        finished, returncode, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes
-    )
-    return SandboxResult(status, returncode, stdout, stderr, time.monotonic() - start, detail)
+    if mode == "tests":
+        status, detail = _classify_tests(
+            finished, returncode, stderr, verdict_text, timeout_s, cpu_s, memory_mb,
+            max_file_bytes,
+        )  # fmt: skip
+    else:
+        status, detail = _classify(
+            finished, returncode, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes
+        )
+    duration = time.monotonic() - start
+    return SandboxResult(status, returncode, stdout, stderr, duration, detail, isolation)
+
+
+def _python_executable() -> str:
+    # The venv's interpreter by its real directory (bound read-only inside the sandbox), so
+    # that Python still finds pyvenv.cfg and the venv's site-packages.
+    here = os.path.dirname(sys.executable)
+    return os.path.join(os.path.realpath(here), os.path.basename(sys.executable))
+
+
+@functools.cache
+def _python_roots() -> list[str]:
+    """The directories the interpreter needs, outermost only."""
+    import site
+    import sysconfig
+
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    roots.add(os.path.dirname(os.path.realpath(sys.executable)))
+    try:
+        roots.update(site.getsitepackages())
+    except AttributeError:
+        pass
+    roots.update(p for p in sysconfig.get_paths().values() if p)
+    real = sorted({os.path.realpath(r) for r in roots if r and os.path.isdir(r)})
+    outer: list[str] = []
+    for root in real:
+        if not any(root == o or root.startswith(o + os.sep) for o in outer):
+            outer.append(root)
+    return [r for r in outer if r != "/" and r != "/usr" and not r.startswith("/usr/")]
+
+
+def _bwrap_command(
+    workdir: str, env: dict[str, str], as_pid_1: bool, bwrap: str | None = None
+) -> list[str]:
+    """The bubblewrap command line (without the program) for one run in ``workdir``.
+
+    With ``as_pid_1`` the program is the namespace's first process instead of bwrap's
+    reaper: the reaper would hold copies of every inherited descriptor (the verdict's, the
+    tests') where any process of the namespace could open them through ``/proc/1/fd``.
+    """
+    bwrap = bwrap or bwrap_path()
+    assert bwrap is not None
+    args = [
+        bwrap,
+        "--unshare-all",  # user, IPC, PID, network, UTS and cgroup namespaces
+        "--unshare-user",
+        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+        "--cap-drop", "ALL",
+        "--die-with-parent",  # a killed scorer takes the whole namespace with it
+        "--new-session",  # no TIOCSTI into the caller's terminal
+        "--hostname", "sandbox",
+        *(["--as-pid-1"] if as_pid_1 else []),
+        "--ro-bind", "/usr", "/usr",
+    ]  # fmt: skip
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for path in ("/etc/ld.so.cache", "/etc/localtime"):
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    for root in _python_roots():
+        args += ["--ro-bind", root, root]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--bind", workdir, workdir, "--chdir", workdir, "--clearenv"]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return args
+
+
+def _namespace_pidfd(info: int, deadline: float) -> int | None:
+    """A pidfd for the namespace's first process, from bwrap's ``--info-fd`` JSON."""
+    data = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([info], [], [], remaining)[0]:
+            return None
+        chunk = os.read(info, 4096)
+        data += chunk
+        try:
+            pid = int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            if not chunk:
+                return None  # bwrap failed before starting the sandbox
+            continue
+        try:
+            return os.pidfd_open(pid)
+        except OSError:
+            return None  # it has already ended, and with it the namespace
+
+
+def _end_namespace(pidfd: int | None) -> None:
+    """SIGKILL the namespace's first process and wait until it, and so the namespace, ends."""
+    if pidfd is None:
+        return
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    # Readable once it has exited; the kernel kills and reaps every other process of a PID
+    # namespace before its first process finishes exiting.
+    if not select.select([pidfd], [], [], 5)[0]:
+        logger.warning("sandbox namespace did not end within 5 s of SIGKILL")
+    os.close(pidfd)
+
+
+_CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
+
+
+@functools.cache
+def _pids_cgroup_root() -> str | None:
+    """A cgroup directory (v1 pids hierarchy, or v2 with pids) we may create groups in."""
+    if os.getuid() != 0:
+        return None  # delegated cgroups are not worth the guesswork: RLIMIT_NPROC holds
+    for root in _CGROUP_ROOTS:
+        controllers = os.path.join(root, "cgroup.subtree_control")
+        if root.endswith("/pids"):
+            usable = os.path.exists(os.path.join(root, "tasks"))
+        else:
+            try:
+                with open(controllers, encoding="ascii") as handle:
+                    usable = "pids" in handle.read().split()
+            except OSError:
+                usable = False
+        if usable and os.access(root, os.W_OK):
+            _sweep_cgroups(root)
+            return root
+    return None
+
+
+def _sweep_cgroups(root: str) -> None:
+    """Remove the cgroups of scorers that died mid-run (their pid is in the name)."""
+    for entry in os.scandir(root):
+        parts = entry.name.split("-")
+        if entry.name.startswith("eval-sandbox-") and len(parts) == 4 and parts[2].isdigit():
+            if not os.path.exists(f"/proc/{parts[2]}"):
+                _remove_cgroup(entry.path)
+
+
+def _new_pids_cgroup(limit: int) -> str | None:
+    """A fresh cgroup allowing ``limit`` tasks, or None where none can be made."""
+    root = _pids_cgroup_root()
+    if root is None:
+        return None
+    path = os.path.join(root, f"eval-sandbox-{os.getpid()}-{os.urandom(6).hex()}")
+    try:
+        os.mkdir(path)
+        with open(os.path.join(path, "pids.max"), "w", encoding="ascii") as handle:
+            handle.write(str(limit))
+    except OSError as exc:
+        logger.debug("no pids cgroup for the sandbox: %s", exc)
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+        return None
+    return path
+
+
+def _remove_cgroup(path: str) -> None:
+    """SIGKILL whatever is left in the run's cgroup (whatever session it moved to), remove it."""
+    for _ in range(200):
+        try:
+            with open(os.path.join(path, "cgroup.procs"), encoding="ascii") as handle:
+                pids = [int(line) for line in handle if line.strip()]
+        except FileNotFoundError:
+            return
+        except OSError:
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.005)  # killed tasks take a moment to leave
+    logger.warning("could not remove sandbox cgroup %s", path)
+
+
+def _user_tasks() -> int:
+    """Tasks (threads) of our real uid on the machine: RLIMIT_NPROC counts all of them."""
+    if os.getuid() == 0:
+        return 0  # the kernel does not enforce RLIMIT_NPROC for root
+    uid, count = str(os.getuid()), 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", encoding="ascii", errors="replace") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if status.get("Uid", "").split()[:1] == [uid]:
+            count += int(status.get("Threads", "1").strip() or 1)
+    return count
 
 
 def _checked_files(extra_files: dict[str, str]) -> dict[str, str]:
@@ -355,269 +757,51 @@ def _classify(
     return FAILED, f"failed: {_last_lines(stderr) or f'exit code {returncode}'}"
 
 
-# Runs inside the child before the program: limits, parent-death signal, then the guard.
-# Its arguments are the program path, the limits, the parent pid and the guard flag; it runs
-# the program as __main__.
-_PRELUDE = r'''
-def _sandbox_main():
-    import builtins
-    import os
-    import resource
-    import sys
-    import types
-
-    path = sys.argv[1]
-    memory_bytes, cpu_s, file_bytes, max_processes, parent_pid, guard = map(int, sys.argv[2:8])
-    workdir = os.path.realpath(os.getcwd())
-
-    def limit(kind, soft, hard):
-        _, current = resource.getrlimit(kind)
-        if current != resource.RLIM_INFINITY:
-            soft, hard = min(soft, current), min(hard, current)
-        resource.setrlimit(kind, (soft, hard))
-
-    def user_tasks():
-        # RLIMIT_NPROC counts every task (thread) of the real uid, not just ours.
-        uid, count = str(os.getuid()), 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as f:
-                    status = dict(line.split(":", 1) for line in f if ":" in line)
-            except OSError:
-                continue
-            if status.get("Uid", "").split()[:1] == [uid]:
-                count += int(status.get("Threads", "1").strip() or 1)
-        return count
-
-    limit(resource.RLIMIT_AS, memory_bytes, memory_bytes)
-    limit(resource.RLIMIT_CPU, cpu_s, cpu_s + 1)
-    limit(resource.RLIMIT_FSIZE, file_bytes, file_bytes)
-    limit(resource.RLIMIT_CORE, 0, 0)
-    nproc = user_tasks() + max_processes
-    limit(resource.RLIMIT_NPROC, nproc, nproc)
-
+def _classify_tests(
+    finished: bool,
+    returncode: int,
+    stderr: str,
+    verdict_text: str,
+    timeout_s: float,
+    cpu_s: int,
+    memory_mb: int,
+    max_file_bytes: int,
+) -> tuple[str, str]:
+    """The status of a ``run_tests`` run: ``passed`` only on the supervisor's verdict."""
+    if not finished:
+        return TIMEOUT, f"timeout after {timeout_s:g}s"
     try:
-        import ctypes
-
-        # PR_SET_PDEATHSIG (1): die with the process that started us, even if it is SIGKILLed.
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)
-    except Exception:
-        pass
-    finally:
-        # Forget ctypes so that the program has to import it again, which the guard refuses.
-        for name in list(sys.modules):
-            if name in ("ctypes", "_ctypes") or name.startswith("ctypes."):
-                del sys.modules[name]
-        ctypes = None
-    if os.getppid() != parent_pid:
-        os._exit(137)  # the parent died before the death signal was armed
-
-    with open(path, encoding="utf-8") as handle:
-        code = compile(handle.read(), path, "exec")
-    if guard:
-        _install_guard(workdir)
-    main = types.ModuleType("__main__")
-    main.__file__ = path
-    main.__builtins__ = builtins
-    sys.modules["__main__"] = main
-    sys.argv = [path]
-    exec(code, main.__dict__)
-
-
-def _install_guard(workdir):
-    import os
-    import posix
-    import signal
-    import sys
-
-    import _posixsubprocess
-    import _socket
-
-    class SandboxViolation(PermissionError):
-        """An operation the sandbox does not allow."""
-
-    class SandboxBlockedImport(ImportError):
-        """A module the sandbox does not allow (an ImportError, so optional imports degrade)."""
-
-    for error in (SandboxViolation, SandboxBlockedImport):
-        error.__module__, error.__qualname__ = "sandbox", error.__name__
-
-    inside = workdir + os.sep
-    devices = frozenset(("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"))
-    # These resolve to the (unlinked) output files through /proc/self/fd.
-    streams = frozenset(("/dev/stdin", "/dev/stdout", "/dev/stderr"))
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    try:
-        import site
-
-        roots.update(site.getsitepackages())
-    except Exception:
-        pass
-    roots.add("/usr/share/zoneinfo")
-    read_roots = tuple(os.path.realpath(root) + os.sep for root in roots if root)
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    own_pid = os.getpid()
-    blocked_modules = frozenset(("ctypes", "_ctypes", "cffi", "_cffi_backend"))
-
-    def deny(message):
-        raise SandboxViolation(message)
-
-    def resolve(target, dir_fd=None):
-        if isinstance(target, int):
-            if target < 0:
-                return None
-            return os.path.realpath(os.readlink(f"/proc/self/fd/{target}"))
-        name = os.fsdecode(target)
-        if dir_fd is not None and dir_fd >= 0 and not os.path.isabs(name):
-            base = os.readlink(f"/proc/self/fd/{dir_fd}")
-        else:
-            base = os.getcwd()
-        return os.path.realpath(os.path.join(base, name))
-
-    def check_write(target, dir_fd=None, action="write"):
-        # An already open descriptor was checked when it was opened.
-        if isinstance(target, int) or target in streams:
-            return
-        full = resolve(target, dir_fd)
-        if full.startswith(inside) or full in devices:
-            return
-        deny(f"{action} outside the sandbox directory: {full}")
-
-    def check_read(target, dir_fd=None):
-        if isinstance(target, int) or target in streams:
-            return
-        full = resolve(target, dir_fd)
-        if full == workdir or full.startswith(inside) or full in devices:
-            return
-        if (full + os.sep).startswith(read_roots):
-            return
-        deny(f"read outside the sandbox directory: {full}")
-
-    def on_open(args):
-        target, _mode, flags = args[:3]
-        if (flags or 0) & write_flags:
-            # Opening the directory itself for writing only works with O_TMPFILE, which
-            # creates an unnamed file inside it.
-            if not isinstance(target, int) and resolve(target) == workdir:
-                return
-            check_write(target)
-        else:
-            check_read(target)
-
-    def on_symlink(args):
-        source, link, dir_fd = args[:3]
-        check_write(link, dir_fd, "symlink")
-        where = os.path.dirname(resolve(link, dir_fd))
-        pointee = os.path.realpath(os.path.join(where, os.fsdecode(source)))
-        if not pointee.startswith(inside):
-            deny(f"symlink to outside the sandbox directory: {pointee}")
-
-    def on_chdir(args):
-        full = resolve(args[0])
-        if full != workdir and not full.startswith(inside):
-            deny(f"chdir outside the sandbox directory: {full}")
-
-    def on_kill(args):
-        if args[0] != own_pid:
-            deny("signalling other processes is disabled in the sandbox")
-
-    def on_socket(args):
-        if args[1] != _socket.AF_UNIX:
-            deny("network access is disabled in the sandbox")
-
-    def on_import(args):
-        if str(args[0]).partition(".")[0] in blocked_modules:
-            raise SandboxBlockedImport(f"import of {args[0]} is disabled in the sandbox")
-
-    def refuse(message):
-        return lambda args: deny(message)
-
-    processes = refuse("starting processes is disabled in the sandbox")
-    network = refuse("network access is disabled in the sandbox")
-    handlers = {
-        "open": on_open,
-        "os.remove": lambda a: check_write(a[0], a[1], "delete"),
-        "os.rmdir": lambda a: check_write(a[0], a[1], "delete"),
-        "os.mkdir": lambda a: check_write(a[0], a[2], "mkdir"),
-        "os.rename": lambda a: [check_write(a[i], a[i + 2], "rename") for i in (0, 1)],
-        "os.link": lambda a: [check_write(a[i], a[i + 2], "link") for i in (0, 1)],
-        "os.symlink": on_symlink,
-        "os.chmod": lambda a: check_write(a[0], a[2], "chmod"),
-        "os.chown": lambda a: check_write(a[0], a[3], "chown"),
-        "os.utime": lambda a: check_write(a[0], a[3], "utime"),
-        "os.truncate": lambda a: check_write(a[0], None, "truncate"),
-        "os.setxattr": lambda a: check_write(a[0], None, "setxattr"),
-        "os.removexattr": lambda a: check_write(a[0], None, "removexattr"),
-        "shutil.rmtree": lambda a: check_write(a[0], a[1] if len(a) > 1 else None, "delete"),
-        "os.chdir": on_chdir,
-        "os.fork": processes,
-        "os.forkpty": processes,
-        "os.system": processes,
-        "os.exec": processes,
-        "os.spawn": processes,
-        "os.posix_spawn": processes,
-        "subprocess.Popen": processes,
-        "os.kill": on_kill,
-        "os.killpg": refuse("signalling process groups is disabled in the sandbox"),
-        "resource.setrlimit": refuse("changing resource limits is disabled in the sandbox"),
-        "resource.prlimit": lambda a: len(a) > 2 and a[2] is not None and deny(
-            "changing resource limits is disabled in the sandbox"
-        ),
-        "socket.__new__": on_socket,
-        "socket.connect": network,
-        "socket.bind": network,
-        "socket.sendto": network,
-        "socket.sendmsg": network,
-        "socket.getaddrinfo": network,
-        "socket.gethostbyname": network,
-        "socket.gethostbyaddr": network,
-        "socket.getnameinfo": network,
-        "socket.sethostname": network,
-        "import": on_import,
-        "ctypes.dlopen": refuse("ctypes is disabled in the sandbox"),
-        "ctypes.dlsym": refuse("ctypes is disabled in the sandbox"),
-        "ctypes.cdata": refuse("ctypes is disabled in the sandbox"),
-        "fcntl.ioctl": refuse("ioctl is disabled in the sandbox"),
-    }
-
-    def audit(event, args):
-        handler = handlers.get(event)
-        if handler is not None:
-            handler(args)
-
-    # Functions that raise no audit event are replaced where the program finds them.
-    def stub(name):
-        def refused(*args, **kwargs):
-            deny(f"{name} is disabled in the sandbox")
-
-        refused.__name__ = name
-        return refused
-
-    for module in (os, posix):
-        for name in (
-            "setsid", "setpgid", "setpgrp", "setuid", "seteuid", "setgid", "setegid",
-            "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "initgroups",
-            "chroot", "mknod", "mkfifo", "pidfd_open", "unshare", "setns",
-        ):
-            if hasattr(module, name):
-                setattr(module, name, stub(f"os.{name}"))
-    _posixsubprocess.fork_exec = stub("_posixsubprocess.fork_exec")
-    if hasattr(signal, "pidfd_send_signal"):
-        signal.pidfd_send_signal = stub("signal.pidfd_send_signal")
-
-    real_open = os.open
-
-    def guarded_open(target, flags, mode=0o777, *, dir_fd=None):
-        # The "open" audit event does not carry dir_fd, so check the real location here.
-        if dir_fd is not None:
-            (check_write if flags & write_flags else check_read)(target, dir_fd)
-        return real_open(target, flags, mode, dir_fd=dir_fd)
-
-    os.open = posix.open = guarded_open
-    sys.addaudithook(audit)
+        verdict = json.loads(verdict_text) if verdict_text else None
+    except ValueError:
+        verdict = None
+    if not isinstance(verdict, dict):
+        # The supervisor died before it wrote a verdict: classify its end, never as passed.
+        status, detail = _classify(
+            finished, returncode, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes
+        )
+        if status == PASSED:
+            return ERROR, "error: the test supervisor exited without a verdict"
+        return status, detail
+    if verdict.get("status") == PASSED and returncode == 0:
+        return PASSED, PASSED
+    if verdict.get("status") == ERROR:
+        return ERROR, f"error: {verdict.get('error', '')}"[:400]
+    # The solution process's end, as the supervisor saw it: a signal names the limit hit.
+    sig = verdict.get("signal")
+    if isinstance(sig, int) and sig > 0:
+        status, detail = _classify(True, -sig, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes)
+        if status != PASSED:
+            return status, detail
+    error = str(verdict.get("error") or "the tests failed")
+    line = error if len(error) <= 300 else error[:300] + "..."
+    if f"[Errno {errno.EFBIG}]" in line:
+        return FILE_LIMIT, f"file_limit: a file or the output passed {max_file_bytes} bytes"
+    if _BLOCKED_ERROR.match(line):
+        return BLOCKED, f"blocked: {line}"
+    if _MEMORY_ERROR.match(line):
+        return MEMORY, f"memory limit ({memory_mb} MB): {line}"
+    return FAILED, f"failed: {line}"
 
 
-_sandbox_main()
-'''
+# The child's prelude, passed with -c (so nothing is imported from the working directory).
+_PRELUDE = (Path(__file__).parent / "_sandbox_child.py").read_text(encoding="utf-8")

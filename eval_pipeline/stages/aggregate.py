@@ -12,7 +12,7 @@ from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import problem_id
 from eval_pipeline.core.schemas import AGGREGATES, SLICE_AGGREGATES
 from eval_pipeline.judge import JUDGE_SCORER, JudgeParams
-from eval_pipeline.scoring import stats
+from eval_pipeline.scoring import count_suspicious, stats
 from eval_pipeline.storage import Store
 
 BOOTSTRAP_SEED = 20240601
@@ -53,8 +53,9 @@ def aggregate(
         values = applicable["value"].to_list()
         low, high = stats.bootstrap_ci(values, confidence=confidence, seed=BOOTSTRAP_SEED)
         mean = stats.mean(values)
-        pass_at_1 = None
+        pass_at_1 = suspicious = None
         if metric in code_metrics:
+            suspicious = count_suspicious(applicable["detail"].to_list())
             # One sample per problem: pass@1 is the pass rate (unbiased estimator, n=1).
             # Several: the unbiased estimator per problem, averaged over problems.
             pass_at_1 = (
@@ -74,6 +75,7 @@ def aggregate(
             "ci_high": high,
             "pass_at_1": pass_at_1,
             **shared,
+            "suspicious": suspicious,
         }
         rows.append(row)
         if metric in code_metrics and spec.samples_per_problem > 1:
@@ -173,6 +175,7 @@ def _judge_agreement_rows(spec, scores: pl.DataFrame, template: dict | None) -> 
                     "ci_low": None,
                     "ci_high": None,
                     "pass_at_1": None,
+                    "suspicious": None,
                 }
             )
     return out
