@@ -23,6 +23,9 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from eval_pipeline.core.types import GenerationResponse
+from eval_pipeline.providers._api import LIMIT_HEADERS_INFO
+
 
 class RateLimiter:
     """A token bucket refilled at ``rate_per_s`` and holding at most ``burst`` units.
@@ -365,6 +368,17 @@ class AdaptiveRate:
             )
             if enough:
                 self._decide(window, now)
+
+    def observe(
+        self, epoch: int, *, rate_limited: bool, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """:meth:`on_response` with the answer's raw rate-limit headers."""
+        self.on_response(epoch, rate_limited=rate_limited, limits=parse_limit_headers(headers))
+
+    def observe_answer(self, epoch: int, response: GenerationResponse) -> None:
+        """Report an answer, taking its rate-limit headers out of ``response.info``."""
+        headers = response.info.pop(LIMIT_HEADERS_INFO, None)
+        self.observe(epoch, rate_limited=False, headers=headers)
 
     def _apply(self, limits: ServerLimits, now: float) -> None:
         if limits.limit_per_min:
