@@ -5,6 +5,7 @@ Through the real ``openai`` and ``anthropic`` SDKs against the local server.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 
 import pytest
@@ -56,6 +57,23 @@ def test_a_catalog_limit_twice_the_servers_draws_few_429s(api_server, tmp_path):
     _answers_are_right(store, samples)
     assert stats["requests"] == samples + limited
     assert limited / stats["requests"] < 0.15
+
+
+def test_two_runs_of_one_model_at_the_same_time_share_its_request_rate(api_server, tmp_path):
+    # Each run alone would pace itself to the server's limit; two at once, each at that
+    # pace, would send twice what the server allows.
+    samples = 60
+    api_server.configure(ServerConfig(rate_limit_rpm=1200, latency_s=0.02))
+    runs = [
+        _prepare(tmp_path / name, api_server, "openai", samples, requests_per_minute=1200)
+        for name in ("a", "b")
+    ]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda run: generate(*run, MODEL, "synth"), runs))
+    stats = api_server.stats()
+    assert [r.errors for r in reports] == [0, 0]
+    assert stats["requests"] == 2 * samples
+    assert stats["by_outcome"] == {"ok": 2 * samples}
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

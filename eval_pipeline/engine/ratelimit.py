@@ -398,7 +398,13 @@ class AdaptiveRate:
         share = window.limited / window.responses
         current = self._rate(now)
         sent = window.sends / span
-        basis = sent if current is None else min(current, sent) if window.sends else current
+        # The rate the window ran at: what was sent, unless the limiter held it lower.
+        if current is None:
+            basis = sent
+        elif window.sends:
+            basis = min(current, sent)
+        else:
+            basis = current
         cut = self._last_cut
         if (
             cut is not None
