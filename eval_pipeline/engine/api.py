@@ -3,8 +3,9 @@
 One asyncio task per request; each attempt of a request:
 
 1. takes one of ``limits.concurrency`` slots (bounded concurrency per provider),
-2. waits for the request and token rate limiters (so a run at the server's limit sees
-   no 429s),
+2. waits for the request rate (shared by the runs against the same server and model,
+   lowered when the server answers 429: :class:`~.ratelimit.AdaptiveRate`) and the
+   token limiter (so a run at the server's limit sees no 429s),
 3. reserves its worst-case cost against the spend budget,
 4. is sent with a hard deadline (``request_timeout_s``).
 
@@ -31,7 +32,7 @@ from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.engine.breaker import CircuitBreaker
 from eval_pipeline.engine.budget import SpendBudget
 from eval_pipeline.engine.cache import ResponseCache
-from eval_pipeline.engine.ratelimit import RateLimiter
+from eval_pipeline.engine.ratelimit import SHARED_RATES, RateLimiter
 from eval_pipeline.engine.retry import retrying
 from eval_pipeline.engine.slots import PrioritySlots
 from eval_pipeline.providers import ApiOptions, Provider, RequestFailure
@@ -136,11 +137,11 @@ class _ApiRun:
         self.options: ApiOptions = provider.options
         self.timeout_s = controls.request_timeout_s or self.options.request_timeout_s
         limits = spec.limits
-        self.requests_limiter = (
-            RateLimiter.per_minute(limits.requests_per_minute)
-            if limits.requests_per_minute
-            else None
-        )
+        # One request rate per server and model, shared with the runs that use it at the
+        # same time in this process (two partitions of a model share the server's limit).
+        self._rate_key = (provider.name, provider.endpoint, spec.model_id)
+        rpm = limits.requests_per_minute
+        self._rate_ceiling = rpm / 60.0 if rpm else None
         self.tokens_limiter = (
             RateLimiter.per_minute(limits.tokens_per_minute, burst_s=1.0)
             if limits.tokens_per_minute
@@ -202,8 +203,7 @@ class _ApiRun:
     ) -> GenerationResponse:
         if self.stopped:
             raise _Stop
-        if self.requests_limiter is not None:
-            await self.requests_limiter.acquire(1)
+        epoch = await self.request_rate.acquire()
         if self.tokens_limiter is not None:
             await self.tokens_limiter.acquire(est_tokens)
         if self.stopped:
@@ -233,11 +233,19 @@ class _ApiRun:
         finally:
             stats.in_flight -= 1
         if failure is not None:
+            self.request_rate.observe(
+                epoch,
+                rate_limited=self.provider.is_rate_limit(failure),
+                headers=failure.limit_headers,
+            )
             self.budget.settle(est_cost, 0.0)
             if self.tokens_limiter is not None:
                 self.tokens_limiter.adjust(est_tokens)
             self._on_failure(request, failure)
             raise failure
+        # Takes the rate-limit headers out of the answer: they steer the pacing, and are
+        # neither part of the answer nor of the cache.
+        self.request_rate.observe_answer(epoch, response)
         cost = self.spec.pricing.cost(response.input_tokens, response.output_tokens)
         self.budget.settle(est_cost, cost)
         if self.tokens_limiter is not None:
@@ -322,6 +330,13 @@ class _ApiRun:
     # -- the run ----------------------------------------------------------------------
 
     async def run(self, on_progress: Callable[[], None] | None, every_s: float) -> ApiRunOutcome:
+        self.request_rate = SHARED_RATES.join(self._rate_key, self._rate_ceiling)
+        try:
+            return await self._run(on_progress, every_s)
+        finally:
+            SHARED_RATES.leave(self._rate_key)
+
+    async def _run(self, on_progress: Callable[[], None] | None, every_s: float) -> ApiRunOutcome:
         self._slots = PrioritySlots(self.spec.limits.concurrency)
         loop = asyncio.get_running_loop()
         cap = self.controls.partition_timeout_s

@@ -101,6 +101,21 @@ def parse_retry_after(headers: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
+# Key of ``GenerationResponse.info`` holding the answer's rate-limit headers; the engine
+# takes it out before the response is cached.
+LIMIT_HEADERS_INFO = "limit_headers"
+# Raw-response mode of the SDKs' generic ``post``: the parsed body and the headers.
+_RAW_RESPONSE = {"X-Stainless-Raw-Response": "raw"}
+
+
+def limit_headers(headers: Any) -> dict[str, str] | None:
+    """The rate-limit headers (``x-ratelimit-*``, ``anthropic-ratelimit-*``) of a response."""
+    if headers is None:
+        return None
+    found = {k.lower(): str(v) for k, v in headers.items() if "ratelimit" in k.lower()}
+    return found or None
+
+
 def _status_kind(status: int) -> FailureKind:
     if status == 429:
         return "rate_limited"
@@ -135,10 +150,40 @@ def classify_sdk_error(sdk: Any, exc: BaseException, secrets: tuple[str, ...]) -
             redact(_body_message(exc), secrets)[:500],
             status=status,
             retry_after_s=parse_retry_after(getattr(exc.response, "headers", None)),
+            limit_headers=limit_headers(getattr(exc.response, "headers", None)),
         )
     if isinstance(exc, (json.JSONDecodeError, sdk.APIResponseValidationError)):
         return RequestFailure("malformed", redact(f"malformed response body: {exc}", secrets)[:300])
     return RequestFailure("other", redact(f"{type(exc).__name__}: {exc}", secrets)[:300])
+
+
+# Finish reasons under which an answer without text is still the model's answer.
+_FILTERED = frozenset({"content_filter", "refusal"})
+
+
+def answer_text(text: str | None, reason: str, output_tokens: int, missing: str) -> str:
+    """The text of a 2xx answer, or a ``malformed`` failure when the answer carries none.
+
+    A 200 without text (``text`` None: no text block, null content, no choice; the reason
+    is ``missing``) or with empty text and zero output tokens is a server fault, whatever
+    its finish reason says: it is retried like a malformed body and never cached. Empty
+    text after output tokens were spent (a model that used its ``max_tokens`` on hidden
+    reasoning, say) is the model's answer, and so is a filtered or refused one.
+    """
+    if reason in _FILTERED:
+        return text or ""
+    if text is None:
+        raise RequestFailure(
+            "malformed",
+            f"empty answer: {missing} (finish reason {reason or 'none'}, "
+            f"{output_tokens} output tokens)",
+        )
+    if not text and output_tokens == 0:
+        raise RequestFailure(
+            "malformed",
+            f"empty answer: no text and 0 output tokens (finish reason {reason or 'none'})",
+        )
+    return text
 
 
 class ApiProviderBase(Provider):
@@ -173,10 +218,17 @@ class ApiProviderBase(Provider):
         client = self._sdk_client()
         start = time.perf_counter()
         try:
-            data = await client.post(self.path, cast_to=object, body=body)
+            raw = await client.post(
+                self.path, cast_to=object, body=body, options={"headers": _RAW_RESPONSE}
+            )
+            data = await raw.parse()
         except Exception as exc:
             raise classify_sdk_error(self._sdk, exc, self.secrets) from None
         latency = time.perf_counter() - start
+        info: dict[str, Any] = {}
+        found = limit_headers(raw.headers)
+        if found:
+            info[LIMIT_HEADERS_INFO] = found
         try:
             text, reason, input_tokens, output_tokens = self.parse(data)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -189,7 +241,7 @@ class ApiProviderBase(Provider):
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             latency_s=latency,
-            info={"served_model": redact(str(data.get("model") or ""), self.secrets)},
+            info={**info, "served_model": redact(str(data.get("model") or ""), self.secrets)},
         )
 
     def __init__(self, spec: Any):

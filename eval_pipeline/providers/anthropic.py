@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from eval_pipeline.core.types import GenerationRequest
-from eval_pipeline.providers._api import ApiOptions, ApiProviderBase
+from eval_pipeline.providers._api import ApiOptions, ApiProviderBase, answer_text
 from eval_pipeline.providers.base import RequestFailure
 
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
@@ -65,11 +65,16 @@ class AnthropicProvider(ApiProviderBase):
         return kwargs
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
-        reason = data.get("stop_reason") or ""
+        """The answer; ``content: []`` or no text block is a ``malformed`` failure."""
+        raw_reason = data.get("stop_reason") or ""
+        reason = STOP_REASONS.get(raw_reason, raw_reason)
         usage = data.get("usage") or {}
-        return (
-            "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text"),
-            STOP_REASONS.get(reason, reason),
-            int(usage.get("input_tokens") or 0),
-            int(usage.get("output_tokens") or 0),
+        output_tokens = int(usage.get("output_tokens") or 0)
+        texts = [b.get("text") or "" for b in data["content"] if b.get("type") == "text"]
+        text = answer_text(
+            "".join(texts) if texts else None,
+            reason,
+            output_tokens,
+            "content holds no text block" if data["content"] else "content is empty",
         )
+        return text, reason, int(usage.get("input_tokens") or 0), output_tokens

@@ -45,12 +45,15 @@ class RequestFailure(Exception):
         *,
         status: int | None = None,
         retry_after_s: float | None = None,
+        limit_headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
         self.retry_after_s = retry_after_s
+        # The server's rate-limit headers (``x-ratelimit-*``), for the engine's pacing.
+        self.limit_headers = limit_headers
 
     @property
     def retryable(self) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from eval_pipeline.core.types import GenerationRequest
-from eval_pipeline.providers._api import ApiOptions, ApiProviderBase
+from eval_pipeline.providers._api import ApiOptions, ApiProviderBase, answer_text
 from eval_pipeline.providers.base import RequestFailure
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
@@ -64,12 +64,22 @@ class OpenAIProvider(ApiProviderBase):
         return kwargs
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
-        choice = data["choices"][0]
-        reason = choice.get("finish_reason") or ""
+        """The answer; no choice or ``content: null`` is a ``malformed`` failure."""
         usage = data.get("usage") or {}
-        return (
-            choice["message"].get("content") or "",
-            FINISH_REASONS.get(reason, reason),
-            int(usage.get("prompt_tokens") or 0),
-            int(usage.get("completion_tokens") or 0),
+        output_tokens = int(usage.get("completion_tokens") or 0)
+        choices = data["choices"]
+        choice = choices[0] if choices else {}
+        raw_reason = choice.get("finish_reason") or ""
+        reason = FINISH_REASONS.get(raw_reason, raw_reason)
+        message = choice.get("message") or {}
+        # A refusal comes as ``refusal`` text with null content: that is the answer.
+        content = message.get("content")
+        if content is None and message.get("refusal"):
+            content, reason = str(message["refusal"]), "refusal"
+        text = answer_text(
+            content,
+            reason,
+            output_tokens,
+            "message content is null" if choices else "the answer has no choices",
         )
+        return text, reason, int(usage.get("prompt_tokens") or 0), output_tokens

@@ -25,9 +25,12 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-FAULT_KINDS = ("429", "500", "503", "hang", "drop", "malformed")
+# New kinds go at the end: a fault is drawn by walking this order, so appending keeps the
+# faults of existing seeds where they were.
+FAULT_KINDS = ("429", "500", "503", "hang", "drop", "malformed", "empty", "blank")
 
 
 @dataclass
@@ -38,7 +41,12 @@ class ServerConfig:
     # Server-side rate limit: a token bucket refilled at rpm/60 per second.
     rate_limit_rpm: float | None = None
     rate_limit_burst: float | None = None  # bucket size; default one second's worth
-    # Injected faults: probability per request of each kind in FAULT_KINDS.
+    # Send the flavour's rate-limit headers (OpenAI ``x-ratelimit-*-requests``, Anthropic
+    # ``anthropic-ratelimit-requests-*``) with every answer while a rate limit is set.
+    rate_limit_headers: bool = False
+    # Injected faults: probability per request of each kind in FAULT_KINDS. "empty" is a
+    # 200 without text (Anthropic ``content: []``, OpenAI ``content: null``) and zero output
+    # tokens; "blank" is empty text cut at the length limit with zero output tokens.
     faults: dict[str, float] = field(default_factory=dict)
     fault_seed: int = 0
     retry_after_s: float = 1.0  # the Retry-After of an injected 429
@@ -88,6 +96,23 @@ class _Bucket:
             self.level -= 1.0
             return 0.0
         return (1.0 - self.level) / self.rate
+
+    def headers(self, flavour: str, rpm: float) -> dict[str, str]:
+        """The flavour's rate-limit headers for the bucket as it is now."""
+        remaining = max(0, math.floor(self.level))
+        full_in = max(0.0, (self.capacity - self.level) / self.rate)
+        if flavour == "openai":
+            return {
+                "x-ratelimit-limit-requests": _num(rpm),
+                "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": f"{round(full_in * 1000)}ms",
+            }
+        reset = datetime.fromtimestamp(time.time() + full_in, UTC)
+        return {
+            "anthropic-ratelimit-requests-limit": _num(rpm),
+            "anthropic-ratelimit-requests-remaining": str(remaining),
+            "anthropic-ratelimit-requests-reset": reset.isoformat().replace("+00:00", "Z"),
+        }
 
 
 class ApiServerApp:
@@ -190,8 +215,11 @@ class ApiServerApp:
         if cfg.required_key is not None and presented != cfg.required_key:
             self._count("401")
             return _error(flavour, 401, "authentication_error", self._key_message(presented))
+        limit_headers: dict[str, str] = {}
         if self.bucket is not None:
             wait = self.bucket.take()
+            if cfg.rate_limit_headers and cfg.rate_limit_rpm:
+                limit_headers = self.bucket.headers(flavour, cfg.rate_limit_rpm)
             if wait > 0:
                 self._count("rate_limited")
                 return _error(
@@ -202,6 +230,7 @@ class ApiServerApp:
                     {
                         "retry-after": str(max(1, math.ceil(wait))),
                         "retry-after-ms": str(int(wait * 1000) + 1),
+                        **limit_headers,
                     },
                 )
         fault = self._fault(key, record[0])
@@ -234,6 +263,9 @@ class ApiServerApp:
         if fault == "malformed":
             self._count("malformed")
             return 200, {"content-type": "application/json"}, b'{"id": "x", "choices": [{"mess'
+        if fault in ("empty", "blank"):
+            self._count(fault)
+            return _with(_json(200, _no_text(flavour, body, fault, prompt_words)), limit_headers)
         self._count("ok")
         record[1] += 1
         if flavour == "openai":
@@ -267,7 +299,7 @@ class ApiServerApp:
                 "stop_sequence": None,
                 "usage": {"input_tokens": prompt_words, "output_tokens": _words(text)},
             }
-        return _json(200, payload)
+        return _with(_json(200, payload), limit_headers)
 
     def _key_message(self, presented: str) -> str:
         shown = presented if self.config.echo_key_in_errors else "***"
@@ -283,6 +315,48 @@ class ApiServerApp:
             self.reset()
             return _json(200, {"reset": True})
         return _json(404, {"error": f"no control route {method} {path}"})
+
+
+def _no_text(flavour: str, body: dict[str, Any], fault: str, prompt_words: int) -> dict[str, Any]:
+    """A 200 answer without text and with zero output tokens (an "empty" or "blank" fault)."""
+    if flavour == "openai":
+        empty = fault == "empty"
+        return {
+            "id": "chatcmpl-empty",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": None if empty else ""},
+                    "finish_reason": "stop" if empty else "length",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_words,
+                "completion_tokens": 0,
+                "total_tokens": prompt_words,
+            },
+        }
+    return {
+        "id": "msg_empty",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", ""),
+        "content": [] if fault == "empty" else [{"type": "text", "text": ""}],
+        "stop_reason": "end_turn" if fault == "empty" else "max_tokens",
+        "stop_sequence": None,
+        "usage": {"input_tokens": prompt_words, "output_tokens": 0},
+    }
+
+
+def _with(
+    result: tuple[int, dict[str, str], bytes], headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    result[1].update(headers)
+    return result
 
 
 def _num(value: float) -> str:

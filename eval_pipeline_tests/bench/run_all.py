@@ -12,7 +12,14 @@ import traceback
 
 from eval_pipeline_tests.bench._common import write_result
 
-BENCHMARKS = ("api_throughput", "api_rate_limited", "api_faults", "api_cached_rerun", "api_peers")
+BENCHMARKS = (
+    "api_throughput",
+    "api_rate_limited",
+    "api_over_limit",
+    "api_faults",
+    "api_cached_rerun",
+    "api_peers",
+)
 
 
 def main(names: list[str] | None = None) -> int:
