@@ -64,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="ignore cached responses")
     run.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO)")
+    run.add_argument(
+        "--budget",
+        type=float,
+        metavar="USD",
+        help=(
+            "spend budget of the whole invocation in US dollars, over every partition and "
+            "judge call (API models; no request is sent that could cross it)"
+        ),
+    )
 
     board = sub.add_parser("leaderboard", help="print the stored leaderboard")
     board.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
@@ -378,6 +387,13 @@ def _run(args) -> int:
         "loggers": {"console": {"config": {"log_level": args.log_level}}},
     }
     failed = []
+    budget_tags: dict[str, str] = {}
+    if args.budget is not None:
+        from eval_pipeline.defs.jobs import BUDGET_SCOPE_TAG, BUDGET_TAG
+
+        # One scope for every run of this invocation: they share one budget.
+        scope = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        budget_tags = {BUDGET_TAG: str(args.budget), BUDGET_SCOPE_TAG: scope}
     with dg.DagsterInstance.get() as instance:
         # A previous run killed mid-way is still STARTED: say it failed before starting anew.
         for dead in mark_dead_runs(instance):
@@ -396,7 +412,7 @@ def _run(args) -> int:
                     instance=instance,
                     run_config=run_config,
                     raise_on_error=False,
-                    tags=run_tags(),
+                    tags={**run_tags(), **budget_tags},
                 )
                 calls = _metadata_value(result, "generations", "model_calls")
                 status = "ok" if result.success else "FAILED"

@@ -12,7 +12,7 @@ from eval_pipeline.defs.dispatch import (
     run_tasks,
     runners_for,
 )
-from eval_pipeline.defs.jobs import SAMPLE_LIMIT_TAG
+from eval_pipeline.defs.jobs import BUDGET_SCOPE_TAG, BUDGET_TAG, SAMPLE_LIMIT_TAG
 from eval_pipeline.defs.judge import judging_failures, log_calibrations
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.node import generation_tasks, judging_tasks
@@ -36,7 +36,8 @@ class GenerationConfig(dg.Config):
     """False sends every request again, ignoring cached responses."""
     budget_usd: float | None = None
     """API models: stop sending once the next request could take this run's new spend past
-    this many US dollars (cached rows cost nothing). None: no budget."""
+    this many US dollars, over every partition, judge and SLURM job of the run (cached rows
+    cost nothing). None: the run's ``eval_pipeline/budget_usd`` tag if set, else no budget."""
     partition_timeout_s: float | None = None
     """API models: wall-clock cap of a partition's generation; rows not answered by then
     are recorded as not attempted and the step fails. None: no cap."""
@@ -112,7 +113,7 @@ def build_assets(
             current_partitions(context),
             sample_limit=_sample_limit(context, config),
             use_cache=config.use_cache,
-            budget_usd=config.budget_usd,
+            **run_budget(context),
             partition_timeout_s=config.partition_timeout_s,
             request_timeout_s=config.request_timeout_s,
             progress_every_s=config.progress_every_s,
@@ -148,7 +149,7 @@ def build_assets(
         """
         cat, st = catalog.load(), store.get()
         keys = current_partitions(context)
-        judging = judging_tasks(cat, st, keys)
+        judging = judging_tasks(cat, st, keys, **run_budget(context))
         failures: dict[str, str] = {}
         if judging:
             outcomes = run_tasks(context, cat, runners_for(slurm.runner(cat, st)), judging)
@@ -257,6 +258,23 @@ def _materialize_per_dataset(
         return built[key.dataset]
 
     materialize_each(context, build)
+
+
+def run_budget(context: dg.AssetExecutionContext) -> dict[str, object]:
+    """The run's budget and the scope sharing it, for every task of the run.
+
+    The ``generations`` config's ``budget_usd`` (read from the run config, so the judging
+    in ``scores`` honours it too), else the run's budget tag; the scope is the budget-scope
+    tag (one CLI invocation) or the run id.
+    """
+    op_config = (context.run.run_config.get("ops") or {}).get("generations") or {}
+    budget = (op_config.get("config") or {}).get("budget_usd")
+    if budget is None and context.run.tags.get(BUDGET_TAG):
+        budget = float(context.run.tags[BUDGET_TAG])
+    if budget is None:
+        return {}
+    scope = context.run.tags.get(BUDGET_SCOPE_TAG) or context.run.run_id
+    return {"budget_usd": float(budget), "budget_scope": scope}
 
 
 def _sample_limit(context: dg.AssetExecutionContext, config: GenerationConfig) -> int | None:

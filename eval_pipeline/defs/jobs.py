@@ -10,6 +10,11 @@ CI_SAMPLE_LIMIT = 5
 # job's default config) survives every way of launching: `dagster job execute` without
 # -c, the UI's launchpad, schedules and sensors.
 SAMPLE_LIMIT_TAG = "eval_pipeline/sample_limit"
+# The run's spend budget in US dollars (when the generations config sets none), and the
+# scope that shares it: runs with the same scope (one CLI invocation) share one budget;
+# without the tag a run's budget is its own.
+BUDGET_TAG = "eval_pipeline/budget_usd"
+BUDGET_SCOPE_TAG = "eval_pipeline/budget_scope"
 
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.engine.breaker import CircuitBreaker
 from eval_pipeline.engine.budget import SpendBudget
 from eval_pipeline.engine.cache import ResponseCache
+from eval_pipeline.engine.leases import RateLease
 from eval_pipeline.engine.ratelimit import SHARED_RATES, RateLimiter
 from eval_pipeline.engine.retry import retrying
 from eval_pipeline.engine.slots import PrioritySlots
@@ -50,11 +52,17 @@ class RunControls:
         partition_timeout_s: Wall-clock cap of the partition's generation; what is not
             answered by then is recorded as not attempted.
         request_timeout_s: Overrides the catalog's per-request deadline.
+        budget_ledger: A file shared by every partition, judge and job of the run: with it
+            ``budget_usd`` is the whole run's budget rather than this partition's.
+        rate_leases: A folder where the processes running the same model at once hold
+            leases; the catalog's requests per minute are split between them.
     """
 
     budget_usd: float | None = None
     partition_timeout_s: float | None = None
     request_timeout_s: float | None = None
+    budget_ledger: str | None = None
+    rate_leases: str | None = None
 
 
 class GenerationStopped(EvalPipelineError):
@@ -148,7 +156,7 @@ class _ApiRun:
             else None
         )
         self.breaker = CircuitBreaker(self.options.breaker_failures)
-        self.budget = SpendBudget(controls.budget_usd)
+        self.budget = SpendBudget(controls.budget_usd, controls.budget_ledger)
         self.results = results
         self.attempts: dict[str, int] = {}
         self.last_error: dict[str, str] = {}
@@ -300,7 +308,7 @@ class _ApiRun:
     def _budget_message(self) -> str:
         return (
             f"spend budget of ${self.budget.limit_usd:.4f} reached: this run spent "
-            f"${self.budget.spent_usd:.4f} and the next request could cost more than what is "
+            f"${self.budget.run_spent_usd:.4f} and the next request could cost more than what is "
             "left, so no further request was sent (responses already paid for are kept and "
             "cached). Raise budget_usd in the run config and materialize again; cached rows "
             "cost nothing."
@@ -332,9 +340,28 @@ class _ApiRun:
     async def run(self, on_progress: Callable[[], None] | None, every_s: float) -> ApiRunOutcome:
         self.request_rate = SHARED_RATES.join(self._rate_key, self._rate_ceiling)
         try:
-            return await self._run(on_progress, every_s)
+            with contextlib.ExitStack() as stack:
+                if self.controls.rate_leases and self._rate_ceiling is not None:
+                    lease = stack.enter_context(
+                        RateLease(self.controls.rate_leases, self._rate_key)
+                    )
+                    self._share_rate(lease)
+                    sharing = asyncio.create_task(self._keep_sharing(lease))
+                    stack.callback(sharing.cancel)
+                return await self._run(on_progress, every_s)
         finally:
             SHARED_RATES.leave(self._rate_key)
+
+    def _share_rate(self, lease: RateLease) -> None:
+        """This process's share of the catalog's rate: split between the live leases."""
+        assert self._rate_ceiling is not None
+        self.request_rate.set_ceiling(self._rate_ceiling / lease.holders())
+
+    async def _keep_sharing(self, lease: RateLease) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            lease.refresh()
+            self._share_rate(lease)
 
     async def _run(self, on_progress: Callable[[], None] | None, every_s: float) -> ApiRunOutcome:
         self._slots = PrioritySlots(self.spec.limits.concurrency)

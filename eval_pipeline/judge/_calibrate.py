@@ -22,6 +22,7 @@ from eval_pipeline.calibration import (
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash
+from eval_pipeline.engine import RunControls
 from eval_pipeline.judge._labelling import HUMAN_LABELS_FILE, RULE_LABELS_FILE, read_jsonl
 from eval_pipeline.judge._rubrics import RUBRICS, SCALE, rubric_prompt
 from eval_pipeline.judge._scorer import JudgeItem, run_judge, verdict_choices
@@ -108,6 +109,7 @@ def calibrate_judge(
     provider: Provider | None = None,
     max_tokens: int = CALIBRATION_MAX_TOKENS,
     min_labels: int | None = None,
+    controls: RunControls | None = None,
 ) -> CalibrationReport:
     """Judge every labelled response of ``rubric`` with ``judge`` and fit a calibration.
 
@@ -152,7 +154,14 @@ def calibrate_judge(
         for row in labels
     ]
     calls = run_judge(
-        catalog, store, judge, prompt, items, max_tokens=max_tokens, provider=provider
+        catalog,
+        store,
+        judge,
+        prompt,
+        items,
+        max_tokens=max_tokens,
+        provider=provider,
+        controls=controls,
     )
     pairs = [
         (c.score, float(row["label"]))

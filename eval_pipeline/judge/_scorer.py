@@ -21,7 +21,13 @@ from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.schemas import JUDGEMENTS
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
-from eval_pipeline.engine import ResponseCache, request_hash, run_requests
+from eval_pipeline.engine import (
+    GenerationStopped,
+    ResponseCache,
+    RunControls,
+    request_hash,
+    run_requests,
+)
 from eval_pipeline.judge._rubrics import SCALE, JudgeParams, judge_metric_names, rubric_prompt
 from eval_pipeline.judge._verdict import NO_RESPONSE, Verdict, parse_verdict
 from eval_pipeline.providers import Provider, create_provider, provider_class
@@ -114,8 +120,16 @@ def run_judge(
     *,
     max_tokens: int,
     provider: Provider | None = None,
+    controls: RunControls | None = None,
 ) -> list[JudgeCall]:
-    """Ask ``judge`` for a verdict on every item that has an answer; parse each strictly."""
+    """Ask ``judge`` for a verdict on every item that has an answer; parse each strictly.
+
+    ``controls`` bound API judges like generation (the run's budget, timeouts).
+
+    Raises:
+        GenerationStopped: An API judge stopped early (budget, credentials, breaker); the
+            verdicts answered so far are cached.
+    """
     spec = catalog.model(judge)
     # Greedy decoding: a verdict should not depend on the sampling seed.
     sampling = spec.sampling.merged({"temperature": 0.0, "max_tokens": max_tokens})
@@ -145,10 +159,14 @@ def run_judge(
         own = provider is None
         provider = provider or create_provider(spec)
         try:
-            result = run_requests(provider, spec, to_send, ResponseCache(store.cache_dir))
+            result = run_requests(
+                provider, spec, to_send, ResponseCache(store.cache_dir), controls=controls
+            )
         finally:
             if own:
                 provider.close()
+        if result.stopped:
+            raise GenerationStopped(f"judge {judge}: {result.stopped}")
         answered = iter(zip(result.responses, result.cached, strict=True))
         for i, r in enumerate(requests):
             if r is not None:

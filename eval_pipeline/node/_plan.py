@@ -45,13 +45,14 @@ def judge_rubrics(catalog: Catalog, dataset: str) -> list[tuple[str, str]]:
 
 
 def judging_tasks(
-    catalog: Catalog, store: Store, keys: Sequence[PartitionKey]
+    catalog: Catalog, store: Store, keys: Sequence[PartitionKey], **limits: Any
 ) -> list[GenerationTask]:
     """One task per judge model the partitions' datasets use: calibrate, then judge.
 
     A judge first calibrates each rubric it rates (reused when nothing changed), then
     rates every partition whose dataset names it. Datasets without judge metrics need no
-    task at all, so evaluating them never loads a judge.
+    task at all, so evaluating them never loads a judge. ``limits`` are the run's
+    :class:`GenerationTask` fields (the budget and its scope, the request deadline).
     """
     by_judge: dict[str, dict[Work, None]] = {}
     for key in keys:
@@ -60,7 +61,7 @@ def judging_tasks(
             work[Work("calibrate", rubric=rubric)] = None
             work[Work("judge", dataset=key.dataset, judged_model=key.model)] = None
     return [
-        _task(catalog, store, judge, sorted(work, key=lambda w: w.kind != "calibrate"))
+        _task(catalog, store, judge, sorted(work, key=lambda w: w.kind != "calibrate"), **limits)
         for judge, work in by_judge.items()
     ]
 

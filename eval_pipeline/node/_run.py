@@ -23,7 +23,7 @@ import polars as pl
 
 from eval_pipeline.catalog import Catalog, load_catalog
 from eval_pipeline.core.schemas import TELEMETRY
-from eval_pipeline.engine import Progress, RunStats
+from eval_pipeline.engine import Progress, RunControls, RunStats
 from eval_pipeline.judge import calibrate_judge
 from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkResult
 from eval_pipeline.node._telemetry import GpuMonitor, peak_rss_gb
@@ -136,6 +136,7 @@ def _do(
                 budget_usd=task.budget_usd,
                 partition_timeout_s=task.partition_timeout_s,
                 request_timeout_s=task.request_timeout_s,
+                budget_scope=task.budget_scope,
             )
             return WorkResult(
                 work=work,
@@ -150,19 +151,42 @@ def _do(
             )
         if work.kind == "judge":
             stats = judge_partition(
-                catalog, store, task.model, work.judged_model, work.dataset, provider=provider
+                catalog,
+                store,
+                task.model,
+                work.judged_model,
+                work.dataset,
+                provider=provider,
+                controls=_judge_controls(task, store),
             )
             return WorkResult(
                 work=work, rows=stats.total, reused_rows=stats.cached, **_stats(stats)
             )
         if work.kind == "calibrate":
-            report = calibrate_judge(catalog, store, task.model, work.rubric, provider=provider)
+            report = calibrate_judge(
+                catalog,
+                store,
+                task.model,
+                work.rubric,
+                provider=provider,
+                controls=_judge_controls(task, store),
+            )
             return WorkResult(
                 work=work, path=str(report.path), rows=report.labels, model_calls=report.judge_calls
             )
         raise ValueError(f"unknown kind of work {work.kind!r}")
     except Exception as exc:  # one failed piece of work must not lose the others
         return WorkResult(work=work, error=f"{type(exc).__name__}: {exc}")
+
+
+def _judge_controls(task: GenerationTask, store: Store) -> RunControls:
+    """The run's limits for a judge's API calls: its budget (shared with the run) and deadline."""
+    return RunControls(
+        budget_usd=task.budget_usd,
+        request_timeout_s=task.request_timeout_s,
+        budget_ledger=str(store.budget_ledger(task.budget_scope)) if task.budget_scope else None,
+        rate_leases=str(store.rate_leases_dir),
+    )
 
 
 def _write_telemetry(

@@ -54,7 +54,10 @@ class GenerationTask:
     sample_limit: int | None = None
     use_cache: bool = True
     budget_usd: float | None = None
-    """API models: the most this job's new requests may cost (see ``RunControls``)."""
+    """API models: the most the new requests may cost (see ``RunControls``): this task's
+    requests, or with ``budget_scope`` everything of that run (partitions, judges, jobs)."""
+    budget_scope: str | None = None
+    """The run whose budget this task shares (the Dagster run id, or a CLI invocation's)."""
     partition_timeout_s: float | None = None
     """API models: wall-clock cap of each partition's generation."""
     request_timeout_s: float | None = None

@@ -138,6 +138,7 @@ def generate(
     budget_usd: float | None = None,
     partition_timeout_s: float | None = None,
     request_timeout_s: float | None = None,
+    budget_scope: str | None = None,
 ) -> GenerateReport:
     """Generate the completions of ``dataset`` with ``model`` and write them.
 
@@ -148,7 +149,8 @@ def generate(
     nothing changed makes no model calls and an edited prompt re-generates only the rows
     whose rendered messages changed.
 
-    ``budget_usd``, ``partition_timeout_s`` and ``request_timeout_s`` bound API providers
+    ``budget_usd``, ``partition_timeout_s`` and ``request_timeout_s`` bound API providers;
+    with ``budget_scope`` (a run's id) the budget is shared by everything of that run
     (see :class:`~eval_pipeline.engine.RunControls`).
 
     Raises:
@@ -178,6 +180,8 @@ def generate(
                 budget_usd=budget_usd,
                 partition_timeout_s=partition_timeout_s,
                 request_timeout_s=request_timeout_s,
+                budget_ledger=str(store.budget_ledger(budget_scope)) if budget_scope else None,
+                rate_leases=str(store.rate_leases_dir),
             ),
         )
     finally:

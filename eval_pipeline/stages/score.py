@@ -11,7 +11,7 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import PROBLEM_SEPARATOR
 from eval_pipeline.core.schemas import SCORES
-from eval_pipeline.engine import RunStats
+from eval_pipeline.engine import RunControls, RunStats
 from eval_pipeline.judge import (
     JUDGE_SCORER,
     JudgeParams,
@@ -69,6 +69,7 @@ def judge_partition(
     dataset: str,
     *,
     provider: Provider | None = None,
+    controls: RunControls | None = None,
 ) -> RunStats:
     """Ask ``judge`` for every verdict the partition's ``llm_judge`` scorers need of it.
 
@@ -92,6 +93,7 @@ def judge_partition(
             items_from_frame(joined, params.question_field),
             max_tokens=params.max_tokens,
             provider=provider,
+            controls=controls,
         )
         for call in calls:
             if call.request is None:

@@ -74,6 +74,15 @@ class Store:
         return self.root / "runs"
 
     @property
+    def rate_leases_dir(self) -> Path:
+        """Where processes running one model at once hold their rate leases."""
+        return self.runs_dir / "rates"
+
+    def budget_ledger(self, scope: str) -> Path:
+        """The spend ledger shared by every partition, judge and job of run ``scope``."""
+        return self.runs_dir / "budgets" / f"{scope}.json"
+
+    @property
     def reports_dir(self) -> Path:
         """Rendered reports: the regression report, the HTML leaderboard report."""
         return self.root / "reports"
