@@ -194,14 +194,19 @@ def _parquet(path: Path, shown: str) -> Raw:
 def _huggingface(
     folder: Path, options: HuggingFaceOptions, split: str | None, shown_spec: str
 ) -> tuple[Raw, str]:
-    if importlib.util.find_spec("datasets") is None:
+    try:
+        import datasets
+    except ImportError:
+        datasets = None
+    # A folder named datasets/ on the path (a project's own) imports as a namespace
+    # package when the library is missing: check for the library's API.
+    if datasets is None or not hasattr(datasets, "load_from_disk"):
         raise CatalogError(
             shown_spec,
             "loader",
             "the huggingface loader needs the `datasets` package "
             "(pip install 'eval-pipeline[hf]' or pip install datasets)",
         )
-    import datasets
 
     split = split or options.split
     local = Path(options.path).expanduser()
