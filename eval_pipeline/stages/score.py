@@ -24,7 +24,6 @@ from eval_pipeline.providers import Provider
 from eval_pipeline.scoring import run_scorer
 from eval_pipeline.storage import Store
 
-
 # What a scorer sees (see eval_pipeline.scoring.registry).
 SCORER_COLUMNS = (
     "sample_id",
