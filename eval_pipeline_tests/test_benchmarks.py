@@ -455,25 +455,49 @@ def test_bigbench_loader_reads_a_real_task_with_its_own_prefixes(tmp_path):
     assert arithmetic.rows[0]["targets"] == [arithmetic.rows[0]["target"]]
 
 
-def test_the_bigbench_suite_runs_on_the_fake_provider(tmp_path):
+def test_a_bigbench_partition_materializes_through_the_evaluation_job(tmp_path):
     if not _bigbench_available():
         pytest.skip("BIG-bench task files are not cached and PyPI is unreachable")
-    repo = Path(__file__).resolve().parents[1]
+    from eval_pipeline_tests.helpers import materialize
+
     project = make_project(
         tmp_path / "p",
         models=_models({"slug": "fake-good", "provider": "fake", "model_id": "fake/r"}),
         datasets=("bigbench-navigate",),
     )
-    assert (repo / "prompts" / "bigbench.jinja").exists()
-    catalog = load_catalog(project, load_rows=False)
-    store = Store(tmp_path / "store")
-    build_prompt_versions(catalog, store, "bigbench-navigate")
-    build_dataset_samples(catalog, store, "bigbench-navigate")
-    generate(catalog, store, "fake-good", "bigbench-navigate", sample_limit=20)
-    report = score(catalog, store, "fake-good", "bigbench-navigate")
+    store_root = tmp_path / "store"
+    result = materialize(project, store_root, "bigbench-navigate|fake-good", sample_limit=6)
+    assert result.success
+    store = Store(store_root)
+    generations = store.read("generations", dataset="bigbench-navigate", model="fake-good")
+    assert generations.height == 6 and generations["error"].null_count() == 6
+    assert generations["choice_logprobs"].list.len().to_list() == [2] * 6
+    aggregates = store.read("aggregates", dataset="bigbench-navigate", model="fake-good")
+    means = dict(zip(aggregates["metric"], aggregates["mean"], strict=True))
     # The reference-mode fake finds the correct continuation most likely.
-    assert report.means["acc"] == 1.0
-    assert not math.isnan(report.means["acc_norm"])
+    assert means["acc"] == 1.0 and 0.0 <= means["acc_norm"] <= 1.0
+
+
+def test_a_choice_response_without_log_likelihoods_is_recorded_as_an_error():
+    from eval_pipeline.core.specs import ModelSpec
+    from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+    from eval_pipeline.stages.generate import generations_frame
+
+    class Result:
+        responses = [GenerationResponse(completion=" a", finish_reason="stop", info={})]
+        cached = [False]
+
+    request = GenerationRequest(
+        request_hash="h",
+        sample_id="s",
+        messages=(),
+        sampling=SamplingParams(),
+        choices=(" a", " b"),
+    )
+    samples = pl.DataFrame({"dataset_version": ["d@1"]})
+    model = ModelSpec(slug="m", provider="fake", model_id="m")
+    row = generations_frame(model, "d", "p@1", samples, [request], Result()).row(0, named=True)
+    assert row["completion"] is None and "no log-likelihood for choice ' a'" in row["error"]
 
 
 # -- extending without a fork ------------------------------------------------------------
@@ -555,3 +579,33 @@ def test_run_with_an_unknown_suite_names_the_known_ones(capsys):
 
     assert main(["run", "--suite", "no-such-suite"]) != 0
     assert "bigbench" in capsys.readouterr().err
+
+
+def test_a_model_without_a_chat_template_is_told_to_use_completion_prompts():
+    from eval_pipeline.core.specs import ModelSpec, chat_template_problem
+
+    base = ModelSpec(slug="base", provider="transformers", model_id="org/base")
+    problem = chat_template_problem(base, has_chat_template=False)
+    assert problem and "base" in problem and "prompt_format: completion" in problem
+    assert chat_template_problem(base, has_chat_template=True) is None
+    completion = base.model_copy(update={"prompt_format": "completion"})
+    assert chat_template_problem(completion, has_chat_template=False) is None
+    # A dataset asking for chat prompts on that model is refused the same way.
+    assert chat_template_problem(completion, False, prompt_format="chat")
+
+
+def test_bigbench_without_cache_or_network_says_what_to_fetch_and_how_big(tmp_path, monkeypatch):
+    from eval_pipeline.catalog import _bigbench
+
+    monkeypatch.setenv(_bigbench.CACHE_ENV, str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(_bigbench, "INDEX_URL", "http://127.0.0.1:9/simple/bigbench/")
+    project = make_project(
+        tmp_path / "p",
+        models=_models({"slug": "fake-good", "provider": "fake", "model_id": "fake/r"}),
+        datasets=("bigbench-navigate",),
+    )
+    with pytest.raises(CatalogError) as err:
+        load_catalog(project)
+    message = str(err.value)
+    assert message.startswith("datasets/bigbench-navigate/dataset.yaml: loader_options.task")
+    assert "not cached" in message and "358 MB" in message and "fetch_bigbench.py" in message

@@ -92,6 +92,25 @@ class ModelSpec(_Strict):
         }
 
 
+def chat_template_problem(
+    model: ModelSpec, has_chat_template: bool, prompt_format: str | None = None
+) -> str | None:
+    """Why ``model`` cannot take chat prompts, or None when it can (or needs none).
+
+    For providers that render chat templates themselves: call it once the tokenizer is
+    loaded (``has_chat_template``: the tokenizer has one) and refuse the model with the
+    message. ``prompt_format`` is the format a request asks for (default: the model's
+    own); completion prompts need no template.
+    """
+    if (prompt_format or model.prompt_format) != "chat" or has_chat_template:
+        return None
+    return (
+        f"model '{model.slug}' ({model.model_id}): its tokenizer has no chat template, so it "
+        "cannot take chat prompts; set prompt_format: completion on the model in "
+        "models.yaml (a base model is prompted with the template text as-is)"
+    )
+
+
 class ScorerSpec(_Strict):
     """A scorer named in a dataset spec, with its parameters."""
 

@@ -381,11 +381,14 @@ def generations_frame(
     logprobs: list[list[float] | None] = []
     tokens: list[list[int] | None] = []
     errors: list[str | None] = []
+    completions: list[str | None] = []
     for request, response in zip(requests, responses, strict=True):
         lps, toks, error = _choice_columns(request, response)
         logprobs.append(lps)
         tokens.append(toks)
         errors.append(error)
+        # A choice without its log-likelihood cannot be scored: no completion either.
+        completions.append(None if error else response.completion)
     return pl.DataFrame(
         {
             "model": [spec.slug] * n,
@@ -399,7 +402,7 @@ def generations_frame(
             "sampling_params": [stable_json(r.sampling.model_dump(mode="json")) for r in requests],
             "messages": [stable_json([m.as_dict() for m in r.messages]) for r in requests],
             "request_hash": [r.request_hash for r in requests],
-            "completion": [x.completion for x in responses],
+            "completion": completions,
             "finish_reason": [x.finish_reason for x in responses],
             "input_tokens": [x.input_tokens for x in responses],
             "output_tokens": [x.output_tokens for x in responses],
