@@ -49,7 +49,7 @@ def _models(*entries: dict) -> dict:
 
 FAKE_SCRIPTED = {
     "slug": "fake-mc",
-    "provider": "fake",
+    "provider": "fake-choices",
     "model_id": "fake/mc",
     "options": {"choice_logprobs": SCRIPTED},
 }
@@ -461,7 +461,7 @@ def test_a_bigbench_partition_materializes_through_the_evaluation_job(tmp_path):
 
     project = make_project(
         tmp_path / "p",
-        models=_models({"slug": "fake-good", "provider": "fake", "model_id": "fake/r"}),
+        models=_models({"slug": "fake-good", "provider": "fake-choices", "model_id": "fake/r"}),
         datasets=("bigbench-navigate",),
     )
     store_root = tmp_path / "store"
@@ -600,7 +600,7 @@ def test_bigbench_without_cache_or_network_says_what_to_fetch_and_how_big(tmp_pa
     monkeypatch.setattr(_bigbench, "INDEX_URL", "http://127.0.0.1:9/simple/bigbench/")
     project = make_project(
         tmp_path / "p",
-        models=_models({"slug": "fake-good", "provider": "fake", "model_id": "fake/r"}),
+        models=_models({"slug": "fake-good", "provider": "fake-choices", "model_id": "fake/r"}),
         datasets=("bigbench-navigate",),
     )
     with pytest.raises(CatalogError) as err:

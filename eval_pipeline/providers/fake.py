@@ -11,8 +11,10 @@ Options (``models.yaml`` ``options:``):
 - ``choice_logprobs``: ``{sample_id: [log-likelihood per choice]}``, scripted
   log-likelihoods for choice requests, in the request's choice order.
 
-A choice request (``request.choices``) is answered as a model with choice decoding
-would: the completion is the continuation of highest log-likelihood, and
+The ``fake-choices`` provider (:class:`FakeChoicesProvider`) is the same fake with choice
+decoding declared, for multiple-choice datasets scored by log-likelihood. (The plain
+``fake`` declares none, so judges on it write their verdicts.) A choice request
+(``request.choices``) is answered as a model with choice decoding would: the completion is the continuation of highest log-likelihood, and
 ``info["choice_logprobs"]`` / ``info["choice_tokens"]`` hold every continuation's
 log-likelihood and token count (tokens: whitespace-separated words, at least 1).
 Unscripted log-likelihoods are deterministic: ``-tokens * (0.5 + u)`` with ``u`` in
@@ -55,7 +57,6 @@ class FakeProvider(Provider):
     """Deterministic answers without a model."""
 
     name = "fake"
-    capabilities = Capabilities(choices=True)
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
@@ -150,6 +151,13 @@ class FakeProvider(Provider):
         )
 
 
+class FakeChoicesProvider(FakeProvider):
+    """The fake with choice decoding: scripted or hash-based log-likelihoods per choice."""
+
+    name = "fake-choices"
+    capabilities = Capabilities(choices=True)
+
+
 def _tokens(text: str) -> int:
     return max(len(text.split()), 1)
 
@@ -165,4 +173,4 @@ def reset_calls() -> None:
         CALL_LOG.clear()
 
 
-__all__ = ["CALL_LOG", "FakeProvider", "calls_for", "reset_calls"]
+__all__ = ["CALL_LOG", "FakeChoicesProvider", "FakeProvider", "calls_for", "reset_calls"]
