@@ -149,6 +149,11 @@ def test_multiple_choice_in_generate_mode_reads_one_letter_and_records_unparseab
     user = json.loads(generations.sort("sample_id")["messages"][0])[-1]["content"]
     assert "A. cat\nB. elephant" in user and "one letter (A-B)" in user
     assert generations["choice_logprobs"].null_count() == 4
+    # A writer that answers the reference writes the correct letter.
+    reference = {"slug": "fake-good", "provider": "fake", "model_id": "fake/r"}
+    (project / "models.yaml").write_text(yaml.safe_dump(_models(model, reference)))
+    _, _, scores = _evaluate(project, store, "fake-good", "mcg")
+    assert _values(scores, "acc") == [1.0] * 4
 
 
 def test_a_provider_without_choice_decoding_is_refused_at_catalog_load(tmp_path):

@@ -263,9 +263,12 @@ def build_requests(
             )
         messages = render_request_messages(prompt, item, examples, plan)
         choices: tuple[str, ...] = ()
+        reference = row["target"]
         if spec is not None and spec.loglikelihood:
             delimiter = spec.delimiter_for(plan.prompt_format)
             choices = tuple(f"{delimiter}{c}" for c in item["choices"])
+        elif spec is not None and spec.multiple_choice:
+            reference = LETTERS[item["choices"].index(item["target"])]  # the letter to write
         row_sampling = sampling.merged({"seed": sampling.seed + index}) if index else sampling
         requests.append(
             GenerationRequest(
@@ -278,7 +281,7 @@ def build_requests(
                 choices=choices,
                 prompt_format=plan.prompt_format,
                 extras={
-                    "target": row["target"],
+                    "target": reference,
                     "fewshot_ids": [e["sample_id"] for e in examples],
                 },
             )
