@@ -331,6 +331,19 @@ def test_csv_loader_reads_rows_and_names_a_bad_line(tmp_path):
         load_catalog(project)
 
 
+def test_a_csv_multiple_choice_row_takes_a_json_list_of_choices_and_an_index(tmp_path):
+    spec = {**MC_SPEC, "loader": "csv", "data": "data.csv", "scorers": [{"name": "acc"}]}
+    project = _loader_project(
+        tmp_path,
+        spec,
+        lambda d: (d / "data.csv").write_text(
+            'id,q,choices,answer\nm1,Largest?,"[""cat"", ""elephant""]",1\n'
+        ),
+    )
+    [row] = load_catalog(project).dataset("ld").rows
+    assert row["choices"] == ["cat", "elephant"] and row["targets"] == ["elephant"]
+
+
 def test_parquet_loader_reads_rows(tmp_path):
     project = _loader_project(
         tmp_path,
