@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--model", action="append", help="model slug (repeatable; default: all)")
     run.add_argument("--dataset", action="append", help="dataset name (repeatable; default: all)")
+    run.add_argument(
+        "--suite",
+        action="append",
+        help="every dataset whose spec says suite: SUITE, e.g. bigbench (repeatable; "
+        "adds to --dataset)",
+    )
     limit = run.add_mutually_exclusive_group()
     limit.add_argument(
         "--limit",
@@ -371,7 +377,14 @@ def _run(args) -> int:
     root, store_root = _roots(args)
     catalog = load_catalog(root, load_rows=False)
     models = args.model or catalog.model_slugs
-    datasets = args.dataset or catalog.dataset_names
+    datasets = list(args.dataset or [])
+    for suite in args.suite or []:
+        datasets += [d for d in catalog.suite(suite) if d not in datasets]
+    datasets = datasets or [
+        name
+        for name, spec in catalog.dataset_specs.items()
+        if not spec.suite or spec.in_default_run
+    ]
     for m in models:
         catalog.model(m)
     for d in datasets:

@@ -13,8 +13,14 @@ from eval_pipeline_tests.conftest import REPO, make_project
 
 
 def test_the_shipped_catalog_loads_with_three_datasets_of_the_promised_sizes():
-    catalog = load_catalog(REPO)
-    assert catalog.dataset_names == ["humaneval", "json-extract", "open-qa", "qa"]
+    # The BIG-bench suite's rows come from a download cached on first use; its loading
+    # is covered in test_benchmarks.py.
+    catalog = load_catalog(REPO, load_rows=False)
+    own = [n for n in catalog.dataset_names if n not in catalog.suite("bigbench")]
+    assert own == ["humaneval", "json-extract", "open-qa", "qa"]
+    assert len(catalog.suite("bigbench")) >= 7
+    for name in own:
+        catalog.dataset(name)
     assert len(catalog.dataset("humaneval").rows) == 164
     assert len(catalog.dataset("qa").rows) >= 100
     assert len(catalog.dataset("json-extract").rows) >= 100

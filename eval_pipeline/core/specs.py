@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import directory_hash
 from eval_pipeline.core.keys import validate_slug
-from eval_pipeline.core.types import SamplingParams
+from eval_pipeline.core.types import PromptFormat, SamplingParams
+
+# Loaders built in; any other loader is a ``package.module:function`` (see DatasetSpec).
+BUILTIN_LOADERS = ("jsonl", "csv", "parquet", "huggingface", "bigbench", "human_eval")
+# Loaders that read a data file beside the spec.
+FILE_LOADERS = ("jsonl", "csv", "parquet")
+# ``package.module:function``: a scorer, loader or rubric given by import path.
+IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 # Provider options that change what a local model answers (the weights it loads and the
 # numerics it runs with); they are part of every request hash.
@@ -67,6 +82,10 @@ class ModelSpec(_Strict):
     limits: RateLimits = RateLimits()
     runs_on: Literal["inline", "slurm"] = "inline"
     slurm_profile: str | None = None
+    # ``chat`` renders prompts through the model's chat template; ``completion`` sends the
+    # rendered template text as-is (a base model without a chat template). A dataset's
+    # own ``prompt_format`` overrides it.
+    prompt_format: PromptFormat = "chat"
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("slug")
@@ -102,6 +121,25 @@ class ModelSpec(_Strict):
         return identity
 
 
+def chat_template_problem(
+    model: ModelSpec, has_chat_template: bool, prompt_format: str | None = None
+) -> str | None:
+    """Why ``model`` cannot take chat prompts, or None when it can (or needs none).
+
+    For providers that render chat templates themselves: call it once the tokenizer is
+    loaded (``has_chat_template``: the tokenizer has one) and refuse the model with the
+    message. ``prompt_format`` is the format a request asks for (default: the model's
+    own); completion prompts need no template.
+    """
+    if (prompt_format or model.prompt_format) != "chat" or has_chat_template:
+        return None
+    return (
+        f"model '{model.slug}' ({model.model_id}): its tokenizer has no chat template, so it "
+        "cannot take chat prompts; set prompt_format: completion on the model in "
+        "models.yaml (a base model is prompted with the template text as-is)"
+    )
+
+
 class ScorerSpec(_Strict):
     """A scorer named in a dataset spec, with its parameters."""
 
@@ -114,6 +152,22 @@ class ScorerSpec(_Strict):
         return self.metric or self.name
 
 
+class FewshotSpec(_Strict):
+    """Few-shot examples put before every sample's prompt.
+
+    ``source`` is where the examples come from: another data file beside the spec (file
+    loaders), another split (``huggingface``, user loaders), or null for the dataset's
+    own rows. Each sample draws ``n`` examples, never itself, deterministically from
+    ``seed`` and its sample id.
+    """
+
+    n: int = Field(ge=1, le=64)
+    source: str | None = None
+    seed: int = 1234
+    # Between examples (and before the sample) in completion format.
+    separator: str = "\n\n"
+
+
 class DatasetSpec(_Strict):
     """``datasets/<name>/dataset.yaml``."""
 
@@ -121,18 +175,41 @@ class DatasetSpec(_Strict):
     description: str = ""
     source: str
     license: str
-    loader: Literal["jsonl", "human_eval"] = "jsonl"
+    # A built-in loader (BUILTIN_LOADERS) or a ``package.module:function`` returning rows.
+    loader: str = "jsonl"
     data: str | None = None
+    # Loader settings: ``huggingface`` {path, name, split, revision}; ``bigbench``
+    # {task, subtask}; ``csv`` {separator}; a user loader receives them as keywords.
+    loader_options: dict[str, Any] = Field(default_factory=dict)
     id_field: str = "id"
-    target_field: str
+    target_field: str = "target"
     fields: list[str]
     tags_field: str | None = None
     prompt: str
+    # ``generate``: the model writes an answer and scorers judge it. ``multiple_choice``:
+    # the row's ``choices_field`` lists the choices and the target names the correct one
+    # (an index or the choice's text, or a list of those).
+    task: Literal["generate", "multiple_choice"] = "generate"
+    choices_field: str | None = None
+    # Multiple choice only: ``loglikelihood`` picks the choice the model finds most
+    # likely (providers with choice decoding); ``generate`` lists lettered choices in the
+    # prompt and reads one letter from the reply (any provider).
+    mode: Literal["loglikelihood", "generate"] = "loglikelihood"
+    # Put between the context and each choice (lm-evaluation-harness ``target_delimiter``);
+    # default " " in completion format and "" in chat format, as lm-evaluation-harness
+    # does when it applies a chat template.
+    target_delimiter: str | None = None
+    fewshot: FewshotSpec | None = None
+    prompt_format: PromptFormat | None = None  # overrides the model's
+    suite: str | None = None  # a group of datasets run together (``run --suite``)
+    # A dataset of a suite is left out of ``eval-pipeline run`` without ``--dataset`` or
+    # ``--suite`` (``make run``) unless it says so here; datasets of no suite are in it.
+    in_default_run: bool = False
     scorers: list[ScorerSpec] = Field(min_length=1)
     primary_metric: str | None = None
     sampling: dict[str, Any] = Field(default_factory=dict)
     # Completions per problem for pass@k; sample ids of the extra samples read
-    # ``<problem id>#<index>`` (see eval_pipeline.scoring.stats.problem_id).
+    # ``<problem id>#<index>`` (see eval_pipeline.core.keys.problem_id).
     samples_per_problem: int = Field(1, ge=1, le=1000)
 
     @field_validator("name", "prompt")
@@ -144,9 +221,54 @@ class DatasetSpec(_Strict):
             raise ValueError(problem)
         return value
 
+    @field_validator("suite")
+    @classmethod
+    def _suite_slug(cls, value: str | None) -> str | None:
+        problem = validate_slug(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("loader")
+    @classmethod
+    def _loader(cls, value: str) -> str:
+        if value not in BUILTIN_LOADERS and not IMPORT_PATH.match(value):
+            raise ValueError(
+                f"unknown loader {value!r}: one of {', '.join(BUILTIN_LOADERS)}, or "
+                "'package.module:function'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _task_fields(self) -> DatasetSpec:
+        if self.task == "multiple_choice" and not self.choices_field:
+            raise ValueError("a multiple_choice dataset needs choices_field")
+        if self.task == "generate" and self.choices_field:
+            raise ValueError("choices_field is for task: multiple_choice")
+        return self
+
     @property
     def primary(self) -> str:
         return self.primary_metric or self.scorers[0].metric_name
+
+    @property
+    def multiple_choice(self) -> bool:
+        return self.task == "multiple_choice"
+
+    @property
+    def loglikelihood(self) -> bool:
+        """Whether the model must score choices (choice decoding) rather than write."""
+        return self.task == "multiple_choice" and self.mode == "loglikelihood"
+
+    def prompt_format_for(self, model: ModelSpec) -> PromptFormat:
+        """The format prompts of this dataset take for ``model`` (the dataset's wins)."""
+        return self.prompt_format or model.prompt_format
+
+    def delimiter_for(self, prompt_format: str) -> str:
+        """What goes between the context and a choice's text in ``prompt_format``."""
+        if self.target_delimiter is not None:
+            return self.target_delimiter
+        return " " if prompt_format == "completion" else ""
 
 
 def validation_error_to_catalog_error(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,9 @@ class SamplingParams(BaseModel):
         if not overrides:
             return self
         return SamplingParams.model_validate({**self.model_dump(), **overrides})
+
+
+PromptFormat = Literal["chat", "completion"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,10 @@ class GenerationRequest:
     # Choice decoding: when set, the completion is exactly one of these strings, the one
     # the model finds most likely (providers that support it: see providers.registry).
     choices: tuple[str, ...] = ()
+    # ``chat``: ``messages`` go through the model's chat template. ``completion``: one user
+    # message whose content is the exact context text, sent without any template (base
+    # models; log-likelihoods as lm-evaluation-harness computes them).
+    prompt_format: PromptFormat = "chat"
     # Free-form extras for providers that need them (the fake provider reads the reference).
     extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 

@@ -24,11 +24,12 @@ def request_hash(
     sampling: SamplingParams,
     messages: Sequence[Message],
     choices: Sequence[str] = (),
+    prompt_format: str = "chat",
 ) -> str:
     """The cache key of one request: model identity, sampling parameters and messages.
 
-    ``choices`` (choice decoding) joins the key only when given, so the keys of ordinary
-    requests do not depend on it.
+    ``choices`` (choice decoding) and a ``prompt_format`` other than ``chat`` join the key
+    only when given, so the keys of ordinary chat requests do not depend on them.
     """
     key: dict[str, Any] = {
         "model": identity,
@@ -37,6 +38,8 @@ def request_hash(
     }
     if choices:
         key["choices"] = list(choices)
+    if prompt_format != "chat":
+        key["prompt_format"] = prompt_format
     return content_hash(key, 24)
 
 

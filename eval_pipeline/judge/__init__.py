@@ -21,6 +21,7 @@ from eval_pipeline.judge._rubrics import (
     RUBRICS,
     SCALE,
     JudgeParams,
+    discover_rubrics,
     judge_metric_names,
     rubric_prompt,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "Verdict",
     "calibrate_judge",
     "calibration_markdown",
+    "discover_rubrics",
     "judge_metric_names",
     "items_from_frame",
     "judge_scores",

@@ -24,7 +24,7 @@ from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.engine import RunControls
 from eval_pipeline.judge._labelling import HUMAN_LABELS_FILE, RULE_LABELS_FILE, read_jsonl
-from eval_pipeline.judge._rubrics import RUBRICS, SCALE, rubric_prompt
+from eval_pipeline.judge._rubrics import SCALE, discover_rubrics, rubric_prompt
 from eval_pipeline.judge._scorer import JudgeItem, run_judge, verdict_choices
 from eval_pipeline.providers import Provider
 from eval_pipeline.storage import Store
@@ -117,8 +117,9 @@ def calibrate_judge(
     and the judge's identity are unchanged. Judge calls go through the response cache,
     so re-fitting after a code change costs no model calls either.
     """
-    if rubric not in RUBRICS:
-        raise ValueError(f"unknown rubric {rubric!r}; known: {', '.join(RUBRICS)}")
+    known = discover_rubrics(catalog.root)
+    if rubric not in known:
+        raise ValueError(f"unknown rubric {rubric!r}; known: {', '.join(known)}")
     if judge not in catalog.models:
         raise CatalogError(
             "models.yaml",

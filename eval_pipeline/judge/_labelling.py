@@ -20,7 +20,7 @@ from typing import Any
 
 from eval_pipeline.core.errors import CatalogError, EvalPipelineError
 from eval_pipeline.core.keys import validate_slug
-from eval_pipeline.judge._rubrics import RUBRICS, SCALE, rubric_prompt
+from eval_pipeline.judge._rubrics import SCALE, discover_rubrics, rubric_prompt
 
 LABELS_DIR = Path("datasets") / "judge-labels"
 RULE_LABELS_FILE = LABELS_DIR / "labels.jsonl"
@@ -110,8 +110,9 @@ def label_session(
     Raises:
         EvalPipelineError: Unknown rubric or a bad rater name.
     """
-    if rubric not in RUBRICS:
-        raise EvalPipelineError(f"unknown rubric {rubric!r} (known: {', '.join(RUBRICS)})")
+    known = discover_rubrics(root)
+    if rubric not in known:
+        raise EvalPipelineError(f"unknown rubric {rubric!r} (known: {', '.join(known)})")
     problem = validate_slug(rater)
     if problem:
         raise EvalPipelineError(f"rater name: {problem}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -9,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from eval_pipeline.catalog import PromptTemplate, load_prompt
 from eval_pipeline.scoring import JUDGE_RUBRICS
 
-RUBRICS = JUDGE_RUBRICS
+RUBRICS = JUDGE_RUBRICS  # the shipped rubrics; see discover_rubrics for a project's own
 SCALE = (1, 5)
+_RUBRIC = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 JUDGE_SCORER = "llm_judge"
 
 
@@ -34,8 +36,9 @@ class JudgeParams(BaseModel):
     @field_validator("rubric")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in RUBRICS:
-            raise ValueError(f"unknown rubric {value!r} (known: {', '.join(RUBRICS)})")
+        # Whether the template exists is the catalog's check (it knows the project root).
+        if not _RUBRIC.match(value):
+            raise ValueError(f"rubric {value!r} is not a slug (prompts/judge-<rubric>.jinja)")
         return value
 
     @field_validator("judges")
@@ -44,6 +47,15 @@ class JudgeParams(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"judges must be unique, got {value}")
         return value
+
+
+def discover_rubrics(root: str | Path) -> list[str]:
+    """The rubrics a project has: every ``prompts/judge-<rubric>.jinja`` under ``root``.
+
+    Adding a rubric is adding a template; no code lists them.
+    """
+    prompts = Path(root) / "prompts"
+    return sorted(p.name[len("judge-") : -len(".jinja")] for p in prompts.glob("judge-*.jinja"))
 
 
 def rubric_prompt(root: str | Path, rubric: str) -> PromptTemplate:

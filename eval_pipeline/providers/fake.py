@@ -8,6 +8,19 @@ Options (``models.yaml`` ``options:``):
 - ``wrong_fraction`` / ``wrong_text``: answer ``wrong_text`` instead for a fixed,
   hash-chosen fraction of samples (a planted regression).
 - ``fail_samples``: sample ids whose requests come back with an error.
+- ``choice_logprobs``: ``{sample_id: [log-likelihood per choice]}``, scripted
+  log-likelihoods for choice requests, in the request's choice order.
+
+The ``fake-choices`` provider (:class:`FakeChoicesProvider`) is the same fake with choice
+decoding declared, for multiple-choice datasets scored by log-likelihood. (The plain
+``fake`` declares none, so judges on it write their verdicts.) A choice request
+(``request.choices``) is answered as a model with choice decoding would: the completion is the continuation of highest log-likelihood, and
+``info["choice_logprobs"]`` / ``info["choice_tokens"]`` hold every continuation's
+log-likelihood and token count (tokens: whitespace-separated words, at least 1).
+Unscripted log-likelihoods are deterministic: ``-tokens * (0.5 + u)`` with ``u`` in
+[0, 1) from a hash of the model, the context and the continuation; in ``reference``
+mode the continuation whose text is the reference gets ``-0.1 * tokens`` instead, so it
+wins.
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
-from eval_pipeline.providers.base import Provider
+from eval_pipeline.providers.base import Capabilities, Provider
 
 # Every request any FakeProvider served in this process, as (model slug, request hash).
 CALL_LOG: list[tuple[str, str]] = []
@@ -36,6 +49,7 @@ class FakeOptions(BaseModel):
     wrong_fraction: float = 0.0
     wrong_text: str = "I do not know."
     fail_samples: list[str] = []
+    choice_logprobs: dict[str, list[float]] = {}
     batch_size: int = 16
 
 
@@ -85,6 +99,9 @@ class FakeProvider(Provider):
                     )
                 )
                 continue
+            if request.choices:
+                out.append(self._choose(request, prompt_tokens))
+                continue
             text = self._answer(request)
             out.append(
                 GenerationResponse(
@@ -95,6 +112,54 @@ class FakeProvider(Provider):
                 )
             )
         return out
+
+    def _choice_logprobs(self, request: GenerationRequest) -> list[float]:
+        scripted = self.options.choice_logprobs.get(request.sample_id)
+        if scripted is not None:
+            if len(scripted) != len(request.choices):
+                raise ValueError(
+                    f"fake provider: {len(scripted)} scripted log-likelihoods for "
+                    f"{len(request.choices)} choices of {request.sample_id!r}"
+                )
+            return [float(v) for v in scripted]
+        context = "\x00".join(m.content for m in request.messages)
+        target = str(request.extras.get("target", "")).strip()
+        scores = []
+        for continuation in request.choices:
+            tokens = _tokens(continuation)
+            if self.options.mode == "reference" and continuation.strip() == target:
+                scores.append(-0.1 * tokens)
+                continue
+            digest = hashlib.sha256(
+                f"{self.spec.slug}\x00{context}\x00{continuation}".encode()
+            ).digest()
+            scores.append(-tokens * (0.5 + int.from_bytes(digest[:8], "big") / 2**64))
+        return scores
+
+    def _choose(self, request: GenerationRequest, prompt_tokens: int) -> GenerationResponse:
+        scores = self._choice_logprobs(request)
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # first of equals
+        return GenerationResponse(
+            completion=request.choices[best],
+            finish_reason="stop",
+            input_tokens=prompt_tokens,
+            output_tokens=0,
+            info={
+                "choice_logprobs": dict(zip(request.choices, scores, strict=True)),
+                "choice_tokens": {c: _tokens(c) for c in request.choices},
+            },
+        )
+
+
+class FakeChoicesProvider(FakeProvider):
+    """The fake with choice decoding: scripted or hash-based log-likelihoods per choice."""
+
+    name = "fake-choices"
+    capabilities = Capabilities(choices=True)
+
+
+def _tokens(text: str) -> int:
+    return max(len(text.split()), 1)
 
 
 def calls_for(slug: str) -> int:
@@ -108,4 +173,4 @@ def reset_calls() -> None:
         CALL_LOG.clear()
 
 
-__all__ = ["CALL_LOG", "FakeProvider", "calls_for", "reset_calls"]
+__all__ = ["CALL_LOG", "FakeChoicesProvider", "FakeProvider", "calls_for", "reset_calls"]

@@ -14,6 +14,7 @@ from eval_pipeline.providers.base import Provider
 
 PROVIDERS: dict[str, str] = {
     "fake": "eval_pipeline.providers.fake:FakeProvider",
+    "fake-choices": "eval_pipeline.providers.fake:FakeChoicesProvider",
     "transformers": "eval_pipeline.providers.transformers:TransformersProvider",
     "vllm": "eval_pipeline.providers.vllm:VLLMProvider",
     "openai": "eval_pipeline.providers.openai:OpenAIProvider",

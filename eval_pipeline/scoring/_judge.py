@@ -6,9 +6,15 @@ Judging calls models, which this pure layer never does: the score stage hands
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
+# The rubrics the project ships (``prompts/judge-<rubric>.jinja``). A project adds its own
+# by adding a template: the catalog discovers ``prompts/judge-*.jinja`` and checks that a
+# dataset's rubric has one.
 JUDGE_RUBRICS = ("coherence", "relevance", "factual-accuracy", "grammar", "helpfulness")
+_RUBRIC_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
 def llm_judge(
@@ -30,8 +36,11 @@ def llm_judge(
 def judge_params_problem(params: dict) -> str | None:
     """A problem with an ``llm_judge`` scorer's parameters, or None."""
     rubric = params.get("rubric")
-    if rubric not in JUDGE_RUBRICS:
-        return f"scorer 'llm_judge': unknown rubric {rubric!r} (known: {', '.join(JUDGE_RUBRICS)})"
+    if not isinstance(rubric, str) or not _RUBRIC_NAME.match(rubric):
+        return (
+            f"scorer 'llm_judge': rubric {rubric!r} must be the slug of a template "
+            "prompts/judge-<rubric>.jinja"
+        )
     judges = params.get("judges")
     if not isinstance(judges, list) or not judges or not all(isinstance(j, str) for j in judges):
         return "scorer 'llm_judge': judges must be a non-empty list of model slugs"

@@ -41,36 +41,53 @@ def _result(sample_ids: list[str], values: list[float | None], details: list[str
     )
 
 
+def targets_of(frame: pl.DataFrame) -> list[list[str]]:
+    """Every acceptable answer per row: the ``targets`` list where given, else ``[target]``."""
+    singles = frame["target"].to_list()
+    if "targets" not in frame.columns:
+        return [[t or ""] for t in singles]
+    return [
+        list(many) if many else [one or ""]
+        for many, one in zip(frame["targets"].to_list(), singles, strict=True)
+    ]
+
+
 def exact_match(frame: pl.DataFrame) -> pl.DataFrame:
-    """1.0 when the stripped completion equals the stripped target."""
+    """1.0 when the stripped completion equals a stripped target (any of ``targets``)."""
     values, details = [], []
-    for completion, target in zip(frame["completion"], frame["target"], strict=True):
+    for completion, wanted in zip(frame["completion"], targets_of(frame), strict=True):
         if completion is None:
             values.append(0.0)
             details.append("no completion")
             continue
-        hit = completion.strip() == (target or "").strip()
+        hit = any(completion.strip() == t.strip() for t in wanted)
         values.append(float(hit))
-        details.append("" if hit else f"expected {target!r}")
+        details.append("" if hit else f"expected {_one_of(wanted)}")
     return _result(frame["sample_id"].to_list(), values, details)
 
 
 def normalized_match(frame: pl.DataFrame, contains: bool = False) -> pl.DataFrame:
-    """1.0 when normalized completion equals (or, with ``contains``, holds) the normalized target.
+    """1.0 when normalized completion equals (or, with ``contains``, holds) a normalized target.
 
-    With ``contains`` the target must appear as whole words, so "12" does not match "123".
+    Any of the row's ``targets`` counts. With ``contains`` the target must appear as
+    whole words, so "12" does not match "123".
     """
     values, details = [], []
-    for completion, target in zip(frame["completion"], frame["target"], strict=True):
+    for completion, wanted in zip(frame["completion"], targets_of(frame), strict=True):
         if completion is None:
             values.append(0.0)
             details.append("no completion")
             continue
-        got, want = normalize_text(completion), normalize_text(target or "")
-        hit = f" {want} " in f" {got} " if contains else got == want
-        values.append(float(hit and bool(want)))
-        details.append("" if hit else f"expected {want!r}")
+        got = normalize_text(completion)
+        wants = [normalize_text(t) for t in wanted]
+        hit = any(bool(w) and (f" {w} " in f" {got} " if contains else got == w) for w in wants)
+        values.append(float(hit))
+        details.append("" if hit else f"expected {_one_of(wants)}")
     return _result(frame["sample_id"].to_list(), values, details)
+
+
+def _one_of(wanted: list[str]) -> str:
+    return repr(wanted[0]) if len(wanted) == 1 else f"one of {wanted!r}"
 
 
 def numeric_match(

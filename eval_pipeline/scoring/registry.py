@@ -1,13 +1,23 @@
-"""Scorer names (as written in dataset specs) mapped to their functions."""
+"""Scorer names (as written in dataset specs) mapped to their functions.
+
+A scorer outside this package is named by its import path, ``package.module:function``
+(e.g. ``my_evals.scorers:starts_with``): the function takes the frame (``sample_id``,
+``completion``, ``target``, ``targets``, ``fields`` and, for multiple choice,
+``choices`` and ``choice_logprobs``) and its parameters as keywords, and returns one row
+per sample with ``sample_id``, ``value`` and ``detail``.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
 import polars as pl
 
+from eval_pipeline.scoring._choice import acc, acc_bytes, acc_norm
 from eval_pipeline.scoring._json import json_fields
 from eval_pipeline.scoring._judge import judge_params_problem, llm_judge
 from eval_pipeline.scoring._text import exact_match, normalized_match, numeric_match, regex_match
@@ -37,21 +47,63 @@ SCORERS: dict[str, ScorerFn] = {
     "code_execution": _code_execution,
     # Validated here, run by eval_pipeline.judge through the score stage.
     "llm_judge": llm_judge,
+    # Multiple choice (lm-evaluation-harness definitions).
+    "acc": acc,
+    "acc_norm": acc_norm,
+    "acc_bytes": acc_bytes,
 }
+# Scorers that need the choices of a ``task: multiple_choice`` dataset.
+MC_SCORERS = frozenset({"acc", "acc_norm", "acc_bytes"})
+_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` reads ``package.module:function``."""
+    return bool(_IMPORT_PATH.match(name))
+
+
+def _import(name: str) -> ScorerFn:
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module failed while importing
+        raise KeyError(f"cannot import scorer module '{module_name}': {exc}") from exc
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise KeyError(f"cannot import scorer '{name}': module has no function '{attr}'")
+    return function
 
 
 def get_scorer(name: str) -> ScorerFn:
-    try:
+    """The scorer function named ``name``: a built-in name or ``package.module:function``."""
+    if name in SCORERS:
         return SCORERS[name]
-    except KeyError:
-        raise KeyError(f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}") from None
+    if is_import_path(name):
+        return _import(name)
+    raise KeyError(
+        f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}, or "
+        "'package.module:function'"
+    )
 
 
 def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
     """Return a problem description if ``params`` do not fit scorer ``name``, else None."""
     if name not in SCORERS:
-        return f"unknown scorer '{name}' (known: {', '.join(sorted(SCORERS))})"
-    sig = _code_params() if name == "code_execution" else inspect.signature(SCORERS[name])
+        if not is_import_path(name):
+            return (
+                f"unknown scorer '{name}' (known: {', '.join(sorted(SCORERS))}, or "
+                "'package.module:function')"
+            )
+        try:
+            function = _import(name)
+        except KeyError as exc:
+            return str(exc.args[0])
+        sig = inspect.signature(function)
+        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return None  # takes any parameters
+    else:
+        function = SCORERS[name]
+        sig = _code_params() if name == "code_execution" else inspect.signature(function)
     accepted = {p for p in list(sig.parameters)[1:]}
     unknown = sorted(set(params) - accepted)
     if unknown:
@@ -75,6 +127,12 @@ def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
 def run_scorer(name: str, frame: pl.DataFrame, params: dict[str, Any]) -> pl.DataFrame:
     """Run scorer ``name`` over ``frame`` and check that it returned one row per sample."""
     out = get_scorer(name)(frame, **params)
+    if not isinstance(out, pl.DataFrame) or not {"sample_id", "value", "detail"} <= set(
+        out.columns
+    ):
+        raise RuntimeError(
+            f"scorer {name} must return a polars DataFrame with sample_id, value and detail"
+        )
     if out.height != frame.height:
         raise RuntimeError(f"scorer {name} returned {out.height} rows for {frame.height} samples")
     return out

@@ -51,12 +51,22 @@ def build_dataset_samples(catalog: Catalog, store: Store, dataset: str) -> Table
             "fields": fields,
             "target": [r["target"] for r in ds.rows],
             "tags": [list(r["tags"]) for r in ds.rows],
-            "row_hash": [
-                content_hash({"fields": f, "target": r["target"]}, 16)
-                for f, r in zip(fields, ds.rows, strict=True)
-            ],
+            "row_hash": [_row_hash(f, r) for f, r in zip(fields, ds.rows, strict=True)],
+            "targets": [list(r["targets"]) for r in ds.rows],
+            "choices": [list(r["choices"]) for r in ds.rows],
         },
         schema=DATASET_SAMPLES,
     )
     path = store.write("dataset_samples", frame, dataset=dataset)
     return TableReport(path=path, rows=frame.height, version=ds.version)
+
+
+def _row_hash(fields: str, row: dict) -> str:
+    # Choices and extra targets join the hash only where present, so rows of datasets
+    # that have neither keep the hashes they had.
+    key: dict = {"fields": fields, "target": row["target"]}
+    if row["choices"]:
+        key["choices"] = row["choices"]
+    if row["targets"] != [row["target"]]:
+        key["targets"] = row["targets"]
+    return content_hash(key, 16)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable
+import string
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from eval_pipeline.catalog import Catalog, ModelSpec, PromptTemplate
+from eval_pipeline.catalog import Catalog, DatasetSpec, ModelSpec, PromptTemplate
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import code_version, stable_json
 from eval_pipeline.core.keys import PROBLEM_SEPARATOR
 from eval_pipeline.core.schemas import GENERATIONS
-from eval_pipeline.core.types import GenerationRequest, SamplingParams
+from eval_pipeline.core.types import (
+    GenerationRequest,
+    GenerationResponse,
+    Message,
+    PromptFormat,
+    SamplingParams,
+)
 from eval_pipeline.engine import (
     GenerationStopped,
     Progress,
@@ -26,6 +35,8 @@ from eval_pipeline.engine import (
 )
 from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.storage import Store
+
+LETTERS = string.ascii_uppercase
 
 
 @dataclass(frozen=True)
@@ -93,15 +104,137 @@ def expand_samples(samples: pl.DataFrame, per_problem: int) -> pl.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class TaskPlan:
+    """How a dataset's samples become requests for one model.
+
+    ``prompt_format`` is the dataset's or else the model's; ``fewshot_pool`` the rows
+    few-shot examples are drawn from (``same_split``: the dataset's own rows, so a
+    sample is excluded by its id).
+    """
+
+    spec: DatasetSpec | None = None
+    prompt_format: PromptFormat = "chat"
+    fewshot_pool: tuple[dict[str, Any], ...] = ()
+    same_split: bool = True
+
+    @classmethod
+    def for_model(cls, catalog: Catalog, model: ModelSpec, dataset: str) -> TaskPlan:
+        """The plan of ``dataset`` (from the catalog) for ``model``."""
+        spec = catalog.dataset_specs[dataset]
+        pool = catalog.dataset(dataset).fewshot_rows if spec.fewshot else ()
+        return cls(
+            spec=spec,
+            prompt_format=spec.prompt_format_for(model),
+            fewshot_pool=pool,
+            same_split=not (spec.fewshot and spec.fewshot.source),
+        )
+
+
+def select_fewshot(
+    pool: Sequence[dict[str, Any]],
+    sample_id: str,
+    fields: dict[str, Any],
+    n: int,
+    seed: int,
+    *,
+    same_split: bool = True,
+) -> list[dict[str, Any]]:
+    """``n`` examples for one sample, drawn deterministically from ``seed`` and its id.
+
+    Every candidate gets a rank from a hash of (seed, sample id, candidate id); the ``n``
+    lowest ranks win, in rank order. The draw depends on nothing else (not the pool's
+    order, not the other samples), and a sample is never its own example: excluded by
+    id when the pool is the dataset's own rows, and by content in any pool.
+    """
+    candidates = [
+        row
+        for row in pool
+        if not (same_split and row["sample_id"] == sample_id) and row["fields"] != fields
+    ]
+
+    def rank(row: dict[str, Any]) -> bytes:
+        return hashlib.sha256(f"{seed}\x00{sample_id}\x00{row['sample_id']}".encode()).digest()
+
+    return sorted(candidates, key=rank)[:n]
+
+
+def lettered(user: str, choices: Sequence[str]) -> str:
+    """A multiple-choice question for a model that writes: the choices as ``A.`` lines."""
+    lines = [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices)]
+    letters = f"A-{LETTERS[len(choices) - 1]}"
+    return f"{user}\n\n" + "\n".join(lines) + f"\n\nAnswer with one letter ({letters}) only."
+
+
+def render_request_messages(
+    prompt: PromptTemplate,
+    row: dict[str, Any],
+    examples: Sequence[dict[str, Any]],
+    plan: TaskPlan,
+) -> tuple[Message, ...]:
+    """The messages of one sample: few-shot examples, then the sample itself.
+
+    ``row`` and each example carry ``fields``, ``target``/``targets`` and ``choices``.
+    Chat format: the template's system message, then each example as a user turn and
+    its answer as the assistant turn, then the sample's user turn. Completion format:
+    one user message holding the exact context text: the system text, each example's
+    prompt followed by the target delimiter and its answer, and the sample's prompt,
+    joined by the few-shot separator.
+    """
+    spec = plan.spec
+    fmt = plan.prompt_format
+    generate_mc = spec is not None and spec.multiple_choice and spec.mode == "generate"
+    delimiter = spec.delimiter_for(fmt) if spec is not None else " "
+    separator = spec.fewshot.separator if spec is not None and spec.fewshot else "\n\n"
+
+    def user_text(item: dict[str, Any]) -> tuple[str | None, str]:
+        messages = prompt.render(item["fields"])
+        system = messages[0].content if messages[0].role == "system" else None
+        user = messages[-1].content
+        if generate_mc:
+            user = lettered(user, item["choices"])
+        return system, user
+
+    def answer(item: dict[str, Any]) -> str:
+        if generate_mc:
+            return LETTERS[item["choices"].index(item["target"])]
+        return item["target"]
+
+    system, user = user_text(row)
+    if fmt == "completion":
+        parts = [system] if system else []
+        parts += [f"{user_text(e)[1]}{delimiter}{answer(e)}" for e in examples]
+        parts.append(user)
+        return (Message("user", separator.join(parts)),)
+    messages = [Message("system", system)] if system else []
+    for example in examples:
+        messages.append(Message("user", user_text(example)[1]))
+        messages.append(Message("assistant", answer(example)))
+    messages.append(Message("user", user))
+    return tuple(messages)
+
+
 def build_requests(
-    model: ModelSpec, samples: pl.DataFrame, prompt: PromptTemplate, sampling: SamplingParams
+    model: ModelSpec,
+    samples: pl.DataFrame,
+    prompt: PromptTemplate,
+    sampling: SamplingParams,
+    plan: TaskPlan | None = None,
 ) -> list[GenerationRequest]:
     """One request per row of ``samples``.
 
     Rows with a ``sample_index`` above 0 (extra completions of a problem) sample with the
     seed ``sampling.seed + sample_index``, so every completion is its own, reproducible
     draw with its own cache entry.
+
+    ``plan`` adds what the dataset asks for: few-shot examples (their ids in
+    ``extras["fewshot_ids"]``), the prompt format, and for a multiple-choice dataset
+    scored by log-likelihood the ``choices``: each continuation exactly as scored, the
+    target delimiter then the choice's text (lm-evaluation-harness style). Without a
+    plan, requests are plain chat requests as before.
     """
+    plan = plan or TaskPlan(prompt_format=model.prompt_format)
+    spec = plan.spec
     requests = []
     identity = model.identity()
     indices = (
@@ -109,16 +242,48 @@ def build_requests(
         if "sample_index" in samples.columns
         else [0] * samples.height
     )
+    columns = set(samples.columns)
     for row, index in zip(samples.iter_rows(named=True), indices, strict=True):
-        messages = prompt.render(json.loads(row["fields"]))
+        item = {
+            "sample_id": row["sample_id"],
+            "fields": json.loads(row["fields"]),
+            "target": row["target"],
+            "targets": list(row["targets"] or []) if "targets" in columns else [row["target"]],
+            "choices": list(row["choices"] or []) if "choices" in columns else [],
+        }
+        examples: list[dict[str, Any]] = []
+        if spec is not None and spec.fewshot:
+            examples = select_fewshot(
+                plan.fewshot_pool,
+                item["sample_id"],
+                item["fields"],
+                spec.fewshot.n,
+                spec.fewshot.seed,
+                same_split=plan.same_split,
+            )
+        messages = render_request_messages(prompt, item, examples, plan)
+        choices: tuple[str, ...] = ()
+        reference = row["target"]
+        if spec is not None and spec.loglikelihood:
+            delimiter = spec.delimiter_for(plan.prompt_format)
+            choices = tuple(f"{delimiter}{c}" for c in item["choices"])
+        elif spec is not None and spec.multiple_choice:
+            reference = LETTERS[item["choices"].index(item["target"])]  # the letter to write
         row_sampling = sampling.merged({"seed": sampling.seed + index}) if index else sampling
         requests.append(
             GenerationRequest(
-                request_hash=request_hash(identity, row_sampling, messages),
+                request_hash=request_hash(
+                    identity, row_sampling, messages, choices, plan.prompt_format
+                ),
                 sample_id=row["sample_id"],
                 messages=messages,
                 sampling=row_sampling,
-                extras={"target": row["target"]},
+                choices=choices,
+                prompt_format=plan.prompt_format,
+                extras={
+                    "target": reference,
+                    "fewshot_ids": [e["sample_id"] for e in examples],
+                },
             )
         )
     return requests
@@ -164,7 +329,9 @@ def generate(
         samples = samples.head(sample_limit)
     samples = expand_samples(samples, catalog.dataset_specs[dataset].samples_per_problem)
     sampling = sampling_for(catalog, spec, dataset)
-    requests = build_requests(spec, samples, prompt, sampling)
+    requests = build_requests(
+        spec, samples, prompt, sampling, TaskPlan.for_model(catalog, spec, dataset)
+    )
     own_provider = provider is None
     provider = provider or create_provider(spec)
     try:
@@ -211,9 +378,24 @@ def generations_frame(
     requests: list[GenerationRequest],
     result,  # EngineResult
 ) -> pl.DataFrame:
-    """One row per request, in dataset order, with provenance and (for cached rows) reuse."""
+    """One row per request, in dataset order, with provenance and (for cached rows) reuse.
+
+    A choice request whose response lacks a log-likelihood for any choice is recorded as
+    an error: without them the answer cannot be scored as the dataset asks.
+    """
     n = len(requests)
     responses = result.responses
+    logprobs: list[list[float] | None] = []
+    tokens: list[list[int] | None] = []
+    errors: list[str | None] = []
+    completions: list[str | None] = []
+    for request, response in zip(requests, responses, strict=True):
+        lps, toks, error = _choice_columns(request, response)
+        logprobs.append(lps)
+        tokens.append(toks)
+        errors.append(error)
+        # A choice without its log-likelihood cannot be scored: no completion either.
+        completions.append(None if error else response.completion)
     return pl.DataFrame(
         {
             "model": [spec.slug] * n,
@@ -227,15 +409,39 @@ def generations_frame(
             "sampling_params": [stable_json(r.sampling.model_dump(mode="json")) for r in requests],
             "messages": [stable_json([m.as_dict() for m in r.messages]) for r in requests],
             "request_hash": [r.request_hash for r in requests],
-            "completion": [x.completion for x in responses],
+            "completion": completions,
             "finish_reason": [x.finish_reason for x in responses],
             "input_tokens": [x.input_tokens for x in responses],
             "output_tokens": [x.output_tokens for x in responses],
             "cost_usd": [spec.pricing.cost(x.input_tokens, x.output_tokens) for x in responses],
-            "error": [x.error for x in responses],
+            "error": errors,
             "code_version": [code_version()] * n,
+            "prompt_format": [r.prompt_format for r in requests],
+            "fewshot_ids": [list(r.extras.get("fewshot_ids", [])) for r in requests],
+            "choice_logprobs": logprobs,
+            "choice_tokens": tokens,
             "latency_s": [x.latency_s for x in responses],
             "cached": result.cached,
         },
         schema=GENERATIONS,
     )
+
+
+def _choice_columns(
+    request: GenerationRequest, response: GenerationResponse
+) -> tuple[list[float] | None, list[int] | None, str | None]:
+    """The choice log-likelihoods and token counts of a response, in the request's order."""
+    if not request.choices or not response.ok:
+        return None, None, response.error
+    scores = response.info.get("choice_logprobs") or {}
+    counts = response.info.get("choice_tokens") or {}
+    missing = [c for c in request.choices if c not in scores]
+    if missing:
+        return None, None, f"provider returned no log-likelihood for choice {missing[0]!r}"
+    lps = [float(scores[c]) for c in request.choices]
+    toks = (
+        [int(counts[c]) for c in request.choices]
+        if all(c in counts for c in request.choices)
+        else None
+    )
+    return lps, toks, None

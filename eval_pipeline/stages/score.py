@@ -24,6 +24,17 @@ from eval_pipeline.providers import Provider
 from eval_pipeline.scoring import run_scorer
 from eval_pipeline.storage import Store
 
+# What a scorer sees (see eval_pipeline.scoring.registry).
+SCORER_COLUMNS = (
+    "sample_id",
+    "completion",
+    "target",
+    "targets",
+    "fields",
+    "choices",
+    "choice_logprobs",
+)
+
 
 @dataclass(frozen=True)
 class ScoreReport:
@@ -35,14 +46,22 @@ class ScoreReport:
 def scoring_frame(catalog: Catalog, store: Store, model: str, dataset: str) -> pl.DataFrame:
     """The partition's generations joined to their samples.
 
-    Columns ``sample_id``, ``prompt_version``, ``completion``, ``request_hash``, ``target``,
-    ``fields``; several completions of a problem (``<problem>#<i>``) take their problem's
-    sample row.
+    Columns ``sample_id``, ``prompt_version``, ``completion``, ``request_hash``,
+    ``choice_logprobs``, ``target``, ``targets``, ``choices``, ``fields``; several
+    completions of a problem (``<problem>#<i>``) take their problem's sample row.
     """
     spec = catalog.dataset_specs[dataset]
-    generations = store.read("generations", dataset=dataset, model=model)
-    samples = store.read("dataset_samples", dataset=dataset).select("sample_id", "target", "fields")
-    generated = generations.select("sample_id", "prompt_version", "completion", "request_hash")
+    generations = _with_columns(
+        store.read("generations", dataset=dataset, model=model),
+        {"choice_logprobs": pl.List(pl.Float64)},
+    )
+    samples = _with_columns(
+        store.read("dataset_samples", dataset=dataset),
+        {"targets": pl.List(pl.String), "choices": pl.List(pl.String)},
+    ).select("sample_id", "target", "targets", "choices", "fields")
+    generated = generations.select(
+        "sample_id", "prompt_version", "completion", "request_hash", "choice_logprobs"
+    )
     # Several completions per problem: ``<problem>#<index>`` rows take their problem's row.
     problem = (
         pl.col("sample_id").str.split(PROBLEM_SEPARATOR).list.first()
@@ -59,6 +78,12 @@ def scoring_frame(catalog: Catalog, store: Store, model: str, dataset: str) -> p
         )
         .drop("_problem")
     )
+
+
+def _with_columns(frame: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFrame:
+    # Tables written before a column existed read without it: it is null there.
+    missing = [pl.lit(None, dtype=t).alias(n) for n, t in columns.items() if n not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
 
 
 def judge_partition(
@@ -134,9 +159,7 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
                     .hstack(judged.select("value", "detail"))
                 )
             continue
-        result = run_scorer(
-            scorer.name, joined.select("sample_id", "completion", "target", "fields"), scorer.params
-        )
+        result = run_scorer(scorer.name, joined.select(SCORER_COLUMNS), scorer.params)
         frames.append(
             joined.select("sample_id", "prompt_version", "request_hash")
             .with_columns(pl.lit(scorer.metric_name).alias("metric"))

