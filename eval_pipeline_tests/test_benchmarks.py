@@ -498,7 +498,7 @@ def test_a_bigbench_partition_materializes_through_the_evaluation_job(tmp_path):
 def test_a_choice_response_without_log_likelihoods_is_recorded_as_an_error():
     from eval_pipeline.core.specs import ModelSpec
     from eval_pipeline.core.types import GenerationRequest, GenerationResponse
-    from eval_pipeline.stages.generate import generations_frame
+    from eval_pipeline.stages.generate import RunOrigin, generations_frame
 
     class Result:
         responses = [GenerationResponse(completion=" a", finish_reason="stop", info={})]
@@ -513,7 +513,9 @@ def test_a_choice_response_without_log_likelihoods_is_recorded_as_an_error():
     )
     samples = pl.DataFrame({"dataset_version": ["d@1"]})
     model = ModelSpec(slug="m", provider="fake", model_id="m")
-    row = generations_frame(model, "d", "p@1", samples, [request], Result()).row(0, named=True)
+    row = generations_frame(model, "d", "p@1", samples, [request], Result(), RunOrigin()).row(
+        0, named=True
+    )
     assert row["completion"] is None and "no log-likelihood for choice ' a'" in row["error"]
 
 

@@ -59,6 +59,10 @@ def test_one_partition_gives_the_same_rows_inline_and_on_slurm(tmp_path):
         frames[runs_on] = _without_volatile(
             Store(store).read("generations", dataset="qa", model="fake-same"), "generations"
         )
+        rows = Store(store).read("generations", dataset="qa", model="fake-same")
+        assert rows["run_id"].drop_nulls().len() == rows.height
+        assert (rows["slurm_job_id"][0] is not None) == (runs_on == "slurm")
+        assert (rows["slurm_node"][0] is not None) == (runs_on == "slurm")
         telemetry = Store(store).read("telemetry", dataset="qa", model="fake-same")
         assert telemetry["runs_on"][0] == runs_on
         assert (telemetry["job_id"][0] != "") == (runs_on == "slurm")
@@ -172,12 +176,19 @@ def test_an_api_model_on_qa_in_an_empty_store_loads_no_local_model(api_server, t
     assert Store(store).exists("scores", dataset="qa", model="api-model")
 
 
-def test_every_generation_step_records_its_telemetry(tmp_path):
+def test_every_generation_step_records_its_telemetry_and_provenance(tmp_path):
     from eval_pipeline_tests.helpers import materialize
 
     project = make_project(tmp_path / "p", datasets=("qa",))
     store = tmp_path / "store"
-    assert materialize(project, store, "qa|fake-good", sample_limit=4).success
+    result = materialize(project, store, "qa|fake-good", sample_limit=4)
+    assert result.success
+    rows = Store(store).read("generations", dataset="qa", model="fake-good")
+    assert rows["run_id"].unique().to_list() == [result.run_id]
+    assert rows["slurm_job_id"].null_count() == rows.height
+    versions = json.loads(rows["versions"][0])
+    assert versions["python"] == sys.version.split()[0]
+    assert versions["polars"] == pl.__version__
     telemetry = Store(store).read("telemetry", dataset="qa", model="fake-good").row(0, named=True)
     assert telemetry["runs_on"] == "inline" and telemetry["job_id"] == ""
     assert telemetry["new_output_tokens"] > 0 and telemetry["tokens_per_s"] > 0

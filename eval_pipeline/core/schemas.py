@@ -59,9 +59,14 @@ GENERATIONS = pl.Schema(
         # order, the continuation's summed log-probability and its token count.
         "choice_logprobs": pl.List(pl.Float64),
         "choice_tokens": pl.List(pl.Int64),
+        # Canonical JSON, package -> version: python, torch, transformers, vllm, openai, ...
+        "versions": pl.String,
         # Run-dependent columns (see VOLATILE_COLUMNS): they say how this run got the row.
         "latency_s": pl.Float64,
         "cached": pl.Boolean,
+        "run_id": pl.String,  # the Dagster run (or CLI invocation) that wrote the row
+        "slurm_job_id": pl.String,  # null unless a SLURM job produced the row
+        "slurm_node": pl.String,
     }
 )
 
@@ -209,7 +214,7 @@ GLOBAL_TABLES = frozenset({"leaderboard"})
 # Columns that describe how a run went (timing, cache hits) rather than what it produced.
 # Re-running the same inputs reproduces every other column exactly.
 VOLATILE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "generations": ("latency_s", "cached"),
+    "generations": ("latency_s", "cached", "run_id", "slurm_job_id", "slurm_node"),
     "aggregates": (
         "latency_p50_s",
         "latency_p95_s",

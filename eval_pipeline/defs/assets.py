@@ -117,6 +117,7 @@ def build_assets(
             partition_timeout_s=config.partition_timeout_s,
             request_timeout_s=config.request_timeout_s,
             progress_every_s=config.progress_every_s,
+            run_id=context.run.run_id,
         )
         runners = runners_for(
             slurm.runner(cat, st, array_parallelism=config.slurm_array_parallelism)

@@ -28,7 +28,7 @@ from eval_pipeline.judge import calibrate_judge
 from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkResult
 from eval_pipeline.node._telemetry import GpuMonitor, peak_rss_gb
 from eval_pipeline.providers import Provider, create_provider
-from eval_pipeline.stages import generate, judge_partition
+from eval_pipeline.stages import RunOrigin, generate, judge_partition
 from eval_pipeline.storage import Store, atomic_write_text
 
 ProgressCallback = Callable[[Work, Progress], None]
@@ -52,7 +52,7 @@ def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> 
 
     provider = create_provider(spec)
     job_id = _job_id()
-    where = {
+    where: dict[str, str] = {
         "runs_on": "slurm" if job_id else "inline",
         "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
         "job_id": job_id,
@@ -73,7 +73,7 @@ def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> 
                     _write_progress(report_dir, task, work, index, p)
 
                 print(f"[{task.model}] {work.label}", flush=True)
-                results.append(_do(catalog, store, provider, task, work, on_progress))
+                results.append(_do(catalog, store, provider, task, work, on_progress, where))
                 if work.kind == "generate" and results[-1].ok:
                     _write_telemetry(store, task.model, results[-1], load_s, gpu, where)
                 now = provider.load()
@@ -119,6 +119,7 @@ def _do(
     task: GenerationTask,
     work: Work,
     progress: Callable[[Progress], None],
+    where: dict[str, str],
 ) -> WorkResult:
     """One piece of work; its failure is recorded, not raised."""
     try:
@@ -137,6 +138,11 @@ def _do(
                 partition_timeout_s=task.partition_timeout_s,
                 request_timeout_s=task.request_timeout_s,
                 budget_scope=task.budget_scope,
+                run=RunOrigin(
+                    run_id=task.run_id,
+                    slurm_job_id=where["job_id"] or None,
+                    slurm_node=where["node"] if where["job_id"] else None,
+                ),
             )
             return WorkResult(
                 work=work,

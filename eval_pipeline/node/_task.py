@@ -58,6 +58,8 @@ class GenerationTask:
     requests, or with ``budget_scope`` everything of that run (partitions, judges, jobs)."""
     budget_scope: str | None = None
     """The run whose budget this task shares (the Dagster run id, or a CLI invocation's)."""
+    run_id: str | None = None
+    """The Dagster run the task belongs to, recorded on every row it writes."""
     partition_timeout_s: float | None = None
     """API models: wall-clock cap of each partition's generation."""
     request_timeout_s: float | None = None

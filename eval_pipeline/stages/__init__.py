@@ -9,7 +9,7 @@ from eval_pipeline.stages.catalog_tables import (
     build_dataset_samples,
     build_prompt_versions,
 )
-from eval_pipeline.stages.generate import GenerateReport, build_requests, generate
+from eval_pipeline.stages.generate import GenerateReport, RunOrigin, build_requests, generate
 from eval_pipeline.stages.leaderboard import (
     build_leaderboard,
     leaderboard_markdown,
@@ -20,6 +20,7 @@ from eval_pipeline.stages.score import ScoreReport, judge_partition, score, scor
 __all__ = [
     "AggregateReport",
     "GenerateReport",
+    "RunOrigin",
     "ScoreReport",
     "TableReport",
     "aggregate",

@@ -16,6 +16,7 @@ from eval_pipeline.catalog import Catalog, DatasetSpec, ModelSpec, PromptTemplat
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import code_version, stable_json
 from eval_pipeline.core.keys import PROBLEM_SEPARATOR
+from eval_pipeline.core.provenance import versions_json
 from eval_pipeline.core.schemas import GENERATIONS
 from eval_pipeline.core.types import (
     GenerationRequest,
@@ -37,6 +38,15 @@ from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.storage import Store
 
 LETTERS = string.ascii_uppercase
+
+
+@dataclass(frozen=True)
+class RunOrigin:
+    """Which run wrote a partition's rows, and the SLURM job when one did (provenance)."""
+
+    run_id: str | None = None
+    slurm_job_id: str | None = None
+    slurm_node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +314,7 @@ def generate(
     partition_timeout_s: float | None = None,
     request_timeout_s: float | None = None,
     budget_scope: str | None = None,
+    run: RunOrigin | None = None,
 ) -> GenerateReport:
     """Generate the completions of ``dataset`` with ``model`` and write them.
 
@@ -354,7 +365,9 @@ def generate(
     finally:
         if own_provider:
             provider.close()
-    frame = generations_frame(spec, dataset, prompt.version, samples, requests, result)
+    frame = generations_frame(
+        spec, dataset, prompt.version, samples, requests, result, run or RunOrigin()
+    )
     path = store.write("generations", frame, dataset=dataset, model=model)
     if result.stopped:
         raise GenerationStopped(f"{model} on {dataset}: {result.stopped} Rows so far: {path}")
@@ -377,6 +390,7 @@ def generations_frame(
     samples: pl.DataFrame,
     requests: list[GenerationRequest],
     result,  # EngineResult
+    run: RunOrigin,
 ) -> pl.DataFrame:
     """One row per request, in dataset order, with provenance and (for cached rows) reuse.
 
@@ -420,8 +434,12 @@ def generations_frame(
             "fewshot_ids": [list(r.extras.get("fewshot_ids", [])) for r in requests],
             "choice_logprobs": logprobs,
             "choice_tokens": tokens,
+            "versions": [versions_json()] * n,
             "latency_s": [x.latency_s for x in responses],
             "cached": result.cached,
+            "run_id": [run.run_id] * n,
+            "slurm_job_id": [run.slurm_job_id] * n,
+            "slurm_node": [run.slurm_node] * n,
         },
         schema=GENERATIONS,
     )
