@@ -156,11 +156,11 @@ def _add_results_commands(sub) -> None:
 
     report = sub.add_parser(
         "report",
-        help="write the static HTML results explorer (and the PNG report); --open opens it",
+        help="write the static HTML results explorer; --open opens it in a browser",
         description=(
             "Writes <store>/reports/explorer/index.html: a leaderboard heatmap, per-sample "
             "drill-down, run-to-run diffs and trends, readable from the file system with no "
-            "server. Also rewrites the PNG report under <store>/reports/leaderboard/."
+            "server (the reporting step writes the same after every run)."
         ),
         epilog=EXIT_CODES_HELP,
     )
@@ -698,9 +698,7 @@ def _report(args) -> int:
         )
         return EXIT_NO_DATA
     catalog = load_catalog(root, load_rows=False)
-    index = write_explorer(
-        catalog, store, Path(args.output) if args.output else None, project_root=root
-    )
+    index = write_explorer(catalog, store, Path(args.output) if args.output else None)
     print(index)
     if args.open_browser:
         webbrowser.open(index.resolve().as_uri())

@@ -14,6 +14,7 @@ import pytest
 from eval_pipeline.cli import main
 from eval_pipeline.core.schemas import TABLES
 from eval_pipeline.regression import BaselineError, compare_runs, resolve_run
+from eval_pipeline.report import judge_spend
 from eval_pipeline.scoring import stats
 from eval_pipeline.storage import KEEP_RUNS_ENV, HistoryError, Store
 from eval_pipeline.storage._history import entry_name
@@ -198,3 +199,31 @@ def test_compare_and_history_commands_read_kept_runs(three_runs, tmp_path, capsy
     assert [r.split("|")[1].strip() for r in rows] == ["aaa111", "bbb222", "ccc333"]
     assert "0.6000" in rows[1]
     assert main([*argv, "history", "--model", "m", "--dataset", "none", "--metric", "acc"]) == 3
+
+
+def _judgements(cost: float) -> pl.DataFrame:
+    row = {name: None for name in TABLES["judgements"].names()}
+    row.update(
+        model="m",
+        dataset="d",
+        prompt_version="p@1",
+        sample_id="s000",
+        metric="helpfulness",
+        judge="judge-1",
+        status="ok",
+        score=4.0,
+        input_tokens=100,
+        output_tokens=5,
+        cost_usd=cost,
+        cached=False,
+    )
+    return pl.DataFrame([row], schema=TABLES["judgements"])
+
+
+def test_judge_spend_counts_every_kept_run_once(tmp_path):
+    store = Store(tmp_path)
+    store.write("judgements", _judgements(0.25), "d", "m", run_id="r1")
+    store.write("judgements", _judgements(0.5), "d", "m", run_id="r2")
+    spend = judge_spend(store)
+    assert spend["cost_usd"].to_list() == [0.25, 0.5]
+    assert spend["time"].to_list() == [e.written_at for e in store.history("judgements", "d", "m")]

@@ -102,7 +102,8 @@ def metric_scale(metric: str, values: Sequence[float | None]) -> tuple[float, fl
         return 0.0, 1.0, "0-1"
     if min(seen) >= 1.0 and max(seen) <= 5.0:
         return 1.0, 5.0, "1-5"
-    low, high = min(seen), max(seen)
+    # Counts, lengths, scores in their own units: from zero (or below) to the largest.
+    low, high = min(0.0, min(seen)), max(seen)
     return low, (high if high > low else low + 1.0), "range"
 
 
