@@ -8,6 +8,7 @@ summaries (:func:`write_html_report`), and the tables of the ``results``, ``samp
 
 from eval_pipeline.report._explorer import (
     DIFF_RUNS,
+    ExplorerFolderError,
     ExplorerInput,
     metric_history,
     metric_scale,
@@ -26,6 +27,7 @@ from eval_pipeline.report._tables import (
 
 __all__ = [
     "DIFF_RUNS",
+    "ExplorerFolderError",
     "ExplorerInput",
     "PLOTS",
     "SPEND_SCHEMA",

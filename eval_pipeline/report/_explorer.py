@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import secrets
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,8 +39,9 @@ from typing import Any
 
 import polars as pl
 
+from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.schemas import TABLES
-from eval_pipeline.storage import HistoryEntry, Store, atomic_write_text
+from eval_pipeline.storage import HistoryEntry, Store
 
 # Runs per partition whose pairs are compared (n runs give n(n-1)/2 pairs).
 DIFF_RUNS = 6
@@ -137,26 +140,23 @@ def _messages(text: str | None) -> Any:
 
 def _samples(
     gens: pl.DataFrame,
-    scores: pl.DataFrame | None,
+    scores: list[dict[str, Any]],
     judgements: pl.DataFrame | None,
-    samples: pl.DataFrame | None,
+    targets: dict[str, tuple[str | None, list[str]]],
 ) -> list[dict[str, Any]]:
+    # Rows as Python dicts once: per-call overhead of small frames dominates otherwise.
     by_sample_scores: dict[str, dict[str, list[Any]]] = {}
-    if scores is not None:
-        for sid, metric, value, detail in scores.select(
-            "sample_id", "metric", "value", "detail"
-        ).iter_rows():
-            by_sample_scores.setdefault(sid, {})[metric] = [_num(value), detail]
+    for r in scores:
+        by_sample_scores.setdefault(r["sample_id"], {})[r["metric"]] = [
+            _num(r["value"]),
+            r["detail"],
+        ]
     by_sample_judged: dict[str, list[dict[str, Any]]] = {}
     if judgements is not None:
         cols = ["metric", "judge", "status", "score", "calibrated", "verdict", "reason", "problem"]
         for row in judgements.select("sample_id", *cols).iter_rows(named=True):
             sid = row.pop("sample_id")
             by_sample_judged.setdefault(sid, []).append({k: _num(v) for k, v in row.items()})
-    targets: dict[str, tuple[str | None, list[str]]] = {}
-    if samples is not None:
-        for sid, target, tags in samples.select("sample_id", "target", "tags").iter_rows():
-            targets[sid] = (target, list(tags or []))
     out = []
     for r in gens.iter_rows(named=True):
         sid = r["sample_id"]
@@ -185,12 +185,14 @@ def _samples(
 
 def _aggregate_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     cols = ["metric", "n", "mean", "stderr", "ci_low", "ci_high", "pass_at_1"]
-    return [{k: _num(v) for k, v in r.items()} for r in frame.select(cols).iter_rows(named=True)]
+    return [{k: _num(r[k]) for k in cols} for r in frame.iter_rows(named=True)]
 
 
 def _runs(history: pl.DataFrame) -> list[dict[str, Any]]:
     """One entry per kept aggregates run, oldest first: metrics with CIs and the cost."""
-    runs = []
+    runs: list[dict[str, Any]] = []
+    if history.height == 0:
+        return runs
     for (run_id, written), group in history.group_by("run_id", "written_at", maintain_order=True):
         runs.append(
             {
@@ -284,7 +286,7 @@ def _copy_assets(folder: Path) -> None:
     package = resources.files("eval_pipeline.report") / "explorer"
     for name in ASSETS:
         with resources.as_file(package / name) as source:
-            atomic_write_text(folder / name, Path(source).read_text(encoding="utf-8"))
+            _write(folder / name, Path(source).read_text(encoding="utf-8"))
 
 
 INDEX_HTML = """<!doctype html>
@@ -304,17 +306,54 @@ INDEX_HTML = """<!doctype html>
 """
 
 
+class ExplorerFolderError(EvalPipelineError):
+    """The output folder holds something other than an explorer; it is left alone."""
+
+
 def write_explorer_files(store: Store, folder: Path, setup: ExplorerInput) -> Path:
     """Write the explorer for every partition of ``store`` into ``folder``.
+
+    The whole explorer is written into a hidden folder beside ``folder`` and swapped in
+    at the end, so a reader sees the old explorer or the new one, never a mix, and
+    partitions that are gone leave no file behind. An existing ``folder`` is replaced
+    only if it is empty or an earlier explorer.
+
+    Raises:
+        ExplorerFolderError: ``folder`` holds other files.
 
     Returns:
         The path of ``index.html``.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder).resolve()
+    if folder.exists() and any(folder.iterdir()) and not (folder / "data" / "index.js").exists():
+        raise ExplorerFolderError(
+            f"{folder} is not empty and holds no explorer; pick an empty or new folder"
+        )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}.{secrets.token_hex(4)}"
+    staging = folder.parent / f".{folder.name}.{tag}.tmp"
+    staging.mkdir()
+    try:
+        _write_explorer(store, staging, setup)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = folder.parent / f".{folder.name}.{tag}.old"
+    if folder.exists():
+        os.rename(folder, old)
+    os.rename(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder / "index.html"
+
+
+def _write(path: Path, text: str) -> None:
+    # A plain write: the folder being written is swapped in whole once complete.
+    path.write_text(text, encoding="utf-8")
+
+
+def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     data = folder / "data"
     parts_dir = data / "p"
-    if parts_dir.exists():  # partitions that are gone must not linger
-        shutil.rmtree(parts_dir)
     parts_dir.mkdir(parents=True)
     aggregates = store.scan("aggregates").collect()
     if setup.models is not None:
@@ -364,13 +403,14 @@ def write_explorer_files(store: Store, folder: Path, setup: ExplorerInput) -> Pa
                 "suites": sorted(s for s, ds in suites.items() if d in ds),
             }
         )
+    targets: dict[str, dict[str, tuple[str | None, list[str]]]] = {}
     d_index = {d: i for i, d in enumerate(datasets)}
     m_index = {m: i for i, m in enumerate(models)}
     cells = []
     for row in board.sort("dataset", "model").iter_rows(named=True):
         d, m = row["dataset"], row["model"]
         pid = partition_id(d, m)
-        runs = _runs(hist_by.get((d, m), history.clear()))
+        runs = _runs(hist_by[(d, m)]) if (d, m) in hist_by else []
         metric = primary[d]
         spark = [r["metrics"].get(metric, [None])[0] for r in runs][-SPARK_POINTS:]
         cells.append(
@@ -391,27 +431,34 @@ def write_explorer_files(store: Store, folder: Path, setup: ExplorerInput) -> Pa
         if gens is None:
             continue
         scores = scores_by.get((d, m))
-        metrics = sorted(set(scores["metric"])) if scores is not None else []
-        scales = {}
-        for metric_name in metrics:
-            low, high, kind = metric_scale(
-                metric_name, scores.filter(pl.col("metric") == metric_name)["value"]
-            )
-            scales[metric_name] = [low, high, kind]
+        score_rows = scores.to_dicts() if scores is not None else []
+        values: dict[str, list[float | None]] = {}
+        for r in score_rows:
+            values.setdefault(r["metric"], []).append(r["value"])
+        metrics = sorted(values)
+        scales = {name: list(metric_scale(name, vals)) for name, vals in values.items()}
+        if d not in targets:
+            frame = samples_by.get((d,))
+            targets[d] = {
+                sid: (target, list(tags or []))
+                for sid, target, tags in (
+                    frame.select("sample_id", "target", "tags").iter_rows()
+                    if frame is not None
+                    else []
+                )
+            }
         payload = {
             "dataset": d,
             "model": m,
             "metric": metric,
             "metrics": metrics,
             "scales": scales,
-            "aggregates": _aggregate_rows(aggs_by.get((d, m), aggregates.clear())),
-            "samples": _samples(gens, scores, judged_by.get((d, m)), samples_by.get((d,))),
+            "aggregates": _aggregate_rows(aggs_by[(d, m)]) if (d, m) in aggs_by else [],
+            "samples": _samples(gens, score_rows, judged_by.get((d, m)), targets[d]),
             "runs": runs,
             "diff": _diff(store, d, m, scores, gens, setup),
         }
-        atomic_write_text(
-            parts_dir / f"{pid}.js", _js_call("window.__explorer_partition", pid, payload)
-        )
+        _write(parts_dir / f"{pid}.js", _js_call("window.__explorer_partition", pid, payload))
     index = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "store": str(store.root),
@@ -422,11 +469,9 @@ def write_explorer_files(store: Store, folder: Path, setup: ExplorerInput) -> Pa
         "cells": cells,
         "separator": PARTITION_SEP,
     }
-    atomic_write_text(data / "index.js", _js_call("window.__explorer_index", index))
+    _write(data / "index.js", _js_call("window.__explorer_index", index))
     _copy_assets(folder)
-    page = folder / "index.html"
-    atomic_write_text(page, INDEX_HTML)
-    return page
+    _write(folder / "index.html", INDEX_HTML)
 
 
 def metric_history(store: Store, model: str, dataset: str, metric: str) -> pl.DataFrame:
