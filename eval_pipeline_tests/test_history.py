@@ -6,6 +6,7 @@ Retention prunes old runs; ``compare`` and ``history`` address runs as ``run:<id
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -227,3 +228,17 @@ def test_judge_spend_counts_every_kept_run_once(tmp_path):
     spend = judge_spend(store)
     assert spend["cost_usd"].to_list() == [0.25, 0.5]
     assert spend["time"].to_list() == [e.written_at for e in store.history("judgements", "d", "m")]
+
+
+def test_a_killed_writers_history_temporary_is_swept_by_the_next_write(tmp_path):
+    store = Store(tmp_path)
+    store.write("scores", _scores([1.0]), "d", "m", run_id="r1")
+    folder = store.history_folder("scores", "d", "m")
+    # What a writer killed between creating and renaming its entry leaves behind.
+    dead = folder / ".20261130T000000000000Z--r0.parquet.some-host.4242.0a1b2c3d.tmp"
+    dead.write_bytes(b"PAR1 half")
+    old = (datetime.now(UTC) - timedelta(hours=1)).timestamp()
+    os.utime(dead, (old, old))
+    store.write("scores", _scores([1.0]), "d", "m", run_id="r2")
+    assert not dead.exists()
+    assert [e.run_id for e in store.history("scores", "d", "m")] == ["r1", "r2"]

@@ -29,6 +29,7 @@ import math
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -330,6 +331,7 @@ def write_explorer_files(store: Store, folder: Path, setup: ExplorerInput) -> Pa
             f"{folder} is not empty and holds no explorer; pick an empty or new folder"
         )
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(folder)
     tag = f"{os.getpid()}.{secrets.token_hex(4)}"
     staging = folder.parent / f".{folder.name}.{tag}.tmp"
     staging.mkdir()
@@ -344,6 +346,17 @@ def write_explorer_files(store: Store, folder: Path, setup: ExplorerInput) -> Pa
     os.rename(staging, folder)
     shutil.rmtree(old, ignore_errors=True)
     return folder / "index.html"
+
+
+# A staging folder untouched this long belongs to a writer that was killed.
+STALE_STAGING_S = 15 * 60
+
+
+def _remove_stale_staging(folder: Path) -> None:
+    now = time.time()
+    for path in folder.parent.glob(f".{folder.name}.*"):
+        if path.suffix in (".tmp", ".old") and now - path.stat().st_mtime > STALE_STAGING_S:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _write(path: Path, text: str) -> None:

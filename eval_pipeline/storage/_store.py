@@ -26,7 +26,7 @@ import polars as pl
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.schemas import GLOBAL_TABLES, PER_DATASET_TABLES, TABLES
-from eval_pipeline.storage._atomic import atomic_path
+from eval_pipeline.storage._atomic import atomic_path, remove_stale_temporaries
 from eval_pipeline.storage._history import (
     HISTORY_DIR,
     HistoryEntry,
@@ -231,6 +231,12 @@ class Store:
         for entry in self.retention.expired(entries, now or datetime.now(UTC)):
             entry.path.unlink(missing_ok=True)
             removed.append(entry.path)
+        # Each entry has a name of its own, so no later write of the same name would
+        # sweep up a killed writer's temporary file: sweep the folder here instead.
+        folder = self.history_folder(table, dataset, model)
+        for name in os.listdir(folder) if folder.exists() else []:
+            if name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 5:
+                remove_stale_temporaries(folder / name[1:].rsplit(".", 4)[0])
         return removed
 
     def read_entry(self, entry: HistoryEntry) -> pl.DataFrame:
