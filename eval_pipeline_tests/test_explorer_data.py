@@ -13,6 +13,8 @@ from eval_pipeline.report import partition_id
 from eval_pipeline.stages import explorer_dir, write_explorer
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.explorer_helpers import PLANTED, explorer_store, read_data_file
+from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.judge_helpers import judged_project
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +114,20 @@ def test_the_explorer_can_be_rewritten_into_another_folder(written, tmp_path):
         "json-extract@fake-echo.js",
         "qa@fake-model.js",
     ]
+
+
+def test_a_judged_partition_carries_every_verdict_on_the_rating_scale(tmp_path):
+    project = judged_project(tmp_path / "project")
+    materialize(project, tmp_path / "store", "open-qa|fake-good", sample_limit=6)
+    store = Store(tmp_path / "store")
+    _, data = read_data_file(explorer_dir(store) / "data" / "p" / "open-qa@fake-good.js")
+    judged = store.read("judgements", "open-qa", "fake-good")
+    assert data["scales"]["helpfulness"] == [1.0, 5.0, "1-5"]
+    for sample in data["samples"]:
+        rows = judged.filter(pl.col("sample_id") == sample["id"])
+        assert [(j["judge"], j["verdict"], j["score"]) for j in sample["judgements"]] == list(
+            rows.select("judge", "verdict", "score").iter_rows()
+        )
+        assert sample["judgements"] and sample["scores"]["helpfulness"][0] == 4.0
+    (index,) = read_data_file(explorer_dir(store) / "data" / "index.js")
+    assert index["datasets"][0]["scale"] == [1.0, 5.0] and index["datasets"][0]["kind"] == "1-5"

@@ -95,13 +95,18 @@ def _js_call(function: str, *args: Any) -> str:
     return f"{function}({text});\n".replace("</", "<\\/")
 
 
-def metric_scale(metric: str, values: Sequence[float | None]) -> tuple[float, float, str]:
+def metric_scale(
+    metric: str, values: Sequence[float | None], *, rating: bool = False
+) -> tuple[float, float, str]:
     """The range a metric is drawn on: ``(low, high, kind)``.
 
-    0-1 metrics (accuracy, pass rates) on [0, 1], judge ratings on [1, 5], anything else
-    on the range of its values; a heatmap colours each column on its own scale.
+    0-1 metrics (accuracy, pass rates) on [0, 1], judge ratings on [1, 5] (``rating``:
+    the metric is a judge's, whatever its values so far), anything else from 0 to its
+    largest value; a heatmap colours each column on its own scale.
     """
     seen = [v for v in values if v is not None and math.isfinite(v)]
+    if rating and all(1.0 <= v <= 5.0 for v in seen):
+        return 1.0, 5.0, "1-5"
     if not seen or (min(seen) >= 0.0 and max(seen) <= 1.0):
         return 0.0, 1.0, "0-1"
     if min(seen) >= 1.0 and max(seen) <= 5.0:
@@ -109,6 +114,11 @@ def metric_scale(metric: str, values: Sequence[float | None]) -> tuple[float, fl
     # Counts, lengths, scores in their own units: from zero (or below) to the largest.
     low, high = min(0.0, min(seen)), max(seen)
     return low, (high if high > low else low + 1.0), "range"
+
+
+def _base_metric(metric: str) -> str:
+    # A judge metric's variants (``helpfulness:calibrated``) share its 1-5 scale.
+    return metric.split(":", 1)[0]
 
 
 def _scan_history(store: Store, table: str) -> pl.DataFrame:
@@ -396,6 +406,7 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     aggs_by = aggregates.partition_by("dataset", "model", as_dict=True)
     hist_by = history.partition_by("dataset", "model", as_dict=True)
 
+    judged_metrics = set(judged_all["metric"].unique())
     datasets = sorted(set(parts["dataset"]))
     models = sorted(set(parts["model"]))
     tags: dict[str, list[str]] = {}
@@ -405,7 +416,11 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     columns = []
     for d in datasets:
         metric = primary[d]
-        low, high, kind = metric_scale(metric, board.filter(pl.col("dataset") == d)["mean"])
+        low, high, kind = metric_scale(
+            metric,
+            board.filter(pl.col("dataset") == d)["mean"].to_list(),
+            rating=_base_metric(metric) in judged_metrics,
+        )
         columns.append(
             {
                 "name": d,
@@ -449,7 +464,10 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
         for r in score_rows:
             values.setdefault(r["metric"], []).append(r["value"])
         metrics = sorted(values)
-        scales = {name: list(metric_scale(name, vals)) for name, vals in values.items()}
+        scales = {
+            name: list(metric_scale(name, vals, rating=_base_metric(name) in judged_metrics))
+            for name, vals in values.items()
+        }
         if d not in targets:
             frame = samples_by.get((d,))
             targets[d] = {
