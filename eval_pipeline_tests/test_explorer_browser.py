@@ -107,6 +107,10 @@ def test_the_heatmap_filters_models_and_sorts_by_a_column(page, explorer):
     page.fill("#f-model", "echo")
     assert page.locator("th.rowname").all_inner_texts() == ["fake-echo"]
     page.fill("#f-model", "")
+    # "capital" tags some qa rows and no json-extract row: only qa's column stays.
+    page.select_option("#f-tag", "capital")
+    assert page.locator("th.col .colname").all_inner_texts() == ["qa"]
+    page.select_option("#f-tag", "")
     page.locator("th.col", has_text="qa").click()  # best first on qa
     rows = page.locator("th.rowname").all_inner_texts()
     assert rows[-1] == "fake-echo" and rows[0] == "fake-good"
@@ -123,6 +127,9 @@ def test_failed_only_hides_passing_samples(page, explorer):
     shown = set(page.locator(".row .sid").all_inner_texts())
     assert shown == wrong
     page.locator(".row").first.click()
+    page.keyboard.press("j")  # the next sample, as in a log viewer
+    assert page.locator(".row.sel .sid").inner_text() == sorted(wrong)[1]
+    page.keyboard.press("k")
     detail = page.locator("#detail")
     assert "I do not know." in detail.locator("pre.output").inner_text()
     assert detail.locator(".msg").count() >= 1 and "answer_match" in detail.inner_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -54,7 +55,13 @@ def explorer_dir(store: Store) -> Path:
     return store.reports_dir / "explorer"
 
 
-def write_explorer(catalog: Catalog, store: Store, folder: Path | None = None) -> Path:
+def write_explorer(
+    catalog: Catalog,
+    store: Store,
+    folder: Path | None = None,
+    *,
+    suites: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
     """Write the static HTML results explorer of every partition in ``store``.
 
     Heatmap of each dataset's primary metric, per-sample drill-down, run-to-run diffs
@@ -66,6 +73,7 @@ def write_explorer(catalog: Catalog, store: Store, folder: Path | None = None) -
         catalog: Primary metrics, the models to show, and where the baselines are.
         store: The results.
         folder: Output folder (default :func:`explorer_dir`).
+        suites: Named groups of datasets for the heatmap's suite filter.
 
     Returns:
         The explorer's ``index.html``.
@@ -86,6 +94,7 @@ def write_explorer(catalog: Catalog, store: Store, folder: Path | None = None) -
     setup = ExplorerInput(
         primary={name: spec.primary for name, spec in catalog.dataset_specs.items()},
         models=list(catalog.models),
+        suites=suites or {},
         baselines=baselines,
         compare=compare,
     )

@@ -237,7 +237,7 @@
     var xs = function (i) { return 2 + (i * (w - 4)) / (pts.length - 1); };
     var ys = function (v) { return h - 2 - norm(v, scale) * (h - 4); };
     var d = pts.map(function (v, i) { return (i ? "L" : "M") + xs(i).toFixed(1) + " " + ys(v).toFixed(1); }).join("");
-    return '<br><svg class="spark" width="' + w + '" height="' + h + '"><path d="' + d + '"/>' +
+    return '<br><svg class="spark" width="' + w + '" height="' + h + '"><rect class="frame" x="0.5" y="0.5" width="' + (w - 1) + '" height="' + (h - 1) + '" rx="3"/><path d="' + d + '"/>' +
       '<circle cx="' + xs(pts.length - 1) + '" cy="' + ys(pts[pts.length - 1]) + '" r="2.5"/></svg>';
   }
 
@@ -374,6 +374,22 @@
       history.replaceState(null, "", link(["p", id], q));
       paint(true);
     }
+    // j / k or the arrow keys move through the listed samples, as in a log viewer.
+    document.onkeydown = function (ev) {
+      if (!el("rows") || /INPUT|SELECT|TEXTAREA/.test((ev.target.tagName || ""))) return;
+      var step = ev.key === "ArrowDown" || ev.key === "j" ? 1 : ev.key === "ArrowUp" || ev.key === "k" ? -1 : 0;
+      if (!step || !rows.length) return;
+      ev.preventDefault();
+      var at = -1;
+      rows.some(function (r, i) { if (r.id === selected) { at = i; return true; } return false; });
+      var next = Math.max(0, Math.min(rows.length - 1, at + step));
+      selected = rows[next].id;
+      showSample(p, rows[next]);
+      var box = el("rows"), top = next * ROW_HEIGHT;
+      if (top < box.scrollTop) box.scrollTop = top;
+      else if (top + ROW_HEIGHT > box.scrollTop + box.clientHeight) box.scrollTop = top + ROW_HEIGHT - box.clientHeight;
+      apply2();
+    };
     el("f-failed").onchange = apply;
     if (el("f-slice")) el("f-slice").onchange = apply;
     el("f-q").oninput = apply;
@@ -562,6 +578,7 @@
   // ------------------------------------------------------------------ router
   function route() {
     hideTip();
+    document.onkeydown = null;
     var app = el("app"), r = parseHash();
     var nav = [["#/", "Leaderboard", r.path.length === 0], ["#/trends", "Trends", r.path[0] === "trends"]];
     el("nav").innerHTML = nav.map(function (n) { return '<a href="' + n[0] + '"' + (n[2] ? ' class="active"' : "") + ">" + n[1] + "</a>"; }).join("");
