@@ -4,7 +4,9 @@
 (so a local model loads once), records the runs in the Dagster instance under
 ``$DAGSTER_HOME`` and prints the leaderboard. ``leaderboard`` prints the stored one.
 ``results``, ``samples`` and ``costs`` read the store (and the instance); ``compare`` runs
-the paired regression tests between two runs or baselines; ``baseline pin`` pins one;
+the paired regression tests between two runs or baselines; ``history`` lists a
+partition's kept runs; ``report`` writes the static HTML results explorer; ``baseline
+pin`` pins one;
 ``label`` collects human ratings for judge calibration and ``calibrations`` prints the
 stored calibrations. ``runs mark-dead`` marks runs whose process was killed (still
 ``STARTED`` in the run history) as failed; ``run`` does that first for this host's runs.
@@ -156,8 +158,10 @@ def _add_results_commands(sub) -> None:
         description=(
             "Compare B (current) against A (baseline) per model x dataset x metric with paired "
             "tests: McNemar (mid-p) for pass/fail metrics, paired bootstrap otherwise. A or B: "
-            "baseline:<name> (or a name under baselines/), a store directory, a baseline "
-            "folder, or a scores Parquet file."
+            "baseline:<name> (or a name under baselines/); a kept run of the store: latest, "
+            "previous (each partition's run before its latest), run:<id> (a run id or a "
+            "unique prefix), @<ISO date or time> (each partition's newest run by then); a "
+            "store directory, a baseline folder, or a scores Parquet file."
         ),
         epilog=EXIT_CODES_HELP,
     )
@@ -178,6 +182,31 @@ def _add_results_commands(sub) -> None:
     )
     compare.add_argument("--json", action="store_true", help="print the report as JSON")
     compare.add_argument("--output", help="also write <OUTPUT>.md and <OUTPUT>.json")
+
+    history = sub.add_parser(
+        "history",
+        help="a partition's primary metric over its kept runs, with 95%% CIs and cost",
+        epilog=EXIT_CODES_HELP,
+    )
+    history.add_argument("--model", required=True, help="model slug")
+    history.add_argument("--dataset", required=True, help="dataset name")
+    history.add_argument("--metric", help="metric to show (default: the dataset's primary metric)")
+    history.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
+    report = sub.add_parser(
+        "report",
+        help="write the static HTML results explorer; --open opens it in a browser",
+        description=(
+            "Writes <store>/reports/explorer/index.html: a leaderboard heatmap, per-sample "
+            "drill-down, run-to-run diffs and trends, readable from the file system with no "
+            "server (the reporting step writes the same after every run)."
+        ),
+        epilog=EXIT_CODES_HELP,
+    )
+    report.add_argument("--output", help="folder to write to (default: <store>/reports/explorer)")
+    report.add_argument(
+        "--open", action="store_true", dest="open_browser", help="open it in a web browser"
+    )
 
     costs = sub.add_parser(
         "costs",
@@ -256,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         handler = {
             "results": _results,
             "compare": _compare,
+            "history": _history,
+            "report": _report,
             "costs": _costs,
             "samples": _samples,
             "baseline": _baseline,
@@ -670,10 +701,12 @@ def _compare(args) -> int:
         report_json_text,
         resolve_run,
     )
+    from eval_pipeline.storage import Store
 
-    root, _ = _roots(args)
+    root, store_root = _roots(args)
+    store = Store(store_root)
     try:
-        a, b = resolve_run(args.a, root), resolve_run(args.b, root)
+        a, b = resolve_run(args.a, root, store), resolve_run(args.b, root, store)
     except BaselineError as exc:
         print(f"eval-pipeline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -709,6 +742,56 @@ def _compare(args) -> int:
         Path(f"{args.output}.json").write_text(report_json_text(report) + "\n")
     print(report_json_text(report) if args.json else report.to_markdown())
     return EXIT_FAILED if report.regressed else EXIT_OK
+
+
+def _history(args) -> int:
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.report import metric_history
+    from eval_pipeline.storage import Store
+
+    root, store_root = _roots(args)
+    metric = args.metric
+    if metric is None:
+        catalog = load_catalog(root, load_rows=False)
+        if args.dataset not in catalog.dataset_specs:
+            raise KeyError(
+                f"unknown dataset {args.dataset!r} (pass --metric for a dataset no longer in "
+                f"the catalog); known: {', '.join(catalog.dataset_names)}"
+            )
+        metric = catalog.dataset_specs[args.dataset].primary
+    table = metric_history(Store(store_root), args.model, args.dataset, metric)
+    if table.height == 0:
+        print(
+            f"eval-pipeline: no kept runs of {args.dataset}|{args.model} with metric "
+            f"{metric!r} in {store_root}",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DATA
+    _emit(table, args.json)
+    return EXIT_OK
+
+
+def _report(args) -> int:
+    import webbrowser
+
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.stages import write_explorer
+    from eval_pipeline.storage import Store
+
+    root, store_root = _roots(args)
+    store = Store(store_root)
+    if not store.table_dir("aggregates").exists():
+        print(
+            f"eval-pipeline: nothing evaluated in {store_root} yet; run `eval-pipeline run` first",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DATA
+    catalog = load_catalog(root, load_rows=False)
+    index = write_explorer(catalog, store, Path(args.output) if args.output else None)
+    print(index)
+    if args.open_browser:
+        webbrowser.open(index.resolve().as_uri())
+    return EXIT_OK
 
 
 def _baseline_settings(reference: str, root: str) -> dict:

@@ -76,7 +76,9 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-@pytest.mark.parametrize("command", ["results", "samples", "compare", "costs", "baseline"])
+@pytest.mark.parametrize(
+    "command", ["results", "samples", "compare", "costs", "baseline", "history", "report"]
+)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])
@@ -149,6 +151,35 @@ def test_compare_json_output_and_readable_errors(env, capsys):
     assert code == 0 and json.loads(out)["regressed"] is False
     code, _, err = _run(capsys, "compare", "baseline:nope", str(env["store"]))
     assert code == 2 and "no baseline 'nope'" in err and "known baselines: good" in err
+
+
+def test_history_lists_the_kept_runs_of_a_partition(env, capsys):
+    code, out, _ = _run(capsys, "history", "--model", "fake-good", "--dataset", "qa", "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 1
+    assert rows[0]["mean"] == 1.0 and rows[0]["n"] == 40
+    assert rows[0]["ci_low"] <= rows[0]["mean"] <= rows[0]["ci_high"]
+    code, _, err = _run(capsys, "history", "--model", "fake-good", "--dataset", "nope")
+    assert code == 2 and "unknown dataset 'nope'" in err
+
+
+def test_compare_reads_the_latest_and_named_runs_of_the_store(env, capsys):
+    (run,) = Store(env["store"]).history("scores", "qa", "fake-bad")
+    code, out, _ = _run(
+        capsys, "compare", f"run:{run.run_id}", "latest", "--model", "fake-bad", "--json"
+    )
+    assert code == 0 and json.loads(out)["comparisons"][0]["delta"] == 0.0
+    code, _, err = _run(capsys, "compare", "previous", "latest")
+    assert code == 2 and "before its latest" in err
+
+
+def test_report_writes_the_explorer_into_a_folder(env, capsys, tmp_path):
+    code, out, _ = _run(capsys, "report", "--output", str(tmp_path / "explorer"))
+    assert code == 0 and out.strip() == str(tmp_path / "explorer" / "index.html")
+    parts = sorted(p.name for p in (tmp_path / "explorer" / "data" / "p").iterdir())
+    assert parts == ["qa@fake-bad.js", "qa@fake-good.js"]
+    code, _, err = _run(capsys, "--store", str(tmp_path / "empty"), "report")
+    assert code == 3 and "nothing evaluated" in err
 
 
 def test_costs_sums_spend_by_model_and_provider_over_a_period(env, capsys):

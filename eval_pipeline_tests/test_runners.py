@@ -185,6 +185,10 @@ def test_every_generation_step_records_its_telemetry_and_provenance(tmp_path):
     assert result.success
     rows = Store(store).read("generations", dataset="qa", model="fake-good")
     assert rows["run_id"].unique().to_list() == [result.run_id]
+    # The store's history keeps every table of the partition under the Dagster run's id.
+    for table in ("generations", "scores", "aggregates"):
+        entries = Store(store).history(table, "qa", "fake-good")
+        assert [e.run_id for e in entries] == [result.run_id], table
     assert rows["slurm_job_id"].null_count() == rows.height
     versions = json.loads(rows["versions"][0])
     assert versions["python"] == sys.version.split()[0]

@@ -148,7 +148,7 @@ def build_assets(
         a SLURM job); scoring then reads the verdicts from the response cache. Datasets
         without judge metrics load no judge.
         """
-        cat, st = catalog.load(), store.get()
+        cat, st = catalog.load(), store.get().with_run(context.run.run_id)
         keys = current_partitions(context)
         judging = judging_tasks(cat, st, keys, **run_budget(context))
         failures: dict[str, str] = {}
@@ -183,10 +183,15 @@ def build_assets(
 
         Per partition also tokens, cost, latency p50/p95, cache hit rate and error count.
         """
-        materialize_each(context, lambda key: _aggregate_metadata(catalog, store, key))
+        materialize_each(
+            context, lambda key: _aggregate_metadata(catalog, store, key, context.run.run_id)
+        )
 
-    def _aggregate_metadata(catalog: CatalogResource, store: StoreResource, key) -> dict:
-        report = stages.aggregate(catalog.load(), store.get(), key.model, key.dataset)
+    def _aggregate_metadata(
+        catalog: CatalogResource, store: StoreResource, key, run_id: str
+    ) -> dict:
+        st = store.get().with_run(run_id)
+        report = stages.aggregate(catalog.load(), st, key.model, key.dataset)
         frame = report.frame
         first = frame.row(0, named=True)
         metadata: dict[str, object] = {

@@ -46,7 +46,8 @@ def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> 
     for module in task.imports:
         importlib.import_module(module)
     catalog = load_catalog(task.project_root, load_rows=False)
-    store = Store(task.store_root)
+    # Rows are kept in the store's history under the run that wrote them.
+    store = Store(task.store_root, run_id=task.run_id)
     spec = catalog.model(task.model)
     report_dir = Path(task.report_dir) if task.report_dir else None
 

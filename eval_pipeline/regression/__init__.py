@@ -32,7 +32,12 @@ from eval_pipeline.regression._report import (
     regression_report,
     write_report,
 )
-from eval_pipeline.regression._runs import RunScores, resolve_run
+from eval_pipeline.regression._runs import (
+    RunScores,
+    history_entries,
+    is_history_reference,
+    resolve_run,
+)
 
 __all__ = [
     "BASELINES_DIR",
@@ -51,6 +56,8 @@ __all__ = [
     "baseline_name",
     "baseline_names",
     "compare_runs",
+    "history_entries",
+    "is_history_reference",
     "load_baseline",
     "partition_outcome",
     "pin_baseline",

@@ -50,60 +50,137 @@ def _empty(plt, path: Path, message: str) -> None:
     plt.close(fig)
 
 
+def scale_groups(board: pl.DataFrame) -> list[tuple[str, tuple[float, float], list[str]]]:
+    """Datasets grouped by the scale of their primary metric, one plot axis per group.
+
+    0-1 metrics share one axis, 1-5 judge ratings another; a metric of any other range
+    gets an axis of its own, so no axis mixes units.
+
+    Returns:
+        ``(title, (low, high), datasets)`` per group, 0-1 first.
+    """
+    from eval_pipeline.report._explorer import metric_scale
+
+    groups: dict[str, tuple[str, tuple[float, float], list[str]]] = {}
+    for dataset in sorted(set(board["dataset"])):
+        rows = board.filter(pl.col("dataset") == dataset)
+        metric = rows["metric"][0]
+        low, high, kind = metric_scale(metric, rows["mean"].to_list())
+        key = kind if kind in ("0-1", "1-5") else f"range:{dataset}"
+        title = {"0-1": "0-1 metrics", "1-5": "1-5 ratings"}.get(kind, f"{dataset} ({metric})")
+        groups.setdefault(key, (title, (low, high), []))[2].append(dataset)
+    order = {"0-1": 0, "1-5": 1}
+    return [groups[k] for k in sorted(groups, key=lambda k: (order.get(k, 2), k))]
+
+
+def _limits(low: float, high: float) -> tuple[float, float]:
+    pad = 0.04 * (high - low)
+    return low - (pad if low != 0 else 0), high + pad
+
+
+def _legend(fig, colours: dict[str, str]) -> None:
+    # One legend for every panel, outside them: no panel's bars hide behind it.
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=m) for m, c in colours.items()]
+    fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncol=min(6, len(handles)))
+
+
 def plot_scores(board: pl.DataFrame, path: Path) -> None:
-    """Grouped bars: one group per dataset, one bar per model, 95% CI as error bars."""
+    """Grouped bars per dataset, one bar per model, 95% CI as error bars.
+
+    One panel per metric scale (see :func:`scale_groups`): 0-1 metrics and 1-5 judge
+    ratings never share an axis.
+    """
     plt = _pyplot()
     rows = board.filter(pl.col("mean").is_not_null())
     if rows.height == 0:
         _empty(plt, path, "no scores yet")
         return
-    datasets = sorted(set(rows["dataset"]))
+    groups = scale_groups(rows)
     models = sorted(set(rows["model"]))
     width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(datasets) + 1), 3.2))
-    for i, model in enumerate(models):
-        xs, ys, lo, hi = [], [], [], []
-        for j, dataset in enumerate(datasets):
-            r = rows.filter((pl.col("model") == model) & (pl.col("dataset") == dataset))
-            if r.height == 0:
-                continue
-            row = r.row(0, named=True)
-            mean = row["mean"]
-            xs.append(j + (i - (len(models) - 1) / 2) * width)
-            ys.append(mean)
-            lo.append(max(0.0, mean - (row["ci_low"] if row["ci_low"] is not None else mean)))
-            hi.append(max(0.0, (row["ci_high"] if row["ci_high"] is not None else mean) - mean))
-        ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=3, label=model)
-    ax.set_xticks(range(len(datasets)))
-    ax.set_xticklabels(
-        [f"{d}\n({rows.filter(pl.col('dataset') == d)['metric'][0]})" for d in datasets], fontsize=8
+    widths = [max(1.0, len(ds)) for _, _, ds in groups]
+    fig, axes = plt.subplots(
+        1,
+        len(groups),
+        figsize=(max(4.5, 1.6 * sum(widths) + 1.2 * len(groups)), 3.4),
+        gridspec_kw={"width_ratios": widths},
+        squeeze=False,
+        layout="constrained",
     )
-    ax.set_ylabel("primary metric (mean, 95% CI)")
-    ax.legend(fontsize=7)
-    ax.set_title("Score by model and dataset")
+    colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    for ax, (title, (low, high), datasets) in zip(axes[0], groups, strict=True):
+        for i, model in enumerate(models):
+            xs, ys, lo, hi = [], [], [], []
+            for j, dataset in enumerate(datasets):
+                r = rows.filter((pl.col("model") == model) & (pl.col("dataset") == dataset))
+                if r.height == 0:
+                    continue
+                row = r.row(0, named=True)
+                mean = row["mean"]
+                xs.append(j + (i - (len(models) - 1) / 2) * width)
+                ys.append(mean)
+                lo.append(max(0.0, mean - (row["ci_low"] if row["ci_low"] is not None else mean)))
+                hi.append(max(0.0, (row["ci_high"] if row["ci_high"] is not None else mean) - mean))
+            if not xs:
+                continue
+            # Bars start at the scale's floor (1 for a 1-5 rating), not at zero.
+            ax.bar(
+                xs,
+                [y - low for y in ys],
+                bottom=low,
+                width=width,
+                yerr=[lo, hi],
+                capsize=3,
+                label=model,
+                color=colours[model],
+            )
+        ax.set_ylim(*_limits(low, high))
+        ax.set_xticks(range(len(datasets)))
+        ax.set_xticklabels(
+            [f"{d}\n({rows.filter(pl.col('dataset') == d)['metric'][0]})" for d in datasets],
+            fontsize=8,
+        )
+        ax.set_title(title, fontsize=9)
+    axes[0][0].set_ylabel("primary metric (mean, 95% CI)")
+    _legend(fig, colours)
+    fig.suptitle("Score by model and dataset")
     _save(fig, path)
     plt.close(fig)
 
 
 def plot_cost(board: pl.DataFrame, path: Path) -> None:
-    """Scatter of each partition's total cost against its primary metric."""
+    """Scatter of each partition's total cost against its primary metric, per scale."""
     plt = _pyplot()
     rows = board.filter(pl.col("mean").is_not_null())
     if rows.height == 0:
         _empty(plt, path, "no scores yet")
         return
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for model in sorted(set(rows["model"])):
-        r = rows.filter(pl.col("model") == model)
-        ax.scatter(r["cost_usd"].to_list(), r["mean"].to_list(), label=model)
-        for cost, mean, dataset in r.select("cost_usd", "mean", "dataset").iter_rows():
-            ax.annotate(
-                dataset, (cost, mean), fontsize=7, xytext=(3, 3), textcoords="offset points"
+    groups = scale_groups(rows)
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False, layout="constrained"
+    )
+    models = sorted(set(rows["model"]))
+    for ax, (title, (low, high), datasets) in zip(axes[0], groups, strict=True):
+        part = rows.filter(pl.col("dataset").is_in(datasets))
+        for i, model in enumerate(models):
+            r = part.filter(pl.col("model") == model)
+            if r.height == 0:
+                continue
+            ax.scatter(
+                r["cost_usd"].to_list(), r["mean"].to_list(), label=model, color=f"C{i % 10}"
             )
-    ax.set_xlabel("cost (USD)")
-    ax.set_ylabel("primary metric")
-    ax.legend(fontsize=7)
-    ax.set_title("Cost against score")
+            for cost, mean, dataset in r.select("cost_usd", "mean", "dataset").iter_rows():
+                ax.annotate(
+                    dataset, (cost, mean), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
+        ax.set_ylim(*_limits(low, high))
+        ax.set_xlabel("cost (USD)")
+        ax.set_title(title, fontsize=9)
+    axes[0][0].set_ylabel("primary metric")
+    _legend(fig, {m: f"C{i % 10}" for i, m in enumerate(models)})
+    fig.suptitle("Cost against score")
     _save(fig, path)
     plt.close(fig)
 

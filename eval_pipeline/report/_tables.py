@@ -120,16 +120,22 @@ SPEND_SCHEMA = pl.Schema(
 
 
 def judge_spend(store: Store) -> pl.DataFrame:
-    """Spend on judge calls sent (not cached) by each stored ``judgements`` partition.
+    """Spend on judge calls sent (not cached) by each kept ``judgements`` run.
 
-    The time of a partition's spend is its file's modification time (the table keeps the
-    latest scoring of each partition only).
+    Each run in the store's history counts once, at the time it was written; a partition
+    written before run history existed counts its latest file, at its modification time.
     """
     rows = []
+    kept = {(e.dataset, e.model) for e in store.history_entries("judgements")}
+    sources = [(e.path, e.written_at) for e in store.history_entries("judgements")]
     folder = store.table_dir("judgements")
     for path in sorted(folder.rglob("*.parquet")) if folder.exists() else []:
+        dataset = path.parent.parent.name.removeprefix("dataset=")
+        model = path.parent.name.removeprefix("model=")
+        if (dataset, model) not in kept:
+            sources.append((path, datetime.fromtimestamp(path.stat().st_mtime, UTC)))
+    for path, when in sources:
         frame = pl.read_parquet(path).filter(~pl.col("cached"))
-        when = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         for judge, group in frame.group_by("judge", maintain_order=True):
             rows.append(
                 {

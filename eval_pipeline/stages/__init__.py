@@ -12,7 +12,9 @@ from eval_pipeline.stages.catalog_tables import (
 from eval_pipeline.stages.generate import GenerateReport, RunOrigin, build_requests, generate
 from eval_pipeline.stages.leaderboard import (
     build_leaderboard,
+    explorer_dir,
     leaderboard_markdown,
+    write_explorer,
     write_leaderboard_report,
 )
 from eval_pipeline.stages.score import ScoreReport, judge_partition, score, scoring_frame
@@ -26,6 +28,7 @@ __all__ = [
     "aggregate",
     "build_dataset_samples",
     "build_leaderboard",
+    "explorer_dir",
     "build_prompt_versions",
     "build_requests",
     "generate",
@@ -33,5 +36,6 @@ __all__ = [
     "leaderboard_markdown",
     "score",
     "scoring_frame",
+    "write_explorer",
     "write_leaderboard_report",
 ]

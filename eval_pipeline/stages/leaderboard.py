@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -33,10 +34,11 @@ def build_leaderboard(catalog: Catalog, store: Store) -> pl.DataFrame:
 
 
 def write_leaderboard_report(catalog: Catalog, store: Store, board: pl.DataFrame) -> Path:
-    """Render ``board`` as ``<store>/reports/leaderboard/index.html`` with PNG plots.
+    """Render the reports of the ``leaderboard`` asset; returns the PNG report's index.
 
-    Returns:
-        The index page's path.
+    Writes ``<store>/reports/leaderboard/index.html`` with PNG plots (for Markdown and
+    GitHub summaries) and the static results explorer
+    ``<store>/reports/explorer/index.html`` (see :func:`write_explorer`).
     """
     from eval_pipeline.report import write_html_report
 
@@ -44,7 +46,59 @@ def write_leaderboard_report(catalog: Catalog, store: Store, board: pl.DataFrame
         store.scan("aggregates").collect().filter(pl.col("model").is_in(list(catalog.models)))
     )
     report = write_html_report(board, aggregates, store.reports_dir / "leaderboard")
+    write_explorer(catalog, store)
     return report.index
+
+
+def explorer_dir(store: Store) -> Path:
+    """Where the results explorer is written by default: ``<store>/reports/explorer``."""
+    return store.reports_dir / "explorer"
+
+
+def write_explorer(
+    catalog: Catalog,
+    store: Store,
+    folder: Path | None = None,
+    *,
+    suites: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
+    """Write the static HTML results explorer of every partition in ``store``.
+
+    Heatmap of each dataset's primary metric, per-sample drill-down, run-to-run diffs
+    (the paired tests of :func:`eval_pipeline.regression.compare_runs` between recent
+    runs and against every pinned baseline under the catalog's root) and trends. Only
+    the catalog's models and datasets are shown.
+
+    Args:
+        catalog: Primary metrics, the models to show, and where the baselines are.
+        store: The results.
+        folder: Output folder (default :func:`explorer_dir`).
+        suites: Named groups of datasets for the heatmap's suite filter.
+
+    Returns:
+        The explorer's ``index.html``.
+    """
+    from eval_pipeline.regression import BaselineError, baseline_names, compare_runs, load_baseline
+    from eval_pipeline.report import ExplorerInput, write_explorer_files
+
+    baselines = {}
+    for name in baseline_names(catalog.root):
+        try:
+            baselines[name] = load_baseline(catalog.root, name).scores
+        except BaselineError:
+            continue  # a damaged baseline: the explorer shows the others
+
+    def compare(a: pl.DataFrame, b: pl.DataFrame) -> list[dict]:
+        return compare_runs(a, b).to_json()["comparisons"]
+
+    setup = ExplorerInput(
+        primary={name: spec.primary for name, spec in catalog.dataset_specs.items()},
+        models=list(catalog.models),
+        suites=suites or {},
+        baselines=baselines,
+        compare=compare,
+    )
+    return write_explorer_files(store, folder or explorer_dir(store), setup)
 
 
 def leaderboard_markdown(board: pl.DataFrame) -> str:

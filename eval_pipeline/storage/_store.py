@@ -8,20 +8,38 @@ Layout under one root::
 
 ``polars.scan_parquet(f"{root}/generations/**/*.parquet", hive_partitioning=True)`` reads
 every partition of a table at once.
+
+Every write of a model x dataset table is also kept in the run history (see
+:mod:`eval_pipeline.storage._history`), under ``<root>/history/``, outside the table
+folders, so scans of the latest results never count a history file. The latest file is
+a hard link to its history entry (a copy where the filesystem has no hard links).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.schemas import GLOBAL_TABLES, PER_DATASET_TABLES, TABLES
-from eval_pipeline.storage._atomic import atomic_path
+from eval_pipeline.storage._atomic import atomic_path, remove_stale_temporaries
+from eval_pipeline.storage._history import (
+    HISTORY_DIR,
+    HistoryEntry,
+    Retention,
+    check_run_id,
+    entries_in,
+    entry_name,
+    new_run_id,
+)
 
 PART_FILE = "part-0.parquet"
+# Tables whose every write is kept in the run history: the model x dataset ones.
+HISTORY_TABLES = frozenset(TABLES) - PER_DATASET_TABLES - GLOBAL_TABLES
 
 
 class StoreSchemaError(EvalPipelineError):
@@ -29,13 +47,42 @@ class StoreSchemaError(EvalPipelineError):
 
 
 class Store:
-    """Reads and writes the project's Parquet tables under ``root``."""
+    """Reads and writes the project's Parquet tables under ``root``.
 
-    def __init__(self, root: str | os.PathLike[str]):
+    Args:
+        root: The store's folder.
+        run_id: The run that writes through this store (Dagster's run id in a Dagster
+            step); history entries are filed under it. None: each write gets a generated
+            ``local-<time>-<random>`` id. :meth:`with_run` binds one to a copy.
+        keep_runs: Keep the newest N runs per table and partition in the history (0: keep
+            no history). Default: ``$EVAL_PIPELINE_HISTORY_KEEP_RUNS``, else no limit.
+        keep_days: Keep runs written within D days (the newest run is always kept).
+            Default: ``$EVAL_PIPELINE_HISTORY_KEEP_DAYS``, else no limit.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        run_id: str | None = None,
+        keep_runs: int | None = None,
+        keep_days: float | None = None,
+    ):
         self.root = Path(root).expanduser().resolve()
+        self.run_id = check_run_id(run_id) if run_id is not None else None
+        self.retention = Retention.from_env(keep_runs, keep_days)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
+
+    def with_run(self, run_id: str) -> Store:
+        """This store, writing under ``run_id`` (e.g. ``context.run_id`` in an asset)."""
+        return Store(
+            self.root,
+            run_id=run_id,
+            keep_runs=self.retention.keep_runs,
+            keep_days=self.retention.keep_days,
+        )
 
     # ------------------------------------------------------------------ layout
     def table_dir(self, table: str) -> Path:
@@ -88,6 +135,16 @@ class Store:
         return self.root / "reports"
 
     @property
+    def history_dir(self) -> Path:
+        """Every kept write of the model x dataset tables (see :meth:`history`)."""
+        return self.root / HISTORY_DIR
+
+    def history_folder(self, table: str, dataset: str, model: str) -> Path:
+        """The folder of one partition's history of ``table``."""
+        self.table_dir(table)  # an unknown table raises here
+        return self.history_dir / table / f"dataset={dataset}" / f"model={model}"
+
+    @property
     def calibration_dir(self) -> Path:
         """Fitted judge calibrations, one JSON document per judge x rubric."""
         return self.root / "calibration"
@@ -113,6 +170,8 @@ class Store:
         frame: pl.DataFrame,
         dataset: str | None = None,
         model: str | None = None,
+        *,
+        run_id: str | None = None,
     ) -> Path:
         """Validate ``frame`` against the table schema and write it atomically.
 
@@ -120,12 +179,78 @@ class Store:
         it is written to a hidden temporary file in the same directory, which
         ``*.parquet`` globs skip, and renamed over the old one. Temporary files that
         killed writers left for the same file are removed.
+
+        A model x dataset table's write is also kept in the run history under
+        ``run_id`` (default: the store's :attr:`run_id`, else a generated id), and the
+        partition's history is pruned to the retention setting.
+
+        Returns:
+            The latest file's path (the same as :meth:`path`).
         """
         frame = conform(table, frame)
         target = self.path(table, dataset, model)
+        if table not in HISTORY_TABLES or not self.retention.enabled:
+            with atomic_path(target) as tmp:
+                frame.write_parquet(tmp, compression="zstd", statistics=True)
+            return target
+        run = check_run_id(run_id) if run_id is not None else self.run_id or new_run_id()
+        folder = self.history_folder(table, dataset, model)
+        now = datetime.now(UTC)
+        entry = folder / entry_name(run, now)
         with atomic_path(target) as tmp:
             frame.write_parquet(tmp, compression="zstd", statistics=True)
+            # The entry is the same file under a second name, written before the latest
+            # is renamed into place: no other writer's file can slip in between.
+            with atomic_path(entry) as entry_tmp:
+                _link_or_copy(tmp, entry_tmp)
+        for old in entries_in(folder, table):
+            # One file per run: a second write of the same run replaces its first.
+            if old.run_id == run and old.path != entry:
+                old.path.unlink(missing_ok=True)
+        self.prune_history(table, dataset, model, now=now)
         return target
+
+    # ------------------------------------------------------------------ history
+    def history(self, table: str, dataset: str, model: str) -> list[HistoryEntry]:
+        """Every kept write of one partition of ``table``, oldest first."""
+        return entries_in(self.history_folder(table, dataset, model), table)
+
+    def history_partitions(self, table: str) -> list[tuple[str, str]]:
+        """Every ``(dataset, model)`` with history of ``table``, sorted."""
+        base = self.history_dir / table
+        if not base.exists():
+            return []
+        return sorted(
+            (d.name.removeprefix("dataset="), m.name.removeprefix("model="))
+            for d in base.glob("dataset=*")
+            for m in d.glob("model=*")
+            if m.is_dir()
+        )
+
+    def history_entries(self, table: str) -> list[HistoryEntry]:
+        """Every kept write of every partition of ``table``, by partition then time."""
+        return [e for d, m in self.history_partitions(table) for e in self.history(table, d, m)]
+
+    def prune_history(
+        self, table: str, dataset: str, model: str, *, now: datetime | None = None
+    ) -> list[Path]:
+        """Remove the partition's history entries the retention setting no longer keeps."""
+        entries = self.history(table, dataset, model)
+        removed = []
+        for entry in self.retention.expired(entries, now or datetime.now(UTC)):
+            entry.path.unlink(missing_ok=True)
+            removed.append(entry.path)
+        # Each entry has a name of its own, so no later write of the same name would
+        # sweep up a killed writer's temporary file: sweep the folder here instead.
+        folder = self.history_folder(table, dataset, model)
+        for name in os.listdir(folder) if folder.exists() else []:
+            if name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 5:
+                remove_stale_temporaries(folder / name[1:].rsplit(".", 4)[0])
+        return removed
+
+    def read_entry(self, entry: HistoryEntry) -> pl.DataFrame:
+        """The rows of one history entry."""
+        return pl.read_parquet(entry.path)
 
     def read(
         self, table: str, dataset: str | None = None, model: str | None = None
@@ -148,6 +273,15 @@ class Store:
         if not directory.exists() or not any(directory.rglob("*.parquet")):
             return pl.LazyFrame(schema=TABLES[table])
         return pl.scan_parquet(self.glob(table))
+
+
+def _link_or_copy(source: Path, tmp: Path) -> None:
+    # ``tmp`` was created empty by atomic_path; it becomes a second name of ``source``.
+    tmp.unlink()
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links here (some network filesystems): a copy instead
+        shutil.copyfile(source, tmp)
 
 
 def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:

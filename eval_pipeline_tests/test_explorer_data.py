@@ -1,0 +1,133 @@
+"""The results explorer's data files hold exactly the stored Parquet rows."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import polars as pl
+import pytest
+
+from eval_pipeline.catalog import load_catalog
+from eval_pipeline.report import partition_id
+from eval_pipeline.stages import explorer_dir, write_explorer
+from eval_pipeline.storage import Store
+from eval_pipeline_tests.explorer_helpers import PLANTED, explorer_store, read_data_file
+from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.judge_helpers import judged_project
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("explorer-data")
+    setup = explorer_store(tmp, partitions=("json-extract|fake-echo",))
+    store = Store(setup["store"])
+    return {**setup, "store": store, "index": explorer_dir(store) / "index.html"}
+
+
+def test_the_reporting_step_writes_the_explorer_with_no_remote_resources(written):
+    folder = written["index"].parent
+    page = written["index"].read_text()
+    assert '<script src="data/index.js">' in page and '<script src="explorer.js">' in page
+    for name in ("index.html", "explorer.js", "explorer.css", "data/index.js"):
+        text = (folder / name).read_text()
+        assert not re.search(r"(src|href)=[\"']?(https?:)?//", text), name
+        assert not re.search(r"\bfetch\(\s*[^)]", text), name
+
+
+def test_every_partition_has_a_heatmap_cell_with_its_aggregates(written):
+    store = written["store"]
+    (index,) = read_data_file(explorer_dir(store) / "data" / "index.js")
+    aggregates = store.scan("aggregates").collect()
+    cells = {(index["datasets"][c[0]]["name"], index["models"][c[1]]): c for c in index["cells"]}
+    assert set(cells) == {("json-extract", "fake-echo"), ("qa", "fake-model")}
+    for (dataset, model), cell in cells.items():
+        metric = index["datasets"][cell[0]]["metric"]
+        row = aggregates.filter(
+            (pl.col("dataset") == dataset)
+            & (pl.col("model") == model)
+            & (pl.col("metric") == metric)
+        ).row(0, named=True)
+        assert cell[2:8] == [
+            row["mean"],
+            row["ci_low"],
+            row["ci_high"],
+            row["n"],
+            row["cost_usd"],
+            row["error_count"],
+        ]
+    assert cells[("qa", "fake-model")][8] == 2  # two kept runs
+
+
+@pytest.mark.parametrize("partition", ["json-extract|fake-echo", PLANTED])
+def test_a_partition_file_holds_every_sample_as_stored(written, partition):
+    store = written["store"]
+    dataset, model = partition.split("|")
+    pid, data = read_data_file(
+        explorer_dir(store) / "data" / "p" / f"{partition_id(dataset, model)}.js"
+    )
+    assert pid == partition_id(dataset, model)
+    gens = store.read("generations", dataset, model)
+    scores = store.read("scores", dataset, model)
+    targets = dict(store.read("dataset_samples", dataset).select("sample_id", "target").iter_rows())
+    assert [s["id"] for s in data["samples"]] == gens["sample_id"].to_list()
+    for sample, row in zip(data["samples"], gens.iter_rows(named=True), strict=True):
+        assert sample["output"] == row["completion"]
+        assert sample["messages"] == json.loads(row["messages"])
+        assert sample["target"] == targets[row["sample_id"]]
+        assert (sample["in"], sample["out"], sample["cached"]) == (
+            row["input_tokens"],
+            row["output_tokens"],
+            row["cached"],
+        )
+        assert sample["cost"] == pytest.approx(row["cost_usd"])
+        assert sample["latency"] == pytest.approx(row["latency_s"])
+        stored = scores.filter(pl.col("sample_id") == row["sample_id"])
+        assert sample["scores"] == {
+            m: [v, d] for m, v, d in stored.select("metric", "value", "detail").iter_rows()
+        }
+    assert (
+        data["metric"]
+        == load_catalog(written["project"], load_rows=False).dataset_specs[dataset].primary
+    )
+    assert len(data["runs"]) == len(store.history("aggregates", dataset, model))
+
+
+def test_the_planted_partition_diff_lists_exactly_the_wrong_samples(written):
+    store = written["store"]
+    _, data = read_data_file(explorer_dir(store) / "data" / "p" / "qa@fake-model.js")
+    (pair,) = data["diff"]["pairs"]
+    runs = [e.run_id for e in store.history("scores", "qa", "fake-model")]
+    assert (pair["a"], pair["b"]) == (f"run:{runs[0]}", f"run:{runs[1]}")
+    comparison = next(c for c in pair["comparisons"] if c["metric"] == data["metric"])
+    assert comparison["regressed"] and comparison["test"] == "mcnemar"
+    assert {s["sample_id"] for s in comparison["worse"]} == written["planted_wrong"]
+    after = data["diff"]["outputs"][pair["b"]]
+    assert {after[s] for s in written["planted_wrong"]} == {"I do not know."}
+
+
+def test_the_explorer_can_be_rewritten_into_another_folder(written, tmp_path):
+    catalog = load_catalog(written["project"], load_rows=False)
+    index = write_explorer(catalog, written["store"], tmp_path / "out")
+    assert index == tmp_path / "out" / "index.html"
+    assert sorted(p.name for p in (tmp_path / "out" / "data" / "p").iterdir()) == [
+        "json-extract@fake-echo.js",
+        "qa@fake-model.js",
+    ]
+
+
+def test_a_judged_partition_carries_every_verdict_on_the_rating_scale(tmp_path):
+    project = judged_project(tmp_path / "project")
+    materialize(project, tmp_path / "store", "open-qa|fake-good", sample_limit=6)
+    store = Store(tmp_path / "store")
+    _, data = read_data_file(explorer_dir(store) / "data" / "p" / "open-qa@fake-good.js")
+    judged = store.read("judgements", "open-qa", "fake-good")
+    assert data["scales"]["helpfulness"] == [1.0, 5.0, "1-5"]
+    for sample in data["samples"]:
+        rows = judged.filter(pl.col("sample_id") == sample["id"])
+        assert [(j["judge"], j["verdict"], j["score"]) for j in sample["judgements"]] == list(
+            rows.select("judge", "verdict", "score").iter_rows()
+        )
+        assert sample["judgements"] and sample["scores"]["helpfulness"][0] == 4.0
+    (index,) = read_data_file(explorer_dir(store) / "data" / "index.js")
+    assert index["datasets"][0]["scale"] == [1.0, 5.0] and index["datasets"][0]["kind"] == "1-5"
