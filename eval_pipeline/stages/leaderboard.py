@@ -73,11 +73,14 @@ def write_explorer(
         catalog: Primary metrics, the models to show, and where the baselines are.
         store: The results.
         folder: Output folder (default :func:`explorer_dir`).
-        suites: Named groups of datasets for the heatmap's suite filter.
+        suites: Named groups of datasets for the heatmap's suite filter (default: the
+            catalog's ``suite:`` groups).
 
     Returns:
         The explorer's ``index.html``.
     """
+    if suites is None:
+        suites = {name: catalog.suite(name) for name in catalog.suite_names}
     from eval_pipeline.regression import BaselineError, baseline_names, compare_runs, load_baseline
     from eval_pipeline.report import ExplorerInput, write_explorer_files
 
