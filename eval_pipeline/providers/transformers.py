@@ -198,14 +198,17 @@ def _write_gguf_cache(model: Any, tokenizer: Any, target: Path) -> None:
     try:
         # The weights are plain tensors now; the GGUF quantizer only marks how they were
         # read, and save_pretrained refuses a model that still carries it.
-        quantizer, config_q = model.hf_quantizer, getattr(model.config, "quantization_config", None)
-        model.hf_quantizer = None
+        quantizer = getattr(model, "hf_quantizer", None)
+        config_q = getattr(model.config, "quantization_config", None)
+        if quantizer is not None:
+            model.hf_quantizer = None
         if config_q is not None:
             del model.config.quantization_config
         try:
             model.save_pretrained(tmp, safe_serialization=True)
         finally:
-            model.hf_quantizer = quantizer
+            if quantizer is not None:
+                model.hf_quantizer = quantizer
             if config_q is not None:
                 model.config.quantization_config = config_q
         tokenizer.save_pretrained(tmp)
