@@ -475,6 +475,15 @@ class TransformersProvider:
         text = self._prompt_text(request)
         return self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def _use_threads(self) -> None:
+        # torch's thread count is process-wide: set it again per call, in case other code
+        # in the process moved it since the model was loaded.
+        threads = self.loaded.threads
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+
     def _info(self) -> dict[str, Any]:
         lm = self.loaded
         return {"device": lm.device, "load_s": round(lm.load_s, 3)}
@@ -498,6 +507,7 @@ class TransformersProvider:
         import torch
 
         lm = self.loaded
+        self._use_threads()
         tokenizer = lm.tokenizer
         start = time.perf_counter()
         prompts = [self._prompt_ids(r) for r in requests]
@@ -673,6 +683,7 @@ class TransformersProvider:
         import torch
 
         lm = self.loaded
+        self._use_threads()
         sequences = []
         for i, request in enumerate(batch):
             seq = _Sequence(i, request, self._prompt_ids(request))
