@@ -32,6 +32,12 @@ def _anthropic(spec: ModelSpec) -> Provider:
     return AnthropicProvider(spec)
 
 
+def _llama_cpp(spec: ModelSpec) -> Provider:
+    from eval_pipeline.providers.llama_cpp import LlamaCppProvider
+
+    return LlamaCppProvider(spec)
+
+
 def _vllm(spec: ModelSpec) -> Provider:
     from eval_pipeline.providers.vllm import VLLMProvider
 
@@ -42,6 +48,7 @@ PROVIDERS: dict[str, Callable[[ModelSpec], Provider]] = {
     "fake": _fake,
     "transformers": _transformers,
     "vllm": _vllm,
+    "llama_cpp": _llama_cpp,
     "openai": _openai,
     "anthropic": _anthropic,
 }

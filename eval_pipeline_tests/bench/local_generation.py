@@ -136,11 +136,8 @@ def _summary(run: dict) -> dict:
     return out
 
 
-def in_process(requests: list[Any]) -> dict:
+def in_process(requests: list[Any], default_threads: int) -> dict:
     """Provider against the plain loop, alternating, on one loaded model."""
-    import torch
-
-    default_threads = torch.get_num_threads()
     rounds = []
     for _ in range(ROUNDS):
         mine = ours(_provider(), requests)
@@ -352,6 +349,10 @@ def whole_commands(requests: list[Any]) -> dict:
 
 
 def run(parts: tuple[str, ...] = ("in_process", "whole_commands", "contention")) -> dict:
+    import torch
+
+    # torch's own default, before the provider sets its thread count process-wide.
+    default_threads = torch.get_num_threads()
     requests = _requests(QUESTIONS)
     result: dict[str, Any] = {"questions": len(requests), "rounds": ROUNDS}
     load_start = time.perf_counter()
@@ -362,7 +363,7 @@ def run(parts: tuple[str, ...] = ("in_process", "whole_commands", "contention"))
     if "whole_commands" in parts:
         result.update(whole_commands(requests))
     if "in_process" in parts:
-        result.update(in_process(requests))
+        result.update(in_process(requests, default_threads))
     if "contention" in parts:
         result["contention"] = contention(requests[:CONTENTION_QUESTIONS])
         result["contention_slowdown"] = result["contention"]["contention_slowdown"]
