@@ -19,7 +19,8 @@ are shared and noisy:
   process that keeps one core busy. ``contention_slowdown`` (busy over quiet, at the
   thread count ``auto`` picks) would show a thread choice that collapses under load.
 
-Run alone: ``python -m eval_pipeline_tests.bench.run_all local_generation``.
+Run alone: ``python -m eval_pipeline_tests.bench.run_all local_generation``; one part
+again: ``python -m eval_pipeline_tests.bench.local_generation whole_commands``.
 """
 
 from __future__ import annotations
@@ -311,7 +312,9 @@ def whole_commands(requests: list[Any]) -> dict:
                 "--model",
                 "hf",
                 "--model_args",
-                f"pretrained={folder},gguf_file={gguf},dtype=float32,device=cpu",
+                f"pretrained={folder},gguf_file={gguf},dtype=float32",
+                "--device",
+                "cpu",
                 "--include_path",
                 str(tmp_path),
                 "--tasks",
@@ -382,5 +385,13 @@ if __name__ == "__main__":
     else:
         from eval_pipeline_tests.bench._common import write_result
 
-        parts = tuple(sys.argv[1:]) or ("in_process", "whole_commands", "contention")
-        print(json.dumps(json.loads(write_result(NAME, run(parts)).read_text()), indent=2))
+        # Named parts rerun only those, keeping the other figures of the last full run.
+        parts = tuple(sys.argv[1:])
+        previous = BENCH_DIR / f"{NAME}.json"
+        result = run(parts) if parts else run()
+        if parts and previous.exists():
+            kept = json.loads(previous.read_text())
+            kept.pop("machine", None)
+            kept.pop("lmeval_error", None)
+            result = {**kept, **result}
+        print(json.dumps(json.loads(write_result(NAME, result).read_text()), indent=2))
