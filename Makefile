@@ -15,7 +15,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 LIMIT ?= 20
 
-.PHONY: help env run test test-fast lint bench ui clean slurm-up slurm-down ci-suite
+.PHONY: help env run test test-fast lint bench ui clean slurm-up slurm-down ci-suite llama
 
 help:
 	@echo "make run    create the environment, evaluate the default model on every dataset, print the leaderboard"
@@ -23,6 +23,7 @@ help:
 	@echo "make ui     start the Dagster UI (webserver + daemon) on http://127.0.0.1:3000"
 	@echo "make lint   ruff check + format check"
 	@echo "make bench  run the benchmarks into .bench/"
+	@echo "make llama  add the optional llama.cpp backend (compiles from source, ~13 min)"
 	@echo "make slurm-up / slurm-down   start / stop the local SLURM cluster (see docs/slurm.md)"
 
 # The environment is rebuilt when pyproject.toml changes.
@@ -53,6 +54,11 @@ lint: env
 
 bench: env
 	$(PY) -m eval_pipeline_tests.bench.run_all
+
+# The optional llama_cpp provider: llama-cpp-python has no wheel here and compiles
+# llama.cpp from source (about 13 minutes on 2 cores). Nothing else needs it.
+llama: env
+	$(PIP) install -q "llama-cpp-python==0.3.36"
 
 # The local single-node SLURM cluster (root; installs slurm-wlm and munge when missing).
 slurm-up:

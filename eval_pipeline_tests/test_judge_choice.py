@@ -94,14 +94,25 @@ def test_a_provider_without_choice_decoding_refuses_choice_requests(tmp_path):
 # --------------------------------------------------------------------------- the real model
 
 
-@pytest.mark.slow
-def test_choice_decoding_scores_each_choice_like_a_full_forward_pass():
+def _full_pass_logprob(provider, request: GenerationRequest, choice: str) -> float:
+    """A choice's log-likelihood from one forward pass over prompt + choice, no cache."""
     import torch
 
+    lm = provider.loaded
+    prompt = lm.tokenizer(provider._prompt_text(request), add_special_tokens=False)["input_ids"]
+    ids = lm.tokenizer(choice, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = lm.model(input_ids=torch.tensor([prompt + ids])).logits[0]
+    logprobs = logits.float().log_softmax(-1)
+    return sum(float(logprobs[len(prompt) - 1 + j, t]) for j, t in enumerate(ids))
+
+
+@pytest.mark.slow
+def test_choice_decoding_scores_each_choice_like_a_full_forward_pass():
     spec = ModelSpec.model_validate(_shipped_model())
     provider = create_provider(spec)
     # Choices of different lengths sharing a prefix: the shared part runs once, the rest
-    # is scored on the cropped cache; the sums must match scoring each one separately.
+    # is scored on copies of the cache; the sums must match scoring each one separately.
     choices = ("Yes", "No", "Yes, it is", "No, water is not wet")
     request = GenerationRequest(
         request_hash="c1",
@@ -113,21 +124,47 @@ def test_choice_decoding_scores_each_choice_like_a_full_forward_pass():
     (response,) = provider.generate([request])
     assert response.ok and response.completion in choices
     got = response.info["choice_logprobs"]
-    lm = provider.loaded
-    prompt = lm.tokenizer(provider._prompt_text(request), add_special_tokens=False)["input_ids"]
-    expected = {}
+    expected = {c: _full_pass_logprob(provider, request, c) for c in choices}
     for choice in choices:
-        ids = lm.tokenizer(choice, add_special_tokens=False)["input_ids"]
-        with torch.inference_mode():
-            logits = lm.model(input_ids=torch.tensor([prompt + ids])).logits[0]
-        logprobs = logits.float().log_softmax(-1)
-        expected[choice] = sum(float(logprobs[len(prompt) - 1 + j, t]) for j, t in enumerate(ids))
-    for choice in choices:
-        assert got[choice] == pytest.approx(expected[choice], abs=1e-3)
+        assert got[choice] == pytest.approx(expected[choice], abs=1e-4)
     assert response.completion == max(expected, key=expected.get)
     # Deterministic: the same request gives the same answer and scores.
     (again,) = provider.generate([request])
     assert again.info["choice_logprobs"] == got
+
+
+@pytest.mark.slow
+def test_judge_requests_scored_in_one_batch_equal_a_full_pass_per_choice():
+    spec = ModelSpec.model_validate(_shipped_model())
+    provider = create_provider(spec)
+    # Judge prompts share the system message and rubric, then differ in length; the
+    # verdicts share '{"score": ' and differ after it. One call scores them all.
+    rubric = "Rate the answer from 1 to 5. Reply with a JSON object.\n"
+    answers = ("Paris.", "It is Lyon, I think, or maybe Paris.", "", "The capital is Paris")
+    requests = [
+        GenerationRequest(
+            request_hash=f"j{i}",
+            sample_id=f"s{i}",
+            messages=(
+                Message("system", "You are a careful grader."),
+                Message("user", f"{rubric}Question: capital of France?\nAnswer: {answer}"),
+            ),
+            sampling=SamplingParams(),
+            choices=verdict_choices("transformers"),
+        )
+        for i, answer in enumerate(answers)
+    ]
+    together = provider.generate(requests)
+    for request, response in zip(requests, together, strict=True):
+        got = response.info["choice_logprobs"]
+        for choice in request.choices:
+            expected = _full_pass_logprob(provider, request, choice)
+            assert got[choice] == pytest.approx(expected, abs=1e-4)
+        (alone,) = provider.generate([request])
+        assert alone.completion == response.completion
+        assert alone.info["choice_logprobs"] == pytest.approx(got, abs=1e-4)
+    facts = provider.telemetry()
+    assert facts["choice_requests"] >= len(requests)
 
 
 @pytest.mark.slow

@@ -1,6 +1,9 @@
-"""The fake provider and the parts of the transformers provider that need no model."""
+"""The fake provider and the parts of the local providers that need no model."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -9,7 +12,16 @@ from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, Message, SamplingParams
 from eval_pipeline.providers import create_provider
 from eval_pipeline.providers.fake import calls_for
-from eval_pipeline.providers.transformers import TransformersOptions, apply_stop, resolve_source
+from eval_pipeline.providers.transformers import (
+    TransformersOptions,
+    _write_gguf_cache,
+    apply_stop,
+    auto_slots,
+    choose_threads,
+    gguf_cache_dir,
+    kv_bytes_per_token,
+    resolve_source,
+)
 
 
 def _request(sample_id: str, text: str = "hi", target: str = "ref") -> GenerationRequest:
@@ -73,3 +85,60 @@ def test_four_bit_loading_without_a_gpu_is_refused_clearly():
     provider = create_provider(spec)
     out = provider.generate([_request("s1")])
     assert out[0].error and "needs a GPU" in out[0].error
+
+
+def test_auto_threads_follow_slurm_else_leave_one_core_free(monkeypatch):
+    from eval_pipeline.providers import transformers as hf
+
+    assert choose_threads(3, {"SLURM_CPUS_PER_TASK": "8"}) == 3
+    assert choose_threads("auto", {"SLURM_CPUS_PER_TASK": "8"}) == 8
+    monkeypatch.setattr(hf, "usable_cpus", lambda: 2)
+    assert choose_threads("auto", {}) == 1
+    monkeypatch.setattr(hf, "usable_cpus", lambda: 1)
+    assert choose_threads("auto", {"SLURM_CPUS_PER_TASK": ""}) == 1
+    monkeypatch.setattr(hf, "usable_cpus", lambda: 16)
+    assert choose_threads("auto", {}) == 15
+
+
+def test_auto_batch_size_fits_a_share_of_memory_and_is_capped():
+    config = SimpleNamespace(
+        num_hidden_layers=30, num_key_value_heads=3, num_attention_heads=9, head_dim=64
+    )
+    per_token = kv_bytes_per_token(config, 4)
+    assert per_token == 2 * 30 * 3 * 64 * 4
+    # 600 tokens of context: about 27 MiB a sequence.
+    assert auto_slots(per_token, 600, 20 << 30, "cpu") == 32
+    assert auto_slots(per_token, 600, 20 << 30, "cuda") == (5 << 30) // (per_token * 600)
+    assert auto_slots(per_token, 600, 400 << 20, "cpu") == 3
+    assert auto_slots(per_token, 600, 1 << 20, "cpu") == 1
+
+
+def test_the_gguf_copy_is_keyed_by_file_content_transformers_and_dtype(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVAL_PIPELINE_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"weights-1")
+    first = gguf_cache_dir(model, None)
+    assert first.parent == tmp_path / "cache" / "gguf"
+    assert gguf_cache_dir(model, "float32") == first  # float32 is the default
+    assert gguf_cache_dir(model, "bfloat16") != first
+    model.write_bytes(b"weights-2")
+    assert gguf_cache_dir(model, None) != first
+    monkeypatch.setattr("transformers.__version__", "0.0.1")
+    model.write_bytes(b"weights-1")
+    assert gguf_cache_dir(model, None) != first
+
+
+def test_an_unwritable_cache_folder_keeps_no_partial_copy(tmp_path):
+    class Broken:
+        hf_quantizer = None
+        config = SimpleNamespace()
+
+        def save_pretrained(self, folder, **_):
+            (Path(folder) / "model.safetensors").write_bytes(b"half")
+            raise OSError("disk full")
+
+    target = tmp_path / "gguf" / "m-abc"
+    with pytest.raises(OSError, match="disk full"):
+        _write_gguf_cache(Broken(), None, target)
+    assert not target.exists()
+    assert list((tmp_path / "gguf").iterdir()) == []

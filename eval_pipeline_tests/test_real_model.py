@@ -57,6 +57,9 @@ def test_the_default_model_evaluates_every_dataset_and_a_rerun_makes_no_calls(
         assert (gens["output_tokens"] > 0).all()
         assert (gens["completion"].str.len_chars() > 0).all()
         assert set(gens["finish_reason"]) <= {"stop", "length"}
+        # HumanEval's stop sequences end generation, and the completion is cut before them.
+        code = gens.filter(pl.col("dataset") == "humaneval")
+        assert not code["completion"].str.contains("\n```\n", literal=True).any()
         board = store.read("leaderboard")
         assert board.height == 3
         assert sorted(board["dataset"]) == ["humaneval", "json-extract", "qa"]

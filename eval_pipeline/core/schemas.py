@@ -131,6 +131,10 @@ TELEMETRY = pl.Schema(
         "peak_rss_gb": pl.Float64,
         "gpu_peak_mem_gb": pl.Float64,  # null without a GPU
         "gpu_util_mean": pl.Float64,  # mean utilisation (0-100) sampled through NVML
+        # Local providers: forward passes of this partition, and the share of token
+        # positions fed to the model that were padding (over the task so far).
+        "batches": pl.Int64,
+        "padding_share": pl.Float64,
     }
 )
 

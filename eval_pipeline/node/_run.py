@@ -74,9 +74,11 @@ def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> 
                     _write_progress(report_dir, task, work, index, p)
 
                 print(f"[{task.model}] {work.label}", flush=True)
+                before = provider.telemetry()
                 results.append(_do(catalog, store, provider, task, work, on_progress, where))
                 if work.kind == "generate" and results[-1].ok:
-                    _write_telemetry(store, task.model, results[-1], load_s, gpu, where)
+                    local = _local_telemetry(before, provider.telemetry())
+                    _write_telemetry(store, task.model, results[-1], load_s, gpu, where, local)
                 now = provider.load()
                 seen_models.add(id(now if now is not None else provider))
                 print(f"[{task.model}] {work.label}: {_summary(results[-1])}", flush=True)
@@ -203,6 +205,7 @@ def _write_telemetry(
     load_s: float,
     gpu: GpuMonitor,
     where: dict[str, str],
+    local: dict[str, Any],
 ) -> None:
     """Record how the partition's generation ran (the aggregates carry it on)."""
     frame = pl.DataFrame(
@@ -220,11 +223,20 @@ def _write_telemetry(
                 "peak_rss_gb": peak_rss_gb(),
                 "gpu_peak_mem_gb": gpu.peak_mem_gb,
                 "gpu_util_mean": gpu.util_mean,
+                **local,
             }
         ],
         schema=TELEMETRY,
     )
     store.write("telemetry", frame, dataset=result.work.dataset, model=model)
+
+
+def _local_telemetry(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """A local provider's batches during one piece of work, and its padding share."""
+    batches = None
+    if after.get("batches") is not None:
+        batches = int(after["batches"]) - int(before.get("batches") or 0)
+    return {"batches": batches, "padding_share": after.get("padding_share")}
 
 
 def _stats(stats: RunStats) -> dict[str, Any]:

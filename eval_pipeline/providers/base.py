@@ -130,6 +130,13 @@ class Provider:
         """Release the provider; a local model may stay cached for the process."""
         return None
 
+    def telemetry(self) -> dict[str, Any]:
+        """What the provider's own work cost so far (local providers: batches, padding share).
+
+        Cumulative over the provider's life; empty where the provider counts nothing.
+        """
+        return {}
+
     @property
     def endpoint(self) -> str:
         """Where requests go, for messages (a URL for API providers)."""

@@ -17,6 +17,7 @@ PROVIDERS: dict[str, str] = {
     "fake-choices": "eval_pipeline.providers.fake:FakeChoicesProvider",
     "transformers": "eval_pipeline.providers.transformers:TransformersProvider",
     "vllm": "eval_pipeline.providers.vllm:VLLMProvider",
+    "llama_cpp": "eval_pipeline.providers.llama_cpp:LlamaCppProvider",
     "openai": "eval_pipeline.providers.openai:OpenAIProvider",
     "anthropic": "eval_pipeline.providers.anthropic:AnthropicProvider",
 }

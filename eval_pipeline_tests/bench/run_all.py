@@ -1,6 +1,8 @@
-"""Run every API benchmark (``make bench``); each writes ``.bench/<name>.json``.
+"""Run the benchmarks (``make bench``); each writes ``.bench/<name>.json``.
 
-A benchmark that raises still leaves a file, with an ``error`` field saying what failed.
+Names on the command line run only those (``python -m eval_pipeline_tests.bench.run_all
+api_throughput``); ``local_generation`` loads the real model and takes minutes. A
+benchmark that raises still leaves a file, with an ``error`` field saying what failed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ BENCHMARKS = (
     "api_faults",
     "api_cached_rerun",
     "api_peers",
+    "local_generation",
 )
 
 
