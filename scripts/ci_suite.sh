@@ -24,11 +24,8 @@ print(' '.join(f'{d}|$model' for d in load_catalog(default_project_root(), load_
 fi
 
 batch="ci-$(date +%s)-$$"
-# Every step of a run in one process: no per-step subprocess start-up, which dominates a
-# few-sample run on a small runner.
-config=$(mktemp --suffix=.yaml)
-trap 'rm -f "$config"' EXIT
-printf 'execution:\n  config:\n    in_process: {}\n' > "$config"
+# The per-partition jobs run every step in the run's own process (defs/jobs.py): no
+# per-step subprocess start-up, which dominates a few-sample run on a small runner.
 failed=0
 for key in $CI_PARTITIONS; do
   dataset=${key%%|*}
@@ -37,7 +34,7 @@ for key in $CI_PARTITIONS; do
     "$key" "$dataset" "$model" "$batch")
   echo "ci_suite.sh: $key" >&2
   "$BIN/dagster" job execute -m eval_pipeline.definitions -j "${CI_JOB:-ci_suite_job}" \
-    -c "$config" --tags "$tags" >&2 || failed=1
+    --tags "$tags" >&2 || failed=1
 done
 
 "$BIN/python" scripts/ci_summary.py --batch "$batch" >> "$SUMMARY" || failed=1

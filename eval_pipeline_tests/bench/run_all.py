@@ -1,4 +1,7 @@
-"""Run every API benchmark (``make bench``); each writes ``.bench/<name>.json``.
+"""Run every benchmark (``make bench``); each writes ``.bench/<name>.json``.
+
+``scale`` (the 100 x 100 grid) takes a few minutes; ``python -m
+eval_pipeline_tests.bench.scale --postgres`` runs its schedule tick on PostgreSQL.
 
 A benchmark that raises still leaves a file, with an ``error`` field saying what failed.
 """
@@ -12,7 +15,14 @@ import traceback
 
 from eval_pipeline_tests.bench._common import write_result
 
-BENCHMARKS = ("api_throughput", "api_rate_limited", "api_faults", "api_cached_rerun", "api_peers")
+BENCHMARKS = (
+    "api_throughput",
+    "api_rate_limited",
+    "api_faults",
+    "api_cached_rerun",
+    "api_peers",
+    "scale",
+)
 
 
 def main(names: list[str] | None = None) -> int:
