@@ -15,6 +15,9 @@ folder; nothing calls a real model. Figures, each with the bound it is held to:
   aggregates of all 10,000 partitions, in a fresh process (<= 30 s, <= 1 GB)
 - with ``--postgres``: ``schedule_tick_pg_s``, the same tick on a PostgreSQL instance
   (127.0.0.1:5432, trust authentication, a throwaway database) (<= 10 s)
+- with ``--daemon`` (``.bench/scale_daemon.json``): a real ``dagster-daemon`` ticking the
+  nightly schedule every minute over the grid (its gRPC call has a 60 s deadline); the
+  tick's status and duration as the daemon recorded them, and the runs it queued
 
 Run records are inserted in bulk (:mod:`eval_pipeline_tests.runseed`), not executed.
 ``EVAL_PIPELINE_SCALE_N=20`` runs the same on a 20 x 20 grid (a quick look).
@@ -352,6 +355,95 @@ def single_partition(project: Path, scratch: Path) -> dict[str, Any]:
     return out
 
 
+DAEMON_INSTANCE = """\
+# Runs the schedule requests stay queued: nothing is launched.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 0
+telemetry:
+  enabled: false
+"""
+
+
+def daemon_tick(project: Path, scratch: Path, timeout_s: float = 240) -> dict[str, Any]:
+    """A real ``dagster-daemon`` ticking the nightly schedule (every minute) on the grid.
+
+    The instance (SQLite) holds a successful suite run of every partition, so the tick
+    requests the 1% with changed inputs; the run queue launches nothing. Returns the
+    tick's status and duration as the daemon recorded them.
+    """
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    from eval_pipeline.catalog import load_catalog
+
+    home = scratch / "daemon_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAEMON_INSTANCE)
+    (scratch / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: eval_pipeline.definitions\n"
+    )
+    catalog = load_catalog(str(project), load_rows=False)
+    keys = [f"{d}|{m}" for d in catalog.dataset_names for m in catalog.model_slugs]
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        seeded = seed_suite_history(instance, catalog, keys, time.time())
+    env = _env(
+        DAGSTER_HOME=str(home),
+        EVAL_PIPELINE_ROOT=str(project),
+        EVAL_PIPELINE_STORE=str(scratch / "daemon_store"),
+        EVAL_PIPELINE_AUTOMATION="on",
+        EVAL_PIPELINE_NIGHTLY_CRON="* * * * *",
+    )
+    log = (scratch / "daemon.log").open("w")
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=scratch,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    ticks: list[Any] = []
+    start = time.perf_counter()
+    try:
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            while time.perf_counter() - start < timeout_s and not ticks:
+                time.sleep(5)
+                for state in instance.all_instigator_state():
+                    if state.instigator_name != SCHEDULE:
+                        continue
+                    ticks = [
+                        t
+                        for t in instance.get_ticks(state.instigator_origin_id, state.selector_id)
+                        if t.status.value != "STARTED"
+                    ]
+            queued = instance.get_runs_count(
+                dg.RunsFilter(
+                    job_name="regression_suite_job", statuses=[dg.DagsterRunStatus.QUEUED]
+                )
+            )
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        log.close()
+    text = (scratch / "daemon.log").read_text()
+    if not ticks:
+        raise RuntimeError(f"no schedule tick within {timeout_s:.0f}s:\n{text[-3000:]}")
+    tick = ticks[-1]
+    return {
+        "daemon_tick_status": tick.status.value,
+        "daemon_tick_s": round((tick.end_timestamp or tick.timestamp) - tick.timestamp, 2),
+        "daemon_tick_runs_queued": queued,
+        "daemon_tick_expected": seeded["expected_due"],
+        "daemon_deadline_exceeded": "DEADLINE_EXCEEDED" in text,
+        "daemon_tick_error": tick.error.message[:500] if tick.error else None,
+    }
+
+
 @contextmanager
 def postgres_home(scratch: Path):
     """A DAGSTER_HOME on a throwaway PostgreSQL database (dropped afterwards)."""
@@ -387,7 +479,7 @@ def postgres_home(scratch: Path):
         admin.close()
 
 
-def run(postgres: bool = False) -> dict[str, Any]:
+def run(postgres: bool = False, daemon: bool = False) -> dict[str, Any]:
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
@@ -398,7 +490,9 @@ def run(postgres: bool = False) -> dict[str, Any]:
         project = make_grid_project(scratch / "project", n, n)
         home = scratch / "home"
         home.mkdir()
-        if postgres:
+        if daemon:
+            result.update(daemon_tick(project, scratch))
+        elif postgres:
             with postgres_home(scratch) as pg_home:
                 with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(pg_home))) as instance:
                     result.update(schedule_ticks(project, instance, prefix="pg_"))
@@ -421,13 +515,17 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["_report"]:
         _report_main(argv[1], argv[2])
         return 0
-    postgres = "--postgres" in argv
-    name = "scale_pg" if postgres else "scale"
+    postgres, daemon = "--postgres" in argv, "--daemon" in argv
+    name = "scale_daemon" if daemon else "scale_pg" if postgres else "scale"
     start = time.perf_counter()
-    result = run(postgres=postgres)
+    result = run(postgres=postgres, daemon=daemon)
     result["bench_wall_s"] = round(time.perf_counter() - start, 1)
     path = write_result(name, result)
-    shown = {k: v for k, v in result.items() if k.endswith(("_s", "_mb")) or k == "within_bounds"}
+    shown = {
+        k: v
+        for k, v in result.items()
+        if k.endswith(("_s", "_mb")) or k == "within_bounds" or k.startswith("daemon")
+    }
     print(json.dumps(shown, indent=2), f"-> {path}", sep="\n")
     return 0
 
