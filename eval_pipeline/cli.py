@@ -17,6 +17,7 @@ that matches the request.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -319,7 +320,9 @@ def _run(args) -> int:
         "loggers": {"console": {"config": {"log_level": args.log_level}}},
     }
     failed = []
-    with dg.DagsterInstance.get() as instance:
+    # Standard output carries the leaderboard alone (``--json`` is parsed by scripts); the
+    # node's progress lines, written to stdout for SLURM job logs, go to stderr here.
+    with dg.DagsterInstance.get() as instance, contextlib.redirect_stdout(sys.stderr):
         # A previous run killed mid-way is still STARTED: say it failed before starting anew.
         for dead in mark_dead_runs(instance):
             print(f"eval-pipeline: {dead.describe()}", file=sys.stderr, flush=True)
