@@ -187,7 +187,8 @@ def build_schedules(
         )
         due = select_due(current, last, now=now, max_age_s=max_age_s, in_flight=in_flight)
         if not due:
-            return dg.SkipReason(f"all {len(current)} partitions are up to date")
+            busy = f" ({len(in_flight)} with a suite run in flight)" if in_flight else ""
+            return dg.SkipReason(f"all {len(current)} partitions are up to date{busy}")
         night = context.scheduled_execution_time.date().isoformat()
         return [
             dg.RunRequest(

@@ -434,7 +434,16 @@ def daemon_tick(project: Path, scratch: Path, timeout_s: float = 240) -> dict[st
     if not ticks:
         raise RuntimeError(f"no schedule tick within {timeout_s:.0f}s:\n{text[-3000:]}")
     tick = ticks[-1]
+    # The daemon's own lines about the schedule: when it called the code server, when the
+    # evaluation came back, and the runs it then created (the call has the 60 s deadline;
+    # creating the runs does not).
+    lines = [
+        line[:200]
+        for line in text.splitlines()
+        if SCHEDULE in line or "Creating new run" in line or "run requests" in line
+    ]
     return {
+        "daemon_log": lines[:6] + (["…"] if len(lines) > 12 else []) + lines[-6:],
         "daemon_tick_status": tick.status.value,
         "daemon_tick_s": round((tick.end_timestamp or tick.timestamp) - tick.timestamp, 2),
         "daemon_tick_runs_queued": queued,
