@@ -1,8 +1,8 @@
 """The project's own command line: ``eval-pipeline <command>``.
 
 ``run`` materializes the evaluation job for every selected partition in this process
-(so a local model loads once), records the runs in the Dagster instance under
-``$DAGSTER_HOME`` and prints the leaderboard. ``leaderboard`` prints the stored one.
+(so a local model loads once), then the reporting job once, records the runs in the
+Dagster instance under ``$DAGSTER_HOME`` and prints the leaderboard. ``leaderboard`` prints the stored one.
 ``results``, ``samples`` and ``costs`` read the store (and the instance); ``compare`` runs
 the paired regression tests between two runs or baselines; ``history`` lists a
 partition's kept runs; ``report`` writes the static HTML results explorer; ``baseline
@@ -19,6 +19,7 @@ that matches the request.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -402,6 +403,7 @@ def _run(args) -> int:
     from eval_pipeline.catalog import load_catalog
     from eval_pipeline.core.keys import PartitionKey
     from eval_pipeline.defs import build_definitions
+    from eval_pipeline.defs.jobs import REPORTING_JOB
     from eval_pipeline.stages import leaderboard_markdown
     from eval_pipeline.storage import Store
 
@@ -438,7 +440,9 @@ def _run(args) -> int:
         # One scope for every run of this invocation: they share one budget.
         scope = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         budget_tags = {BUDGET_TAG: str(args.budget), BUDGET_SCOPE_TAG: scope}
-    with dg.DagsterInstance.get() as instance:
+    # Standard output carries the leaderboard alone (``--json`` is parsed by scripts); the
+    # node's progress lines, written to stdout for SLURM job logs, go to stderr here.
+    with dg.DagsterInstance.get() as instance, contextlib.redirect_stdout(sys.stderr):
         # A previous run killed mid-way is still STARTED: say it failed before starting anew.
         for dead in mark_dead_runs(instance):
             print(f"eval-pipeline: {dead.describe()}", file=sys.stderr, flush=True)
@@ -468,9 +472,26 @@ def _run(args) -> int:
                 )
                 if not result.success:
                     failed.append(key.key)
+        if len(failed) < len(models) * len(datasets):
+            # The leaderboard and reports read every stored partition: built once, last.
+            start = time.perf_counter()
+            reporting = defs.resolve_job_def(REPORTING_JOB).execute_in_process(
+                instance=instance,
+                run_config={"loggers": run_config["loggers"]},
+                raise_on_error=False,
+                tags=run_tags(),
+            )
+            print(
+                f"== reporting: {'ok' if reporting.success else 'FAILED'} in "
+                f"{time.perf_counter() - start:.1f}s, run id {reporting.run_id}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if not reporting.success:
+                failed.append(REPORTING_JOB)
     board = Store(store_root).read_optional("leaderboard")
     if board is None:
-        # Every partition failed before the leaderboard step, and no earlier run wrote one.
+        # Every partition failed, and no earlier run wrote a leaderboard.
         print(
             f"eval-pipeline: failed partitions: {', '.join(failed) or 'none'}; there is no "
             "leaderboard yet (no partition has completed). The step failures are in the "

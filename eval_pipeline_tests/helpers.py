@@ -20,13 +20,32 @@ def materialize(
     job: str = "evaluation_job",
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    """Run ``job`` for one ``dataset|model`` partition against a project and store."""
+    """Run ``job`` for one ``dataset|model`` partition against a project and store.
+
+    Then, as ``eval-pipeline run`` does, ``reporting_job`` (leaderboard and reports) when
+    the partition succeeded; :func:`report` returns that run's result.
+    """
     defs = build_definitions(str(project), str(store_root))
     job_def = defs.resolve_job_def(job)
     run_config = {
         "ops": {"generations": {"config": {"sample_limit": sample_limit, "use_cache": use_cache}}}
     }
-    return execute_partition(job_def, partition, run_config, instance, raise_on_error)
+    result = execute_partition(job_def, partition, run_config, instance, raise_on_error)
+    if result.success:
+        report(project, store_root, instance=instance)
+    return result
+
+
+def report(
+    project: Path, store_root: Path, *, instance: dg.DagsterInstance | None = None
+) -> dg.ExecuteInProcessResult:
+    """Run ``reporting_job`` (leaderboard, HTML report, regression report) over the store."""
+    defs = build_definitions(str(project), str(store_root))
+    job_def = defs.resolve_job_def("reporting_job")
+    if instance is None:
+        with dg.instance_for_test() as temp:
+            return job_def.execute_in_process(instance=temp)
+    return job_def.execute_in_process(instance=instance)
 
 
 def execute_partition(

@@ -104,7 +104,9 @@ def test_eval_pipeline_run_records_runs_and_prints_the_leaderboard_and_reruns_ma
     assert "| fake-good | json-extract | field_accuracy | 3 | 1.000 |" in out.stdout
     assert "| fake-good | qa | answer_match | 3 | 1.000 |" in out.stdout
     assert "model calls: 3" in out.stderr
-    assert len(_runs(env)) == 2
+    # One run per partition, then one reporting run for the leaderboard and reports.
+    jobs = sorted(r.dagster_run.job_name for r in _runs(env))
+    assert jobs == ["evaluation_job", "evaluation_job", "reporting_job"]
     again = _run(
         [str(BIN / "eval-pipeline"), "run", "--model", "fake-good", "--limit", "3", "--json"], env
     )

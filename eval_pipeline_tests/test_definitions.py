@@ -44,3 +44,16 @@ def test_jobs_and_blocking_checks_are_defined():
         "scores_complete": True,
         "aggregates_regression": False,
     }
+
+
+def test_per_partition_jobs_run_in_process_and_leave_the_whole_store_reports_to_reporting_job():
+    defs = build_definitions(str(REPO))
+    reports = {"leaderboard", "regression_report"}
+    for name in ("evaluation_job", "ci_suite_job", "regression_suite_job"):
+        job = defs.resolve_job_def(name)
+        assets = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+        assert "aggregates" in assets and not assets & reports, name
+        assert job.executor_def.name == "in_process", name
+    reporting = defs.resolve_job_def("reporting_job")
+    assert {k.to_user_string() for k in reporting.asset_layer.executable_asset_keys} == reports
+    assert reporting.executor_def.name == "multiprocess"

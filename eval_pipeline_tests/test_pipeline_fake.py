@@ -13,7 +13,7 @@ from eval_pipeline.providers.fake import calls_for
 from eval_pipeline.stages import checks
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.conftest import make_project
-from eval_pipeline_tests.helpers import materialization_metadata, materialize
+from eval_pipeline_tests.helpers import materialization_metadata, materialize, report
 
 
 @pytest.fixture
@@ -48,9 +48,18 @@ def test_one_partition_materializes_every_asset_into_hive_parquet(small_project,
     ]
     meta = materialization_metadata(result, "generations")
     assert (meta["dagster/row_count"], meta["new_rows"], meta["reused_rows"]) == (12, 12, 0)
+    # The per-partition run leaves the whole-store reports to reporting_job.
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {
+        "prompt_versions",
+        "dataset_samples",
+        "generations",
+        "scores",
+        "aggregates",
+    }
     assert (
         "| fake-good | qa | answer_match | 12 | 1.000 |"
-        in materialization_metadata(result, "leaderboard")["leaderboard"]
+        in materialization_metadata(report(small_project, store_root), "leaderboard")["leaderboard"]
     )
 
 

@@ -10,7 +10,7 @@ from eval_pipeline.core.schemas import TABLES
 from eval_pipeline.report import PLOTS
 from eval_pipeline.report._html import plot_cost, plot_scores, scale_groups
 from eval_pipeline_tests.conftest import make_project
-from eval_pipeline_tests.helpers import materialization_metadata, materialize
+from eval_pipeline_tests.helpers import materialization_metadata, materialize, report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -19,8 +19,8 @@ def test_leaderboard_writes_an_html_report_whose_images_exist(tmp_path, store_ro
     project = make_project(tmp_path / "p", datasets=("qa", "json-extract"))
     materialize(project, store_root, "qa|fake-good", sample_limit=6)
     materialize(project, store_root, "qa|fake-echo", sample_limit=6)
-    result = materialize(project, store_root, "json-extract|fake-good", sample_limit=6)
-    meta = materialization_metadata(result, "leaderboard")
+    materialize(project, store_root, "json-extract|fake-good", sample_limit=6)
+    meta = materialization_metadata(report(project, store_root), "leaderboard")
     index = Path(meta["report"])
     assert index == store_root.resolve() / "reports" / "leaderboard" / "index.html"
     assert meta["report_url"] == index.as_uri()

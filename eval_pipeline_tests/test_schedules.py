@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from eval_pipeline.defs import build_definitions
-from eval_pipeline.defs.schedules import INPUTS_TAG, NightlySettings, build_schedules
+from eval_pipeline.defs.schedules import (
+    INPUTS_TAG,
+    NightlySettings,
+    build_schedules,
+    suite_history,
+)
+from eval_pipeline.operations import LastResult, select_due
 from eval_pipeline.resources import CatalogResource
 from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.opsupport import ONE_MODEL, no_dangling_defs_state, run_suite
+from eval_pipeline_tests.runseed import SeedRun, seed_runs
 
 NAME = "nightly_regression_suite_schedule"
 
@@ -129,3 +137,85 @@ def test_cron_timezone_and_age_come_from_the_environment(monkeypatch, project):
     monkeypatch.setenv("EVAL_PIPELINE_AUTOMATION", "on")
     [schedule] = build_schedules(grid, settings)
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def _per_partition_history(instance, keys):
+    """The schedule's lookups before they were batched: two queries per partition."""
+    last, in_flight = {}, set()
+    for key in keys:
+        records = instance.get_run_records(
+            dg.RunsFilter(
+                job_name="regression_suite_job",
+                tags={"dagster/partition": key},
+                statuses=[dg.DagsterRunStatus.SUCCESS],
+            ),
+            limit=1,
+        )
+        if records:
+            record = records[0]
+            last[key] = LastResult(
+                fingerprint=record.dagster_run.tags.get(INPUTS_TAG),
+                finished_at=record.end_time or record.update_timestamp.timestamp(),
+            )
+        if instance.get_run_ids(
+            dg.RunsFilter(
+                job_name="regression_suite_job",
+                tags={"dagster/partition": key},
+                statuses=[
+                    dg.DagsterRunStatus.QUEUED,
+                    dg.DagsterRunStatus.NOT_STARTED,
+                    dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED,
+                ],
+            ),
+            limit=1,
+        ):
+            in_flight.add(key)
+    return last, in_flight
+
+
+def test_batched_history_lookups_decide_exactly_as_one_query_per_partition_did():
+    rng = random.Random(7)
+    now = dt.datetime(2026, 11, 20, 2, tzinfo=dt.UTC).timestamp()
+    day = 86400.0
+    keys = [f"ds{d}|m{m}" for d in range(6) for m in range(8)]
+    current = {k: rng.choice(["fp-a", "fp-b"]) for k in keys}
+    finished = [dg.DagsterRunStatus.SUCCESS] * 4 + [
+        dg.DagsterRunStatus.FAILURE,
+        dg.DagsterRunStatus.CANCELED,
+    ]
+    busy = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED]
+    history = []
+    for created in sorted(now - rng.uniform(0.1, 30) * day for _ in range(300)):
+        # Every partition but the last few gets a history of runs of every status,
+        # started from a few hours to a month ago (some ran for days), some with older
+        # inputs.
+        history.append(
+            SeedRun(
+                key=rng.choice(keys[:-4]),
+                # Runs of the last day may still be queued or running.
+                status=rng.choice(finished + (busy if now - created < day else [])),
+                created_at=created,
+                updated_at=min(created + rng.choice([60, 3600, 2 * day]), now - 1),
+                fingerprint=rng.choice(["fp-a", "fp-b", None]),
+            )
+        )
+    # Runs of another job never count.
+    history += [
+        SeedRun(k, dg.DagsterRunStatus.SUCCESS, now - 1, "fp-a", job_name="ci_suite_job")
+        for k in keys[-4:]
+    ]
+    reasons = set()
+    with dg.instance_for_test() as instance:
+        seed_runs(instance, history)
+        for max_age_h in (24.0, 168.0, 24.0 * 60):
+            max_age_s = max_age_h * 3600
+            old_last, old_busy = _per_partition_history(instance, keys)
+            new_last, new_busy = suite_history(instance, keys, window_start=now - max_age_s)
+            assert new_last == old_last and new_busy == old_busy
+            old = select_due(current, old_last, now=now, max_age_s=max_age_s, in_flight=old_busy)
+            new = select_due(current, new_last, now=now, max_age_s=max_age_s, in_flight=new_busy)
+            assert new == old
+            reasons |= {d.reason.split(" than ")[0] for d in new}
+            assert old_busy and len(new) < len(keys)
+    assert reasons == {"never evaluated", "inputs changed", "last result older"}

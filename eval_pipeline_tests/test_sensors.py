@@ -216,3 +216,34 @@ def test_the_run_failure_sensor_alerts_with_the_failing_step_and_its_error(tmp_p
         # Restarted with the stored cursor: the same failure is not alerted again.
         tick(sensor, instance, cursor, alerts=alerts_to(hook.url))
         assert len(hook.bodies) == 1
+
+
+def test_the_reporting_sensor_reports_once_after_evaluations_finish_and_not_while_one_runs(
+    one_model,
+):
+    sensor = _sensor(one_model, "reporting_sensor")
+    with dg.instance_for_test() as instance:
+        data, cursor = tick(sensor, instance, None)
+        assert data.run_requests == [] and "up to date" in data.skip_message
+        for partition in (PARTITION, "json-extract|fake-good"):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(AGGREGATES, partition=partition)
+            )
+        # A suite run still in flight: the report waits for it.
+        job = _defs(one_model).resolve_job_def("regression_suite_job")
+        busy = instance.create_run_for_job(
+            job, tags={"dagster/partition": PARTITION}, status=dg.DagsterRunStatus.STARTED
+        )
+        data, cursor = tick(sensor, instance, cursor)
+        assert data.run_requests == [] and "regression_suite_job" in data.skip_message
+        instance.report_run_failed(busy)
+        data, cursor = tick(sensor, instance, cursor)
+        [request] = data.run_requests
+        assert sensor.job_name == "reporting_job" and request.run_key.startswith("reporting:")
+        data, cursor = tick(sensor, instance, cursor)
+        assert data.run_requests == [] and "up to date" in data.skip_message
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(AGGREGATES, partition=PARTITION)
+        )
+        [again] = tick(sensor, instance, cursor)[0].run_requests
+        assert again.run_key != request.run_key

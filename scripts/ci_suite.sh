@@ -42,11 +42,8 @@ for name in catalog.dataset_names:
     print(name, int(fixed) if fixed else settings.samples_for(available))")
 
 batch="ci-$(date +%s)-$$"
-# Every step of a run in one process: no per-step subprocess start-up, which dominates a
-# few-sample run on a small runner.
-config=$(mktemp --suffix=.yaml)
-trap 'rm -f "$config"' EXIT
-printf 'execution:\n  config:\n    in_process: {}\n' > "$config"
+# The per-partition jobs run every step in the run's own process (defs/jobs.py): no
+# per-step subprocess start-up, which dominates a few-sample run on a small runner.
 failed=0
 inconclusive=0
 for key in $CI_PARTITIONS; do
@@ -56,7 +53,7 @@ for key in $CI_PARTITIONS; do
     "$key" "$dataset" "$model" "$batch" "${SAMPLES[$dataset]}")
   echo "ci_suite.sh: $key (${SAMPLES[$dataset]} samples)" >&2
   "$BIN/dagster" job execute -m eval_pipeline.definitions -j "${CI_JOB:-ci_suite_job}" \
-    -c "$config" --tags "$tags" >&2 || failed=1
+    --tags "$tags" >&2 || failed=1
 done
 
 "$BIN/python" scripts/ci_summary.py --batch "$batch" >> "$SUMMARY"

@@ -47,7 +47,12 @@ def read_text(path: Path, shown: str) -> str:
         ) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it: parsing a models.yaml of 1,000 entries
+# takes about a tenth of the pure-Python parser's time. Same safe constructor, same marks.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):
     """A safe loader that refuses a mapping key given twice (PyYAML keeps the last)."""
 
 

@@ -12,7 +12,7 @@ from eval_pipeline.defs.dispatch import (
     run_tasks,
     runners_for,
 )
-from eval_pipeline.defs.jobs import BUDGET_SCOPE_TAG, BUDGET_TAG, SAMPLE_LIMIT_TAG
+from eval_pipeline.defs.jobs import BUDGET_SCOPE_TAG, BUDGET_TAG, REPORTING_GROUP, SAMPLE_LIMIT_TAG
 from eval_pipeline.defs.judge import judging_failures, log_calibrations
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.node import generation_tasks, judging_tasks
@@ -24,6 +24,10 @@ KINDS = {"polars", "parquet"}
 # `generations` can then give each SLURM job all the datasets of one model (one model
 # load) and submit the models as a job array. See docs/slurm.md.
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+# Rows of a whole-grid table shown in asset metadata; the file holds them all. The
+# instance keeps every materialization's metadata, so 10,000 rows (800 KB of Markdown)
+# per run would grow it by that much each time.
+METADATA_ROWS = 100
 
 
 class GenerationConfig(dg.Config):
@@ -218,19 +222,25 @@ def build_assets(
                 metadata[f"{row['metric']}/ci_high"] = row["ci_high"]
         return metadata
 
-    @dg.asset(deps=[aggregates], group_name="reporting", kinds=KINDS)
+    @dg.asset(deps=[aggregates], group_name=REPORTING_GROUP, kinds=KINDS)
     def leaderboard(
         context: dg.AssetExecutionContext, catalog: CatalogResource, store: StoreResource
     ) -> dg.MaterializeResult:
-        """Every model x dataset's primary metric with its CI, in one table."""
+        """Every model x dataset's primary metric with its CI, in one table.
+
+        Materialized by ``reporting_job`` (after a backfill, after the nightly suite, or on
+        demand), not by the per-partition jobs. The metadata shows the first
+        rows; ``path`` is the whole table.
+        """
         cat = catalog.load()
         board = stages.build_leaderboard(cat, store.get())
         report = stages.write_leaderboard_report(cat, store.get(), board)
+        markdown = stages.leaderboard_markdown(board, max_rows=METADATA_ROWS)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": board.height,
                 "path": dg.MetadataValue.path(str(store.get().path("leaderboard"))),
-                "leaderboard": dg.MetadataValue.md(stages.leaderboard_markdown(board)),
+                "leaderboard": dg.MetadataValue.md(markdown),
                 # The HTML report with its PNG plots (score with CIs, cost, latency).
                 "report": dg.MetadataValue.path(str(report)),
                 "report_url": dg.MetadataValue.url(report.as_uri()),

@@ -47,6 +47,9 @@ def build_definitions(
         jobs=build_jobs(),
         schedules=build_schedules(grid),
         sensors=build_sensors(grid),
+        # Materializations from the UI (the implicit asset job) run in process too: one
+        # partition's chain of steps gains nothing from a process per step (see jobs.py).
+        executor=dg.in_process_executor,
         resources={
             "catalog": CatalogResource(root=root),
             "store": StoreResource(root=store_root or default_store_root(root)),

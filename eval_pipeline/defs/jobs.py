@@ -1,4 +1,19 @@
-"""Asset jobs."""
+"""Asset jobs, and which executor each one runs under.
+
+The per-partition jobs (``evaluation_job``, ``ci_suite_job``, ``regression_suite_job``)
+evaluate one model x dataset partition, or the rectangle of a single-run backfill. Their
+steps form a chain (inputs -> generations -> scores -> aggregates, with checks) that
+cannot overlap, so they run in the run's own process: the multiprocess executor would
+start one Python process per step (8-10 of them) and spend 25-30 s importing before the
+first model call, against about 4 s for the whole run in process. Parallelism across
+partitions comes from running many runs (the run queue), and within a step from the
+engine (async API calls) and SLURM (job arrays).
+
+``reporting_job`` reads every stored partition; it is kept out of the per-partition jobs
+so its cost is paid once after a backfill or a night, not once per partition. Its two
+steps (``leaderboard`` with the HTML report, ``regression_report``) are independent and
+both read the whole store, so it keeps the multiprocess executor: they run side by side.
+"""
 
 from __future__ import annotations
 
@@ -16,32 +31,54 @@ SAMPLE_LIMIT_TAG = "eval_pipeline/sample_limit"
 BUDGET_TAG = "eval_pipeline/budget_usd"
 BUDGET_SCOPE_TAG = "eval_pipeline/budget_scope"
 
+REPORTING_GROUP = "reporting"
+REPORTING_JOB = "reporting_job"
+# The jobs whose runs materialize grid partitions (the reporting sensor waits for them).
+PARTITION_JOBS = ("evaluation_job", "ci_suite_job", "regression_suite_job")
+
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     # The calibration assets stay out: ``scores`` calibrates what its partitions' judge
     # metrics use as it runs, so a partition without judge metrics never loads a judge.
-    everything = dg.AssetSelection.all() - dg.AssetSelection.groups("judging")
+    # The reporting assets stay out too: they read every partition (reporting_job).
+    reporting = dg.AssetSelection.groups(REPORTING_GROUP)
+    partition = dg.AssetSelection.all() - dg.AssetSelection.groups("judging") - reporting
     evaluation_job = dg.define_asset_job(
         "evaluation_job",
-        selection=everything,
+        selection=partition,
+        executor_def=dg.in_process_executor,
         description=(
-            "The whole graph for one model x dataset partition: prompt versions, samples, "
-            "generations, scores, aggregates and the leaderboard, with their checks."
+            "The whole evaluation of one model x dataset partition: prompt versions, samples, "
+            "generations, scores and aggregates, with their checks. The leaderboard and "
+            "reports are reporting_job's."
         ),
     )
     ci_suite_job = dg.define_asset_job(
         "ci_suite_job",
-        selection=everything,
-        description=f"The whole graph on the first {CI_SAMPLE_LIMIT} samples of a partition.",
+        selection=partition,
+        executor_def=dg.in_process_executor,
+        description=f"The evaluation of a partition on its first {CI_SAMPLE_LIMIT} samples.",
         tags={SAMPLE_LIMIT_TAG: str(CI_SAMPLE_LIMIT)},
     )
     regression_suite_job = dg.define_asset_job(
         "regression_suite_job",
-        selection=everything,
+        selection=partition,
+        executor_def=dg.in_process_executor,
         description=(
-            "The whole graph on every sample of a partition, with its checks (the regression "
+            "The evaluation of a partition on every sample, with its checks (the regression "
             "check against the pinned baseline included). Requested by the nightly schedule "
             "and the catalog sensor, which tag each run with the inputs it evaluated."
         ),
     )
-    return [evaluation_job, ci_suite_job, regression_suite_job]
+    reporting_job = dg.define_asset_job(
+        REPORTING_JOB,
+        selection=reporting,
+        executor_def=dg.multiprocess_executor,
+        description=(
+            "The leaderboard (with its HTML report) and the regression report over every "
+            "stored partition. Requested by reporting_sensor once evaluation runs have "
+            "finished (after a backfill, after the nightly suite), by `eval-pipeline run`, "
+            "or on demand."
+        ),
+    )
+    return [evaluation_job, ci_suite_job, regression_suite_job, reporting_job]

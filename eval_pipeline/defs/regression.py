@@ -6,6 +6,7 @@ Both compare per sample with the pinned baseline named by ``$EVAL_PIPELINE_BASEL
 
 import dagster as dg
 
+from eval_pipeline.defs.jobs import REPORTING_GROUP
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.regression import (
     baseline_name,
@@ -64,7 +65,7 @@ def build_regression_defs(
     @dg.asset(
         name="regression_report",
         deps=[aggregates],
-        group_name="reporting",
+        group_name=REPORTING_GROUP,
         kinds={"markdown", "json"},
     )
     def regression_report_asset(
@@ -74,7 +75,9 @@ def build_regression_defs(
 
         Per metric: baseline, current, delta with a paired-bootstrap 95% CI, p-value
         (McNemar for pass/fail, paired bootstrap otherwise) and the samples that flipped.
-        Written as Markdown and JSON to ``<store>/reports/regression.{md,json}``.
+        Written as Markdown and JSON to ``<store>/reports/regression.{md,json}``; the
+        metadata shows the report's beginning and the first regressed metrics. Materialized
+        by ``reporting_job``.
         """
         s = store.get()
         report, note = regression_report(catalog.root, s)
@@ -84,12 +87,33 @@ def build_regression_defs(
             metadata={
                 "baseline": baseline_name(),
                 "regressed": bool(regressions),
-                "regressed_metrics": ",".join(f"{c.partition}:{c.metric}" for c in regressions),
+                "regressed_metrics": _first(
+                    [f"{c.partition}:{c.metric}" for c in regressions], METADATA_ROWS
+                ),
+                "regressions": len(regressions),
                 "metrics_compared": len(report.comparisons) if report else 0,
                 "markdown_path": dg.MetadataValue.path(str(md_path)),
                 "json_path": dg.MetadataValue.path(str(json_path)),
-                "report": dg.MetadataValue.md(markdown),
+                "report": dg.MetadataValue.md(_head(markdown, md_path)),
             }
         )
 
     return aggregates_regression, regression_report_asset
+
+
+# Lines of the Markdown report (and regressed metrics) kept in the asset's metadata; the
+# files hold all of it.
+METADATA_ROWS = 200
+
+
+def _head(markdown: str, path) -> str:
+    lines = markdown.splitlines()
+    if len(lines) <= METADATA_ROWS:
+        return markdown
+    rest = len(lines) - METADATA_ROWS
+    return "\n".join([*lines[:METADATA_ROWS], "", f"… {rest} more lines in `{path}`."])
+
+
+def _first(items: list[str], limit: int) -> str:
+    shown = ",".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown},… ({len(items) - limit} more)"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -21,6 +23,7 @@ INPUTS_TAG = "eval_pipeline/inputs"
 REASON_TAG = "eval_pipeline/reason"
 PROVIDER_TAG = "eval_pipeline/provider"
 RUNS_ON_TAG = "eval_pipeline/runs_on"
+PARTITION_TAG = "dagster/partition"
 
 CRON_ENV = "EVAL_PIPELINE_NIGHTLY_CRON"
 TIMEZONE_ENV = "EVAL_PIPELINE_NIGHTLY_TIMEZONE"
@@ -75,35 +78,78 @@ def run_tags(catalog: Catalog, key: str, fingerprint: str, reason: str) -> dict[
     }
 
 
-def last_suite_result(instance: dg.DagsterInstance, key: str) -> LastResult | None:
-    """The latest successful suite run of partition ``key``, or None."""
-    records = instance.get_run_records(
+# Partition keys per tag-filtered query: SQLite binds at most 32,766 parameters.
+_KEYS_PER_QUERY = 5000
+
+
+def suite_history(
+    instance: dg.DagsterInstance, keys: Sequence[str], *, window_start: float
+) -> tuple[dict[str, LastResult], set[str]]:
+    """The latest successful suite run of every partition in ``keys``, and those in flight.
+
+    A handful of instance queries whatever the grid's size (one per query below, the
+    second split per 5,000 keys), instead of two per partition:
+
+    1. successful suite runs created since ``window_start`` (the nightly age limit); the
+       newest per partition is its latest (any later one was created later still);
+    2. only for partitions without one, which are due anyway: their newest successful run
+       of any age (a light query over the runs table's partition column), then those runs'
+       records;
+    3. queued or running suite runs.
+
+    Returns:
+        The last result per partition that has one, and the keys with a run in flight.
+    """
+    wanted = set(keys)
+    last: dict[str, LastResult] = {}
+    recent = instance.get_run_records(
         dg.RunsFilter(
             job_name=REGRESSION_SUITE_JOB,
-            tags={"dagster/partition": key},
             statuses=[dg.DagsterRunStatus.SUCCESS],
-        ),
-        limit=1,
-    )
-    if not records:
-        return None
-    record = records[0]
-    finished = record.end_time or record.update_timestamp.timestamp()
-    return LastResult(fingerprint=record.dagster_run.tags.get(INPUTS_TAG), finished_at=finished)
-
-
-def suite_in_flight(instance: dg.DagsterInstance, key: str) -> bool:
-    """Whether a suite run of ``key`` is queued or running."""
-    return bool(
-        instance.get_run_ids(
-            dg.RunsFilter(
-                job_name=REGRESSION_SUITE_JOB,
-                tags={"dagster/partition": key},
-                statuses=_IN_FLIGHT,
-            ),
-            limit=1,
+            created_after=datetime.fromtimestamp(window_start, UTC),
         )
     )
+    _keep_latest(recent, wanted, last)
+    missing = sorted(wanted - set(last))
+    older_ids: list[str] = []
+    for start in range(0, len(missing), _KEYS_PER_QUERY):
+        chunk = missing[start : start + _KEYS_PER_QUERY]
+        older_ids += [
+            data.run_id
+            for data in instance.run_storage.get_run_partition_data(
+                dg.RunsFilter(
+                    job_name=REGRESSION_SUITE_JOB,
+                    statuses=[dg.DagsterRunStatus.SUCCESS],
+                    tags={PARTITION_TAG: chunk},
+                )
+            )
+        ]
+    for start in range(0, len(older_ids), _KEYS_PER_QUERY):
+        records = instance.get_run_records(
+            dg.RunsFilter(run_ids=older_ids[start : start + _KEYS_PER_QUERY])
+        )
+        _keep_latest(records, wanted, last)
+    in_flight = {
+        data.partition
+        for data in instance.run_storage.get_run_partition_data(
+            dg.RunsFilter(job_name=REGRESSION_SUITE_JOB, statuses=_IN_FLIGHT)
+        )
+    }
+    return last, in_flight & wanted
+
+
+def _keep_latest(
+    records: Sequence[dg.RunRecord], wanted: set[str], last: dict[str, LastResult]
+) -> None:
+    """Record each wanted partition's newest run of ``records`` (storage id order)."""
+    for record in sorted(records, key=lambda r: r.storage_id, reverse=True):
+        key = record.dagster_run.tags.get(PARTITION_TAG)
+        if key not in wanted or key in last:
+            continue
+        finished = record.end_time or record.update_timestamp.timestamp()
+        last[key] = LastResult(
+            fingerprint=record.dagster_run.tags.get(INPUTS_TAG), finished_at=finished
+        )
 
 
 def build_schedules(
@@ -135,16 +181,14 @@ def build_schedules(
         cat = catalog.load()
         keys = [str(k) for k in grid.get_partition_keys()]
         current = partition_fingerprints(cat, keys)
-        instance = context.instance
-        due = select_due(
-            current,
-            {k: last_suite_result(instance, k) for k in current},
-            now=context.scheduled_execution_time.timestamp(),
-            max_age_s=max_age_s,
-            in_flight=[k for k in current if suite_in_flight(instance, k)],
+        now = context.scheduled_execution_time.timestamp()
+        last, in_flight = suite_history(
+            context.instance, list(current), window_start=now - max_age_s
         )
+        due = select_due(current, last, now=now, max_age_s=max_age_s, in_flight=in_flight)
         if not due:
-            return dg.SkipReason(f"all {len(current)} partitions are up to date")
+            busy = f" ({len(in_flight)} with a suite run in flight)" if in_flight else ""
+            return dg.SkipReason(f"all {len(current)} partitions are up to date{busy}")
         night = context.scheduled_execution_time.date().isoformat()
         return [
             dg.RunRequest(

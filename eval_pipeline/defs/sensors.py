@@ -1,4 +1,6 @@
-"""Sensors: regressions, catalog additions and failed runs, each alerting or requesting runs.
+"""Sensors: regressions, catalog additions, failed runs and finished evaluations.
+
+Each alerts or requests runs.
 
 Every sensor keeps a cursor in the instance, so a restarted daemon carries on where it
 stopped instead of alerting again.
@@ -11,12 +13,15 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 import dagster as dg
+from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
 )
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
+from eval_pipeline.defs.jobs import PARTITION_JOBS, REPORTING_JOB
 from eval_pipeline.defs.schedules import (
     REGRESSION_SUITE_JOB,
     automation_status,
@@ -191,7 +196,49 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
         if result is not None and not result.ok:
             raise dg.Failure(f"could not deliver the run-failure alert: {result.error}")
 
-    return [regression_sensor, catalog_sensor, run_failure_sensor]
+    @dg.sensor(
+        name="reporting_sensor",
+        job_name=REPORTING_JOB,
+        minimum_interval_seconds=300,
+        default_status=_sensor_status(),
+    )
+    def reporting_sensor(context: dg.SensorEvaluationContext):
+        """Rebuilds the leaderboard and reports once evaluation runs have finished.
+
+        Requests ``reporting_job`` when ``aggregates`` has a materialization newer than the
+        last one reported on (the cursor) and no evaluation run or backfill is queued or in
+        progress, so a backfill or a night of the suite ends with one report instead of
+        one per partition. A handful of instance queries per tick whatever the grid's size.
+        """
+        instance = context.instance
+        latest = instance.fetch_materializations(AGGREGATES, limit=1).records
+        newest = latest[0].storage_id if latest else 0
+        reported = int(context.cursor) if context.cursor else 0
+        if newest <= reported:
+            return dg.SkipReason("the reports are up to date")
+        busy = _evaluations_in_flight(instance)
+        if busy:
+            return dg.SkipReason(f"waiting for {busy} to finish")
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=f"reporting:{newest}")], cursor=str(newest)
+        )
+
+    return [regression_sensor, catalog_sensor, run_failure_sensor, reporting_sensor]
+
+
+def _evaluations_in_flight(instance: dg.DagsterInstance) -> str | None:
+    """What evaluation work is still queued or running (None: nothing)."""
+    # Runs launched from the UI's asset selection belong to the implicit asset job.
+    for job in (*PARTITION_JOBS, IMPLICIT_ASSET_JOB_NAME):
+        if instance.get_run_ids(
+            dg.RunsFilter(job_name=job, statuses=IN_PROGRESS_RUN_STATUSES), limit=1
+        ):
+            return f"{job} runs"
+    if instance.get_backfills(
+        filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED]), limit=1
+    ):
+        return "a backfill"
+    return None
 
 
 def _resolved_check_results(

@@ -15,19 +15,23 @@ from eval_pipeline.storage import Store
 def build_leaderboard(catalog: Catalog, store: Store) -> pl.DataFrame:
     """One row per model x dataset with the dataset's primary metric; written to the store.
 
-    Partitions of models or datasets no longer in the catalog are left out.
+    Partitions of models or datasets no longer in the catalog are left out. The stored
+    aggregates are scanned lazily: only the leaderboard's columns and the primary metric's
+    rows are read, so memory grows with the leaderboard (one row per partition), not with
+    every metric of every partition.
     """
     primary = {name: spec.primary for name, spec in catalog.dataset_specs.items()}
-    aggregates = store.scan("aggregates").collect()
-    keep = pl.DataFrame(
+    keep = pl.LazyFrame(
         {"dataset": list(primary), "metric": list(primary.values())},
         schema={"dataset": pl.String, "metric": pl.String},
     )
     board = (
-        aggregates.join(keep, on=["dataset", "metric"], how="inner")
-        .filter(pl.col("model").is_in(list(catalog.models)))
+        store.scan("aggregates")
         .select(LEADERBOARD.names())
+        .filter(pl.col("model").is_in(list(catalog.models)))
+        .join(keep, on=["dataset", "metric"], how="inner")
         .sort(["dataset", "mean", "model"], descending=[False, True, False], nulls_last=True)
+        .collect()
     )
     store.write("leaderboard", board)
     return board
@@ -104,17 +108,24 @@ def write_explorer(
     return write_explorer_files(store, folder or explorer_dir(store), setup)
 
 
-def leaderboard_markdown(board: pl.DataFrame) -> str:
-    """Render the leaderboard as a Markdown table."""
+def leaderboard_markdown(board: pl.DataFrame, max_rows: int | None = None) -> str:
+    """Render the leaderboard as a Markdown table.
+
+    With ``max_rows``, only the first rows are shown and a last line says how many more
+    there are (asset metadata stays small however large the grid).
+    """
+    shown = board if max_rows is None else board.head(max_rows)
     lines = [
         "| model | dataset | metric | n | mean | 95% CI | errors | output tokens | cost $ |",
         "|---|---|---|---:|---:|---|---:|---:|---:|",
     ]
-    for r in board.iter_rows(named=True):
+    for r in shown.iter_rows(named=True):
         mean = "-" if r["mean"] is None else f"{r['mean']:.3f}"
         ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
         lines.append(
             f"| {r['model']} | {r['dataset']} | {r['metric']} | {r['n']} | {mean} | {ci} | "
             f"{r['error_count']} | {r['output_tokens']} | {r['cost_usd']:.4f} |"
         )
+    if shown.height < board.height:
+        lines.append(f"\n… and {board.height - shown.height} more rows (the full table: `path`).")
     return "\n".join(lines)

@@ -1,4 +1,7 @@
-"""Run the benchmarks (``make bench``); each writes ``.bench/<name>.json``.
+"""Run every benchmark (``make bench``); each writes ``.bench/<name>.json``.
+
+``scale`` (the 100 x 100 grid) takes a few minutes; ``python -m
+eval_pipeline_tests.bench.scale --postgres`` runs its schedule tick on PostgreSQL.
 
 Names on the command line run only those (``python -m eval_pipeline_tests.bench.run_all
 api_throughput``); ``local_generation`` loads the real model and takes minutes. A
@@ -22,6 +25,7 @@ BENCHMARKS = (
     "api_cached_rerun",
     "api_peers",
     "local_generation",
+    "scale",
 )
 
 

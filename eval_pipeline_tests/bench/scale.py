@@ -1,0 +1,543 @@
+"""How the project copes with a grid of 100 models x 100 datasets (10,000 partitions).
+
+Writes ``.bench/scale.json`` (``.bench/scale_pg.json`` with ``--postgres``). A synthetic
+project (fake models, 100 copies of the ``qa`` dataset) is generated under a temporary
+folder; nothing calls a real model. Figures, each with the bound it is held to:
+
+- ``definitions_load_s``: loading ``eval_pipeline.definitions`` and resolving every job,
+  schedule and sensor in a fresh interpreter (imports included) (<= 3 s)
+- ``schedule_tick_s``: one nightly schedule tick with a successful suite run recorded
+  for every partition (10,000 runs; a few partitions changed, a few in flight) (<= 5 s);
+  ``first_night_tick_s``: the tick on an empty instance, requesting all 10,000
+- ``single_partition_s``: ``eval-pipeline run`` of one partition on every sample, the
+  whole command (interpreter start, definitions, the run, the reporting run) (<= 5 s)
+- ``leaderboard_s`` / ``leaderboard_rss_mb``: ``reporting_job`` over a store holding the
+  aggregates of all 10,000 partitions, in a fresh process (<= 30 s, <= 1 GB)
+- with ``--postgres``: ``schedule_tick_pg_s``, the same tick on a PostgreSQL instance
+  (127.0.0.1:5432, trust authentication, a throwaway database) (<= 10 s)
+- with ``--daemon`` (``.bench/scale_daemon.json``): a real ``dagster-daemon`` ticking the
+  nightly schedule every minute over the grid (its gRPC call has a 60 s deadline); the
+  tick's status and duration as the daemon recorded them, and the runs it queued
+
+Run records are inserted in bulk (:mod:`eval_pipeline_tests.runseed`), not executed.
+``EVAL_PIPELINE_SCALE_N=20`` runs the same on a 20 x 20 grid (a quick look).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from eval_pipeline_tests.bench._common import REPO, write_result
+
+BOUNDS = {
+    "definitions_load_s": 3.0,
+    "schedule_tick_s": 5.0,
+    "single_partition_s": 5.0,
+    "leaderboard_s": 30.0,
+    "leaderboard_rss_mb": 1024.0,
+    "schedule_tick_pg_s": 10.0,
+}
+SCHEDULE = "nightly_regression_suite_schedule"
+PG = {
+    "DAGSTER_PG_HOST": os.environ.get("PGHOST", "127.0.0.1"),
+    "DAGSTER_PG_PORT": os.environ.get("PGPORT", "5432"),
+    "DAGSTER_PG_USER": os.environ.get("PGUSER", "postgres"),
+    "DAGSTER_PG_PASSWORD": os.environ.get("PGPASSWORD", ""),
+}
+
+
+def grid_size() -> int:
+    return int(os.environ.get("EVAL_PIPELINE_SCALE_N", "100"))
+
+
+def make_grid_project(root: Path, models: int, datasets: int) -> Path:
+    """A project with ``models`` fake models and ``datasets`` copies of ``qa``."""
+    root.mkdir(parents=True, exist_ok=True)
+    entries = [
+        {
+            "slug": f"m{i:03d}",
+            "provider": "fake",
+            "model_id": f"fake/m{i:03d}",
+            "options": {"mode": "reference"},
+            "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+        }
+        for i in range(models)
+    ]
+    (root / "models.yaml").write_text(yaml.safe_dump({"models": entries}, sort_keys=False))
+    spec = (REPO / "datasets" / "qa" / "dataset.yaml").read_text()
+    for i in range(datasets):
+        folder = root / "datasets" / f"qa-{i:03d}"
+        folder.mkdir(parents=True)
+        shutil.copy(REPO / "datasets" / "qa" / "data.jsonl", folder / "data.jsonl")
+        (folder / "dataset.yaml").write_text(spec.replace("name: qa\n", f"name: qa-{i:03d}\n", 1))
+    shutil.copytree(REPO / "prompts", root / "prompts")
+    return root
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    env.update(extra)
+    return env
+
+
+def definitions_load(project: Path, home: Path) -> dict[str, float]:
+    """Seconds to import the definitions and resolve every job, schedule and sensor."""
+    code = (
+        "import time; t = time.perf_counter()\n"
+        "from eval_pipeline.definitions import defs\n"
+        "repo = defs.get_repository_def()\n"
+        "jobs = repo.get_all_jobs(); schedules = repo.schedule_defs; sensors = repo.sensor_defs\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_env(EVAL_PIPELINE_ROOT=str(project), DAGSTER_HOME=str(home)),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {
+        "definitions_load_s": round(float(out.stdout.strip().splitlines()[-1]), 2),
+        "definitions_process_s": round(time.perf_counter() - start, 2),
+    }
+
+
+def seed_suite_history(instance, catalog, keys: list[str], now: float) -> dict[str, int]:
+    """A successful suite run per partition an hour ago; 1% with older inputs, 0.5% busy."""
+    import dagster as dg
+
+    from eval_pipeline.operations import partition_fingerprints
+    from eval_pipeline_tests.runseed import SeedRun, seed_runs
+
+    fingerprints = partition_fingerprints(catalog, keys)
+    runs = []
+    for i, key in enumerate(keys):
+        stale = i % 100 == 7
+        fp = "0" * 16 if stale else fingerprints[key]
+        runs.append(SeedRun(key, dg.DagsterRunStatus.SUCCESS, now - 3600, fp))
+    in_flight = keys[3::200]
+    busy = [SeedRun(k, dg.DagsterRunStatus.STARTED, now - 60) for k in in_flight]
+    start = time.perf_counter()
+    seed_runs(instance, [*runs, *busy])
+    return {
+        "seeded_runs": len(runs) + len(busy),
+        "seed_s": round(time.perf_counter() - start, 1),
+        "expected_due": sum(
+            1 for i, k in enumerate(keys) if i % 100 == 7 and k not in set(in_flight)
+        ),
+    }
+
+
+def tick(defs, instance, project: Path, when: dt.datetime):
+    """Evaluate the nightly schedule once, as the daemon does; returns (seconds, data)."""
+    import dagster as dg
+
+    from eval_pipeline.resources import CatalogResource
+
+    schedule = defs.resolve_schedule_def(SCHEDULE)
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=when,
+        resources={"catalog": CatalogResource(root=str(project))},
+        repository_def=defs.get_repository_def(),
+    )
+    start = time.perf_counter()
+    data = schedule.evaluate_tick(context)
+    return time.perf_counter() - start, data
+
+
+def schedule_ticks(project: Path, instance, prefix: str = "") -> dict[str, Any]:
+    """The first-night tick (empty history), then a tick with the grid's history seeded."""
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.defs import build_definitions
+
+    defs = build_definitions(str(project), str(project / "store"))
+    catalog = load_catalog(str(project), load_rows=False)
+    keys = [
+        str(k) for k in defs.resolve_assets_def("generations").partitions_def.get_partition_keys()
+    ]
+    now = dt.datetime.now(dt.UTC)
+    first_s, first = tick(defs, instance, project, now)
+    seeded = seed_suite_history(instance, catalog, keys, now.timestamp())
+    seconds, data = tick(defs, instance, project, now)
+    # The tick's answer: 1% of partitions have new inputs, minus those in flight.
+    due = len(data.run_requests or [])
+    return {
+        f"{prefix}first_night_tick_s": round(first_s, 2),
+        f"{prefix}first_night_requests": len(first.run_requests or []),
+        f"{prefix}schedule_tick_s": round(seconds, 2),
+        f"{prefix}schedule_tick_requests": due,
+        **{f"{prefix}{k}": v for k, v in seeded.items()},
+        "partitions": len(keys),
+    }
+
+
+def write_aggregates(store_root: Path, models: int, datasets: int) -> float:
+    """Aggregates of every partition (two metrics each), as the pipeline writes them."""
+    from eval_pipeline.storage import Store
+
+    store = Store(store_root)
+    start = time.perf_counter()
+    for d in range(datasets):
+        for m in range(models):
+            model, dataset = f"m{m:03d}", f"qa-{d:03d}"
+            mean = ((m * 7 + d * 3) % 100) / 100
+            frame = pl.DataFrame(
+                {
+                    "model": [model] * 2,
+                    "dataset": [dataset] * 2,
+                    "prompt_version": ["qa@bench"] * 2,
+                    "metric": ["answer_match", "numeric_match"],
+                    "n": [155, 80],
+                    "mean": [mean, mean / 2],
+                    "stderr": [0.03, 0.04],
+                    "ci_low": [max(mean - 0.06, 0.0), 0.0],
+                    "ci_high": [min(mean + 0.06, 1.0), 0.5],
+                    "pass_at_1": [None, None],
+                    "samples": [155, 155],
+                    "error_count": [0, 0],
+                    "input_tokens": [3100, 3100],
+                    "output_tokens": [900, 900],
+                    "cost_usd": [0.0049, 0.0049],
+                    "dataset_version": [f"{dataset}@bench"] * 2,
+                    "code_version": ["bench"] * 2,
+                    "latency_p50_s": [0.01, 0.01],
+                    "latency_p95_s": [0.02, 0.02],
+                    "cache_hit_rate": [0.0, 0.0],
+                }
+            )
+            store.write("aggregates", frame, dataset=dataset, model=model)
+    return time.perf_counter() - start
+
+
+def _report_main(project: str, store: str) -> None:
+    """In a fresh process: run reporting_job; print seconds and peak RSS as JSON."""
+    import resource
+
+    import dagster as dg
+
+    from eval_pipeline import stages
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.defs import build_definitions
+    from eval_pipeline.storage import Store
+
+    # The leaderboard table alone (lazy scan, Parquet, Markdown for the metadata), apart
+    # from the HTML report with its plots that the same step renders.
+    start = time.perf_counter()
+    board = stages.build_leaderboard(load_catalog(project, load_rows=False), Store(store))
+    stages.leaderboard_markdown(board, max_rows=100)
+    table_s = time.perf_counter() - start
+    table_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    defs = build_definitions(project, store)
+    job = defs.resolve_job_def("reporting_job")
+    with dg.instance_for_test() as instance:
+        start = time.perf_counter()
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        seconds = time.perf_counter() - start
+        meta, steps, started = {}, {}, {}
+        for entry in instance.all_logs(result.run_id):
+            event = entry.dagster_event
+            if event is None:
+                continue
+            if event.event_type_value == "STEP_START":
+                started[event.step_key] = entry.timestamp
+            elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+                steps[event.step_key] = round(entry.timestamp - started[event.step_key], 2)
+        for event in result.get_asset_materialization_events():
+            mat = event.event_specific_data.materialization
+            meta[mat.asset_key.to_user_string()] = sum(
+                len(str(v.value)) for v in mat.metadata.values()
+            )
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "ok": result.success,
+                "seconds": seconds,
+                "rss_mb": rss_mb,
+                "steps": steps,
+                "table_s": table_s,
+                "table_rss_mb": table_rss_mb,
+                "metadata_chars": meta,
+            }
+        )
+    )
+
+
+def leaderboard(project: Path, store_root: Path) -> dict[str, Any]:
+    models = datasets = grid_size()
+    written_s = write_aggregates(store_root, models, datasets)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eval_pipeline_tests.bench.scale",
+            "_report",
+            str(project),
+            str(store_root),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    if not report["ok"]:
+        raise RuntimeError(f"reporting_job failed:\n{out.stderr[-4000:]}")
+    return {
+        "aggregates_written_s": round(written_s, 1),
+        "leaderboard_s": round(report["seconds"], 2),
+        "leaderboard_rss_mb": round(report["rss_mb"]),
+        "reporting_steps_s": report["steps"],
+        # What the leaderboard's own computation costs, without the HTML plots.
+        "leaderboard_table_s": round(report["table_s"], 2),
+        "leaderboard_table_rss_mb": round(report["table_rss_mb"]),
+        "reporting_metadata_chars": report["metadata_chars"],
+    }
+
+
+def single_partition(project: Path, scratch: Path) -> dict[str, Any]:
+    """``eval-pipeline run`` of one partition on every sample, the whole command.
+
+    Twice, on two partitions (nothing cached for either): the first run also creates the
+    SQLite instance under a fresh ``DAGSTER_HOME``; the second is the usual case.
+    """
+    home, store = scratch / "cli_home", scratch / "cli_store"
+    home.mkdir()
+    out: dict[str, Any] = {}
+    for name, model, dataset in (
+        ("single_partition_first_s", "m000", "qa-000"),
+        ("single_partition_s", "m001", "qa-001"),
+    ):
+        cmd = [
+            str(Path(sys.executable).parent / "eval-pipeline"),
+            "--root",
+            str(project),
+            "--store",
+            str(store),
+            "run",
+            "--model",
+            model,
+            "--dataset",
+            dataset,
+            "--full",
+        ]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, env=_env(DAGSTER_HOME=str(home)), capture_output=True, text=True)
+        out[name] = round(time.perf_counter() - start, 2)
+        if done.returncode != 0:
+            raise RuntimeError(f"eval-pipeline run failed:\n{done.stderr[-4000:]}")
+        out[name.replace("_s", "_log")] = [
+            line for line in done.stderr.splitlines() if line.startswith("== ")
+        ]
+    return out
+
+
+DAEMON_INSTANCE = """\
+# Runs the schedule requests stay queued: nothing is launched.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 0
+telemetry:
+  enabled: false
+"""
+
+
+def daemon_tick(project: Path, scratch: Path, timeout_s: float = 240) -> dict[str, Any]:
+    """A real ``dagster-daemon`` ticking the nightly schedule (every minute) on the grid.
+
+    The instance (SQLite) holds a successful suite run of every partition, so the tick
+    requests the 1% with changed inputs; the run queue launches nothing. Returns the
+    tick's status and duration as the daemon recorded them.
+    """
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    from eval_pipeline.catalog import load_catalog
+
+    home = scratch / "daemon_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAEMON_INSTANCE)
+    (scratch / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: eval_pipeline.definitions\n"
+    )
+    catalog = load_catalog(str(project), load_rows=False)
+    keys = [f"{d}|{m}" for d in catalog.dataset_names for m in catalog.model_slugs]
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        seeded = seed_suite_history(instance, catalog, keys, time.time())
+    env = _env(
+        DAGSTER_HOME=str(home),
+        EVAL_PIPELINE_ROOT=str(project),
+        EVAL_PIPELINE_STORE=str(scratch / "daemon_store"),
+        EVAL_PIPELINE_AUTOMATION="on",
+        EVAL_PIPELINE_NIGHTLY_CRON="* * * * *",
+    )
+    log = (scratch / "daemon.log").open("w")
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=scratch,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    ticks: list[Any] = []
+    start = time.perf_counter()
+    try:
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            while time.perf_counter() - start < timeout_s and not ticks:
+                time.sleep(5)
+                for state in instance.all_instigator_state():
+                    if state.instigator_name != SCHEDULE:
+                        continue
+                    ticks = [
+                        t
+                        for t in instance.get_ticks(state.instigator_origin_id, state.selector_id)
+                        if t.status.value != "STARTED"
+                    ]
+            queued = instance.get_runs_count(
+                dg.RunsFilter(
+                    job_name="regression_suite_job", statuses=[dg.DagsterRunStatus.QUEUED]
+                )
+            )
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        log.close()
+    text = (scratch / "daemon.log").read_text()
+    if not ticks:
+        raise RuntimeError(f"no schedule tick within {timeout_s:.0f}s:\n{text[-3000:]}")
+    tick = ticks[-1]
+    # The daemon's own lines about the schedule: when it called the code server, when the
+    # evaluation came back, and the runs it then created (the call has the 60 s deadline;
+    # creating the runs does not).
+    lines = [
+        line[:200]
+        for line in text.splitlines()
+        if SCHEDULE in line or "Creating new run" in line or "run requests" in line
+    ]
+    return {
+        "daemon_log": lines[:6] + (["…"] if len(lines) > 12 else []) + lines[-6:],
+        "daemon_tick_status": tick.status.value,
+        "daemon_tick_s": round((tick.end_timestamp or tick.timestamp) - tick.timestamp, 2),
+        "daemon_tick_runs_queued": queued,
+        "daemon_tick_expected": seeded["expected_due"],
+        "daemon_deadline_exceeded": "DEADLINE_EXCEEDED" in text,
+        "daemon_tick_error": tick.error.message[:500] if tick.error else None,
+    }
+
+
+@contextmanager
+def postgres_home(scratch: Path):
+    """A DAGSTER_HOME on a throwaway PostgreSQL database (dropped afterwards)."""
+    import psycopg2
+
+    admin = psycopg2.connect(
+        host=PG["DAGSTER_PG_HOST"],
+        port=int(PG["DAGSTER_PG_PORT"]),
+        user=PG["DAGSTER_PG_USER"],
+        password=PG["DAGSTER_PG_PASSWORD"],
+        dbname="postgres",
+        connect_timeout=5,
+    )
+    admin.autocommit = True
+    name = f"eval_pipeline_scale_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    home = scratch / "pg_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    saved = {k: os.environ.get(k) for k in [*PG, "DAGSTER_PG_DB"]}
+    os.environ.update({**PG, "DAGSTER_PG_DB": name})
+    try:
+        yield home
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def run(postgres: bool = False, daemon: bool = False) -> dict[str, Any]:
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    n = grid_size()
+    result: dict[str, Any] = {"grid": f"{n} models x {n} datasets", "bounds": BOUNDS}
+    with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
+        scratch = Path(tmp)
+        project = make_grid_project(scratch / "project", n, n)
+        home = scratch / "home"
+        home.mkdir()
+        if daemon:
+            result.update(daemon_tick(project, scratch))
+        elif postgres:
+            with postgres_home(scratch) as pg_home:
+                with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(pg_home))) as instance:
+                    result.update(schedule_ticks(project, instance, prefix="pg_"))
+            result["schedule_tick_pg_s"] = result.pop("pg_schedule_tick_s")
+        else:
+            result.update(definitions_load(project, home))
+            with dg.instance_for_test(temp_dir=str(home)) as instance:
+                result.update(schedule_ticks(project, instance))
+            result.update(single_partition(project, scratch))
+            result.update(leaderboard(project, scratch / "store"))
+    result["within_bounds"] = {
+        k: result[k] <= bound
+        for k, bound in BOUNDS.items()
+        if isinstance(result.get(k), float | int)
+    }
+    return result
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["_report"]:
+        _report_main(argv[1], argv[2])
+        return 0
+    postgres, daemon = "--postgres" in argv, "--daemon" in argv
+    name = "scale_daemon" if daemon else "scale_pg" if postgres else "scale"
+    start = time.perf_counter()
+    result = run(postgres=postgres, daemon=daemon)
+    result["bench_wall_s"] = round(time.perf_counter() - start, 1)
+    path = write_result(name, result)
+    shown = {
+        k: v
+        for k, v in result.items()
+        if k.endswith(("_s", "_mb")) or k == "within_bounds" or k.startswith("daemon")
+    }
+    print(json.dumps(shown, indent=2), f"-> {path}", sep="\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
