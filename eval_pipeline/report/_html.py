@@ -86,17 +86,59 @@ def _legend(fig, colours: dict[str, str]) -> None:
     fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncol=min(6, len(handles)))
 
 
+# What a plot can show readably; the explorer shows every partition.
+MAX_PLOT_MODELS = 8
+MAX_PLOT_DATASETS = 12
+MAX_ANNOTATED_POINTS = 40
+MAX_TABLE_ROWS = 500
+
+
+def readable(board: pl.DataFrame) -> tuple[pl.DataFrame, str]:
+    """The partitions a plot shows, and a note when some were left out.
+
+    At most :data:`MAX_PLOT_MODELS` models (the best by their mean primary metric) and
+    :data:`MAX_PLOT_DATASETS` datasets (those the most of them evaluated), so a grid of
+    thousands of partitions still draws in seconds and reads at a glance.
+    """
+    rows = board.filter(pl.col("mean").is_not_null())
+    models = rows["model"].n_unique()
+    datasets = rows["dataset"].n_unique()
+    if models <= MAX_PLOT_MODELS and datasets <= MAX_PLOT_DATASETS:
+        return rows, ""
+    top_models = (
+        rows.group_by("model")
+        .agg(pl.col("mean").mean())
+        .sort(["mean", "model"], descending=[True, False])
+        .head(MAX_PLOT_MODELS)["model"]
+    )
+    rows = rows.filter(pl.col("model").is_in(top_models.implode()))
+    top_datasets = (
+        rows.group_by("dataset")
+        .agg(pl.len().alias("n"))
+        .sort(["n", "dataset"], descending=[True, False])
+        .head(MAX_PLOT_DATASETS)["dataset"]
+    )
+    rows = rows.filter(pl.col("dataset").is_in(top_datasets.implode()))
+    note = (
+        f" (top {rows['model'].n_unique()} of {models} models, "
+        f"{rows['dataset'].n_unique()} of {datasets} datasets; the explorer shows all)"
+    )
+    return rows, note
+
+
 def plot_scores(board: pl.DataFrame, path: Path) -> None:
     """Grouped bars per dataset, one bar per model, 95% CI as error bars.
 
     One panel per metric scale (see :func:`scale_groups`): 0-1 metrics and 1-5 judge
-    ratings never share an axis.
+    ratings never share an axis. Large grids show their best models (see :func:`readable`).
     """
     plt = _pyplot()
-    rows = board.filter(pl.col("mean").is_not_null())
+    rows, note = readable(board)
     if rows.height == 0:
         _empty(plt, path, "no scores yet")
         return
+    cells = {(r["model"], r["dataset"]): r for r in rows.iter_rows(named=True)}
+    metric_of = {r["dataset"]: r["metric"] for r in cells.values()}
     groups = scale_groups(rows)
     models = sorted(set(rows["model"]))
     width = 0.8 / len(models)
@@ -114,10 +156,9 @@ def plot_scores(board: pl.DataFrame, path: Path) -> None:
         for i, model in enumerate(models):
             xs, ys, lo, hi = [], [], [], []
             for j, dataset in enumerate(datasets):
-                r = rows.filter((pl.col("model") == model) & (pl.col("dataset") == dataset))
-                if r.height == 0:
+                row = cells.get((model, dataset))
+                if row is None:
                     continue
-                row = r.row(0, named=True)
                 mean = row["mean"]
                 xs.append(j + (i - (len(models) - 1) / 2) * width)
                 ys.append(mean)
@@ -138,22 +179,24 @@ def plot_scores(board: pl.DataFrame, path: Path) -> None:
             )
         ax.set_ylim(*_limits(low, high))
         ax.set_xticks(range(len(datasets)))
-        ax.set_xticklabels(
-            [f"{d}\n({rows.filter(pl.col('dataset') == d)['metric'][0]})" for d in datasets],
-            fontsize=8,
-        )
+        ax.set_xticklabels([f"{d}\n({metric_of[d]})" for d in datasets], fontsize=8)
         ax.set_title(title, fontsize=9)
     axes[0][0].set_ylabel("primary metric (mean, 95% CI)")
     _legend(fig, colours)
-    fig.suptitle("Score by model and dataset")
+    fig.suptitle(f"Score by model and dataset{note}")
     _save(fig, path)
     plt.close(fig)
 
 
 def plot_cost(board: pl.DataFrame, path: Path) -> None:
-    """Scatter of each partition's total cost against its primary metric, per scale."""
+    """Scatter of each partition's total cost against its primary metric, per scale.
+
+    Every partition is a point; a few hundred or fewer get their dataset's name, more
+    would be unreadable.
+    """
     plt = _pyplot()
     rows = board.filter(pl.col("mean").is_not_null())
+    annotate = rows.height <= MAX_ANNOTATED_POINTS
     if rows.height == 0:
         _empty(plt, path, "no scores yet")
         return
@@ -162,16 +205,17 @@ def plot_cost(board: pl.DataFrame, path: Path) -> None:
         1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False, layout="constrained"
     )
     models = sorted(set(rows["model"]))
+    colour_of = {m: f"C{i % 10}" for i, m in enumerate(models)}
     for ax, (title, (low, high), datasets) in zip(axes[0], groups, strict=True):
         part = rows.filter(pl.col("dataset").is_in(datasets))
-        for i, model in enumerate(models):
-            r = part.filter(pl.col("model") == model)
-            if r.height == 0:
-                continue
-            ax.scatter(
-                r["cost_usd"].to_list(), r["mean"].to_list(), label=model, color=f"C{i % 10}"
-            )
-            for cost, mean, dataset in r.select("cost_usd", "mean", "dataset").iter_rows():
+        ax.scatter(
+            part["cost_usd"].to_list(),
+            part["mean"].to_list(),
+            color=[colour_of[m] for m in part["model"]],
+            s=12 if part.height > MAX_ANNOTATED_POINTS else 24,
+        )
+        if annotate:
+            for cost, mean, dataset in part.select("cost_usd", "mean", "dataset").iter_rows():
                 ax.annotate(
                     dataset, (cost, mean), fontsize=7, xytext=(3, 3), textcoords="offset points"
                 )
@@ -179,14 +223,18 @@ def plot_cost(board: pl.DataFrame, path: Path) -> None:
         ax.set_xlabel("cost (USD)")
         ax.set_title(title, fontsize=9)
     axes[0][0].set_ylabel("primary metric")
-    _legend(fig, {m: f"C{i % 10}" for i, m in enumerate(models)})
+    _legend(fig, {m: colour_of[m] for m in models[:MAX_PLOT_MODELS]})
     fig.suptitle("Cost against score")
     _save(fig, path)
     plt.close(fig)
 
 
 def plot_latency(aggregates: pl.DataFrame, path: Path) -> None:
-    """Latency p50 per model x dataset, with a whisker up to p95."""
+    """Latency p50 per model x dataset, with a whisker up to p95.
+
+    A large grid shows one bar per model instead (the median of its partitions' p50s, the
+    highest p95), at most :data:`MAX_PLOT_MODELS` x :data:`MAX_PLOT_DATASETS` bars.
+    """
     plt = _pyplot()
     rows = (
         aggregates.group_by("model", "dataset")
@@ -194,6 +242,14 @@ def plot_latency(aggregates: pl.DataFrame, path: Path) -> None:
         .drop_nulls()
         .sort("model", "dataset")
     )
+    if rows.height > MAX_PLOT_MODELS * MAX_PLOT_DATASETS:
+        rows = (
+            rows.group_by("model")
+            .agg(pl.col("latency_p50_s").median(), pl.col("latency_p95_s").max())
+            .sort("latency_p50_s", "model")
+            .head(MAX_PLOT_MODELS * MAX_PLOT_DATASETS)
+            .with_columns(pl.lit("all datasets").alias("dataset"))
+        )
     if rows.height == 0:
         _empty(plt, path, "no latencies yet")
         return
@@ -232,7 +288,7 @@ def write_html_report(board: pl.DataFrame, aggregates: pl.DataFrame, folder: Pat
     plot_cost(board, images[1])
     plot_latency(aggregates, images[2])
     rows = []
-    for r in board.iter_rows(named=True):
+    for r in board.head(MAX_TABLE_ROWS).iter_rows(named=True):
         mean = "-" if r["mean"] is None else f"{r['mean']:.3f}"
         ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
         latency = "-" if r["latency_p50_s"] is None else f"{r['latency_p50_s']:.3f}"
@@ -260,6 +316,7 @@ img{{max-width:100%;margin:1em 0;display:block}}</style></head><body>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
+{"" if board.height <= MAX_TABLE_ROWS else f"<p>First {MAX_TABLE_ROWS} of {board.height} rows; every row is in the leaderboard table and the results explorer.</p>"}
 <h2>Score by model and dataset</h2><img src="{PLOTS[0]}" alt="score by model and dataset with 95% CI">
 <h2>Cost against score</h2><img src="{PLOTS[1]}" alt="cost against score">
 <h2>Latency</h2><img src="{PLOTS[2]}" alt="latency p50 and p95">
