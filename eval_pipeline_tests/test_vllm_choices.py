@@ -115,7 +115,8 @@ def test_each_continuation_is_one_prompt_whose_prompt_logprobs_are_summed(stand_
     assert provider.capabilities.choices
     (response,) = provider.generate([_mc("Q: 2+2?\nA:", (" 4", " 22"))])
     ((prompts, params),) = stand_in_vllm["generate"]
-    context = [ord(c) for c in "Q: 2+2?\nA:"]
+    # lm-eval's default: the tokenizer's own special tokens, here a BOS.
+    context = [BOS] + [ord(c) for c in "Q: 2+2?\nA:"]
     assert prompts == [
         {"prompt_token_ids": context + [ord(" "), ord("4")]},
         {"prompt_token_ids": context + [ord(" "), ord("2"), ord("2")]},
@@ -132,10 +133,10 @@ def test_each_continuation_is_one_prompt_whose_prompt_logprobs_are_summed(stand_
 
 
 def test_a_context_s_trailing_space_moves_into_the_continuation_as_lm_eval_does(stand_in_vllm):
-    provider = create_provider(_spec(add_bos_token=True))
+    provider = create_provider(_spec(add_bos_token=False))
     (response,) = provider.generate([_mc("Answer: ", ("yes", "no"))])
     ((prompts, _),) = stand_in_vllm["generate"]
-    context = [BOS] + [ord(c) for c in "Answer:"]
+    context = [ord(c) for c in "Answer:"]
     assert prompts[0]["prompt_token_ids"] == context + [ord(" "), ord("y"), ord("e"), ord("s")]
     assert response.info["choice_tokens"] == {"yes": 4, "no": 3}
 

@@ -77,22 +77,39 @@ def choice_response(
     )
 
 
+def lm_encode(tokenizer: Any, text: str, add_bos_token: bool | None) -> list[int]:
+    """Completion-format tokens as lm-eval's ``HFLM.tok_encode`` (lm-eval 0.4.13).
+
+    ``add_bos_token`` None (lm-eval's default) keeps the tokenizer's own special tokens
+    (a Llama-family tokenizer adds its BOS, GPT-2-style ones add nothing), except when
+    the text already starts with the prefix token's text; True or False forces them.
+    """
+    special = add_bos_token
+    if special is None:
+        if tokenizer.bos_token_id is not None:
+            prefix = getattr(tokenizer, "bos_token", None)
+        else:
+            prefix = getattr(tokenizer, "eos_token", None)
+        special = not (isinstance(prefix, str) and prefix and text.startswith(prefix))
+    return list(tokenizer(text, add_special_tokens=special)["input_ids"])
+
+
 def choice_token_ids(
     tokenizer: Any,
     request: GenerationRequest,
-    add_bos_token: bool,
+    add_bos_token: bool | None,
     chat_text: Callable[[GenerationRequest], str],
 ) -> tuple[list[int], list[list[int]]]:
     """A choice request's context tokens and each continuation's tokens.
 
     Completion format splits them as lm-eval's ``_encode_pair`` (:func:`encode_pair`,
-    special tokens only with ``add_bos_token``; an empty context becomes the BOS token,
+    each text encoded by :func:`lm_encode`; an empty context becomes the BOS token,
     or EOS without one, as lm-eval's prefix token), so the log-likelihoods are lm-eval's.
     Chat format keeps the template's tokens (``chat_text``) and appends each choice's own.
     """
 
     def encode(text: str) -> list[int]:
-        return list(tokenizer(text, add_special_tokens=add_bos_token)["input_ids"])
+        return lm_encode(tokenizer, text, add_bos_token)
 
     if request.prompt_format == "completion":
         context = completion_context(request)

@@ -52,6 +52,7 @@ from eval_pipeline.providers._choices import (
     choice_response,
     choice_token_ids,
     completion_context,
+    lm_encode,
 )
 from eval_pipeline.providers.base import Capabilities, Provider
 
@@ -84,9 +85,9 @@ class TransformersOptions(BaseModel):
     load_in_4bit: bool = False
     threads: int | Literal["auto"] | None = "auto"
     gguf_cache: bool = True
-    # Completion-format prompts get the tokenizer's special tokens (a BOS) only when set,
-    # as lm-evaluation-harness's ``hf`` model (``add_bos_token``, default off).
-    add_bos_token: bool = False
+    # Completion-format prompts: None keeps the tokenizer's own special tokens (a Llama
+    # BOS), as lm-evaluation-harness's ``hf`` model does by default; True/False force them.
+    add_bos_token: bool | None = None
 
 
 @dataclass
@@ -496,10 +497,7 @@ class TransformersProvider(Provider):
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         text = self._prompt_text(request)
         if request.prompt_format == "completion":
-            # lm-eval's ``HFLM.tok_encode``: special tokens only with ``add_bos_token``.
-            return self.loaded.tokenizer(text, add_special_tokens=self.options.add_bos_token)[
-                "input_ids"
-            ]
+            return lm_encode(self.loaded.tokenizer, text, self.options.add_bos_token)
         # The chat template writes its own special tokens.
         return self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
 

@@ -14,8 +14,8 @@ Options (``models.yaml`` ``options:``):
   which every request then uses through a ``LoRARequest``;
 - ``batch_size`` (default 256): requests handed to one ``LLM.generate`` call (vLLM
   schedules them itself);
-- ``add_bos_token`` (default off): completion-format prompts get the tokenizer's special
-  tokens, as lm-evaluation-harness's ``add_bos_token``.
+- ``add_bos_token``: completion-format prompts keep the tokenizer's own special tokens
+  (unset, lm-evaluation-harness's default) or are forced to have them or not.
 
 Choice decoding scores each continuation with one prompt of context + continuation
 tokens (``SamplingParams(max_tokens=1, prompt_logprobs=1)``): vLLM returns the
@@ -63,7 +63,7 @@ class VLLMOptions(BaseModel):
     seed: int = 0
     max_lora_rank: int = 16
     batch_size: int = Field(256, ge=1)
-    add_bos_token: bool = False
+    add_bos_token: bool | None = None
 
 
 def model_source(options: VLLMOptions) -> str:
