@@ -22,6 +22,7 @@ BENCHMARKS = (
     "api_cached_rerun",
     "api_peers",
     "local_generation",
+    "mc_agreement",
 )
 
 
