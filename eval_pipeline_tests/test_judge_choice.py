@@ -134,6 +134,57 @@ def test_choice_decoding_scores_each_choice_like_a_full_forward_pass():
 
 
 @pytest.mark.slow
+def test_completion_format_choices_on_the_real_model_equal_a_full_pass_on_lm_eval_tokens():
+    import torch
+
+    spec = ModelSpec.model_validate(_shipped_model())
+    provider = create_provider(spec)
+    tokenizer = provider.loaded.tokenizer
+    contexts = [
+        "Q: Is the following sentence plausible? Joao Moutinho caught the screen pass.\nA:",
+        "Q: If you follow these instructions, do you return to the starting point? "
+        "Take 1 step. Take 2 steps. Turn around. Take 3 steps.\nA:",
+        "Q: How would a typical person answer? Did the man cause the fire?\nA: ",
+    ]
+    choice_sets = [(" yes", " no"), (" True", " False"), ("Yes", "No", "Maybe not")]
+    requests = [
+        GenerationRequest(
+            request_hash=f"m{i}",
+            sample_id=f"m{i}",
+            messages=(Message("user", context),),
+            sampling=SamplingParams(max_tokens=1),
+            choices=choices,
+            prompt_format="completion",
+        )
+        for i, (context, choices) in enumerate(zip(contexts, choice_sets, strict=True))
+    ]
+    template = tokenizer.chat_template
+    tokenizer.chat_template = None  # a base model: completion format needs no template
+    try:
+        responses = provider.generate(requests)
+        (refused,) = provider.generate([GenerationRequest("c", "c", MESSAGES, SamplingParams())])
+    finally:
+        tokenizer.chat_template = template
+    assert not refused.ok and spec.slug in refused.error
+    for request, response in zip(requests, responses, strict=True):
+        assert response.ok, response.error
+        context = request.messages[0].content
+        for choice in request.choices:
+            # lm-eval's _encode_pair: trailing whitespace moves into the continuation.
+            stripped = context.rstrip()
+            continuation = context[len(stripped) :] + choice
+            whole = tokenizer(stripped + continuation)["input_ids"]
+            ctx = tokenizer(stripped)["input_ids"]
+            cont = whole[len(ctx) :]
+            with torch.inference_mode():
+                logits = provider.loaded.model(input_ids=torch.tensor([ctx + cont])).logits[0]
+            logprobs = logits.float().log_softmax(-1)
+            expected = sum(float(logprobs[len(ctx) - 1 + j, t]) for j, t in enumerate(cont))
+            assert response.info["choice_logprobs"][choice] == pytest.approx(expected, abs=1e-4)
+            assert response.info["choice_tokens"][choice] == len(cont)
+
+
+@pytest.mark.slow
 def test_judge_requests_scored_in_one_batch_equal_a_full_pass_per_choice():
     spec = ModelSpec.model_validate(_shipped_model())
     provider = create_provider(spec)

@@ -115,6 +115,8 @@ def stand_in_vllm(monkeypatch):
     calls: dict = {}
 
     class Tokenizer:
+        chat_template = "{{ messages }}"
+
         def apply_chat_template(self, messages, tokenize, add_generation_prompt):
             return "|".join(f"{m['role']}:{m['content']}" for m in messages) + "|assistant:"
 

@@ -18,11 +18,20 @@ server, the limit at high concurrency.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, Literal
 
-from eval_pipeline.core.types import GenerationRequest
-from eval_pipeline.providers._api import ApiOptions, ApiProviderBase, answer_text
-from eval_pipeline.providers.base import RequestFailure
+from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.providers._api import (
+    ApiOptions,
+    ApiProviderBase,
+    answer_text,
+    classify_sdk_error,
+)
+from eval_pipeline.providers._choices import choice_response, completion_context, split_pair
+from eval_pipeline.providers.base import Capabilities, RequestFailure
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 
@@ -83,3 +92,119 @@ class OpenAIProvider(ApiProviderBase):
             "message content is null" if choices else "the answer has no choices",
         )
         return text, reason, int(usage.get("prompt_tokens") or 0), output_tokens
+
+
+class OpenAICompletionsProvider(OpenAIProvider):
+    """Log-likelihoods from an OpenAI-compatible ``/v1/completions`` endpoint.
+
+    For base models served by vLLM's or llama.cpp's server: each continuation of a choice
+    request is posted as ``context + continuation`` with ``echo: true, logprobs: 1,
+    max_tokens: 0``; the server returns every prompt token's log-probability and text
+    offset, and the continuation's tokens (those ending after the context, whose
+    trailing whitespace is moved into the continuation as lm-evaluation-harness does)
+    are summed. A request without choices is a plain text completion of its context.
+    Only ``completion``-format requests are taken: the endpoint applies no chat template.
+    """
+
+    name = "openai_completions"
+    capabilities = Capabilities(async_generate=True, choices=True)
+    path = "/completions"
+    answer_kind = "a text completion with prompt log-probabilities"
+
+    def _context(self, request: GenerationRequest) -> str:
+        if request.prompt_format != "completion":
+            raise RequestFailure(
+                "bad_request",
+                f"model {self.spec.slug!r}: provider 'openai_completions' takes only "
+                "completion-format prompts (the endpoint applies no chat template); set "
+                "prompt_format: completion on the model or the dataset",
+            )
+        try:
+            return completion_context(request)
+        except EvalPipelineError as exc:
+            raise RequestFailure("bad_request", str(exc)) from None
+
+    def payload(self, request: GenerationRequest) -> dict[str, Any]:
+        """The completions body for a request without choices."""
+        sampling = request.sampling
+        body: dict[str, Any] = {
+            "model": self.spec.model_id,
+            "prompt": self._context(request),
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "seed": sampling.seed,
+            "max_tokens": sampling.max_tokens,
+        }
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        return body
+
+    def parse(self, data: Any) -> tuple[str, str, int, int]:
+        """A text completion's answer; no choice or no text is a ``malformed`` failure."""
+        usage = data.get("usage") or {}
+        output_tokens = int(usage.get("completion_tokens") or 0)
+        choices = data["choices"]
+        choice = choices[0] if choices else {}
+        raw_reason = choice.get("finish_reason") or ""
+        reason = FINISH_REASONS.get(raw_reason, raw_reason)
+        text = answer_text(
+            choice.get("text"),
+            reason,
+            output_tokens,
+            "choice text is null" if choices else "the answer has no choices",
+        )
+        return text, reason, int(usage.get("prompt_tokens") or 0), output_tokens
+
+    async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
+        """A text completion, or for a choice request every continuation's log-likelihood."""
+        if not request.choices:
+            return await super().agenerate(request)
+        context = self._context(request)
+        start = time.perf_counter()
+        scored = await asyncio.gather(*(self._loglikelihood(context, c) for c in request.choices))
+        return choice_response(
+            request,
+            [s[0] for s in scored],
+            [s[1] for s in scored],
+            scored[0][2],
+            time.perf_counter() - start,
+        )
+
+    async def _loglikelihood(self, context: str, continuation: str) -> tuple[float, int, int]:
+        """(summed log-prob, token count) of ``continuation`` after ``context``.
+
+        The third value is the context's token count.
+        """
+        context, continuation = split_pair(context, continuation)
+        body = {
+            "model": self.spec.model_id,
+            "prompt": context + continuation,
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 0,
+            "temperature": 0.0,
+        }
+        client = self._sdk_client()
+        try:
+            data = await client.post(self.path, cast_to=object, body=body)
+        except Exception as exc:
+            raise classify_sdk_error(self._sdk, exc, self.secrets) from None
+        try:
+            logprobs = data["choices"][0]["logprobs"]
+            tokens = logprobs["tokens"]
+            values = logprobs["token_logprobs"]
+            offsets = logprobs["text_offset"]
+            # A token belongs to the continuation when it ends after the context.
+            picked = [
+                j
+                for j, (token, at) in enumerate(zip(tokens, offsets, strict=True))
+                if at + len(token) > len(context)
+            ]
+            if not picked or any(values[j] is None for j in picked):
+                raise ValueError("the continuation has no token log-probabilities")
+            total = sum(float(values[j]) for j in picked)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise RequestFailure(
+                "malformed", f"response is not {self.answer_kind} ({type(exc).__name__}: {exc})"
+            ) from None
+        return total, len(picked), len(tokens) - len(picked)

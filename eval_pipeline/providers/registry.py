@@ -19,6 +19,7 @@ PROVIDERS: dict[str, str] = {
     "vllm": "eval_pipeline.providers.vllm:VLLMProvider",
     "llama_cpp": "eval_pipeline.providers.llama_cpp:LlamaCppProvider",
     "openai": "eval_pipeline.providers.openai:OpenAIProvider",
+    "openai_completions": "eval_pipeline.providers.openai:OpenAICompletionsProvider",
     "anthropic": "eval_pipeline.providers.anthropic:AnthropicProvider",
 }
 

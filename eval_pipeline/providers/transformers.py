@@ -46,8 +46,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
-from eval_pipeline.core.specs import ModelSpec
+from eval_pipeline.core.specs import ModelSpec, chat_template_problem
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.providers._choices import (
+    choice_response,
+    choice_token_ids,
+    completion_context,
+    lm_encode,
+)
 from eval_pipeline.providers.base import Capabilities, Provider
 
 # Sequences generated together on a CPU: past 32 a 135M model's step gets no faster per
@@ -79,6 +85,9 @@ class TransformersOptions(BaseModel):
     load_in_4bit: bool = False
     threads: int | Literal["auto"] | None = "auto"
     gguf_cache: bool = True
+    # Completion-format prompts: None keeps the tokenizer's own special tokens (a Llama
+    # BOS), as lm-evaluation-harness's ``hf`` model does by default; True/False force them.
+    add_bos_token: bool | None = None
 
 
 @dataclass
@@ -472,13 +481,31 @@ class TransformersProvider(Provider):
         return [r for r in out if r is not None]
 
     def _prompt_text(self, request: GenerationRequest) -> str:
-        return self.loaded.tokenizer.apply_chat_template(
+        """The context text: the chat template's rendering, or the completion text as-is."""
+        if request.prompt_format == "completion":
+            return completion_context(request)
+        tokenizer = self.loaded.tokenizer
+        problem = chat_template_problem(
+            self.spec, bool(getattr(tokenizer, "chat_template", None)), request.prompt_format
+        )
+        if problem:
+            raise EvalPipelineError(problem)
+        return tokenizer.apply_chat_template(
             [m.as_dict() for m in request.messages], tokenize=False, add_generation_prompt=True
         )
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         text = self._prompt_text(request)
+        if request.prompt_format == "completion":
+            return lm_encode(self.loaded.tokenizer, text, self.options.add_bos_token)
+        # The chat template writes its own special tokens.
         return self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _choice_ids(self, request: GenerationRequest) -> tuple[list[int], list[list[int]]]:
+        """The context's tokens and each continuation's (see :func:`choice_token_ids`)."""
+        return choice_token_ids(
+            self.loaded.tokenizer, request, self.options.add_bos_token, self._prompt_text
+        )
 
     def _use_threads(self) -> None:
         # torch's thread count is process-wide: set it again per call, in case other code
@@ -511,15 +538,11 @@ class TransformersProvider(Provider):
         """
         import torch
 
-        lm = self.loaded
         self._use_threads()
-        tokenizer = lm.tokenizer
         start = time.perf_counter()
-        prompts = [self._prompt_ids(r) for r in requests]
-        choice_ids = [
-            [tokenizer(c, add_special_tokens=False)["input_ids"] for c in r.choices]
-            for r in requests
-        ]
+        encoded = [self._choice_ids(r) for r in requests]
+        prompts = [p for p, _ in encoded]
+        choice_ids = [c for _, c in encoded]
         if any(not ids for per in choice_ids for ids in per):
             raise EvalPipelineError("choice decoding: a choice tokenizes to nothing")
         # Every prompt keeps at least one token of its own after the shared prefix.
@@ -541,25 +564,17 @@ class TransformersProvider(Provider):
         elapsed = time.perf_counter() - start
         self._stats.choice_requests += len(requests)
         self._stats.choice_s += elapsed
-        out = []
-        for request, prompt, ids, per in zip(requests, prompts, choice_ids, scores, strict=True):
-            best = max(range(len(per)), key=lambda i: (per[i], -i))
-            out.append(
-                GenerationResponse(
-                    completion=request.choices[best],
-                    finish_reason="stop",
-                    input_tokens=len(prompt),
-                    output_tokens=len(ids[best]),
-                    latency_s=elapsed / len(requests),
-                    info={
-                        **self._info(),
-                        "choice_logprobs": {
-                            c: round(s, 6) for c, s in zip(request.choices, per, strict=True)
-                        },
-                    },
-                )
+        return [
+            choice_response(
+                request,
+                per,
+                [len(c) for c in ids],
+                len(prompt),
+                elapsed / len(requests),
+                self._info(),
             )
-        return out
+            for request, prompt, ids, per in zip(requests, prompts, choice_ids, scores, strict=True)
+        ]
 
     def _prefix_cache(self, prefix: list[int]) -> Any:
         """The key/value cache of ``prefix`` (one row), reused while the prefix repeats."""

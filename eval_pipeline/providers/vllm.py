@@ -13,7 +13,13 @@ Options (``models.yaml`` ``options:``):
 - ``max_lora_rank`` (default 16): LoRA is enabled when the catalog entry has an ``adapter``,
   which every request then uses through a ``LoRARequest``;
 - ``batch_size`` (default 256): requests handed to one ``LLM.generate`` call (vLLM
-  schedules them itself).
+  schedules them itself);
+- ``add_bos_token``: completion-format prompts keep the tokenizer's own special tokens
+  (unset, lm-evaluation-harness's default) or are forced to have them or not.
+
+Choice decoding scores each continuation with one prompt of context + continuation
+tokens (``SamplingParams(max_tokens=1, prompt_logprobs=1)``): vLLM returns the
+log-probability of every prompt token, and the continuation's are summed.
 
 vLLM is a CUDA-only wheel (the ``gpu`` extra): it is imported inside the functions that
 need it, so this module imports anywhere and its argument building is testable on CPU.
@@ -31,9 +37,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
-from eval_pipeline.core.specs import ModelSpec
+from eval_pipeline.core.specs import ModelSpec, chat_template_problem
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse, SamplingParams
-from eval_pipeline.providers.base import Provider
+from eval_pipeline.providers._choices import (
+    choice_response,
+    choice_token_ids,
+    completion_context,
+)
+from eval_pipeline.providers.base import Capabilities, Provider
 
 
 class VLLMOptions(BaseModel):
@@ -52,6 +63,7 @@ class VLLMOptions(BaseModel):
     seed: int = 0
     max_lora_rank: int = 16
     batch_size: int = Field(256, ge=1)
+    add_bos_token: bool | None = None
 
 
 def model_source(options: VLLMOptions) -> str:
@@ -153,6 +165,21 @@ def to_responses(output: Any, latency_s: float) -> list[GenerationResponse]:
     return responses
 
 
+def continuation_logprob(
+    prompt_logprobs: Sequence[Any], token_ids: Sequence[int], start: int
+) -> float:
+    """The summed log-probability of ``token_ids[start:]`` from vLLM's ``prompt_logprobs``.
+
+    ``prompt_logprobs[j]`` maps token ids to ``Logprob`` objects (or floats) for prompt
+    position ``j`` and always holds the prompt's own token there.
+    """
+    total = 0.0
+    for j in range(start, len(token_ids)):
+        entry = prompt_logprobs[j][token_ids[j]]
+        total += float(getattr(entry, "logprob", entry))
+    return total
+
+
 @dataclass
 class LoadedLLM:
     llm: Any
@@ -187,6 +214,7 @@ class VLLMProvider(Provider):
     """Batched offline generation through one ``vllm.LLM`` per process."""
 
     name = "vllm"
+    capabilities = Capabilities(choices=True)
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
@@ -203,41 +231,111 @@ class VLLMProvider(Provider):
     def load(self) -> LoadedLLM:
         return self.loaded
 
+    def prompt_text(self, request: GenerationRequest) -> str:
+        """The request's context: the chat template's rendering, or the completion text."""
+        if request.prompt_format == "completion":
+            return completion_context(request)
+        tokenizer = self.loaded.tokenizer
+        problem = chat_template_problem(
+            self.spec, bool(getattr(tokenizer, "chat_template", None)), request.prompt_format
+        )
+        if problem:
+            raise EvalPipelineError(problem)
+        return tokenizer.apply_chat_template(
+            [m.as_dict() for m in request.messages], tokenize=False, add_generation_prompt=True
+        )
+
     def prompts(self, requests: Sequence[GenerationRequest]) -> list[str]:
         """Render each request's chat messages with the model's chat template."""
-        tokenizer = self.loaded.tokenizer
-        return [
-            tokenizer.apply_chat_template(
-                [m.as_dict() for m in r.messages], tokenize=False, add_generation_prompt=True
-            )
-            for r in requests
-        ]
+        return [self.prompt_text(r) for r in requests]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         if not requests:
             return []
         # Loading first: a model that cannot load (or no vllm at all) fails loudly here.
-        loaded = self.loaded
+        self.load()
+        choice = [i for i, r in enumerate(requests) if r.choices]
+        free = [i for i, r in enumerate(requests) if not r.choices]
+        out: list[GenerationResponse | None] = [None] * len(requests)
+        for indices, run in ((choice, self.score_choices), (free, self._generate)):
+            if not indices:
+                continue
+            batch = [requests[i] for i in indices]
+            try:
+                results = run(batch)
+            except Exception as exc:  # one failing batch must not lose the run
+                error = f"{type(exc).__name__}: {exc}"
+                results = [GenerationResponse(None, "error", error=error) for _ in batch]
+            for i, res in zip(indices, results, strict=True):
+                out[i] = res
+        return [r for r in out if r is not None]
+
+    def _lora(self) -> Any:
+        args = lora_request_args(self.spec)
+        if args is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        return LoRARequest(*args)
+
+    def _generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         from vllm import SamplingParams as VSamplingParams
 
-        lora = None
-        args = lora_request_args(self.spec)
-        if args is not None:
-            from vllm.lora.request import LoRARequest
-
-            lora = LoRARequest(*args)
         # One SamplingParams per distinct setting; vLLM accepts a list aligned with prompts.
         params = [VSamplingParams(**sampling_kwargs(r.sampling)) for r in requests]
         prompts = self.prompts(requests)
         start = time.perf_counter()
-        try:
-            outputs = loaded.llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
-        except Exception as exc:  # one failing batch must not lose the run
-            error = f"{type(exc).__name__}: {exc}"
-            return [GenerationResponse(None, "error", error=error) for _ in requests]
+        outputs = self.loaded.llm.generate(
+            prompts, params, lora_request=self._lora(), use_tqdm=False
+        )
         per_request = (time.perf_counter() - start) / len(requests)
         # The engine answers n=1 requests; extra completions (n > 1) are not kept here.
         return [to_responses(output, per_request)[0] for output in outputs]
+
+    def score_choices(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        """Choice decoding: one prompt per context + continuation, its prompt log-probs summed.
+
+        Tokens are split as lm-evaluation-harness does (see
+        :func:`~eval_pipeline.providers._choices.choice_token_ids`) and sent as token ids,
+        so vLLM scores exactly those tokens.
+        """
+        from vllm import SamplingParams as VSamplingParams
+
+        encoded = [
+            choice_token_ids(self.loaded.tokenizer, r, self.options.add_bos_token, self.prompt_text)
+            for r in requests
+        ]
+        prompts: list[dict[str, list[int]]] = []
+        spans: list[tuple[int, int]] = []  # (request, where its continuation starts)
+        for i, (context, continuations) in enumerate(encoded):
+            if any(not c for c in continuations):
+                raise EvalPipelineError("choice decoding: a choice tokenizes to nothing")
+            for cont in continuations:
+                prompts.append({"prompt_token_ids": context + cont})
+                spans.append((i, len(context)))
+        params = VSamplingParams(max_tokens=1, prompt_logprobs=1, temperature=0.0)
+        start = time.perf_counter()
+        outputs = self.loaded.llm.generate(
+            prompts, params, lora_request=self._lora(), use_tqdm=False
+        )
+        elapsed = time.perf_counter() - start
+        scores: list[list[float]] = [[] for _ in requests]
+        for prompt, (i, begin), output in zip(prompts, spans, outputs, strict=True):
+            ids = prompt["prompt_token_ids"]
+            scores[i].append(continuation_logprob(output.prompt_logprobs, ids, begin))
+        return [
+            choice_response(
+                request,
+                per,
+                [len(c) for c in continuations],
+                len(context),
+                elapsed / len(requests),
+                {"backend": "vllm"},
+            )
+            for request, per, (context, continuations) in zip(
+                requests, scores, encoded, strict=True
+            )
+        ]
 
     def close(self) -> None:
         # The engine stays up for the process: the next dataset of this model reuses it.

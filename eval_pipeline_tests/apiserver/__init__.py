@@ -13,7 +13,13 @@ from eval_pipeline_tests.apiserver._project import (
     make_api_project,
     materialize_api,
 )
-from eval_pipeline_tests.apiserver._server import ServerConfig, answer, body_key
+from eval_pipeline_tests.apiserver._server import (
+    ServerConfig,
+    answer,
+    body_key,
+    completion_tokens,
+    token_logprob,
+)
 
 __all__ = [
     "ApiServer",
@@ -21,8 +27,10 @@ __all__ = [
     "answer",
     "api_model",
     "body_key",
+    "completion_tokens",
     "free_port",
     "generation_config",
     "make_api_project",
     "materialize_api",
+    "token_logprob",
 ]

@@ -8,6 +8,9 @@ Endpoints:
 
 - ``POST /v1/chat/completions``: OpenAI chat completions.
 - ``POST /v1/messages``: Anthropic messages.
+- ``POST /v1/completions``: OpenAI (legacy) completions, as vLLM's and llama.cpp's
+  servers answer them; with ``echo`` and ``logprobs`` every prompt token comes back with
+  a deterministic log-probability (:func:`completion_tokens`, :func:`token_logprob`).
 - ``GET /_control/stats``: request counts (total, per status, per request body).
 - ``POST /_control/config``: replace the configuration (JSON body) and reset the counts.
 - ``POST /_control/reset``: reset the counts.
@@ -23,6 +26,7 @@ import asyncio
 import hashlib
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -66,10 +70,28 @@ def answer(messages: list[dict[str, Any]]) -> str:
     return f"answer {digest}"
 
 
+def completion_tokens(text: str) -> list[str]:
+    """The completions endpoint's tokens.
+
+    A run of non-space characters with the whitespace before it; a trailing run of
+    whitespace is a token of its own.
+    """
+    return re.findall(r"\S+|\s+\S*", text)
+
+
+def token_logprob(previous: str, token: str) -> float:
+    """The deterministic log-probability of ``token`` after ``previous``: in [-5.05, -0.05)."""
+    digest = hashlib.sha256(f"{previous}\x00{token}".encode()).hexdigest()
+    return -(0.05 + (int(digest[:8], 16) % 5000) / 1000)
+
+
 def body_key(body: dict[str, Any]) -> str:
     """What identifies a request for counting: model, system prompt and messages."""
+    parts = [body.get("model"), body.get("system"), body.get("messages")]
+    if "prompt" in body:  # completions; chat keys stay what they were
+        parts.append(body["prompt"])
     payload = json.dumps(
-        [body.get("model"), body.get("system"), body.get("messages")],
+        parts,
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -177,11 +199,16 @@ class ApiServerApp:
         """Answer one request: (status, headers, body), or ``"drop"`` to close the socket."""
         if path.startswith("/_control/"):
             return self._control(method, path, raw)
-        if method != "POST" or path not in ("/v1/chat/completions", "/v1/messages"):
+        flavours = {
+            "/v1/chat/completions": "openai",
+            "/v1/messages": "anthropic",
+            "/v1/completions": "completions",
+        }
+        if method != "POST" or path not in flavours:
             return _json(
                 404, {"error": {"message": f"no route {method} {path}", "type": "not_found"}}
             )
-        flavour = "openai" if path == "/v1/chat/completions" else "anthropic"
+        flavour = flavours[path]
         now = time.time()
         self.requests += 1
         self.first_at = self.first_at or now
@@ -255,6 +282,13 @@ class ApiServerApp:
         if fault == "drop":
             self._count("drop")
             return "drop"
+        if flavour == "completions":
+            if fault in ("malformed", "empty", "blank"):
+                self._count(fault)
+                return 200, {"content-type": "application/json"}, b'{"id": "x", "choices": [{"te'
+            self._count("ok")
+            record[1] += 1
+            return _with(_json(200, _completion(body, key)), limit_headers)
         messages = list(body.get("messages") or [])
         text = answer(messages)
         prompt_words = sum(_words(str(m.get("content", ""))) for m in messages)
@@ -315,6 +349,53 @@ class ApiServerApp:
             self.reset()
             return _json(200, {"reset": True})
         return _json(404, {"error": f"no control route {method} {path}"})
+
+
+def _completion(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """A completions answer: per prompt, the echoed prompt with its tokens' log-probs."""
+    prompts = body.get("prompt")
+    prompts = prompts if isinstance(prompts, list) else [prompts or ""]
+    max_tokens = int(body.get("max_tokens") or 0)
+    choices, prompt_tokens, output_tokens = [], 0, 0
+    for i, prompt in enumerate(prompts):
+        tokens = completion_tokens(str(prompt))
+        offsets, at = [], 0
+        for token in tokens:
+            offsets.append(at)
+            at += len(token)
+        # The first token has no log-probability (nothing before it), as in vLLM.
+        logprobs: list[float | None] = [None] + [
+            token_logprob(tokens[j - 1], tokens[j]) for j in range(1, len(tokens))
+        ]
+        generated = answer([{"content": prompt}]) if max_tokens > 0 else ""
+        text = (str(prompt) if body.get("echo") else "") + generated
+        choice: dict[str, Any] = {"index": i, "text": text, "finish_reason": "length"}
+        choice["logprobs"] = (
+            {
+                "tokens": tokens,
+                "token_logprobs": logprobs,
+                "top_logprobs": [None]
+                + [{t: lp} for t, lp in zip(tokens[1:], logprobs[1:], strict=True)],
+                "text_offset": offsets,
+            }
+            if body.get("echo") and body.get("logprobs") is not None
+            else None
+        )
+        choices.append(choice)
+        prompt_tokens += len(tokens)
+        output_tokens += _words(generated) if generated else 0
+    return {
+        "id": f"cmpl-{key[:12]}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body.get("model", ""),
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": output_tokens,
+            "total_tokens": prompt_tokens + output_tokens,
+        },
+    }
 
 
 def _no_text(flavour: str, body: dict[str, Any], fault: str, prompt_words: int) -> dict[str, Any]:

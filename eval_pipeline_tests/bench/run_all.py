@@ -26,6 +26,7 @@ BENCHMARKS = (
     "api_peers",
     "local_generation",
     "scale",
+    "mc_agreement",
 )
 
 

@@ -196,6 +196,7 @@ def schedule_ticks(project: Path, instance, prefix: str = "") -> dict[str, Any]:
 
 def write_aggregates(store_root: Path, models: int, datasets: int) -> float:
     """Aggregates of every partition (two metrics each), as the pipeline writes them."""
+    from eval_pipeline.core.schemas import AGGREGATES
     from eval_pipeline.storage import Store
 
     store = Store(store_root)
@@ -227,6 +228,10 @@ def write_aggregates(store_root: Path, models: int, datasets: int) -> float:
                     "latency_p95_s": [0.02, 0.02],
                     "cache_hit_rate": [0.0, 0.0],
                 }
+            )
+            # The columns the bench does not vary (telemetry, sandbox flags): null.
+            frame = frame.with_columns(
+                pl.lit(None).alias(name) for name in AGGREGATES.names() if name not in frame.columns
             )
             store.write("aggregates", frame, dataset=dataset, model=model)
     return time.perf_counter() - start

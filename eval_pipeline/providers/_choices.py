@@ -1,0 +1,125 @@
+"""What every provider with choice decoding shares.
+
+The completion-format context, the lm-evaluation-harness split of a context and a
+continuation into tokens, and the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+
+
+def completion_context(request: GenerationRequest) -> str:
+    """The exact context text of a ``completion``-format request: its one user message."""
+    users = [m for m in request.messages if m.role == "user"]
+    if len(request.messages) != 1 or len(users) != 1:
+        raise EvalPipelineError(
+            f"request {request.sample_id!r}: a completion-format request holds exactly one "
+            f"user message (the context text), got roles {[m.role for m in request.messages]}"
+        )
+    return users[0].content
+
+
+def split_pair(context: str, continuation: str) -> tuple[str, str]:
+    """Move the context's trailing whitespace to the continuation, as lm-eval does."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        return context[:-n_spaces], context[-n_spaces:] + continuation
+    return context, continuation
+
+
+def encode_pair(
+    encode: Callable[[str], list[int]], context: str, continuation: str
+) -> tuple[list[int], list[int]]:
+    """Context tokens and continuation tokens exactly as lm-eval's ``_encode_pair``.
+
+    ``whole = encode(context + continuation)``, ``context_enc = encode(context)``, the
+    continuation is ``whole[len(context_enc):]``: the continuation's first token is the
+    one the whole text tokenizes to, even where it merges across the boundary.
+    """
+    context, continuation = split_pair(context, continuation)
+    whole = encode(context + continuation)
+    context_enc = encode(context)
+    return context_enc, whole[len(context_enc) :]
+
+
+def choice_response(
+    request: GenerationRequest,
+    logprobs: Sequence[float],
+    tokens: Sequence[int],
+    input_tokens: int,
+    latency_s: float,
+    info: dict[str, Any] | None = None,
+) -> GenerationResponse:
+    """The answer to a choice request.
+
+    The continuation of highest log-likelihood (the first on ties), with every
+    continuation's log-likelihood and token count.
+    """
+    best = max(range(len(logprobs)), key=lambda i: (logprobs[i], -i))
+    return GenerationResponse(
+        completion=request.choices[best],
+        finish_reason="stop",
+        input_tokens=input_tokens,
+        output_tokens=int(tokens[best]),
+        latency_s=latency_s,
+        info={
+            **(info or {}),
+            "choice_logprobs": {
+                c: round(float(s), 6) for c, s in zip(request.choices, logprobs, strict=True)
+            },
+            "choice_tokens": {c: int(n) for c, n in zip(request.choices, tokens, strict=True)},
+        },
+    )
+
+
+def lm_encode(tokenizer: Any, text: str, add_bos_token: bool | None) -> list[int]:
+    """Completion-format tokens as lm-eval's ``HFLM.tok_encode`` (lm-eval 0.4.13).
+
+    ``add_bos_token`` None (lm-eval's default) keeps the tokenizer's own special tokens
+    (a Llama-family tokenizer adds its BOS, GPT-2-style ones add nothing), except when
+    the text already starts with the prefix token's text; True or False forces them.
+    """
+    special = add_bos_token
+    if special is None:
+        if tokenizer.bos_token_id is not None:
+            prefix = getattr(tokenizer, "bos_token", None)
+        else:
+            prefix = getattr(tokenizer, "eos_token", None)
+        special = not (isinstance(prefix, str) and prefix and text.startswith(prefix))
+    return list(tokenizer(text, add_special_tokens=special)["input_ids"])
+
+
+def choice_token_ids(
+    tokenizer: Any,
+    request: GenerationRequest,
+    add_bos_token: bool | None,
+    chat_text: Callable[[GenerationRequest], str],
+) -> tuple[list[int], list[list[int]]]:
+    """A choice request's context tokens and each continuation's tokens.
+
+    Completion format splits them as lm-eval's ``_encode_pair`` (:func:`encode_pair`,
+    each text encoded by :func:`lm_encode`; an empty context becomes the BOS token,
+    or EOS without one, as lm-eval's prefix token), so the log-likelihoods are lm-eval's.
+    Chat format keeps the template's tokens (``chat_text``) and appends each choice's own.
+    """
+
+    def encode(text: str) -> list[int]:
+        return lm_encode(tokenizer, text, add_bos_token)
+
+    if request.prompt_format == "completion":
+        context = completion_context(request)
+        if context == "":
+            prefix = tokenizer.bos_token_id
+            prefix = prefix if prefix is not None else tokenizer.eos_token_id
+            return [prefix], [encode(c) for c in request.choices]
+        pairs = [encode_pair(encode, context, c) for c in request.choices]
+        return pairs[0][0], [cont for _, cont in pairs]
+    prompt = list(tokenizer(chat_text(request), add_special_tokens=False)["input_ids"])
+    return prompt, [
+        list(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in request.choices
+    ]
