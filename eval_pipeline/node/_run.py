@@ -27,6 +27,7 @@ from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkResul
 from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.stages import generate, judge_partition
 from eval_pipeline.storage import Store, atomic_write_text
+from eval_pipeline.training import load_recipes, train_recipe
 
 ProgressCallback = Callable[[Work, Progress], None]
 
@@ -143,6 +144,8 @@ def _do(
             return WorkResult(
                 work=work, rows=stats.total, reused_rows=stats.cached, **_stats(stats)
             )
+        if work.kind == "train":
+            return _train(catalog, store, task, work)
         if work.kind == "calibrate":
             report = calibrate_judge(catalog, store, task.model, work.rubric, provider=provider)
             return WorkResult(
@@ -151,6 +154,37 @@ def _do(
         raise ValueError(f"unknown kind of work {work.kind!r}")
     except Exception as exc:  # one failed piece of work must not lose the others
         return WorkResult(work=work, error=f"{type(exc).__name__}: {exc}")
+
+
+def _train(catalog: Catalog, store: Store, task: GenerationTask, work: Work) -> WorkResult:
+    """Train (or find) the adapter of ``work.recipe``; the task's model is its base.
+
+    The base is already loaded by the task's provider: training copies that load.
+    ``path`` is the adapter folder; ``new_rows`` is 1 when it was trained now, and
+    ``reused_rows`` 1 when it was found. The full report is the adapter's record
+    (:func:`eval_pipeline.training.current_adapter`).
+    """
+    recipes = load_recipes(task.project_root, catalog)
+    if work.recipe not in recipes:
+        raise KeyError(f"unknown recipe {work.recipe!r}; known: {', '.join(sorted(recipes))}")
+    recipe = recipes[work.recipe]
+    if recipe.base != task.model:
+        raise ValueError(
+            f"recipe {recipe.name!r} trains on {recipe.base!r}, but this task loads {task.model!r}"
+        )
+    adapter = train_recipe(catalog, store, recipe)
+    report = adapter.report
+    return WorkResult(
+        work=work,
+        path=adapter.path,
+        rows=report.examples,
+        new_rows=0 if adapter.reused else 1,
+        reused_rows=1 if adapter.reused else 0,
+        prompt_version=adapter.prompt_version,
+        dataset_version=adapter.train_version,
+        input_tokens=0 if adapter.reused else report.train_tokens,
+        wall_s=0.0 if adapter.reused else report.wall_s,
+    )
 
 
 def _stats(stats: RunStats) -> dict[str, Any]:
