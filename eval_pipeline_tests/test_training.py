@@ -257,3 +257,42 @@ def test_a_graded_metric_is_compared_with_the_paired_bootstrap():
     )
     assert verdict.test == "paired_bootstrap"
     assert verdict.improved and verdict.ci_low > 0
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _project_with_recipe(tmp_path: Path, entry: dict) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("models.yaml", "datasets", "prompts"):
+        (root / name).symlink_to(REPO / name)
+    (root / "recipes.yaml").write_text(json.dumps({"recipes": [entry]}))
+    return root
+
+
+def test_cli_train_prints_the_stored_adapter_of_an_unchanged_recipe_without_training(
+    catalog, tmp_path, capsys
+):
+    from eval_pipeline.cli import main
+
+    tiny = recipe()
+    root = _project_with_recipe(tmp_path, tiny.model_dump(mode="json"))
+    store = tmp_path / "store"
+    stored = train_recipe(catalog, Store(store), tiny, trainer=FakeTrainer())
+    code = main(["--root", str(root), "--store", str(store), "train", "--recipe", "tiny"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"adapter: {stored.path}" in out
+    assert f"content hash: {stored.content_hash}" in out
+    assert "model: smollm2-135m__tiny" in out
+    assert "no (stored, recipe unchanged)" in out
+
+
+def test_cli_train_names_the_known_recipes_when_given_an_unknown_one(tmp_path, capsys):
+    from eval_pipeline.cli import main
+
+    root = _project_with_recipe(tmp_path, recipe().model_dump(mode="json"))
+    code = main(["--root", str(root), "--store", str(tmp_path / "s"), "train", "--recipe", "nope"])
+    assert code == 2
+    assert "unknown recipe 'nope' (known: tiny)" in capsys.readouterr().err

@@ -46,6 +46,7 @@ _NOT_ADAPTER_FILES = ("README.md",)
 
 Trainer = Callable[[Recipe, ModelSpec, Dataset, Path], TrainingReport]
 """Trains ``recipe`` on ``base`` with the train split and writes the adapter files to the folder."""
+StepCallback = Callable[[int, int, float], None]
 
 
 def fingerprint(catalog: Catalog, recipe: Recipe) -> tuple[str, str, str]:
@@ -80,6 +81,7 @@ def train_recipe(
     *,
     force: bool = False,
     trainer: Trainer | None = None,
+    on_step: StepCallback | None = None,
 ) -> TrainedAdapter:
     """The adapter of ``recipe``: found in the store, or trained and stored now.
 
@@ -90,6 +92,8 @@ def train_recipe(
         force: Train even when the fingerprint has an adapter.
         trainer: What trains (default: :func:`train_lora` on the base model loaded by
             :func:`load_base`); tests pass a fake to see which calls train.
+        on_step: Called after each optimizer step of the default trainer with
+            ``(step, steps, loss)`` (the CLI prints it).
 
     Returns:
         The adapter; ``reused`` says whether it was found rather than trained.
@@ -105,7 +109,10 @@ def train_recipe(
     staging_root.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=".staging-", dir=staging_root))
     try:
-        report = (trainer or train_on_base)(recipe, base, dataset, staged)
+        if trainer is None:
+            report = train_on_base(recipe, base, dataset, staged, on_step=on_step)
+        else:
+            report = trainer(recipe, base, dataset, staged)
         for name in _NOT_ADAPTER_FILES:
             (staged / name).unlink(missing_ok=True)
         made = TrainedAdapter(
@@ -124,7 +131,14 @@ def train_recipe(
         shutil.rmtree(staged, ignore_errors=True)
 
 
-def train_on_base(recipe: Recipe, base: ModelSpec, dataset: Dataset, out: Path) -> TrainingReport:
+def train_on_base(
+    recipe: Recipe,
+    base: ModelSpec,
+    dataset: Dataset,
+    out: Path,
+    *,
+    on_step: StepCallback | None = None,
+) -> TrainingReport:
     """Load ``base`` (:func:`load_base`), render ``dataset``'s examples and :func:`train_lora`."""
     model, tokenizer, device, quantization = load_base(recipe, base)
     examples, cut = render_examples(
@@ -142,6 +156,7 @@ def train_on_base(recipe: Recipe, base: ModelSpec, dataset: Dataset, out: Path) 
         pad_token_id=tokenizer.pad_token_id,
         examples_cut=cut,
         model_id=base.model_id,
+        on_step=on_step,
     )
 
 
@@ -191,6 +206,7 @@ def train_lora(
     pad_token_id: int = 0,
     examples_cut: int = 0,
     model_id: str | None = None,
+    on_step: StepCallback | None = None,
 ) -> TrainingReport:
     """Train LoRA weights on ``model`` (modified in place) and save the adapter to ``out``.
 
@@ -260,13 +276,16 @@ def train_lora(
         losses.append(round(float(loss.detach()), 5))
         tokens += int(inputs["attention_mask"].sum())
         completion_tokens += int((labels != -100).sum())
+        if on_step is not None:
+            on_step(step + 1, steps, losses[-1])
     wall = time.perf_counter() - start
 
     if model_id:
         # The adapter's config names the base by its catalog model id, not this machine's
         # path to the weights, so the same training gives the same files anywhere.
         peft_model.peft_config["default"].base_model_name_or_path = model_id
-    peft_model.save_pretrained(str(out))
+    # No embedding layers are trained; "auto" would look the base up on the hub to check.
+    peft_model.save_pretrained(str(out), save_embedding_layers=False)
     if device == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:

@@ -1,6 +1,8 @@
 """Run every API benchmark (``make bench``); each writes ``.bench/<name>.json``.
 
 A benchmark that raises still leaves a file, with an ``error`` field saying what failed.
+Opt-in benchmarks (:data:`OPT_IN`) run only when named:
+``python -m eval_pipeline_tests.bench.run_all finetune``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import traceback
 from eval_pipeline_tests.bench._common import write_result
 
 BENCHMARKS = ("api_throughput", "api_rate_limited", "api_faults", "api_cached_rerun", "api_peers")
+# Long runs on the real local model: ``finetune`` trains a LoRA adapter and evaluates it
+# against its base (about 10 minutes on 2 cores).
+OPT_IN = ("finetune",)
 
 
 def main(names: list[str] | None = None) -> int:
