@@ -28,6 +28,7 @@ from eval_pipeline.training import (
     load_recipes,
     train_recipe,
     train_split,
+    with_adapter_models,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,6 +211,18 @@ def test_the_adapter_joins_the_catalog_as_base_plus_recipe_and_its_spec_carries_
     assert {k: getattr(spec, k) for k in inherited} == {k: getattr(base, k) for k in inherited}
     with pytest.raises(ValueError, match="trained on"):
         adapter_model_spec(catalog.model("smollm2-135m").model_copy(update={"slug": "x"}), adapter)
+
+
+def test_every_trained_recipe_joins_the_catalog_and_an_untrained_one_does_not(catalog, tmp_path):
+    store = Store(tmp_path / "store")
+    adapter = train_recipe(catalog, store, recipe(), trainer=FakeTrainer())
+    recipes = {"tiny": recipe(), "other": recipe(name="other")}
+    joined = with_adapter_models(catalog, store, recipes)
+    assert set(joined.models) - set(catalog.models) == {"smollm2-135m__tiny"}
+    assert joined.model("smollm2-135m__tiny").adapter == adapter.path
+    # An edited recipe has no current adapter until it is trained again.
+    edited = with_adapter_models(catalog, store, {"tiny": recipe(rank=4)})
+    assert set(edited.models) == set(catalog.models)
 
 
 # ----------------------------------------------------------------------- verdict

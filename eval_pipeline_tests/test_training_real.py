@@ -106,3 +106,23 @@ def test_a_train_work_item_finds_the_adapter_its_recipe_already_has(trained, pro
     assert result.ok, result.error
     assert (result.path, result.reused_rows, result.new_rows) == (adapter.path, 1, 0)
     assert result.dataset_version == adapter.train_version
+
+
+def test_the_adapter_model_generates_through_run_node_by_its_catalog_slug(trained, project):
+    from eval_pipeline.stages import build_dataset_samples, build_prompt_versions
+
+    catalog, store, adapter = trained
+    build_prompt_versions(catalog, store, "json-extract")
+    build_dataset_samples(catalog, store, "json-extract")
+    task = GenerationTask(
+        project_root=str(project),
+        store_root=str(store.root),
+        model="smollm2-135m__tiny",
+        work=(Work("generate", dataset="json-extract"),),
+        sample_limit=2,
+    )
+    [result] = run_node(task).results
+    assert result.ok, result.error
+    assert (result.rows, result.errors) == (2, 0)
+    frame = store.read("generations", dataset="json-extract", model="smollm2-135m__tiny")
+    assert frame["completion"].str.len_chars().min() > 0

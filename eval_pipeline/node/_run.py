@@ -27,7 +27,7 @@ from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkResul
 from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.stages import generate, judge_partition
 from eval_pipeline.storage import Store, atomic_write_text
-from eval_pipeline.training import load_recipes, train_recipe
+from eval_pipeline.training import load_recipes, train_recipe, with_adapter_models
 
 ProgressCallback = Callable[[Work, Progress], None]
 
@@ -45,6 +45,11 @@ def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> 
         importlib.import_module(module)
     catalog = load_catalog(task.project_root, load_rows=False)
     store = Store(task.store_root)
+    if task.model not in catalog.models:
+        # A fine-tuned model ``<base>__<recipe>`` is not in models.yaml: it is its recipe's
+        # current adapter in the store.
+        recipes = load_recipes(task.project_root, catalog)
+        catalog = with_adapter_models(catalog, store, recipes)
     spec = catalog.model(task.model)
     report_dir = Path(task.report_dir) if task.report_dir else None
 

@@ -6,7 +6,8 @@
   template;
 - :func:`train_recipe` trains the adapter (LoRA on CPU, QLoRA on a GPU) or finds it in the
   store by its fingerprint, and returns a :class:`TrainedAdapter` with its report;
-- :func:`adapter_model_spec` makes the adapter a catalog model ``<base>__<recipe>``;
+- :func:`adapter_model_spec` makes the adapter a catalog model ``<base>__<recipe>``
+  (:func:`with_adapter_models` adds every recipe's current adapter to a catalog);
 - :func:`compare_adapter` judges it against its base on the test split with the paired
   tests of the regression gate.
 
@@ -38,6 +39,7 @@ from eval_pipeline.training._train import (
     train_lora,
     train_on_base,
     train_recipe,
+    with_adapter_models,
 )
 
 __all__ = [
@@ -66,4 +68,5 @@ __all__ = [
     "train_on_base",
     "train_recipe",
     "train_split",
+    "with_adapter_models",
 ]

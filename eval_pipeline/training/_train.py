@@ -74,6 +74,28 @@ def current_adapter(catalog: Catalog, store: Store, recipe: Recipe) -> TrainedAd
     return find_adapter(store.root, recipe.name, key)
 
 
+def with_adapter_models(catalog: Catalog, store: Store, recipes: dict[str, Recipe]) -> Catalog:
+    """``catalog`` plus a model ``<base>__<recipe>`` for each recipe with a current adapter.
+
+    Recipes whose adapter is not trained yet (or not for the recipe as it stands) add
+    nothing. The catalog's own models and datasets are shared, not copied.
+    """
+    from eval_pipeline.training._spec import adapter_model_spec
+
+    models = dict(catalog.models)
+    for recipe in recipes.values():
+        adapter = current_adapter(catalog, store, recipe)
+        if adapter is not None:
+            spec = adapter_model_spec(catalog.model(recipe.base), adapter)
+            models[spec.slug] = spec
+    return Catalog(
+        root=catalog.root,
+        models=models,
+        dataset_specs=catalog.dataset_specs,
+        prompts=catalog.prompts,
+    )
+
+
 def train_recipe(
     catalog: Catalog,
     store: Store,
