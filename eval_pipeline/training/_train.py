@@ -31,6 +31,7 @@ from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.storage import Store
 from eval_pipeline.training._data import TrainExample, render_examples, train_split
 from eval_pipeline.training._recipes import Recipe
+from eval_pipeline.training._spec import adapter_model_spec
 from eval_pipeline.training._store import (
     TrainedAdapter,
     TrainingReport,
@@ -80,8 +81,6 @@ def with_adapter_models(catalog: Catalog, store: Store, recipes: dict[str, Recip
     Recipes whose adapter is not trained yet (or not for the recipe as it stands) add
     nothing. The catalog's own models and datasets are shared, not copied.
     """
-    from eval_pipeline.training._spec import adapter_model_spec
-
     models = dict(catalog.models)
     for recipe in recipes.values():
         adapter = current_adapter(catalog, store, recipe)
