@@ -6,7 +6,7 @@ throwaway store, evaluates the base model and the adapter model on the first
 score stages, and judges the adapter against its base with the paired tests
 (:func:`eval_pipeline.training.compare_adapter`). Writes ``.bench/finetune.json`` with
 ``base``, ``adapter``, ``delta``, ``ci_low``, ``ci_high`` (field_accuracy) and
-``train_wall_s``. Opt-in (about 10 minutes on 2 shared cores)::
+``train_wall_s``. Opt-in (15 to 20 minutes on 2 shared cores, 7 of them training)::
 
     python -m eval_pipeline_tests.bench.run_all finetune
 """

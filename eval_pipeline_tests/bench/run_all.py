@@ -16,7 +16,7 @@ from eval_pipeline_tests.bench._common import write_result
 
 BENCHMARKS = ("api_throughput", "api_rate_limited", "api_faults", "api_cached_rerun", "api_peers")
 # Long runs on the real local model: ``finetune`` trains a LoRA adapter and evaluates it
-# against its base (about 10 minutes on 2 cores).
+# against its base (15 to 20 minutes on 2 shared cores).
 OPT_IN = ("finetune",)
 
 
