@@ -10,6 +10,8 @@ pin`` pins one;
 ``label`` collects human ratings for judge calibration and ``calibrations`` prints the
 stored calibrations. ``runs mark-dead`` marks runs whose process was killed (still
 ``STARTED`` in the run history) as failed; ``run`` does that first for this host's runs.
+``train --recipe R`` trains the LoRA adapter of a ``recipes.yaml`` recipe (or finds it
+stored) and prints its folder, content hash, catalog slug and training report.
 
 Exit codes: 0 success (``compare``: no regression), 1 a failed run or (``compare``) a
 regression, 2 a usage or input error (unknown model, missing baseline), 3 nothing stored
@@ -88,7 +90,20 @@ def _parser() -> argparse.ArgumentParser:
     _add_results_commands(sub)
     _add_runs_commands(sub)
     _add_metrics_commands(sub)
+    _add_train_commands(sub)
     return parser
+
+
+def _add_train_commands(sub) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train a recipe's LoRA adapter (or find it stored); print its path, hash and report",
+    )
+    train.add_argument("--recipe", required=True, help="recipe name in recipes.yaml")
+    train.add_argument(
+        "--force", action="store_true", help="train even when the store has this recipe's adapter"
+    )
+    train.add_argument("--json", action="store_true", help="print the adapter record as JSON")
 
 
 def _add_metrics_commands(sub) -> None:
@@ -293,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             "baseline": _baseline,
             "label": _label,
             "calibrations": _calibrations,
+            "train": _train,
         }.get(args.command)
         if handler is not None:
             return handler(args)
@@ -300,6 +316,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eval-pipeline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE
+
+
+def _train(args) -> int:
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.storage import Store
+    from eval_pipeline.training import adapter_slug, load_recipes, train_recipe
+
+    root, store_root = _roots(args)
+    catalog = load_catalog(root, load_rows=False)
+    recipes = load_recipes(root, catalog)
+    if args.recipe not in recipes:
+        known = ", ".join(sorted(recipes)) or "none"
+        print(
+            f"eval-pipeline: error: unknown recipe {args.recipe!r} (known: {known})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    recipe = recipes[args.recipe]
+
+    def step(done: int, steps: int, loss: float) -> None:
+        print(f"step {done}/{steps} loss {loss:.4f}", file=sys.stderr, flush=True)
+
+    adapter = train_recipe(catalog, Store(store_root), recipe, force=args.force, on_step=step)
+    if args.json:
+        print(adapter.to_json())
+        return EXIT_OK
+    report = adapter.report
+    print(f"adapter: {adapter.path}")
+    print(f"content hash: {adapter.content_hash}")
+    print(f"model: {adapter_slug(recipe.base, recipe.name)}")
+    print(f"trained now: {'no (stored, recipe unchanged)' if adapter.reused else 'yes'}")
+    print(
+        f"report: {report.steps} steps on {report.examples} examples, loss "
+        f"{report.first_loss} -> {report.final_loss}, {report.wall_s:.1f} s, "
+        f"{report.tokens_per_s:.1f} tokens/s, peak {report.peak_memory_gb:.2f} GB, "
+        f"{report.device} ({report.quantization}, {report.optimizer})"
+    )
+    return EXIT_OK
 
 
 def _metrics(args) -> int:

@@ -97,6 +97,7 @@ LAYERS = {
     "judge": 3,
     "operations": 3,
     "stages": 4,
+    "training": 4,
     "node": 5,
     "runners": 6,
     "resources": 7,

@@ -13,7 +13,10 @@ downloaded. Steps:
 4. ``vllm`` through the project's provider (``VLLMProvider.generate``);
 5. vLLM's reference: the same engine's ``LLM.generate`` on the same prompts and sampling
    parameters, which is what vLLM's offline throughput benchmark times, and
-   ``vllm bench throughput`` itself on the same prompts when that command is available.
+   ``vllm bench throughput`` itself on the same prompts when that command is available;
+6. QLoRA: a few training steps of the json-extract train split on the base in
+   bitsandbytes 4-bit NF4 with paged 8-bit AdamW (``eval_pipeline.training``), then the
+   adapter loads with peft on a fresh 4-bit base and generates.
 
 Prints one JSON document (also written to ``--out``) with tokens/s for each.
 
@@ -176,6 +179,72 @@ def vllm_bench_cli(model_dir: Path, prompts: list[str], max_tokens: int, work: P
     return result
 
 
+def qlora_smoke(model_dir: Path, work: Path, steps: int = 4) -> dict:
+    """A few QLoRA steps (load_in_4bit + paged_adamw_8bit) on the converted model."""
+    import torch
+    from peft import PeftModel
+
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.providers.transformers import load_model
+    from eval_pipeline.training import (
+        Recipe,
+        load_base,
+        render_examples,
+        train_lora,
+        train_split,
+    )
+
+    base = spec("transformers", model_dir, device="cuda", batch_size=8)
+    recipe = Recipe.model_validate(
+        {
+            "name": "qlora-smoke",
+            "base": base.slug,
+            "dataset": "json-extract",
+            "max_steps": steps,
+            "batch_size": 8,
+            "max_length": 256,
+            "learning_rate": 2e-3,
+            "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+            "train_limit": 16,
+            "quantize": "4bit",
+        }
+    )
+    catalog = load_catalog(REPO, load_rows=False)
+    dataset = train_split(catalog, recipe.dataset)
+    model, tokenizer, device, quantization = load_base(recipe, base)
+    examples, _ = render_examples(dataset, tokenizer, max_length=recipe.max_length, limit=16)
+    out = work / "qlora-adapter"
+    report = train_lora(
+        recipe,
+        model,
+        examples,
+        out,
+        device=device,
+        quantization=quantization,
+        pad_token_id=tokenizer.pad_token_id,
+        model_id=base.model_id,
+    )
+    del model
+    torch.cuda.empty_cache()
+    fresh = load_model(base.model_copy(update={"options": {**base.options, "load_in_4bit": True}}))
+    tuned = PeftModel.from_pretrained(fresh.model, str(out)).eval()
+    messages = [m.as_dict() for m in dataset.prompt.render(dataset.rows[0]["fields"])]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to("cuda")
+    with torch.inference_mode():
+        generated = tuned.generate(ids, max_new_tokens=32, do_sample=False)
+    return {
+        "quantization": report.quantization,
+        "optimizer": report.optimizer,
+        "steps": report.steps,
+        "loss_curve": list(report.loss_curve),
+        "loss_fell": report.loss_curve[-1] < report.loss_curve[0],
+        "tokens_per_s": report.tokens_per_s,
+        "peak_gb": report.peak_memory_gb,
+        "sample": tokenizer.decode(generated[0, ids.shape[1] :], skip_special_tokens=True)[:80],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=256)
@@ -212,6 +281,13 @@ def main() -> None:
             torch.cuda.empty_cache()
         else:
             report["transformers_4bit"] = {"skipped": "bitsandbytes is not installed"}
+        # QLoRA before vLLM, which keeps its share of the GPU's memory for the process.
+        if importlib.util.find_spec("bitsandbytes"):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            report["qlora"] = qlora_smoke(model_dir, work)
+        else:
+            report["qlora"] = {"skipped": "bitsandbytes is not installed"}
 
         ours = VLLMProvider(
             spec("vllm", model_dir, batch_size=args.prompts, gpu_memory_utilization=0.5)

@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
 """Generate the synthetic ``qa`` and ``json-extract`` datasets.
 
-Writes ``datasets/qa/data.jsonl`` and ``datasets/json-extract/data.jsonl`` from a
-fixed seed and the word lists below, using the standard library only. The output is
-byte-identical on every run, so the committed files can be checked against it.
+Writes ``datasets/qa/data.jsonl`` and ``datasets/json-extract/data.jsonl`` (the test
+rows every evaluation reads) and each dataset's ``train.jsonl`` (the train split that
+fine-tuning recipes read) from fixed seeds and the word lists below, using the standard
+library only. The output is byte-identical on every run, so the committed files can be
+checked against it.
+
+A train split never overlaps its test rows: a train row whose input text (question or
+text to extract from) or whose answer object equals a test row's is drawn again, and the
+train facts of ``qa`` are a list of their own. The train generators use seeds of their
+own, so the test files stay as they were.
 
 Run from anywhere::
 
@@ -130,6 +137,46 @@ FACTS: list[tuple[str, str, str]] = [
     ("What is the opposite direction of north?", "south", "general"),
 ]
 
+# Facts for the qa train split only: none of these questions is in FACTS.
+TRAIN_FACTS: list[tuple[str, str, str]] = [
+    ("What is the capital of Chile?", "Santiago", "capital"),
+    ("What is the capital of Mexico?", "Mexico City", "capital"),
+    ("What is the capital of India?", "New Delhi", "capital"),
+    ("What is the capital of Switzerland?", "Bern", "capital"),
+    ("What is the capital of the Netherlands?", "Amsterdam", "capital"),
+    ("What is the capital of Colombia?", "Bogota", "capital"),
+    ("What is the capital of Morocco?", "Rabat", "capital"),
+    ("What is the capital of Ghana?", "Accra", "capital"),
+    ("What is the capital of Indonesia?", "Jakarta", "capital"),
+    ("What is the capital of Ukraine?", "Kyiv", "capital"),
+    ("What is the capital of Romania?", "Bucharest", "capital"),
+    ("What is the capital of Czechia?", "Prague", "capital"),
+    ("What is the capital of Venezuela?", "Caracas", "capital"),
+    ("What is the capital of Ethiopia?", "Addis Ababa", "capital"),
+    ("What is the chemical symbol for oxygen?", "O", "chemistry"),
+    ("What is the chemical symbol for carbon?", "C", "chemistry"),
+    ("What is the chemical symbol for nitrogen?", "N", "chemistry"),
+    ("What is the chemical symbol for hydrogen?", "H", "chemistry"),
+    ("What is the chemical symbol for magnesium?", "Mg", "chemistry"),
+    ("What is the chemical symbol for sulfur?", "S", "chemistry"),
+    ("What is the chemical symbol for neon?", "Ne", "chemistry"),
+    ("What is the chemical symbol for aluminium?", "Al", "chemistry"),
+    ("What is it called when liquid water slowly turns into vapor?", "evaporation", "science"),
+    ("What do caterpillars turn into?", "butterflies", "science"),
+    ("Which organ do humans use to breathe?", "lungs", "science"),
+    ("What is a baby cat called?", "kitten", "science"),
+    ("What is the largest bird in the world?", "ostrich", "science"),
+    ("Which planet is the largest rocky planet?", "Earth", "astronomy"),
+    ("Which planet is farthest from the Sun?", "Neptune", "astronomy"),
+    ("What is the longest river in Europe?", "Volga", "geography"),
+    ("What is the smallest continent by area?", "Australia", "geography"),
+    ("What language is mainly spoken in Mexico?", "Spanish", "geography"),
+    ("What is the currency of the United Kingdom?", "pound", "geography"),
+    ("Who painted the Mona Lisa?", "Leonardo", "general"),
+    ("What shape has four equal sides?", "square", "general"),
+    ("Which season comes after summer?", "autumn", "general"),
+]
+
 NAMES = [
     "Anna", "Ben", "Carla", "David", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
     "Kemi", "Liam", "Maya", "Nikolai", "Olga", "Priya", "Quentin", "Rosa", "Sam", "Tara",
@@ -206,11 +253,22 @@ ARITHMETIC_PLAN = [  # (operation, difficulty, how many)
 ]
 
 
-def make_qa(rng: random.Random) -> list[dict]:
-    """Arithmetic and factual questions, shuffled so any prefix holds both kinds."""
+def make_qa(
+    rng: random.Random,
+    *,
+    facts: list[tuple[str, str, str]] = FACTS,
+    plan: list[tuple[str, str, int]] = ARITHMETIC_PLAN,
+    exclude: set[str] = frozenset(),
+    id_prefix: str = "qa",
+) -> list[dict]:
+    """Arithmetic and factual questions, shuffled so any prefix holds both kinds.
+
+    Questions in ``exclude`` (the test questions, when making the train split) are drawn
+    again.
+    """
     items: list[dict] = []
-    seen: set[str] = set()
-    for op, level, count in ARITHMETIC_PLAN:
+    seen: set[str] = set(exclude)
+    for op, level, count in plan:
         made = 0
         while made < count:
             question, value = _arithmetic(rng, op, level)
@@ -228,7 +286,9 @@ def make_qa(rng: random.Random) -> list[dict]:
                 }
             )
             made += 1
-    for question, answer, category in FACTS:
+    for question, answer, category in facts:
+        if question in exclude:
+            raise ValueError(f"train fact {question!r} is a test question")
         items.append(
             {
                 "question": question,
@@ -240,8 +300,12 @@ def make_qa(rng: random.Random) -> list[dict]:
     rng.shuffle(items)
     rows = []
     for i, item in enumerate(items, start=1):
-        rows.append({"id": f"qa-{i:04d}", **item})
+        rows.append({"id": f"{id_prefix}-{i:04d}", **item})
     return rows
+
+
+# Twice the test split's arithmetic, with every fact of TRAIN_FACTS.
+TRAIN_ARITHMETIC_PLAN = [(op, level, 2 * count) for op, level, count in ARITHMETIC_PLAN]
 
 
 # ------------------------------------------------------------------ json-extract
@@ -339,15 +403,29 @@ EXTRACT_KINDS: list[tuple[str, Callable[[random.Random], tuple[str, dict]], int]
 ]
 
 
-def make_json_extract(rng: random.Random) -> list[dict]:
-    """Template texts with the three-field object each one states."""
+TRAIN_EXTRACT_PER_KIND = 64
+
+
+def make_json_extract(
+    rng: random.Random,
+    *,
+    per_kind: int | None = None,
+    exclude: list[dict] = (),
+    id_prefix: str = "je",
+) -> list[dict]:
+    """Template texts with the three-field object each one states.
+
+    A text or an answer object of a row in ``exclude`` (the test rows, when making the
+    train split) is drawn again.
+    """
     items: list[dict] = []
-    seen: set[str] = set()
+    seen: set[str] = {row["text"] for row in exclude}
+    seen_objects: set[str] = {row["expected"] for row in exclude}
     for kind, make, count in EXTRACT_KINDS:
         made = 0
-        while made < count:
+        while made < (per_kind or count):
             text, obj = make(rng)
-            if text in seen:
+            if text in seen or json.dumps(obj, sort_keys=True) in seen_objects:
                 continue
             seen.add(text)
             items.append(
@@ -360,7 +438,7 @@ def make_json_extract(rng: random.Random) -> list[dict]:
             )
             made += 1
     rng.shuffle(items)
-    return [{"id": f"je-{i:04d}", **item} for i, item in enumerate(items, start=1)]
+    return [{"id": f"{id_prefix}-{i:04d}", **item} for i, item in enumerate(items, start=1)]
 
 
 # ------------------------------------------------------------------------ output
@@ -406,16 +484,41 @@ def _validate(qa: list[dict], extract: list[dict]) -> None:
             raise ValueError("duplicate ids")
 
 
+def _check_disjoint(test: list[dict], train: list[dict], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        shared = {r[key] for r in test} & {r[key] for r in train}
+        if shared:
+            raise ValueError(f"train and test share {key} {sorted(shared)[0]!r}")
+
+
 def render_files() -> dict[Path, bytes]:
     """The generated files, relative to the project root, as bytes."""
-    # One generator per dataset, so editing one dataset's lists leaves the other's
-    # rows unchanged.
+    # One generator per dataset and split, so editing one leaves the others' rows
+    # unchanged.
     qa = make_qa(random.Random(SEED))
     extract = make_json_extract(random.Random(SEED + 1))
     _validate(qa, extract)
+    qa_train = make_qa(
+        random.Random(SEED + 2),
+        facts=TRAIN_FACTS,
+        plan=TRAIN_ARITHMETIC_PLAN,
+        exclude={r["question"] for r in qa},
+        id_prefix="qa-train",
+    )
+    extract_train = make_json_extract(
+        random.Random(SEED + 3),
+        per_kind=TRAIN_EXTRACT_PER_KIND,
+        exclude=extract,
+        id_prefix="je-train",
+    )
+    _validate(qa_train, extract_train)
+    _check_disjoint(qa, qa_train, ("id", "question"))
+    _check_disjoint(extract, extract_train, ("id", "text", "expected"))
     return {
         Path("datasets/qa/data.jsonl"): _jsonl(qa),
+        Path("datasets/qa/train.jsonl"): _jsonl(qa_train),
         Path("datasets/json-extract/data.jsonl"): _jsonl(extract),
+        Path("datasets/json-extract/train.jsonl"): _jsonl(extract_train),
     }
 
 

@@ -181,6 +181,9 @@ class DatasetSpec(_Strict):
     # Loader settings: ``huggingface`` {path, name, split, revision}; ``bigbench``
     # {task, subtask}; ``csv`` {separator}; a user loader receives them as keywords.
     loader_options: dict[str, Any] = Field(default_factory=dict)
+    # The train split's data file beside ``data`` (same fields), read only by fine-tuning
+    # recipes (see eval_pipeline.training); evaluation never reads it.
+    train: str | None = None
     id_field: str = "id"
     target_field: str = "target"
     fields: list[str]

@@ -30,6 +30,7 @@ from eval_pipeline.node._telemetry import GpuMonitor, peak_rss_gb
 from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.stages import RunOrigin, generate, judge_partition
 from eval_pipeline.storage import Store, atomic_write_text
+from eval_pipeline.training import load_recipes, train_recipe, with_adapter_models
 
 ProgressCallback = Callable[[Work, Progress], None]
 
@@ -48,6 +49,11 @@ def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> 
     catalog = load_catalog(task.project_root, load_rows=False)
     # Rows are kept in the store's history under the run that wrote them.
     store = Store(task.store_root, run_id=task.run_id)
+    if task.model not in catalog.models:
+        # A fine-tuned model ``<base>__<recipe>`` is not in models.yaml: it is its recipe's
+        # current adapter in the store.
+        recipes = load_recipes(task.project_root, catalog)
+        catalog = with_adapter_models(catalog, store, recipes)
     spec = catalog.model(task.model)
     report_dir = Path(task.report_dir) if task.report_dir else None
 
@@ -171,6 +177,8 @@ def _do(
             return WorkResult(
                 work=work, rows=stats.total, reused_rows=stats.cached, **_stats(stats)
             )
+        if work.kind == "train":
+            return _train(catalog, store, task, work)
         if work.kind == "calibrate":
             report = calibrate_judge(
                 catalog,
@@ -237,6 +245,37 @@ def _local_telemetry(before: dict[str, Any], after: dict[str, Any]) -> dict[str,
     if after.get("batches") is not None:
         batches = int(after["batches"]) - int(before.get("batches") or 0)
     return {"batches": batches, "padding_share": after.get("padding_share")}
+
+
+def _train(catalog: Catalog, store: Store, task: GenerationTask, work: Work) -> WorkResult:
+    """Train (or find) the adapter of ``work.recipe``; the task's model is its base.
+
+    The base is already loaded by the task's provider: training copies that load.
+    ``path`` is the adapter folder; ``new_rows`` is 1 when it was trained now, and
+    ``reused_rows`` 1 when it was found. The full report is the adapter's record
+    (:func:`eval_pipeline.training.current_adapter`).
+    """
+    recipes = load_recipes(task.project_root, catalog)
+    if work.recipe not in recipes:
+        raise KeyError(f"unknown recipe {work.recipe!r}; known: {', '.join(sorted(recipes))}")
+    recipe = recipes[work.recipe]
+    if recipe.base != task.model:
+        raise ValueError(
+            f"recipe {recipe.name!r} trains on {recipe.base!r}, but this task loads {task.model!r}"
+        )
+    adapter = train_recipe(catalog, store, recipe)
+    report = adapter.report
+    return WorkResult(
+        work=work,
+        path=adapter.path,
+        rows=report.examples,
+        new_rows=0 if adapter.reused else 1,
+        reused_rows=1 if adapter.reused else 0,
+        prompt_version=adapter.prompt_version,
+        dataset_version=adapter.train_version,
+        input_tokens=0 if adapter.reused else report.train_tokens,
+        wall_s=0.0 if adapter.reused else report.wall_s,
+    )
 
 
 def _stats(stats: RunStats) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-WorkKind = Literal["generate", "judge", "calibrate"]
+WorkKind = Literal["generate", "judge", "calibrate", "train"]
 
 
 @dataclass(frozen=True)
@@ -23,12 +23,16 @@ class Work:
     dataset's ``llm_judge`` scorers that names the task's model as a judge (the verdicts
     land in the response cache; the score stage reads them from there).
     ``calibrate``: rate the labelled responses of ``rubric`` and fit its calibration.
+    ``train``: train the LoRA adapter of ``recipe`` (``recipes.yaml``) on the task's model,
+    which must be the recipe's base, or find it in the store when nothing changed (see
+    :mod:`eval_pipeline.training`).
     """
 
     kind: WorkKind
     dataset: str = ""
     judged_model: str = ""
     rubric: str = ""
+    recipe: str = ""
 
     @property
     def label(self) -> str:
@@ -37,6 +41,8 @@ class Work:
             return self.dataset
         if self.kind == "judge":
             return f"judge {self.dataset}|{self.judged_model}"
+        if self.kind == "train":
+            return f"train {self.recipe}"
         return f"calibrate {self.rubric}"
 
 
