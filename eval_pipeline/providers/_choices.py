@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.specs import ModelSpec, chat_template_problem
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 
 
@@ -22,6 +23,25 @@ def completion_context(request: GenerationRequest) -> str:
             f"user message (the context text), got roles {[m.role for m in request.messages]}"
         )
     return users[0].content
+
+
+def context_text(spec: ModelSpec, tokenizer: Any, request: GenerationRequest) -> str:
+    """A local model's context: the chat template's rendering, or the completion text as-is.
+
+    Raises:
+        EvalPipelineError: A chat-format request on a tokenizer without a chat template
+            (the message says to use ``prompt_format: completion``).
+    """
+    if request.prompt_format == "completion":
+        return completion_context(request)
+    problem = chat_template_problem(
+        spec, bool(getattr(tokenizer, "chat_template", None)), request.prompt_format
+    )
+    if problem:
+        raise EvalPipelineError(problem)
+    return tokenizer.apply_chat_template(
+        [m.as_dict() for m in request.messages], tokenize=False, add_generation_prompt=True
+    )
 
 
 def split_pair(context: str, continuation: str) -> tuple[str, str]:

@@ -46,12 +46,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
-from eval_pipeline.core.specs import ModelSpec, chat_template_problem
+from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.providers._choices import (
     choice_response,
     choice_token_ids,
-    completion_context,
+    context_text,
     lm_encode,
 )
 from eval_pipeline.providers.base import Capabilities, Provider
@@ -482,17 +482,7 @@ class TransformersProvider(Provider):
 
     def _prompt_text(self, request: GenerationRequest) -> str:
         """The context text: the chat template's rendering, or the completion text as-is."""
-        if request.prompt_format == "completion":
-            return completion_context(request)
-        tokenizer = self.loaded.tokenizer
-        problem = chat_template_problem(
-            self.spec, bool(getattr(tokenizer, "chat_template", None)), request.prompt_format
-        )
-        if problem:
-            raise EvalPipelineError(problem)
-        return tokenizer.apply_chat_template(
-            [m.as_dict() for m in request.messages], tokenize=False, add_generation_prompt=True
-        )
+        return context_text(self.spec, self.loaded.tokenizer, request)
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         text = self._prompt_text(request)

@@ -37,12 +37,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
-from eval_pipeline.core.specs import ModelSpec, chat_template_problem
+from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse, SamplingParams
 from eval_pipeline.providers._choices import (
     choice_response,
     choice_token_ids,
-    completion_context,
+    context_text,
 )
 from eval_pipeline.providers.base import Capabilities, Provider
 
@@ -233,17 +233,7 @@ class VLLMProvider(Provider):
 
     def prompt_text(self, request: GenerationRequest) -> str:
         """The request's context: the chat template's rendering, or the completion text."""
-        if request.prompt_format == "completion":
-            return completion_context(request)
-        tokenizer = self.loaded.tokenizer
-        problem = chat_template_problem(
-            self.spec, bool(getattr(tokenizer, "chat_template", None)), request.prompt_format
-        )
-        if problem:
-            raise EvalPipelineError(problem)
-        return tokenizer.apply_chat_template(
-            [m.as_dict() for m in request.messages], tokenize=False, add_generation_prompt=True
-        )
+        return context_text(self.spec, self.loaded.tokenizer, request)
 
     def prompts(self, requests: Sequence[GenerationRequest]) -> list[str]:
         """Render each request's chat messages with the model's chat template."""
