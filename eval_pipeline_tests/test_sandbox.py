@@ -436,3 +436,14 @@ def test_the_program_dies_with_the_process_that_started_it():
     finally:
         for workdir in workdirs:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_python_installed_under_tmp_stays_visible_inside_the_sandbox(monkeypatch):
+    from eval_pipeline.scoring import sandbox
+
+    monkeypatch.setattr(sandbox, "_python_roots", lambda: ["/tmp/checkout/.venv"])
+    args = sandbox._bwrap_command("/tmp/work", {}, as_pid_1=True, bwrap="/usr/bin/bwrap")
+    tmpfs = args.index("--tmpfs")
+    venv = args.index("/tmp/checkout/.venv")
+    # Binds are applied in order: a bind before the private /tmp would be hidden by it.
+    assert args[tmpfs + 1] == "/tmp" and tmpfs < venv

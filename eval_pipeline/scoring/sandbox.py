@@ -482,9 +482,11 @@ def _bwrap_command(
     for path in ("/etc/ld.so.cache", "/etc/localtime"):
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
+    # The private /tmp first: a Python installation or working directory that lives under
+    # /tmp (a virtual environment in a checkout there) is bound on top of it, not hidden.
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for root in _python_roots():
         args += ["--ro-bind", root, root]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     args += ["--bind", workdir, workdir, "--chdir", workdir, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
