@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from eval_pipeline.core.schemas import VOLATILE_COLUMNS
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.helpers import materialization_metadata, materialize
@@ -78,11 +79,15 @@ def test_the_default_model_evaluates_every_dataset_and_a_rerun_makes_no_calls(
             meta = materialization_metadata(again, "generations")
             assert (meta["model_calls"], meta["reused_rows"]) == (0, SAMPLES)
         rerun = store.scan("generations").collect()
-        drop = ["latency_s", "cached"]
+        # How each run got its rows (timing, cache hits, the run id) differs; nothing else.
+        drop = list(VOLATILE_COLUMNS["generations"])
         assert (
             rerun.sort("dataset", "sample_id")
             .drop(drop)
             .equals(gens.sort("dataset", "sample_id").drop(drop))
         )
-        assert len(instance.get_run_records()) == 6
+        # Six evaluation runs, each followed by a reporting run.
+        jobs = [r.dagster_run.job_name for r in instance.get_run_records()]
+        assert sorted(set(jobs)) == ["evaluation_job", "reporting_job"]
+        assert jobs.count("evaluation_job") == 6
     shutil.rmtree(store_root)
