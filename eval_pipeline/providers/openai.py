@@ -42,6 +42,33 @@ class OpenAIOptions(ApiOptions):
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
 
+def _sampling_fields(sampling: Any) -> dict[str, Any]:
+    """The sampling parameters both OpenAI endpoints take."""
+    fields: dict[str, Any] = {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "seed": sampling.seed,
+    }
+    if sampling.stop:
+        fields["stop"] = list(sampling.stop)
+    return fields
+
+
+def _first_choice(data: Any) -> tuple[dict[str, Any], bool, str, int, int]:
+    """``(first choice, any choices, finish reason, input tokens, output tokens)`` of an answer."""
+    usage = data.get("usage") or {}
+    choices = data["choices"]
+    choice = choices[0] if choices else {}
+    raw_reason = choice.get("finish_reason") or ""
+    return (
+        choice,
+        bool(choices),
+        FINISH_REASONS.get(raw_reason, raw_reason),
+        int(usage.get("prompt_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+    )
+
+
 class OpenAIProvider(ApiProviderBase):
     """Chat completions against OpenAI or an OpenAI-compatible server."""
 
@@ -60,26 +87,16 @@ class OpenAIProvider(ApiProviderBase):
             raise RequestFailure(
                 "bad_request", f"sampling.n={sampling.n}: one completion per request only"
             )
-        kwargs: dict[str, Any] = {
+        return {
             "model": self.spec.model_id,
             "messages": [m.as_dict() for m in request.messages],
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "seed": sampling.seed,
+            **_sampling_fields(sampling),
             self.options.max_tokens_param: sampling.max_tokens,
         }
-        if sampling.stop:
-            kwargs["stop"] = list(sampling.stop)
-        return kwargs
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
         """The answer; no choice or ``content: null`` is a ``malformed`` failure."""
-        usage = data.get("usage") or {}
-        output_tokens = int(usage.get("completion_tokens") or 0)
-        choices = data["choices"]
-        choice = choices[0] if choices else {}
-        raw_reason = choice.get("finish_reason") or ""
-        reason = FINISH_REASONS.get(raw_reason, raw_reason)
+        choice, choices, reason, input_tokens, output_tokens = _first_choice(data)
         message = choice.get("message") or {}
         # A refusal comes as ``refusal`` text with null content: that is the answer.
         content = message.get("content")
@@ -91,7 +108,7 @@ class OpenAIProvider(ApiProviderBase):
             output_tokens,
             "message content is null" if choices else "the answer has no choices",
         )
-        return text, reason, int(usage.get("prompt_tokens") or 0), output_tokens
+        return text, reason, input_tokens, output_tokens
 
 
 class OpenAICompletionsProvider(OpenAIProvider):
@@ -127,33 +144,23 @@ class OpenAICompletionsProvider(OpenAIProvider):
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         """The completions body for a request without choices."""
         sampling = request.sampling
-        body: dict[str, Any] = {
+        return {
             "model": self.spec.model_id,
             "prompt": self._context(request),
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "seed": sampling.seed,
+            **_sampling_fields(sampling),
             "max_tokens": sampling.max_tokens,
         }
-        if sampling.stop:
-            body["stop"] = list(sampling.stop)
-        return body
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
         """A text completion's answer; no choice or no text is a ``malformed`` failure."""
-        usage = data.get("usage") or {}
-        output_tokens = int(usage.get("completion_tokens") or 0)
-        choices = data["choices"]
-        choice = choices[0] if choices else {}
-        raw_reason = choice.get("finish_reason") or ""
-        reason = FINISH_REASONS.get(raw_reason, raw_reason)
+        choice, choices, reason, input_tokens, output_tokens = _first_choice(data)
         text = answer_text(
             choice.get("text"),
             reason,
             output_tokens,
             "choice text is null" if choices else "the answer has no choices",
         )
-        return text, reason, int(usage.get("prompt_tokens") or 0), output_tokens
+        return text, reason, input_tokens, output_tokens
 
     async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
         """A text completion, or for a choice request every continuation's log-likelihood."""
