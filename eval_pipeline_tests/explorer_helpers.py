@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from eval_pipeline_tests.conftest import make_project
+from eval_pipeline_tests.conftest import FAKE_MODELS, make_project
 from eval_pipeline_tests.helpers import materialize
 
 PLANTED = "qa|fake-model"
@@ -21,19 +21,7 @@ def _models(wrong_fraction: float | None = None) -> dict:
         planted["wrong_fraction"] = wrong_fraction
     return {
         "models": [
-            {
-                "slug": "fake-good",
-                "provider": "fake",
-                "model_id": "fake/reference",
-                "options": {"mode": "reference"},
-                "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
-            },
-            {
-                "slug": "fake-echo",
-                "provider": "fake",
-                "model_id": "fake/echo",
-                "options": {"mode": "echo"},
-            },
+            *FAKE_MODELS["models"],
             {
                 "slug": "fake-model",
                 "provider": "fake",

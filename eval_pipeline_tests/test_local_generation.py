@@ -16,6 +16,7 @@ from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, Message, SamplingParams
 from eval_pipeline.providers import create_provider
 from eval_pipeline.providers import transformers as hf
+from eval_pipeline_tests.bench.local_generation import plain_generate
 from eval_pipeline_tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -56,39 +57,10 @@ def provider():
     return create_provider(_spec(batch_size=3))
 
 
-def _plain_generate(provider, requests, batch=8):
-    """What a plain transformers loop answers: left-padded batches of ``generate``."""
-    import torch
-
-    lm = provider.loaded
-    tok = lm.tokenizer
-    out = []
-    for lo in range(0, len(requests), batch):
-        chunk = requests[lo : lo + batch]
-        texts = [provider._prompt_text(r) for r in chunk]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            rows = lm.model.generate(
-                **enc,
-                max_new_tokens=chunk[0].sampling.max_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                pad_token_id=tok.pad_token_id,
-            )
-        for row in rows:
-            new = row[enc["input_ids"].shape[1] :].tolist()
-            stopped = tok.eos_token_id in new
-            new = new[: new.index(tok.eos_token_id)] if stopped else new
-            out.append((tok.decode(new, skip_special_tokens=True), stopped, len(new)))
-    return out
-
-
 def test_continuous_batching_answers_like_a_plain_generate_loop_in_request_order(provider):
     requests = [_request(i, q) for i, q in enumerate(QUESTIONS)]
     got = provider.generate(requests)
-    expected = _plain_generate(provider, requests)
+    expected = plain_generate(provider, requests)
     assert [r.completion for r in got] == [text for text, _, _ in expected]
     assert [r.finish_reason for r in got] == [
         "stop" if stopped else "length" for _, stopped, _ in expected

@@ -81,15 +81,19 @@ def _provider(**options: Any) -> Any:
     return create_provider(spec)
 
 
-def plain_loop(provider: Any, requests: list[Any], threads: int, batch: int = 8) -> dict:
-    """What a plain transformers loop does: left-padded batches through ``generate``."""
+def plain_generate(
+    provider: Any, requests: list[Any], batch: int = 8
+) -> list[tuple[str, bool, int]]:
+    """What a plain transformers loop answers: left-padded batches through ``generate``.
+
+    One ``(text, stopped at end-of-sequence, output tokens)`` per request, in order; the
+    peer the provider's continuous batching is measured and checked against.
+    """
     import torch
 
     lm = provider.loaded
     tok = lm.tokenizer
-    torch.set_num_threads(threads)
-    answers, tokens = [], 0
-    start = time.perf_counter()
+    out = []
     for lo in range(0, len(requests), batch):
         chunk = requests[lo : lo + batch]
         texts = [provider._prompt_text(r) for r in chunk]
@@ -106,12 +110,27 @@ def plain_loop(provider: Any, requests: list[Any], threads: int, batch: int = 8)
             )
         for row in rows:
             new = row[enc["input_ids"].shape[1] :].tolist()
-            if tok.eos_token_id in new:
-                new = new[: new.index(tok.eos_token_id)]
-            tokens += len(new)
-            answers.append(tok.decode(new, skip_special_tokens=True))
+            stopped = tok.eos_token_id in new
+            new = new[: new.index(tok.eos_token_id)] if stopped else new
+            out.append((tok.decode(new, skip_special_tokens=True), stopped, len(new)))
+    return out
+
+
+def plain_loop(provider: Any, requests: list[Any], threads: int, batch: int = 8) -> dict:
+    """The plain loop at ``threads`` torch threads, timed."""
+    import torch
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    answers = plain_generate(provider, requests, batch)
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall, "answers": answers}
+    tokens = sum(n for _, _, n in answers)
+    return {
+        "wall_s": wall,
+        "tokens": tokens,
+        "tokens_per_s": tokens / wall,
+        "answers": [text for text, _, _ in answers],
+    }
 
 
 def ours(provider: Any, requests: list[Any]) -> dict:
