@@ -451,10 +451,16 @@ def _roots(args) -> tuple[str, str]:
     return root, args.store or default_store_root(root)
 
 
+def _catalog_with_adapters(root: str, store_root: str):
+    """The catalog, with the recipes' adapters trained in the store as models."""
+    from eval_pipeline.resources import CatalogResource
+
+    return CatalogResource(root=root, store_root=store_root).load()
+
+
 def _run(args) -> int:
     import dagster as dg
 
-    from eval_pipeline.catalog import load_catalog
     from eval_pipeline.core.keys import PartitionKey
     from eval_pipeline.defs import build_definitions
     from eval_pipeline.defs.jobs import REPORTING_JOB
@@ -462,7 +468,8 @@ def _run(args) -> int:
     from eval_pipeline.storage import Store
 
     root, store_root = _roots(args)
-    catalog = load_catalog(root, load_rows=False)
+    # A fine-tuned model <base>__<recipe> is a model once its adapter is trained.
+    catalog = _catalog_with_adapters(root, store_root)
     models = args.model or catalog.model_slugs
     datasets = list(args.dataset or [])
     for suite in args.suite or []:
@@ -849,7 +856,6 @@ def _history(args) -> int:
 def _report(args) -> int:
     import webbrowser
 
-    from eval_pipeline.catalog import load_catalog
     from eval_pipeline.stages import write_explorer
     from eval_pipeline.storage import Store
 
@@ -861,7 +867,7 @@ def _report(args) -> int:
             file=sys.stderr,
         )
         return EXIT_NO_DATA
-    catalog = load_catalog(root, load_rows=False)
+    catalog = _catalog_with_adapters(root, store_root)
     index = write_explorer(catalog, store, Path(args.output) if args.output else None)
     print(index)
     if args.open_browser:
@@ -888,7 +894,6 @@ def _costs(args) -> int:
 
     import polars as pl
 
-    from eval_pipeline.catalog import load_catalog
     from eval_pipeline.report import judge_spend
     from eval_pipeline.storage import Store
 
@@ -906,7 +911,7 @@ def _costs(args) -> int:
     since = when(args.since, datetime.min.replace(tzinfo=UTC))
     until = when(args.until, datetime.now(UTC))
     root, store_root = _roots(args)
-    catalog = load_catalog(root, load_rows=False)
+    catalog = _catalog_with_adapters(root, store_root)
     spend = pl.concat([_generation_spend(), judge_spend(Store(store_root))], how="vertical_relaxed")
     spend = spend.filter((pl.col("time") >= since) & (pl.col("time") <= until))
     providers = {slug: m.provider for slug, m in catalog.models.items()}

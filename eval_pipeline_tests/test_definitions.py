@@ -22,6 +22,7 @@ def test_definitions_load_with_the_expected_assets_and_partitions():
         "leaderboard",
         "regression_report",
         "judge_calibration/smollm2_135m/helpfulness",
+        "adapters",
     }
     gens = defs.resolve_assets_def("generations")
     grid = gens.partitions_def
@@ -30,6 +31,26 @@ def test_definitions_load_with_the_expected_assets_and_partitions():
     keys = grid.get_partition_keys()
     assert "qa|smollm2-135m" in keys
     assert {"humaneval|smollm2-135m", "json-extract|smollm2-135m"} <= set(keys)
+    # The recipes' fine-tuned models are models of the grid and the adapters' keys.
+    assert "json-extract|smollm2-135m__json-extract-lora" in keys
+    adapters = defs.resolve_assets_def("adapters").partitions_def
+    assert adapters.get_partition_keys() == [
+        "smollm2-135m__json-extract-lora",
+        "smollm2-135m__qa-lora",
+    ]
+    parents = graph.get_parent_partition_keys_for_child(
+        "json-extract|smollm2-135m__json-extract-lora",
+        dg.AssetKey("adapters"),
+        dg.AssetKey("generations"),
+    )
+    assert set(parents.partitions_subset.get_partition_keys()) == {
+        "smollm2-135m__json-extract-lora"
+    }
+    base = graph.get_parent_partition_keys_for_child(
+        "qa|smollm2-135m", dg.AssetKey("adapters"), dg.AssetKey("generations")
+    )
+    assert not set(base.partitions_subset.get_partition_keys())
+    assert not base.required_but_nonexistent_subset.get_partition_keys()
     assert defs.resolve_assets_def("leaderboard").partitions_def is None
 
 
@@ -43,6 +64,7 @@ def test_jobs_and_blocking_checks_are_defined():
         "generations_complete": True,
         "scores_complete": True,
         "aggregates_regression": False,
+        "adapter_vs_base": False,
     }
 
 
@@ -57,3 +79,6 @@ def test_per_partition_jobs_run_in_process_and_leave_the_whole_store_reports_to_
     reporting = defs.resolve_job_def("reporting_job")
     assert {k.to_user_string() for k in reporting.asset_layer.executable_asset_keys} == reports
     assert reporting.executor_def.name == "multiprocess"
+    training = defs.resolve_job_def("training_job")
+    assert {k.to_user_string() for k in training.asset_layer.executable_asset_keys} == {"adapters"}
+    assert training.executor_def.name == "in_process"

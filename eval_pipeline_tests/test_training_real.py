@@ -126,3 +126,33 @@ def test_the_adapter_model_generates_through_run_node_by_its_catalog_slug(traine
     assert (result.rows, result.errors) == (2, 0)
     frame = store.read("generations", dataset="json-extract", model="smollm2-135m__tiny")
     assert frame["completion"].str.len_chars().min() > 0
+    # Each row names the exact adapter files that answered.
+    revision = catalog.model("smollm2-135m").revision
+    assert set(frame["model_revision"]) == {f"{revision}+adapter:{adapter.content_hash}"}
+
+
+def test_the_adapter_evaluates_as_a_grid_partition_checked_against_its_base(trained, project):
+    import dagster as dg
+
+    from eval_pipeline.defs import build_definitions
+
+    catalog, store, adapter = trained
+    defs = build_definitions(str(project), str(store.root))
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("ci_suite_job")
+    for model in ("smollm2-135m", "smollm2-135m__tiny"):
+        result = job.execute_in_process(partition_key=f"json-extract|{model}", instance=instance)
+        assert result.success, model
+    [check] = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "adapter_vs_base"
+    ]
+    assert check.description.startswith("against smollm2-135m: ")
+    assert check.metadata["base_model"].value == "smollm2-135m"
+    assert check.metadata["adapter"].value == adapter.path
+    frame = store.read("generations", dataset="json-extract", model="smollm2-135m__tiny")
+    assert frame.height == 5
+    revision = catalog.model("smollm2-135m").revision
+    assert set(frame["model_revision"]) == {f"{revision}+adapter:{adapter.content_hash}"}

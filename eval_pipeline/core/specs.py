@@ -96,6 +96,16 @@ class ModelSpec(_Strict):
             raise ValueError(problem)
         return value
 
+    def revision_label(self) -> str:
+        """The revision a row records, with the adapter's content hash when there is one.
+
+        ``revision``, plus ``+adapter:<content hash>`` for a model with an adapter: a
+        fine-tuned ``<base>__<recipe>`` model's rows name the exact files that answered.
+        """
+        revision = self.revision or ""
+        digest = directory_hash(self.adapter) if self.adapter else None
+        return f"{revision}+adapter:{digest}" if digest else revision
+
     def identity(self) -> dict[str, Any]:
         """What identifies the model's behaviour in a request hash.
 

@@ -9,6 +9,7 @@ from eval_pipeline.defs.dispatch import (
     collect,
     materialize_each,
     report_partitions,
+    require_models,
     run_tasks,
     runners_for,
 )
@@ -54,9 +55,14 @@ class GenerationConfig(dg.Config):
 
 
 def build_assets(
-    grid: dg.MultiPartitionsDefinition, score_deps: Sequence[dg.AssetKey] = ()
+    grid: dg.MultiPartitionsDefinition,
+    score_deps: Sequence[dg.AssetKey] = (),
+    generation_deps: Sequence[dg.AssetDep] = (),
 ) -> list[dg.AssetsDefinition]:
     """The asset graph over the model x dataset ``grid``.
+
+    ``generation_deps`` are further upstreams of ``generations`` (the fine-tuned
+    adapters its adapter models load, see defs/adapters.py).
 
     ``score_deps`` are the judge calibrations that ``scores`` reads, shown as its upstreams
     for lineage; ``scores`` calibrates what its partitions' judge metrics use as it runs,
@@ -91,7 +97,7 @@ def build_assets(
 
     @dg.asset(
         partitions_def=grid,
-        deps=[prompt_versions, dataset_samples],
+        deps=[prompt_versions, dataset_samples, *generation_deps],
         group_name="evaluation",
         kinds=KINDS,
         backfill_policy=SINGLE_RUN,
@@ -111,10 +117,12 @@ def build_assets(
         model (all its datasets in this run, one model load), submitted as job arrays.
         """
         cat, st = catalog.load(), store.get()
+        keys = current_partitions(context)
+        require_models(cat, keys)
         tasks = generation_tasks(
             cat,
             st,
-            current_partitions(context),
+            keys,
             sample_limit=_sample_limit(context, config),
             use_cache=config.use_cache,
             **run_budget(context),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from eval_pipeline.catalog import load_catalog
+from eval_pipeline.defs.adapters import adapter_models, build_adapter_defs, generation_deps
 from eval_pipeline.defs.assets import build_assets
 from eval_pipeline.defs.checks import build_checks
 from eval_pipeline.defs.jobs import build_jobs
@@ -21,6 +22,7 @@ from eval_pipeline.resources import (
 )
 from eval_pipeline.resources.alerts import alerts_from_env
 from eval_pipeline.resources.slurm import SlurmResource
+from eval_pipeline.training import load_recipes
 
 
 def build_definitions(
@@ -29,30 +31,40 @@ def build_definitions(
     """Assemble assets, checks, jobs and resources.
 
     The partition grid comes from the catalog at load time: adding a model to
-    ``models.yaml`` or a dataset folder adds its partitions on the next code reload.
+    ``models.yaml``, a dataset folder or a recipe to ``recipes.yaml`` (its model
+    ``<base>__<recipe>``) adds its partitions on the next code reload.
     """
     root = project_root or default_project_root()
+    store = store_root or default_store_root(root)
     catalog = load_catalog(root, load_rows=False)
-    grid = grid_partitions(catalog)
+    recipes = load_recipes(root, catalog)
+    grid = grid_partitions(catalog, adapter_models(recipes))
     calibrations = build_calibration_assets(catalog)
-    assets = build_assets(grid, score_deps=[a.key for a in calibrations])
+    assets = build_assets(
+        grid,
+        score_deps=[a.key for a in calibrations],
+        generation_deps=generation_deps(recipes, grid),
+    )
     by_name = {a.key.to_user_string(): a for a in assets}
     regression_check, regression_report = build_regression_defs(grid, by_name["aggregates"])
+    adapters = build_adapter_defs(grid, recipes, by_name["aggregates"])
     return dg.Definitions(
-        assets=[*assets, *calibrations, regression_report],
+        assets=[*assets, *calibrations, regression_report, *adapters.assets],
         asset_checks=[
             *build_checks(grid, by_name["generations"], by_name["scores"]),
             regression_check,
+            *adapters.checks,
         ],
-        jobs=build_jobs(),
+        jobs=[*build_jobs(), *adapters.jobs],
         schedules=build_schedules(grid),
-        sensors=build_sensors(grid),
+        sensors=[*build_sensors(grid), *adapters.sensors],
         # Materializations from the UI (the implicit asset job) run in process too: one
         # partition's chain of steps gains nothing from a process per step (see jobs.py).
         executor=dg.in_process_executor,
         resources={
-            "catalog": CatalogResource(root=root),
-            "store": StoreResource(root=store_root or default_store_root(root)),
+            # Trained adapters in the store are catalog models too (<base>__<recipe>).
+            "catalog": CatalogResource(root=root, store_root=store),
+            "store": StoreResource(root=store),
             "alerts": alerts_from_env(),
             # Where SLURM-hosted models generate; see slurm/ for the cluster profiles.
             "slurm": SlurmResource(),

@@ -218,6 +218,24 @@ def collect(
     return metadata, failures, failure_metadata
 
 
+def require_models(catalog: Catalog, keys: Sequence[PartitionKey]) -> None:
+    """Fail the step when a partition's model is not in the catalog as it stands.
+
+    The grid also holds the fine-tuned models of ``recipes.yaml``; such a model is in the
+    catalog only once its adapter is trained for the recipe as it stands.
+    """
+    missing = sorted({k.model for k in keys if k.model not in catalog.models})
+    if missing:
+        raise dg.Failure(
+            description=(
+                f"no trained adapter for {', '.join(missing)} (a recipes.yaml model whose "
+                "adapter is not trained yet, or not since its recipe, base model or train "
+                "data changed): materialize those partitions of `adapters` first "
+                "(training_job, or `eval-pipeline train --recipe <recipe>`)"
+            )
+        )
+
+
 def runners_for(slurm_runner: Runner) -> dict[str, Runner]:
     """The runner of each ``runs_on`` value of the catalog."""
     return {"inline": InlineRunner(), "slurm": slurm_runner}

@@ -33,6 +33,9 @@ BUDGET_SCOPE_TAG = "eval_pipeline/budget_scope"
 
 REPORTING_GROUP = "reporting"
 REPORTING_JOB = "reporting_job"
+# The fine-tuning assets (``adapters``, partitioned by recipe) and their job.
+TRAINING_GROUP = "training"
+TRAINING_JOB = "training_job"
 # The jobs whose runs materialize grid partitions (the reporting sensor waits for them).
 PARTITION_JOBS = ("evaluation_job", "ci_suite_job", "regression_suite_job")
 
@@ -40,9 +43,15 @@ PARTITION_JOBS = ("evaluation_job", "ci_suite_job", "regression_suite_job")
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     # The calibration assets stay out: ``scores`` calibrates what its partitions' judge
     # metrics use as it runs, so a partition without judge metrics never loads a judge.
-    # The reporting assets stay out too: they read every partition (reporting_job).
+    # The reporting assets stay out too: they read every partition (reporting_job); so do
+    # the adapters, partitioned by recipe (training_job, in defs/adapters.py).
     reporting = dg.AssetSelection.groups(REPORTING_GROUP)
-    partition = dg.AssetSelection.all() - dg.AssetSelection.groups("judging") - reporting
+    partition = (
+        dg.AssetSelection.all()
+        - dg.AssetSelection.groups("judging")
+        - reporting
+        - dg.AssetSelection.groups(TRAINING_GROUP)
+    )
     evaluation_job = dg.define_asset_job(
         "evaluation_job",
         selection=partition,

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
 
 
-def grid_partitions(catalog: Catalog) -> dg.MultiPartitionsDefinition:
+def grid_partitions(
+    catalog: Catalog, adapter_models: Sequence[str] = ()
+) -> dg.MultiPartitionsDefinition:
     """The grid: two dimensions, ``model`` and ``dataset``, taken from the catalog.
 
-    Keys read ``dataset|model`` (Dagster sorts dimension names).
+    ``adapter_models`` are the fine-tuned models ``<base>__<recipe>`` of ``recipes.yaml``:
+    model keys too, evaluable once their adapter is trained. Keys read ``dataset|model``
+    (Dagster sorts dimension names).
     """
+    models = sorted({*catalog.model_slugs, *adapter_models})
     return dg.MultiPartitionsDefinition(
         {
-            "model": dg.StaticPartitionsDefinition(catalog.model_slugs),
+            "model": dg.StaticPartitionsDefinition(models),
             "dataset": dg.StaticPartitionsDefinition(catalog.dataset_names),
         }
     )

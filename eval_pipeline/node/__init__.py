@@ -11,6 +11,7 @@ from eval_pipeline.node._plan import (
     generation_tasks,
     judge_rubrics,
     judging_tasks,
+    training_tasks,
 )
 from eval_pipeline.node._run import read_progress, run_node
 from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkKind, WorkResult
@@ -27,4 +28,5 @@ __all__ = [
     "judging_tasks",
     "read_progress",
     "run_node",
+    "training_tasks",
 ]

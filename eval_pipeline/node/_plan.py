@@ -66,6 +66,23 @@ def judging_tasks(
     ]
 
 
+def training_tasks(
+    catalog: Catalog, store: Store, recipes: Sequence[Any], **limits: Any
+) -> list[GenerationTask]:
+    """One task per base model training every recipe of ``recipes`` that sits on it.
+
+    ``recipes`` are :class:`eval_pipeline.training.Recipe` values; each becomes a ``train``
+    work item of its base model's task, so the base loads once and the task runs where
+    the base's catalog entry says (``runs_on``: inline, or one SLURM job on its profile).
+    """
+    by_base: dict[str, list[Work]] = {}
+    for recipe in recipes:
+        by_base.setdefault(recipe.base, []).append(
+            Work("train", dataset=recipe.dataset, recipe=recipe.name)
+        )
+    return [_task(catalog, store, base, work, **limits) for base, work in by_base.items()]
+
+
 def calibration_task(catalog: Catalog, store: Store, judge: str, rubric: str) -> GenerationTask:
     """The task that calibrates ``judge`` on ``rubric`` alone."""
     return _task(catalog, store, judge, [Work("calibrate", rubric=rubric)])

@@ -419,7 +419,7 @@ def generations_frame(
             "dataset_version": samples["dataset_version"].to_list(),
             "provider": [spec.provider] * n,
             "model_id": [spec.model_id] * n,
-            "model_revision": [spec.revision or ""] * n,
+            "model_revision": [spec.revision_label()] * n,
             "sampling_params": [stable_json(r.sampling.model_dump(mode="json")) for r in requests],
             "messages": [stable_json([m.as_dict() for m in r.messages]) for r in requests],
             "request_hash": [r.request_hash for r in requests],
