@@ -16,6 +16,10 @@ from eval_pipeline.catalog import load_catalog
 from eval_pipeline.node import GenerationTask, Work, run_node
 from eval_pipeline.storage import Store
 from eval_pipeline.training import Recipe, load_base, train_recipe
+from eval_pipeline_tests.slurm_helpers import (
+    slurm_cluster,  # noqa: F401  (fixture)
+    slurm_project,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -156,3 +160,32 @@ def test_the_adapter_evaluates_as_a_grid_partition_checked_against_its_base(trai
     assert frame.height == 5
     revision = catalog.model("smollm2-135m").revision
     assert set(frame["model_revision"]) == {f"{revision}+adapter:{adapter.content_hash}"}
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_a_recipe_whose_base_runs_on_slurm_trains_in_one_slurm_job(tmp_path):
+    import dagster as dg
+    import yaml
+
+    from eval_pipeline.defs import build_definitions
+
+    shipped = yaml.safe_load((REPO / "models.yaml").read_text())["models"]
+    [base] = [m for m in shipped if m["slug"] == "smollm2-135m"]
+    project = slurm_project(
+        tmp_path / "project", [{**base, "runs_on": "slurm", "slurm_profile": "test"}]
+    )
+    (project / "recipes.yaml").write_text(json.dumps({"recipes": [TINY]}))
+    store = tmp_path / "store"
+    defs = build_definitions(str(project), str(store))
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("training_job").execute_in_process(
+        partition_key="smollm2-135m__tiny", instance=instance
+    )
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert metadata["runs_on"] == "slurm" and metadata["slurm/job_id"]
+    assert metadata["reused"] is False and metadata["train/steps"] == TINY["max_steps"]
+    stored = Store(store).root / "adapters" / "recipe=tiny" / metadata["adapter_hash"]
+    assert (stored / "adapter_model.safetensors").exists()
