@@ -22,6 +22,7 @@ def test_definitions_load_with_the_expected_assets_and_partitions():
         "leaderboard",
         "regression_report",
         "judge_calibration/smollm2_135m/helpfulness",
+        "train_samples",
         "adapters",
     }
     gens = defs.resolve_assets_def("generations")
@@ -51,6 +52,11 @@ def test_definitions_load_with_the_expected_assets_and_partitions():
     )
     assert not set(base.partitions_subset.get_partition_keys())
     assert not base.required_but_nonexistent_subset.get_partition_keys()
+    # Each adapter reads the train split of its recipe's dataset.
+    split = graph.get_parent_partition_keys_for_child(
+        "smollm2-135m__qa-lora", dg.AssetKey("train_samples"), dg.AssetKey("adapters")
+    )
+    assert set(split.partitions_subset.get_partition_keys()) == {"qa"}
     assert defs.resolve_assets_def("leaderboard").partitions_def is None
 
 

@@ -61,6 +61,14 @@ def test_a_recipe_is_an_adapters_partition_and_its_model_a_grid_model(project):
     assert {"json-extract|smollm2-135m__tiny", "qa|smollm2-135m__other"} <= set(grid)
 
 
+def _train_samples_events(result: dg.ExecuteInProcessResult) -> list:
+    return [
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey("train_samples")
+    ]
+
+
 def test_an_unchanged_recipe_materializes_from_the_store_without_training(project, monkeypatch):
     root, store = project
     stored = _train_fake(root, store, TINY)
@@ -70,15 +78,25 @@ def test_an_unchanged_recipe_materializes_from_the_store_without_training(projec
 
     monkeypatch.setattr("eval_pipeline.training._train.train_on_base", no_training)
     defs = build_definitions(str(root), str(store))
-    result = defs.resolve_job_def("training_job").execute_in_process(
-        partition_key="smollm2-135m__tiny", instance=dg.DagsterInstance.ephemeral()
-    )
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("training_job")
+    result = job.execute_in_process(partition_key="smollm2-135m__tiny", instance=instance)
     assert result.success
     metadata = _materialization(result, "smollm2-135m__tiny")
     assert metadata["adapter_hash"] == stored.content_hash
     assert metadata["reused"] is True
     assert metadata["model"] == "smollm2-135m__tiny"
     assert metadata["train/loss_final"] < metadata["train/loss_first"]
+    # The train split it reads is recorded as train_samples once, then only on a change.
+    [split] = _train_samples_events(result)
+    assert split.partition == "json-extract"
+    assert split.metadata["train_version"].value == stored.train_version
+    rows = Store(store).read("train_samples", dataset="json-extract")
+    assert rows.height == split.metadata["dagster/row_count"].value == 256
+    again = job.execute_in_process(partition_key="smollm2-135m__tiny", instance=instance)
+    assert again.success and _train_samples_events(again) == []
+    records = instance.fetch_materializations(dg.AssetKey("train_samples"), limit=10).records
+    assert len(records) == 1
 
 
 def test_a_new_recipe_trains_through_the_runner_and_joins_the_catalog(project, monkeypatch):

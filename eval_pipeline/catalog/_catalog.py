@@ -102,6 +102,33 @@ class Catalog:
             raise KeyError(f"no dataset has suite: {name!r} (suites: {known})")
         return names
 
+    def train_split(self, name: str) -> Dataset:
+        """The ``train`` split of dataset ``name``, read and validated like its test rows.
+
+        Its ``version`` is the content hash of the train rows (with the dataset's target
+        field and scorers); its ``prompt`` is the dataset's prompt. Evaluation never reads
+        it; fine-tuning recipes do.
+
+        Raises:
+            CatalogError: the dataset declares no train split, or a train row is malformed
+                (naming the train file and line).
+        """
+        if name not in self.dataset_specs:
+            raise KeyError(f"unknown dataset {name!r}; known: {', '.join(self.dataset_names)}")
+        spec = self.dataset_specs[name]
+        if not spec.train:
+            raise CatalogError(
+                f"datasets/{name}/{DATASET_SPEC}", "train", "the dataset declares no train split"
+            )
+        # The same loader reads the split: a view whose only dataset has the train file as data.
+        view = Catalog(
+            root=self.root,
+            models=self.models,
+            dataset_specs={name: spec.model_copy(update={"data": spec.train})},
+            prompts=self.prompts,
+        )
+        return view.dataset(name)
+
     def dataset(self, name: str) -> Dataset:
         """Load (once) and validate the rows of dataset ``name``."""
         if name not in self.dataset_specs:

@@ -201,6 +201,8 @@ SLICE_AGGREGATES = pl.Schema(
 TABLES: dict[str, pl.Schema] = {
     "prompt_versions": PROMPT_VERSIONS,
     "dataset_samples": DATASET_SAMPLES,
+    # A dataset's train split (fine-tuning recipes), normalized like its test rows.
+    "train_samples": DATASET_SAMPLES,
     "generations": GENERATIONS,
     "scores": SCORES,
     "aggregates": AGGREGATES,
@@ -211,7 +213,7 @@ TABLES: dict[str, pl.Schema] = {
 }
 
 # Tables stored once per dataset rather than once per model x dataset.
-PER_DATASET_TABLES = frozenset({"prompt_versions", "dataset_samples"})
+PER_DATASET_TABLES = frozenset({"prompt_versions", "dataset_samples", "train_samples"})
 # Tables stored once for the whole store.
 GLOBAL_TABLES = frozenset({"leaderboard"})
 

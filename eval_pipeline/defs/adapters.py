@@ -25,6 +25,7 @@ from eval_pipeline.node import training_tasks
 from eval_pipeline.operations import partition_fingerprints
 from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.resources.slurm import SlurmResource
+from eval_pipeline.stages import build_train_samples
 from eval_pipeline.storage import Store
 from eval_pipeline.training import (
     Recipe,
@@ -36,6 +37,7 @@ from eval_pipeline.training import (
 )
 
 ADAPTERS = dg.AssetKey("adapters")
+TRAIN_SAMPLES = dg.AssetKey("train_samples")
 AGGREGATES = dg.AssetKey("aggregates")
 CHECK_NAME = "adapter_vs_base"
 
@@ -87,9 +89,35 @@ def build_adapter_defs(
     if not recipes:
         return AdapterDefs(assets=[], checks=[check], jobs=[], sensors=[])
     partitions = dg.StaticPartitionsDefinition(adapter_models(recipes))
+    # Which adapters each train split feeds.
+    fed: dict[str, set[str]] = {}
+    for recipe in recipes.values():
+        fed.setdefault(recipe.dataset, set()).add(adapter_slug(recipe.base, recipe.name))
+
+    @dg.asset(
+        partitions_def=dg.StaticPartitionsDefinition(sorted(fed)),
+        group_name=TRAINING_GROUP,
+        kinds={"polars", "parquet"},
+    )
+    def train_samples(
+        context: dg.AssetExecutionContext, catalog: CatalogResource, store: StoreResource
+    ) -> None:
+        """A dataset's ``train`` split, normalized like its test rows, with its version.
+
+        One partition per dataset a recipe trains on (``train_samples/dataset=<d>/``).
+        ``adapters`` writes and records it too when it trains, whenever its version
+        changed, so it need not be materialized first.
+        """
+        cat, st = catalog.load(), store.get()
+        for dataset in context.partition_keys:
+            context.add_asset_metadata(
+                _train_samples_metadata(build_train_samples(cat, st, dataset)),
+                partition_key=dataset,
+            )
 
     @dg.asset(
         partitions_def=partitions,
+        deps=[dg.AssetDep(train_samples, partition_mapping=dg.StaticPartitionMapping(fed))],
         group_name=TRAINING_GROUP,
         kinds={"pytorch", "peft"},
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -111,6 +139,9 @@ def build_adapter_defs(
         """
         cat, st = catalog.load(), store.get()
         by_model = recipes_by_model(cat)
+        record_train_samples(
+            context, cat, st, {by_model[k].dataset for k in context.partition_keys}
+        )
         metadata: dict[str, Metadata] = {}
         todo = []
         for key in context.partition_keys:
@@ -139,7 +170,8 @@ def build_adapter_defs(
 
     training_job = dg.define_asset_job(
         TRAINING_JOB,
-        selection=dg.AssetSelection.groups(TRAINING_GROUP),
+        # train_samples is partitioned by dataset: adapters records it as it trains.
+        selection=dg.AssetSelection.assets(ADAPTERS),
         executor_def=dg.in_process_executor,
         description=(
             "Trains the LoRA adapters of recipes.yaml (one partition per recipe, keyed "
@@ -197,8 +229,47 @@ def build_adapter_defs(
         return dg.SensorResult(run_requests=list(requests.values()), cursor=cursor)
 
     return AdapterDefs(
-        assets=[adapters], checks=[check], jobs=[training_job], sensors=[adapter_sensor]
+        assets=[train_samples, adapters],
+        checks=[check],
+        jobs=[training_job],
+        sensors=[adapter_sensor],
     )
+
+
+def record_train_samples(
+    context: dg.AssetExecutionContext, catalog: Catalog, store: Store, datasets: set[str]
+) -> None:
+    """Write and record the ``train_samples`` partitions of ``datasets`` that changed.
+
+    A partition whose latest materialization has the split's current version, with its
+    file in the store, is left alone: repeated training runs record nothing.
+    """
+    for dataset in sorted(datasets):
+        version = catalog.train_split(dataset).version
+        latest = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=TRAIN_SAMPLES, asset_partitions=[dataset]), limit=1
+        ).records
+        recorded = latest[0].asset_materialization.metadata.get("train_version") if latest else None
+        if (
+            recorded is not None
+            and recorded.value == version
+            and store.exists("train_samples", dataset)
+        ):
+            continue
+        report = build_train_samples(catalog, store, dataset)
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=TRAIN_SAMPLES, partition=dataset, metadata=_train_samples_metadata(report)
+            )
+        )
+
+
+def _train_samples_metadata(report) -> Metadata:
+    return {
+        "dagster/row_count": report.rows,
+        "path": dg.MetadataValue.path(str(report.path)),
+        "train_version": report.version,
+    }
 
 
 def adapter_metadata(adapter: TrainedAdapter) -> Metadata:

@@ -8,6 +8,7 @@ from eval_pipeline.stages.catalog_tables import (
     TableReport,
     build_dataset_samples,
     build_prompt_versions,
+    build_train_samples,
 )
 from eval_pipeline.stages.generate import GenerateReport, RunOrigin, build_requests, generate
 from eval_pipeline.stages.leaderboard import (
@@ -27,6 +28,7 @@ __all__ = [
     "TableReport",
     "aggregate",
     "build_dataset_samples",
+    "build_train_samples",
     "build_leaderboard",
     "explorer_dir",
     "build_prompt_versions",

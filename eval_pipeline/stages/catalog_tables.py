@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from eval_pipeline.catalog import Catalog
+from eval_pipeline.catalog import Catalog, Dataset
 from eval_pipeline.core.hashing import content_hash, stable_json
 from eval_pipeline.core.schemas import DATASET_SAMPLES, PROMPT_VERSIONS
 from eval_pipeline.storage import Store
@@ -41,11 +41,22 @@ def build_prompt_versions(catalog: Catalog, store: Store, dataset: str) -> Table
 
 def build_dataset_samples(catalog: Catalog, store: Store, dataset: str) -> TableReport:
     """Write the dataset's normalized rows with their row hashes and the dataset version."""
-    ds = catalog.dataset(dataset)
+    return _write_samples(store, "dataset_samples", catalog.dataset(dataset))
+
+
+def build_train_samples(catalog: Catalog, store: Store, dataset: str) -> TableReport:
+    """Write the dataset's ``train`` split, normalized like its test rows, with its version.
+
+    What fine-tuning recipes on ``dataset`` train on (``train_samples/dataset=<d>/``).
+    """
+    return _write_samples(store, "train_samples", catalog.train_split(dataset))
+
+
+def _write_samples(store: Store, table: str, ds: Dataset) -> TableReport:
     fields = [stable_json(r["fields"]) for r in ds.rows]
     frame = pl.DataFrame(
         {
-            "dataset": [dataset] * len(ds.rows),
+            "dataset": [ds.name] * len(ds.rows),
             "sample_id": [r["sample_id"] for r in ds.rows],
             "dataset_version": [ds.version] * len(ds.rows),
             "fields": fields,
@@ -57,7 +68,7 @@ def build_dataset_samples(catalog: Catalog, store: Store, dataset: str) -> Table
         },
         schema=DATASET_SAMPLES,
     )
-    path = store.write("dataset_samples", frame, dataset=dataset)
+    path = store.write(table, frame, dataset=ds.name)
     return TableReport(path=path, rows=frame.height, version=ds.version)
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from eval_pipeline.catalog import Catalog, Dataset
-from eval_pipeline.core.errors import CatalogError
 
 
 @dataclass(frozen=True)
@@ -30,29 +29,8 @@ class TrainExample:
 
 
 def train_split(catalog: Catalog, dataset: str) -> Dataset:
-    """The ``train`` split of ``dataset``: rows normalized and validated like its test rows.
-
-    Its ``version`` is the content hash of the train rows (with the dataset's target field
-    and scorers, as for the test rows); its ``prompt`` is the dataset's prompt.
-
-    Raises:
-        CatalogError: the dataset declares no train split, or a train row is malformed
-            (naming the train file and line).
-    """
-    spec = catalog.dataset_specs[dataset]
-    if not spec.train:
-        raise CatalogError(
-            f"datasets/{dataset}/dataset.yaml", "train", "the dataset declares no train split"
-        )
-    # The catalog's own loader reads the split: a view of the catalog whose only dataset
-    # is this one, with the train file as its data.
-    view = Catalog(
-        root=catalog.root,
-        models=catalog.models,
-        dataset_specs={dataset: spec.model_copy(update={"data": spec.train})},
-        prompts=catalog.prompts,
-    )
-    return view.dataset(dataset)
+    """The ``train`` split of ``dataset`` (:meth:`Catalog.train_split`)."""
+    return catalog.train_split(dataset)
 
 
 def check_disjoint(
