@@ -100,10 +100,13 @@ def test_grid_runs_record_a_dataset_partition_only_when_its_version_changes(
         assert len(recorded(instance, "dataset_samples")) == 2
 
 
-def test_a_backfill_of_every_model_of_a_dataset_records_each_table_once(small_project, store_root):
+def test_a_backfill_over_several_models_records_each_datasets_tables_once(
+    small_project, store_root
+):
     job = build_definitions(str(small_project), str(store_root)).resolve_job_def("evaluation_job")
+    # The rectangle of both datasets x both models, in one run (a single-run backfill).
     tags = {
-        "dagster/asset_partition_range_start": "qa|fake-echo",
+        "dagster/asset_partition_range_start": "json-extract|fake-echo",
         "dagster/asset_partition_range_end": "qa|fake-good",
     }
     config = {"ops": {"generations": {"config": {"sample_limit": 2}}}}
@@ -113,9 +116,9 @@ def test_a_backfill_of_every_model_of_a_dataset_records_each_table_once(small_pr
         assert {
             str(r.partition_key)
             for r in instance.fetch_materializations(dg.AssetKey("generations"), limit=10).records
-        } == {"qa|fake-echo", "qa|fake-good"}
+        } == {"json-extract|fake-echo", "json-extract|fake-good", "qa|fake-echo", "qa|fake-good"}
         for asset in PER_DATASET:
-            assert [p for p, _ in recorded(instance, asset)] == ["qa"], asset
+            assert sorted(p for p, _ in recorded(instance, asset)) == ["json-extract", "qa"]
 
 
 def test_datasets_job_materializes_one_dataset_and_the_grid_run_then_records_none(
