@@ -88,7 +88,7 @@ def materialize_partitions(
     first: str,
     last: str,
     *,
-    assets: tuple[str, ...] = ("prompt_versions", "dataset_samples", "generations"),
+    assets: tuple[str, ...] = ("generations",),
     sample_limit: int | None = 3,
     slurm: dict | None = None,
     config: dict | None = None,
@@ -96,7 +96,8 @@ def materialize_partitions(
     """Materialize the partition rectangle ``first``..``last`` in one run.
 
     That is what a single-run backfill launches; the ``slurm`` resource submits to the
-    local cluster and its jobs import the drill provider. ``config`` adds fields to the
+    local cluster and its jobs import the drill provider. ``assets`` are grid assets
+    (``generations`` writes the per-dataset tables of its datasets itself). ``config`` adds fields to the
     ``generations`` run config.
     """
     from eval_pipeline.resources.slurm import SlurmResource

@@ -87,7 +87,7 @@ def test_dagster_asset_materialize_runs_the_whole_graph_for_one_partition(env):
             "-m",
             "eval_pipeline.definitions",
             "--select",
-            "*",
+            "generations*",
             "--partition",
             "json-extract|fake-echo",
         ],
@@ -97,6 +97,27 @@ def test_dagster_asset_materialize_runs_the_whole_graph_for_one_partition(env):
     assert store.read("generations", dataset="json-extract", model="fake-echo").height == 128
     board = store.read("leaderboard")
     assert board.select("model", "dataset").rows() == [("fake-echo", "json-extract")]
+    assert store.read("dataset_samples", dataset="json-extract").height == 128
+
+
+def test_dagster_asset_materialize_writes_one_datasets_tables_by_its_dataset_key(env):
+    _run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "eval_pipeline.definitions",
+            "--select",
+            "prompt_versions,dataset_samples",
+            "--partition",
+            "qa",
+        ],
+        env,
+    )
+    store = Store(env["EVAL_PIPELINE_STORE"])
+    assert store.read("prompt_versions", dataset="qa")["prompt_version"][0].startswith("qa@")
+    assert not store.table_dir("generations").exists()
 
 
 def test_eval_pipeline_run_records_runs_and_prints_the_leaderboard_and_reruns_make_no_calls(env):

@@ -81,7 +81,15 @@ def test_per_partition_jobs_run_in_process_and_leave_the_whole_store_reports_to_
         job = defs.resolve_job_def(name)
         assets = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
         assert "aggregates" in assets and not assets & reports, name
+        # The per-dataset tables have their own partitioning: `generations` writes them.
+        assert not assets & {"prompt_versions", "dataset_samples"}, name
         assert job.executor_def.name == "in_process", name
+    datasets = defs.resolve_job_def("datasets_job")
+    assert {k.to_user_string() for k in datasets.asset_layer.executable_asset_keys} == {
+        "prompt_versions",
+        "dataset_samples",
+    }
+    assert "qa" in datasets.partitions_def.get_partition_keys()
     reporting = defs.resolve_job_def("reporting_job")
     assert {k.to_user_string() for k in reporting.asset_layer.executable_asset_keys} == reports
     assert reporting.executor_def.name == "multiprocess"

@@ -121,7 +121,7 @@ def test_a_judge_that_runs_on_slurm_judges_in_a_slurm_job(tmp_path):
         tmp_path / "store",
         "open-qa|fake-good",
         "open-qa|fake-good",
-        assets=("prompt_versions", "dataset_samples", "generations", "scores"),
+        assets=("generations", "scores"),
     )
     assert outcome.success, step_failure(outcome, "scores")
     scores = Store(tmp_path / "store").read("scores", dataset="open-qa", model="fake-good")

@@ -9,6 +9,12 @@ first model call, against about 4 s for the whole run in process. Parallelism ac
 partitions comes from running many runs (the run queue), and within a step from the
 engine (async API calls) and SLURM (job arrays).
 
+``prompt_versions`` and ``dataset_samples`` are partitioned by dataset, and a job's assets
+share one partitioning, so the per-partition jobs leave them out: their ``generations``
+step writes the tables of its datasets and records their materializations when a version
+changed (``defs/datasets.py``). ``datasets_job`` materializes them on their own, one
+dataset partition (or a backfill's range of them) per run.
+
 ``reporting_job`` reads every stored partition; it is kept out of the per-partition jobs
 so its cost is paid once after a backfill or a night, not once per partition. Its two
 steps (``leaderboard`` with the HTML report, ``regression_report``) are independent and
@@ -31,6 +37,8 @@ SAMPLE_LIMIT_TAG = "eval_pipeline/sample_limit"
 BUDGET_TAG = "eval_pipeline/budget_usd"
 BUDGET_SCOPE_TAG = "eval_pipeline/budget_scope"
 
+DATASETS_GROUP = "catalog"
+DATASETS_JOB = "datasets_job"
 REPORTING_GROUP = "reporting"
 REPORTING_JOB = "reporting_job"
 # The fine-tuning assets (``adapters``, partitioned by recipe) and their job.
@@ -43,13 +51,16 @@ PARTITION_JOBS = ("evaluation_job", "ci_suite_job", "regression_suite_job")
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     # The calibration assets stay out: ``scores`` calibrates what its partitions' judge
     # metrics use as it runs, so a partition without judge metrics never loads a judge.
-    # The reporting assets stay out too: they read every partition (reporting_job); so do
-    # the adapters, partitioned by recipe (training_job, in defs/adapters.py).
+    # The reporting assets stay out too: they read every partition (reporting_job). So do
+    # the per-dataset assets (another partitioning: `generations` keeps them current) and
+    # the fine-tuning assets (training_job, in defs/adapters.py).
     reporting = dg.AssetSelection.groups(REPORTING_GROUP)
+    datasets = dg.AssetSelection.groups(DATASETS_GROUP)
     partition = (
         dg.AssetSelection.all()
         - dg.AssetSelection.groups("judging")
         - reporting
+        - datasets
         - dg.AssetSelection.groups(TRAINING_GROUP)
     )
     evaluation_job = dg.define_asset_job(
@@ -57,9 +68,9 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         selection=partition,
         executor_def=dg.in_process_executor,
         description=(
-            "The whole evaluation of one model x dataset partition: prompt versions, samples, "
-            "generations, scores and aggregates, with their checks. The leaderboard and "
-            "reports are reporting_job's."
+            "The whole evaluation of one model x dataset partition: generations (which first "
+            "writes the dataset's prompt versions and samples), scores and aggregates, with "
+            "their checks. The leaderboard and reports are reporting_job's."
         ),
     )
     ci_suite_job = dg.define_asset_job(
@@ -79,6 +90,16 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
             "and the catalog sensor, which tag each run with the inputs it evaluated."
         ),
     )
+    datasets_job = dg.define_asset_job(
+        DATASETS_JOB,
+        selection=datasets,
+        executor_def=dg.in_process_executor,
+        description=(
+            "The per-dataset tables (prompt versions, normalized samples) of one dataset "
+            "partition. The evaluation jobs keep them current themselves; this job "
+            "materializes them without evaluating any model."
+        ),
+    )
     reporting_job = dg.define_asset_job(
         REPORTING_JOB,
         selection=reporting,
@@ -90,4 +111,4 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
             "or on demand."
         ),
     )
-    return [evaluation_job, ci_suite_job, regression_suite_job, reporting_job]
+    return [evaluation_job, ci_suite_job, regression_suite_job, datasets_job, reporting_job]

@@ -53,3 +53,17 @@ def current_partitions(
     else:
         keys = context.partition_keys
     return [to_key(k) for k in keys]
+
+
+def dataset_partitions(grid: dg.MultiPartitionsDefinition) -> dg.PartitionsDefinition:
+    """One partition per dataset: the grid's ``dataset`` dimension.
+
+    The per-dataset assets (``prompt_versions``, ``dataset_samples``) are partitioned by
+    it; ``generations`` maps each grid partition ``<dataset>|<model>`` to its dataset's
+    partition (:data:`BY_DATASET`).
+    """
+    return grid.get_partitions_def_for_dimension("dataset")
+
+
+# A grid partition depends on its dataset's partition of a per-dataset asset.
+BY_DATASET = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")

@@ -1,7 +1,8 @@
 """Run every benchmark (``make bench``); each writes ``.bench/<name>.json``.
 
 ``scale`` (the 100 x 100 grid) takes a few minutes; ``python -m
-eval_pipeline_tests.bench.scale --postgres`` runs its schedule tick on PostgreSQL.
+eval_pipeline_tests.bench.scale --postgres`` runs its schedule tick on PostgreSQL, and
+``--datasets`` the per-dataset tables' bookkeeping over 1,000 models of one dataset.
 
 Names on the command line run only those (``python -m eval_pipeline_tests.bench.run_all
 api_throughput``); ``local_generation`` loads the real model and takes minutes. A

@@ -2,9 +2,10 @@
 
 Builds a throwaway project next to the repository's catalog with one extra model,
 ``<default>-slurm``: the same entry with ``runs_on: slurm`` and the ``cpu`` profile. Each
-mode materializes ``prompt_versions``, ``dataset_samples`` and ``generations`` for every
-shipped dataset of its model in one run (what a single-run backfill launches), on its own
-empty store, so both start cold (no cached responses) and load the model once.
+mode materializes ``generations`` (which writes ``prompt_versions`` and ``dataset_samples``
+first) for every shipped dataset of its model in one run (what a single-run backfill
+launches), on its own empty store, so both start cold (no cached responses) and load the
+model once.
 
 Usage (the local cluster must be up: ``make slurm-up``)::
 
@@ -26,7 +27,7 @@ import yaml
 from eval_pipeline.defs import build_definitions
 
 REPO = Path(__file__).resolve().parents[2]
-ASSETS = ("prompt_versions", "dataset_samples", "generations")
+ASSETS = ("generations",)
 
 
 def make_project(root: Path, model: str) -> tuple[Path, str]:
