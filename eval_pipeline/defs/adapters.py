@@ -17,6 +17,7 @@ import dagster as dg
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
+from eval_pipeline.defs.datasets import DatasetTable, materialize_table, refresh_dataset_tables
 from eval_pipeline.defs.dispatch import Metadata, collect, report_partitions, run_tasks, runners_for
 from eval_pipeline.defs.jobs import TRAINING_GROUP, TRAINING_JOB
 from eval_pipeline.defs.partitions import current_partitions
@@ -37,7 +38,8 @@ from eval_pipeline.training import (
 )
 
 ADAPTERS = dg.AssetKey("adapters")
-TRAIN_SAMPLES = dg.AssetKey("train_samples")
+# A dataset's train split, kept like the per-dataset tables of evaluation.
+TRAIN_TABLE = DatasetTable("train_samples", build_train_samples, "train_version")
 AGGREGATES = dg.AssetKey("aggregates")
 CHECK_NAME = "adapter_vs_base"
 
@@ -108,12 +110,7 @@ def build_adapter_defs(
         ``adapters`` writes and records it too when it trains, whenever its version
         changed, so it need not be materialized first.
         """
-        cat, st = catalog.load(), store.get()
-        for dataset in context.partition_keys:
-            context.add_asset_metadata(
-                _train_samples_metadata(build_train_samples(cat, st, dataset)),
-                partition_key=dataset,
-            )
+        materialize_table(context, catalog, store, TRAIN_TABLE)
 
     @dg.asset(
         partitions_def=partitions,
@@ -139,9 +136,8 @@ def build_adapter_defs(
         """
         cat, st = catalog.load(), store.get()
         by_model = recipes_by_model(cat)
-        record_train_samples(
-            context, cat, st, {by_model[k].dataset for k in context.partition_keys}
-        )
+        datasets = {by_model[k].dataset for k in context.partition_keys}
+        refresh_dataset_tables(context, cat, st, datasets, tables=[TRAIN_TABLE])
         metadata: dict[str, Metadata] = {}
         todo = []
         for key in context.partition_keys:
@@ -234,42 +230,6 @@ def build_adapter_defs(
         jobs=[training_job],
         sensors=[adapter_sensor],
     )
-
-
-def record_train_samples(
-    context: dg.AssetExecutionContext, catalog: Catalog, store: Store, datasets: set[str]
-) -> None:
-    """Write and record the ``train_samples`` partitions of ``datasets`` that changed.
-
-    A partition whose latest materialization has the split's current version, with its
-    file in the store, is left alone: repeated training runs record nothing.
-    """
-    for dataset in sorted(datasets):
-        version = catalog.train_split(dataset).version
-        latest = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=TRAIN_SAMPLES, asset_partitions=[dataset]), limit=1
-        ).records
-        recorded = latest[0].asset_materialization.metadata.get("train_version") if latest else None
-        if (
-            recorded is not None
-            and recorded.value == version
-            and store.exists("train_samples", dataset)
-        ):
-            continue
-        report = build_train_samples(catalog, store, dataset)
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=TRAIN_SAMPLES, partition=dataset, metadata=_train_samples_metadata(report)
-            )
-        )
-
-
-def _train_samples_metadata(report) -> Metadata:
-    return {
-        "dagster/row_count": report.rows,
-        "path": dg.MetadataValue.path(str(report.path)),
-        "train_version": report.version,
-    }
 
 
 def adapter_metadata(adapter: TrainedAdapter) -> Metadata:

@@ -14,7 +14,7 @@ run covers, and later runs of unchanged data record none. They can still be mate
 on their own (``datasets_job``, or the UI).
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -62,7 +62,7 @@ def build_dataset_assets(datasets: dg.PartitionsDefinition) -> list[dg.AssetsDef
         partition of the dataset. ``generations`` rewrites it for the datasets it runs and
         records a materialization here when the prompt version changed.
         """
-        _materialize(context, catalog, store, TABLES[0])
+        materialize_table(context, catalog, store, TABLES[0])
 
     @dg.asset(
         partitions_def=datasets,
@@ -79,17 +79,18 @@ def build_dataset_assets(datasets: dg.PartitionsDefinition) -> list[dg.AssetsDef
         partition of the dataset. ``generations`` rewrites it for the datasets it runs and
         records a materialization here when the dataset version changed.
         """
-        _materialize(context, catalog, store, TABLES[1])
+        materialize_table(context, catalog, store, TABLES[1])
 
     return [prompt_versions, dataset_samples]
 
 
-def _materialize(
+def materialize_table(
     context: dg.AssetExecutionContext,
     catalog: CatalogResource,
     store: StoreResource,
     table: DatasetTable,
 ) -> None:
+    """The body of a per-dataset asset: write ``table`` for each partition of the step."""
     cat, st = catalog.load(), store.get()
     for dataset in context.partition_keys:
         report = table.build(cat, st, dataset)
@@ -97,9 +98,13 @@ def _materialize(
 
 
 def refresh_dataset_tables(
-    context: dg.AssetExecutionContext, catalog: Catalog, store: Store, datasets: Iterable[str]
+    context: dg.AssetExecutionContext,
+    catalog: Catalog,
+    store: Store,
+    datasets: Iterable[str],
+    tables: Sequence[DatasetTable] = TABLES,
 ) -> None:
-    """Write the per-dataset tables of ``datasets``; record those whose version changed.
+    """Write the per-dataset ``tables`` of ``datasets``; record those whose version changed.
 
     Each table is written whatever the instance says (a few milliseconds, and the store
     may have been moved or wiped). A materialization of the dataset's partition is
@@ -108,7 +113,7 @@ def refresh_dataset_tables(
     model x dataset.
     """
     for dataset in sorted(set(datasets)):
-        for table in TABLES:
+        for table in tables:
             report = table.build(catalog, store, dataset)
             key = dg.AssetKey(table.asset)
             recorded = recorded_version(context.instance, key, dataset, table.version)
