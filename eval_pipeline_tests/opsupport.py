@@ -32,9 +32,12 @@ ONE_MODEL = {
 
 
 class Receiver:
-    """A webhook on 127.0.0.1 that records JSON bodies and answers scripted statuses."""
+    """A webhook on 127.0.0.1 that records JSON bodies and answers scripted statuses.
 
-    def __init__(self, statuses: Sequence[int] = ()):
+    With ``reply``, a 200 answers that JSON body (a stand-in for a GraphQL server).
+    """
+
+    def __init__(self, statuses: Sequence[int] = (), reply: dict | None = None):
         self.statuses = list(statuses)  # answered in order, then 200
         self.bodies: list[dict] = []
         self.requests = 0
@@ -50,6 +53,11 @@ class Receiver:
                     if status == 200:
                         receiver.bodies.append(json.loads(body))
                 self.send_response(status)
+                if status == 200 and reply is not None:
+                    self.send_header("content-type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(json.dumps(reply).encode())
+                    return
                 self.end_headers()
                 self.wfile.write(b"ok" if status == 200 else b"unavailable")
 
@@ -66,15 +74,27 @@ class Receiver:
 
 
 @contextmanager
-def receiver(statuses: Sequence[int] = ()) -> Iterator[Receiver]:
+def receiver(statuses: Sequence[int] = (), reply: dict | None = None) -> Iterator[Receiver]:
     """A running :class:`Receiver`, shut down on exit."""
-    r = Receiver(statuses)
+    r = Receiver(statuses, reply)
     r.thread.start()
     try:
         yield r
     finally:
         r.server.shutdown()
         r.server.server_close()
+
+
+# What the webserver answers a successful ``reloadRepositoryLocation``.
+RELOADED = {
+    "data": {
+        "reloadRepositoryLocation": {
+            "__typename": "WorkspaceLocationEntry",
+            "name": "eval_pipeline",
+            "locationOrLoadError": {"__typename": "RepositoryLocation", "name": "eval_pipeline"},
+        }
+    }
+}
 
 
 def alerts_to(url: str | None, attempts: int = 3) -> AlertsResource:
