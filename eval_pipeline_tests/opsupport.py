@@ -184,3 +184,86 @@ def no_dangling_defs_state():
 
     with set_defs_state_storage(None):
         yield
+
+
+@contextmanager
+def webserver(home: Path, project: Path, log: Path, env: dict[str, str] | None = None):
+    """``dagster-webserver`` over ``project`` (the repository's workspace.yaml); yields its URL.
+
+    It loads the code location in a code server of its own, as under ``make ui``.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    repo = Path(__file__).resolve().parents[1]
+    port = free_port()
+    environ = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "EVAL_PIPELINE_ROOT": str(project),
+        "EVAL_PIPELINE_STORE": str(project / "store"),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        **(env or {}),
+    }
+    binary = Path(sys.executable).parent / "dagster-webserver"
+    out = log.open("w")
+    proc = subprocess.Popen(
+        [str(binary), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=repo,
+        env=environ,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the webserver did not come up in 120 s"
+            time.sleep(0.3)
+        while location_status(url) != "LOADED":
+            assert time.monotonic() < deadline, "the code location did not load in 120 s"
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        out.close()
+
+
+def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 120) -> dict:
+    """POST one GraphQL query to the webserver at ``url``; its ``data`` (no errors allowed)."""
+    import httpx
+
+    response = httpx.post(
+        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=timeout
+    )
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+LOCATIONS = """
+{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus updatedTimestamp } } } }
+"""
+
+
+def location_status(url: str, name: str = "eval_pipeline") -> str | None:
+    """The webserver's load status of code location ``name`` (LOADING, LOADED)."""
+    entries = graphql(url, LOCATIONS)["workspaceOrError"]["locationEntries"]
+    return next((e["loadStatus"] for e in entries if e["name"] == name), None)
