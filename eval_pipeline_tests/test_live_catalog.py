@@ -124,7 +124,9 @@ def test_a_model_added_while_the_webserver_runs_is_served_after_one_sensor_tick(
             # The removed model's materializations stay in the instance and are still
             # served, under a partition the definitions no longer have.
             assert {m["partition"] for m in echo_history} == {"qa|fake-echo"}
+            # The partition counts cover the current grid only.
             assert grid["stats"]["numPartitions"] == 2
+            assert grid["stats"]["numMaterialized"] == 0
 
             # The next tick, evaluated by the webserver's reloaded code server, requests
             # the new model's partition (and asks for no second reload).
