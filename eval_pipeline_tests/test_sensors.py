@@ -316,3 +316,21 @@ def test_the_reporting_sensor_reports_once_after_evaluations_finish_and_not_whil
         )
         [again] = tick(sensor, instance, cursor)[0].run_requests
         assert again.run_key != request.run_key
+
+
+def test_a_reload_the_webserver_refuses_is_reported_with_its_reason():
+    not_found = {
+        "data": {
+            "reloadRepositoryLocation": {
+                "__typename": "RepositoryLocationNotFound",
+                "message": "Location elsewhere does not exist",
+            }
+        }
+    }
+    with receiver(reply=not_found) as web:
+        result = WebserverResource(url=_base(web)).reload_location("elsewhere")
+    assert not result.ok
+    assert result.error == "RepositoryLocationNotFound: Location elsewhere does not exist"
+    with receiver(statuses=[500]) as web:
+        result = WebserverResource(url=_base(web)).reload_location("eval_pipeline")
+    assert not result.ok and "500" in result.error

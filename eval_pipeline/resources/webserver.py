@@ -37,8 +37,9 @@ class WebserverResource(dg.ConfigurableResource):
 
     url: str = DEFAULT_UI_URL
     """The webserver's address (``EVAL_PIPELINE_UI_URL``), as for the alerts' run links."""
-    timeout_s: float = 300.0
-    """How long a reload may take: the webserver answers once the location has loaded."""
+    timeout_s: float = 30.0
+    """How long a reload may take: the webserver answers once the location has loaded
+    (2.5 s for 10,000 partitions); within the daemon's 60 s deadline for a sensor tick."""
 
     def reload_location(self, location: str) -> ReloadResult:
         """Reload ``location`` in the webserver; waits until it has loaded (or failed)."""
@@ -61,8 +62,8 @@ class WebserverResource(dg.ConfigurableResource):
             )
             info = client.reload_repository_location(location)
         except (DagsterGraphQLClientError, OSError) as exc:
-            cause = exc.__cause__
-            error = _first_line(exc) + (f" ({_first_line(cause)})" if cause else "")
+            # The client wraps the transport's error in a generic message: keep the cause.
+            error = _first_line(exc.__cause__ or exc)
             return ReloadResult(False, time.perf_counter() - start, error)
         seconds = time.perf_counter() - start
         if info.status == ReloadRepositoryLocationStatus.SUCCESS:
