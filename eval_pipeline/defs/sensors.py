@@ -189,8 +189,6 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
             )
             for k in todo
         ]
-        if reloaded:
-            context.log.info(reloaded.rstrip("; "))
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     @dg.run_failure_sensor(
