@@ -32,9 +32,12 @@ ONE_MODEL = {
 
 
 class Receiver:
-    """A webhook on 127.0.0.1 that records JSON bodies and answers scripted statuses."""
+    """A webhook on 127.0.0.1 that records JSON bodies and answers scripted statuses.
 
-    def __init__(self, statuses: Sequence[int] = ()):
+    With ``reply``, a 200 answers that JSON body (a stand-in for a GraphQL server).
+    """
+
+    def __init__(self, statuses: Sequence[int] = (), reply: dict | None = None):
         self.statuses = list(statuses)  # answered in order, then 200
         self.bodies: list[dict] = []
         self.requests = 0
@@ -50,6 +53,11 @@ class Receiver:
                     if status == 200:
                         receiver.bodies.append(json.loads(body))
                 self.send_response(status)
+                if status == 200 and reply is not None:
+                    self.send_header("content-type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(json.dumps(reply).encode())
+                    return
                 self.end_headers()
                 self.wfile.write(b"ok" if status == 200 else b"unavailable")
 
@@ -66,15 +74,27 @@ class Receiver:
 
 
 @contextmanager
-def receiver(statuses: Sequence[int] = ()) -> Iterator[Receiver]:
+def receiver(statuses: Sequence[int] = (), reply: dict | None = None) -> Iterator[Receiver]:
     """A running :class:`Receiver`, shut down on exit."""
-    r = Receiver(statuses)
+    r = Receiver(statuses, reply)
     r.thread.start()
     try:
         yield r
     finally:
         r.server.shutdown()
         r.server.server_close()
+
+
+# What the webserver answers a successful ``reloadRepositoryLocation``.
+RELOADED = {
+    "data": {
+        "reloadRepositoryLocation": {
+            "__typename": "WorkspaceLocationEntry",
+            "name": "eval_pipeline",
+            "locationOrLoadError": {"__typename": "RepositoryLocation", "name": "eval_pipeline"},
+        }
+    }
+}
 
 
 def alerts_to(url: str | None, attempts: int = 3) -> AlertsResource:
@@ -164,3 +184,86 @@ def no_dangling_defs_state():
 
     with set_defs_state_storage(None):
         yield
+
+
+@contextmanager
+def webserver(home: Path, project: Path, log: Path, env: dict[str, str] | None = None):
+    """``dagster-webserver`` over ``project`` (the repository's workspace.yaml); yields its URL.
+
+    It loads the code location in a code server of its own, as under ``make ui``.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    repo = Path(__file__).resolve().parents[1]
+    port = free_port()
+    environ = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "EVAL_PIPELINE_ROOT": str(project),
+        "EVAL_PIPELINE_STORE": str(project / "store"),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        **(env or {}),
+    }
+    binary = Path(sys.executable).parent / "dagster-webserver"
+    out = log.open("w")
+    proc = subprocess.Popen(
+        [str(binary), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=repo,
+        env=environ,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the webserver did not come up in 120 s"
+            time.sleep(0.3)
+        while location_status(url) != "LOADED":
+            assert time.monotonic() < deadline, "the code location did not load in 120 s"
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        out.close()
+
+
+def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 120) -> dict:
+    """POST one GraphQL query to the webserver at ``url``; its ``data`` (no errors allowed)."""
+    import httpx
+
+    response = httpx.post(
+        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=timeout
+    )
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+LOCATIONS = """
+{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus updatedTimestamp } } } }
+"""
+
+
+def location_status(url: str, name: str = "eval_pipeline") -> str | None:
+    """The webserver's load status of code location ``name`` (LOADING, LOADED)."""
+    entries = graphql(url, LOCATIONS)["workspaceOrError"]["locationEntries"]
+    return next((e["loadStatus"] for e in entries if e["name"] == name), None)

@@ -15,10 +15,13 @@ import yaml
 from eval_pipeline.defs import build_definitions
 from eval_pipeline.defs.sensors import AGGREGATES, EVENT_KEY
 from eval_pipeline.resources import CatalogResource
+from eval_pipeline.resources.webserver import WebserverResource
 from eval_pipeline_tests.conftest import FAKE_MODELS, make_project
 from eval_pipeline_tests.opsupport import (
     ONE_MODEL,
+    RELOADED,
     alerts_to,
+    free_port,
     no_dangling_defs_state,
     receiver,
     run_suite,
@@ -143,46 +146,112 @@ def test_without_a_webhook_the_event_is_still_recorded(one_model):
         assert recorded["regression/alert"] == "not configured"
 
 
-def _catalog_tick(project: Path, instance, cursor):
-    """A tick with freshly loaded definitions (a daemon after a code location reload)."""
-    defs = _defs(project)
+def _catalog_tick(project: Path, instance, cursor, url: str, defs=None):
+    """A tick of ``catalog_sensor``; fresh definitions unless ``defs`` (a stale daemon)."""
+    defs = defs or _defs(project)
     sensor = defs.resolve_sensor_def("catalog_sensor")
-    return tick(sensor, instance, cursor, defs, catalog=CatalogResource(root=str(project)))
+    return tick(
+        sensor,
+        instance,
+        cursor,
+        defs,
+        catalog=CatalogResource(root=str(project)),
+        webserver=WebserverResource(url=url, timeout_s=10),
+    )
 
 
-def test_the_catalog_sensor_requests_the_partitions_of_a_new_model_once_definitions_reload(
+def _base(hook) -> str:
+    return hook.url.removesuffix("/hook")
+
+
+def test_a_new_model_reloads_the_webserver_once_and_is_requested_once_definitions_reload(
     tmp_path,
 ):
     project = make_project(tmp_path / "project", ONE_MODEL, datasets=("qa", "json-extract"))
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance, receiver(reply=RELOADED) as web:
         before = _defs(project)
-        sensor_before = before.resolve_sensor_def("catalog_sensor")
-        catalog = CatalogResource(root=str(project))
-        data, cursor = tick(sensor_before, instance, None, before, catalog=catalog)
+        data, cursor = _catalog_tick(project, instance, None, _base(web), before)
         assert data.run_requests == [] and "recorded 1 models and 2 datasets" in data.skip_message
-        data, cursor = tick(sensor_before, instance, cursor, before, catalog=catalog)
-        assert data.run_requests == []
+        data, cursor = _catalog_tick(project, instance, cursor, _base(web), before)
+        assert data.run_requests == [] and web.requests == 0
 
         (project / "models.yaml").write_text(yaml.safe_dump(FAKE_MODELS, sort_keys=False))
-        # The daemon still has the old grid: the sensor waits for a reload.
-        data, cursor = tick(sensor_before, instance, cursor, before, catalog=catalog)
-        assert data.run_requests == [] and "reload the code location" in data.skip_message
+        # The sensor's definitions still hold the old grid: it asks the webserver to reload
+        # the code location and waits for its own definitions to follow.
+        data, cursor = _catalog_tick(project, instance, cursor, _base(web), before)
+        assert data.run_requests == []
+        assert "1 model(s)/dataset(s) added, 0 removed" in data.skip_message
+        assert "reloaded code location eval_pipeline" in data.skip_message
+        assert "2 new partition(s) such as json-extract|fake-echo" in data.skip_message
+        [body] = web.bodies
+        assert "reloadRepositoryLocation" in body["query"]
+        assert body["variables"] == {"repositoryLocationName": "eval_pipeline"}
+        # Still the old definitions on the next tick: no second reload for the same change.
+        data, cursor = _catalog_tick(project, instance, cursor, _base(web), before)
+        assert data.run_requests == [] and web.requests == 1
+        assert "not in this sensor's definitions yet" in data.skip_message
 
-        data, cursor = _catalog_tick(project, instance, cursor)  # after the reload
+        data, cursor = _catalog_tick(project, instance, cursor, _base(web))  # after the reload
         requested = sorted(r.partition_key for r in data.run_requests)
         assert requested == ["json-extract|fake-echo", "qa|fake-echo"]
         request = data.run_requests[0]
         assert request.tags["eval_pipeline/provider"] == "fake"
         assert request.tags["eval_pipeline/reason"] == "added to the catalog"
         assert request.run_key.startswith("catalog:")
-        data, cursor = _catalog_tick(project, instance, cursor)
+        data, cursor = _catalog_tick(project, instance, cursor, _base(web))
+        assert data.run_requests == [] and web.requests == 1
+
+
+def test_a_sensor_whose_definitions_already_reloaded_still_reloads_the_webserver(tmp_path):
+    # A daemon that manages its own code server reloads it every minute, so its grid can
+    # be ahead of the webserver's: the UI is reloaded all the same.
+    project = make_project(tmp_path / "project", ONE_MODEL, datasets=("qa",))
+    with dg.instance_for_test() as instance, receiver(reply=RELOADED) as web:
+        _, cursor = _catalog_tick(project, instance, None, _base(web))
+        (project / "models.yaml").write_text(yaml.safe_dump(FAKE_MODELS, sort_keys=False))
+        data, cursor = _catalog_tick(project, instance, cursor, _base(web))
+        assert [r.partition_key for r in data.run_requests] == ["qa|fake-echo"]
+        assert web.requests == 1
+
+
+def test_without_a_webserver_the_tick_says_how_to_reload_by_hand_and_does_not_retry(tmp_path):
+    project = make_project(tmp_path / "project", ONE_MODEL, datasets=("qa",))
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with dg.instance_for_test() as instance:
+        before = _defs(project)
+        _, cursor = _catalog_tick(project, instance, None, nobody, before)
+        (project / "models.yaml").write_text(yaml.safe_dump(FAKE_MODELS, sort_keys=False))
+        data, cursor = _catalog_tick(project, instance, cursor, nobody, before)
         assert data.run_requests == []
+        message = data.skip_message
+        assert f"could not ask the webserver at {nobody} to reload code location" in message
+        assert "Reload" in message and "EVAL_PIPELINE_UI_URL" in message
+        assert "qa|fake-echo" in message
+        with receiver(reply=RELOADED) as web:
+            # The webserver that comes up later loads the new catalog itself: no retry.
+            data, cursor = _catalog_tick(project, instance, cursor, _base(web), before)
+            assert web.requests == 0 and "could not" not in data.skip_message
+            data, _ = _catalog_tick(project, instance, cursor, _base(web))
+            assert [r.partition_key for r in data.run_requests] == ["qa|fake-echo"]
+
+
+def test_a_removed_model_reloads_the_webserver_once_and_requests_nothing(tmp_path):
+    project = make_project(tmp_path / "project", FAKE_MODELS, datasets=("qa",))
+    with dg.instance_for_test() as instance, receiver(reply=RELOADED) as web:
+        _, cursor = _catalog_tick(project, instance, None, _base(web))
+        (project / "models.yaml").write_text(yaml.safe_dump(ONE_MODEL, sort_keys=False))
+        data, cursor = _catalog_tick(project, instance, cursor, _base(web))
+        assert data.run_requests == [] and web.requests == 1
+        assert "0 model(s)/dataset(s) added, 1 removed" in data.skip_message
+        assert json.loads(cursor)["models"] == ["fake-good"]
+        data, _ = _catalog_tick(project, instance, cursor, _base(web))
+        assert data.skip_message == "no new models or datasets" and web.requests == 1
 
 
 def test_the_catalog_sensor_requests_a_new_dataset_for_every_model_not_yet_evaluated(tmp_path):
     project = make_project(tmp_path / "project", FAKE_MODELS, datasets=("qa",))
-    with dg.instance_for_test() as instance:
-        _, cursor = _catalog_tick(project, instance, None)
+    with dg.instance_for_test() as instance, receiver(reply=RELOADED) as web:
+        _, cursor = _catalog_tick(project, instance, None, _base(web))
         make_project(tmp_path / "project2", FAKE_MODELS, datasets=("json-extract",))
         (tmp_path / "project2" / "datasets" / "json-extract").rename(
             project / "datasets" / "json-extract"
@@ -191,7 +260,7 @@ def test_the_catalog_sensor_requests_a_new_dataset_for_every_model_not_yet_evalu
         run_suite(
             project, project / "store", "json-extract|fake-good", instance, job="evaluation_job"
         )
-        data, cursor = _catalog_tick(project, instance, cursor)
+        data, cursor = _catalog_tick(project, instance, cursor, _base(web))
         assert [r.partition_key for r in data.run_requests] == ["json-extract|fake-echo"]
 
 
@@ -247,3 +316,21 @@ def test_the_reporting_sensor_reports_once_after_evaluations_finish_and_not_whil
         )
         [again] = tick(sensor, instance, cursor)[0].run_requests
         assert again.run_key != request.run_key
+
+
+def test_a_reload_the_webserver_refuses_is_reported_with_its_reason():
+    not_found = {
+        "data": {
+            "reloadRepositoryLocation": {
+                "__typename": "RepositoryLocationNotFound",
+                "message": "Location elsewhere does not exist",
+            }
+        }
+    }
+    with receiver(reply=not_found) as web:
+        result = WebserverResource(url=_base(web)).reload_location("elsewhere")
+    assert not result.ok
+    assert result.error == "RepositoryLocationNotFound: Location elsewhere does not exist"
+    with receiver(statuses=[500]) as web:
+        result = WebserverResource(url=_base(web)).reload_location("eval_pipeline")
+    assert not result.ok and "500" in result.error

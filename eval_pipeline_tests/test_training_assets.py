@@ -212,3 +212,33 @@ def test_the_check_flags_a_planted_improvement_over_the_base(project):
     # A model that is not an adapter passes untouched.
     plain = PartitionKey(model="smollm2-135m", dataset="json-extract")
     assert adapter_outcome(catalog, store, recipes, plain).passed
+
+
+def test_a_new_recipe_reloads_the_grid_but_the_catalog_sensor_leaves_its_model_alone(project):
+    from eval_pipeline.resources.webserver import WebserverResource
+    from eval_pipeline_tests.opsupport import free_port
+
+    root, store = project
+    (root / "recipes.yaml").write_text(json.dumps({"recipes": [TINY]}))
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {
+        "catalog": CatalogResource(root=str(root), store_root=str(store)),
+        # Nothing listens there: the reload is refused, and the tick says so.
+        "webserver": WebserverResource(url=f"http://127.0.0.1:{free_port()}", timeout_s=5),
+    }
+
+    def tick(defs, cursor):
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources=resources, definitions=defs
+        )
+        return defs.resolve_sensor_def("catalog_sensor")(context)
+
+    before = build_definitions(str(root), str(store))
+    first = tick(before, None)
+    (root / "recipes.yaml").write_text(json.dumps({"recipes": [TINY, OTHER]}))
+    waiting = tick(before, first.cursor)
+    said = waiting.skip_reason.skip_message
+    assert "could not ask the webserver" in said and "smollm2-135m__other" in said
+    after = tick(build_definitions(str(root), str(store)), waiting.cursor)
+    assert not after.run_requests
+    assert "no new partition to evaluate" in after.skip_reason.skip_message

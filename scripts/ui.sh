@@ -9,6 +9,10 @@ BIN=${BIN:-.venv/bin}
 : "${DAGSTER_HOME:?set DAGSTER_HOME (make ui sets it to .dagster_home)}"
 mkdir -p "$DAGSTER_HOME"
 [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# Where the daemon's sensors find the webserver (catalog_sensor reloads it; alerts link to it).
+ui_host=${UI_HOST:-127.0.0.1}
+[ "$ui_host" = 0.0.0.0 ] && ui_host=127.0.0.1
+export EVAL_PIPELINE_UI_URL=${EVAL_PIPELINE_UI_URL:-http://$ui_host:${UI_PORT:-3000}}
 "$BIN/dagster-daemon" run -w workspace.yaml &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT INT TERM

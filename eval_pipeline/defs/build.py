@@ -22,6 +22,7 @@ from eval_pipeline.resources import (
 )
 from eval_pipeline.resources.alerts import alerts_from_env
 from eval_pipeline.resources.slurm import SlurmResource
+from eval_pipeline.resources.webserver import webserver_from_env
 from eval_pipeline.training import load_recipes
 
 
@@ -68,5 +69,7 @@ def build_definitions(
             "alerts": alerts_from_env(),
             # Where SLURM-hosted models generate; see slurm/ for the cluster profiles.
             "slurm": SlurmResource(),
+            # The webserver the catalog sensor asks to reload the grid (EVAL_PIPELINE_UI_URL).
+            "webserver": webserver_from_env(),
         },
     )

@@ -21,6 +21,8 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
+from eval_pipeline.core.keys import PartitionKey
+from eval_pipeline.defs.adapters import recipes_by_model
 from eval_pipeline.defs.jobs import PARTITION_JOBS, REPORTING_JOB
 from eval_pipeline.defs.schedules import (
     REGRESSION_SUITE_JOB,
@@ -30,13 +32,15 @@ from eval_pipeline.defs.schedules import (
 from eval_pipeline.operations import (
     RegressionEvent,
     catalog_additions,
+    catalog_fingerprint,
     partition_fingerprints,
     regression_alert,
     regression_events,
     run_failure_alert,
 )
 from eval_pipeline.resources import CatalogResource
-from eval_pipeline.resources.alerts import AlertsResource
+from eval_pipeline.resources.alerts import UI_URL_ENV, AlertsResource
+from eval_pipeline.resources.webserver import WebserverResource, location_name
 
 AGGREGATES = dg.AssetKey("aggregates")
 REGRESSION_CHECK = "aggregates_regression"
@@ -124,38 +128,63 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
         minimum_interval_seconds=60,
         default_status=_sensor_status(),
     )
-    def catalog_sensor(context: dg.SensorEvaluationContext, catalog: CatalogResource):
+    def catalog_sensor(
+        context: dg.SensorEvaluationContext,
+        catalog: CatalogResource,
+        webserver: WebserverResource,
+    ):
         """Evaluates a model or dataset as soon as it is added to the catalog.
 
         Compares the catalog on disk with the models and datasets this sensor has seen (its
-        cursor; the first tick only records them) and requests a regression suite run for
-        each partition a new model or dataset brings that has no ``aggregates`` yet. The
-        partition grid comes from the catalog when the definitions load, so until the code
-        location is reloaded the sensor waits and says so.
+        cursor; the first tick only records them). The partition grid comes from the
+        catalog when the definitions load, so on a change (a model or dataset added or
+        removed) the sensor asks the webserver at ``EVAL_PIPELINE_UI_URL`` to reload the
+        code location, once per change. It then requests a regression suite run for each
+        partition a new model or dataset brings that has no ``aggregates`` yet, as soon as
+        its own definitions hold them; until then it waits and says so.
         """
         cat = catalog.load()
-        models, datasets = cat.model_slugs, cat.dataset_names
-        seen_now = json.dumps({"models": models, "datasets": datasets})
+        # The grid's models: models.yaml's and each recipe's fine-tuned model, trained or not
+        # (adapter_sensor evaluates those once trained).
+        adapters = set(recipes_by_model(cat))
+        models, datasets = sorted({*cat.model_slugs, *adapters}), cat.dataset_names
         if not context.cursor:
             return dg.SensorResult(
                 skip_reason=f"recorded {len(models)} models and {len(datasets)} datasets",
-                cursor=seen_now,
+                cursor=json.dumps({"models": models, "datasets": datasets}),
             )
         seen = json.loads(context.cursor)
+        if set(models) == set(seen["models"]) and set(datasets) == set(seen["datasets"]):
+            return dg.SensorResult(
+                skip_reason="no new models or datasets",
+                cursor=json.dumps({**seen, "models": models, "datasets": datasets}),
+            )
+        change = catalog_fingerprint(models, datasets)
+        reloaded = ""
+        if seen.get("reload") != change:
+            reloaded = _reload(context, webserver, models, datasets, seen)
+            seen = {**seen, "reload": change}
         added = catalog_additions(models, datasets, seen["models"], seen["datasets"])
-        if not added:
-            return dg.SensorResult(skip_reason="no new models or datasets", cursor=seen_now)
         loaded = {str(k) for k in grid.get_partition_keys()}
         missing = [k for k in added if k not in loaded]
         if missing:
-            # The cursor stays where it was: once the definitions reload, the same
-            # additions are found again and requested.
-            return dg.SkipReason(
-                f"{len(missing)} new partition(s) such as {missing[0]} are not in the loaded "
-                "definitions yet; reload the code location"
+            # The models and datasets seen stay as they were: once this sensor's own
+            # definitions reload, the same additions are found again and requested.
+            return dg.SensorResult(
+                skip_reason=(
+                    f"{reloaded}{len(missing)} new partition(s) such as {missing[0]} are not "
+                    "in this sensor's definitions yet; they are requested on the first tick "
+                    "after the code location reloads"
+                ),
+                cursor=json.dumps(seen),
             )
+        cursor = json.dumps({**seen, "models": models, "datasets": datasets})
         done = set(context.instance.get_materialized_partitions(AGGREGATES))
-        todo = [k for k in added if k not in done]
+        todo = [k for k in added if k not in done and PartitionKey.parse(k).model not in adapters]
+        if not todo:
+            return dg.SensorResult(
+                skip_reason=f"{reloaded}no new partition to evaluate", cursor=cursor
+            )
         fingerprints = partition_fingerprints(cat, todo)
         requests = [
             dg.RunRequest(
@@ -165,7 +194,7 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
             )
             for k in todo
         ]
-        return dg.SensorResult(run_requests=requests, cursor=seen_now)
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     @dg.run_failure_sensor(
         name="run_failure_sensor", minimum_interval_seconds=30, default_status=_sensor_status()
@@ -224,6 +253,36 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
         )
 
     return [regression_sensor, catalog_sensor, run_failure_sensor, reporting_sensor]
+
+
+def _reload(
+    context: dg.SensorEvaluationContext,
+    webserver: WebserverResource,
+    models: Sequence[str],
+    datasets: Sequence[str],
+    seen: dict,
+) -> str:
+    """Ask the webserver to reload this code location; returns a line for the tick."""
+    origin = context.code_location_origin
+    location = location_name(origin.location_name if origin else None)
+    added = len(set(models) - set(seen["models"])) + len(set(datasets) - set(seen["datasets"]))
+    removed = len(set(seen["models"]) - set(models)) + len(set(seen["datasets"]) - set(datasets))
+    change = f"{added} model(s)/dataset(s) added, {removed} removed"
+    result = webserver.reload_location(location)
+    if result.ok:
+        line = (
+            f"{change}: the webserver at {webserver.url} reloaded code location {location} "
+            f"in {result.seconds:.1f} s; "
+        )
+        context.log.info(line)
+        return line
+    line = (
+        f"{change}: could not ask the webserver at {webserver.url} to reload code location "
+        f"{location} ({result.error}); reload it by hand (the UI's Deployment page, Reload) "
+        f"or restart the webserver, or set {UI_URL_ENV} to its address; "
+    )
+    context.log.warning(line)
+    return line
 
 
 def _evaluations_in_flight(instance: dg.DagsterInstance) -> str | None:

@@ -119,3 +119,8 @@ def catalog_additions(
         for d in datasets
         if m in new_models or d in new_datasets
     )
+
+
+def catalog_fingerprint(models: Iterable[str], datasets: Iterable[str]) -> str:
+    """A short hash of the catalog's model and dataset names (the partition grid)."""
+    return content_hash({"models": sorted(set(models)), "datasets": sorted(set(datasets))}, 16)

@@ -6,6 +6,9 @@ folder; nothing calls a real model. Figures, each with the bound it is held to:
 
 - ``definitions_load_s``: loading ``eval_pipeline.definitions`` and resolving every job,
   schedule and sensor in a fresh interpreter (imports included) (<= 3 s)
+- ``catalog_reload_s``: a model added to the catalog, the webserver asked to reload the
+  code location (what ``catalog_sensor`` does), until it answers with the new grid
+  loaded; ``webserver_start_s``: the webserver up with the location loaded
 - ``schedule_tick_s``: one nightly schedule tick with a successful suite run recorded
   for every partition (10,000 runs; a few partitions changed, a few in flight) (<= 5 s);
   ``first_night_tick_s``: the tick on an empty instance, requesting all 10,000
@@ -21,6 +24,9 @@ folder; nothing calls a real model. Figures, each with the bound it is held to:
   grid as they were (one materialization per model x dataset); ``dataset_tables_*``: the
   refresh ``generations`` does now (one per dataset and changed version), first run and
   rerun: seconds of the step and materializations recorded
+- with ``--reload`` (``.bench/scale_reload.json``): a real webserver and daemon, as ``make
+  ui`` starts them and under ``dagster dev``; a model added after ``catalog_sensor``'s
+  first tick; the sensor's ticks after the change, until one requests the new partitions
 - with ``--daemon`` (``.bench/scale_daemon.json``): a real ``dagster-daemon`` ticking the
   nightly schedule every minute over the grid (its gRPC call has a 60 s deadline); the
   tick's status and duration as the daemon recorded them, and the runs it queued
@@ -366,6 +372,66 @@ def single_partition(project: Path, scratch: Path) -> dict[str, Any]:
     return out
 
 
+GRID_MODELS = """
+{ assetNodeOrError(assetKey: {path: ["generations"]}) {
+    ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }
+"""
+
+
+def _served_models(url: str) -> int:
+    from eval_pipeline_tests.opsupport import graphql
+
+    node = graphql(url, GRID_MODELS)["assetNodeOrError"]
+    return next(
+        len(d["partitionKeys"]) for d in node["partitionKeysByDimension"] if d["name"] == "model"
+    )
+
+
+def _add_model(project: Path, slug: str) -> None:
+    models = yaml.safe_load((project / "models.yaml").read_text())
+    models["models"].append({**models["models"][0], "slug": slug, "model_id": f"fake/{slug}"})
+    (project / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
+
+
+def _remove_model(project: Path, slug: str) -> None:
+    models = yaml.safe_load((project / "models.yaml").read_text())
+    models["models"] = [m for m in models["models"] if m["slug"] != slug]
+    (project / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
+
+
+def catalog_reload(project: Path, scratch: Path) -> dict[str, Any]:
+    """A model added while the webserver runs, and the reload ``catalog_sensor`` asks for.
+
+    ``webserver_start_s``: ``dagster-webserver`` up with the code location loaded (its code
+    server loads the definitions); ``catalog_reload_s``: the ``reloadRepositoryLocation``
+    call, from the request until the webserver answers with the new location loaded (it
+    answers once the new code server serves the new grid, checked right after).
+    """
+    from eval_pipeline.resources.webserver import WebserverResource
+    from eval_pipeline_tests.opsupport import webserver
+
+    home = scratch / "reload_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAEMON_INSTANCE)
+    start = time.perf_counter()
+    with webserver(home, project, scratch / "reload_webserver.log", env=_env()) as url:
+        started = time.perf_counter() - start
+        before = _served_models(url)
+        _add_model(project, "new-model")
+        try:
+            result = WebserverResource(url=url).reload_location("eval_pipeline")
+            after = _served_models(url)
+        finally:
+            _remove_model(project, "new-model")
+    if not result.ok:
+        raise RuntimeError(f"reload failed: {result.error}")
+    return {
+        "webserver_start_s": round(started, 2),
+        "catalog_reload_s": round(result.seconds, 2),
+        "catalog_reload_models": [before, after],
+    }
+
+
 DAEMON_INSTANCE = """\
 # Runs the schedule requests stay queued: nothing is launched.
 run_coordinator:
@@ -574,6 +640,120 @@ def _steps_s(instance, run_id: str) -> float:
     return seconds
 
 
+def _sensor_ticks(instance, name: str) -> list[Any]:
+    for state in instance.all_instigator_state():
+        if state.instigator_name == name:
+            return list(instance.get_ticks(state.instigator_origin_id, state.selector_id))
+    return []
+
+
+def daemon_reload(
+    project: Path, scratch: Path, dev: bool, timeout_s: float = 300
+) -> dict[str, Any]:
+    """Whether and when the daemon's ``catalog_sensor`` sees a model added to the catalog.
+
+    The webserver and the daemon run as ``make ui`` starts them (each with a code server of
+    its own), or with ``dev`` under ``dagster dev`` (code servers shared by both). After the
+    sensor's first tick a model is added; the ticks that follow are reported with their
+    time after the change (a tick every 60 s), until one requests the new partitions.
+    """
+    import signal
+
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    from eval_pipeline_tests.opsupport import free_port, location_status
+
+    mode = "dev" if dev else "ui"
+    home = scratch / f"{mode}_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAEMON_INSTANCE)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = _env(
+        DAGSTER_HOME=str(home),
+        EVAL_PIPELINE_ROOT=str(project),
+        EVAL_PIPELINE_STORE=str(scratch / f"{mode}_store"),
+        EVAL_PIPELINE_AUTOMATION="on",
+        EVAL_PIPELINE_UI_URL=url,
+    )
+    bin_dir = Path(sys.executable).parent
+    serve = ["-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+    commands = (
+        [[str(bin_dir / "dagster"), "dev", *serve]]
+        if dev
+        else [
+            [str(bin_dir / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+            [str(bin_dir / "dagster-webserver"), *serve],
+        ]
+    )
+    log = (scratch / f"{mode}.log").open("w")
+    procs = [
+        subprocess.Popen(
+            c, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        for c in commands
+    ]
+    out: dict[str, Any] = {}
+    try:
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            start = time.perf_counter()
+
+            def wait(what: str, done) -> None:
+                while not done():
+                    if time.perf_counter() - start > timeout_s:
+                        raise RuntimeError(f"{mode}: {what} not within {timeout_s:.0f}s")
+                    time.sleep(1)
+
+            def up() -> bool:
+                try:
+                    return location_status(url) == "LOADED"
+                except Exception:
+                    return False
+
+            wait("the webserver", up)
+
+            def ticks(since: float) -> list[Any]:
+                done = [
+                    t
+                    for t in _sensor_ticks(instance, "catalog_sensor")
+                    if t.timestamp > since and t.end_timestamp
+                ]
+                return sorted(done, key=lambda t: t.timestamp)
+
+            wait("the first catalog_sensor tick", lambda: ticks(0))
+            _add_model(project, "new-model")
+            changed = time.time()
+            after = lambda: ticks(changed)  # noqa: E731
+            wait("a tick requesting the new partitions", lambda: any(t.run_ids for t in after()))
+            out[f"{mode}_ticks_after_change"] = [
+                {
+                    "at_s": round(t.timestamp - changed, 1),
+                    "took_s": round(t.end_timestamp - t.timestamp, 1),
+                    "status": t.status.value,
+                    "runs": len(t.run_ids),
+                    "skip": (t.skip_reason or "")[:300],
+                }
+                for t in after()
+            ]
+            requested = next(t for t in after() if t.run_ids)
+            out[f"{mode}_new_partitions_requested_after_s"] = round(
+                requested.timestamp - changed, 1
+            )
+            out[f"{mode}_webserver_models"] = _served_models(url)
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+    return out
+
+
 @contextmanager
 def postgres_home(scratch: Path):
     """A DAGSTER_HOME on a throwaway PostgreSQL database (dropped afterwards)."""
@@ -609,7 +789,9 @@ def postgres_home(scratch: Path):
         admin.close()
 
 
-def run(postgres: bool = False, daemon: bool = False, datasets: bool = False) -> dict[str, Any]:
+def run(
+    postgres: bool = False, daemon: bool = False, datasets: bool = False, reload: bool = False
+) -> dict[str, Any]:
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
@@ -623,7 +805,11 @@ def run(postgres: bool = False, daemon: bool = False, datasets: bool = False) ->
         project = make_grid_project(scratch / "project", n, n)
         home = scratch / "home"
         home.mkdir()
-        if daemon:
+        if reload:
+            result.update(daemon_reload(project, scratch, dev=False))
+            _remove_model(project, "new-model")
+            result.update(daemon_reload(project, scratch, dev=True))
+        elif daemon:
             result.update(daemon_tick(project, scratch))
         elif postgres:
             with postgres_home(scratch) as pg_home:
@@ -632,6 +818,7 @@ def run(postgres: bool = False, daemon: bool = False, datasets: bool = False) ->
             result["schedule_tick_pg_s"] = result.pop("pg_schedule_tick_s")
         else:
             result.update(definitions_load(project, home))
+            result.update(catalog_reload(project, scratch))
             with dg.instance_for_test(temp_dir=str(home)) as instance:
                 result.update(schedule_ticks(project, instance))
             result.update(single_partition(project, scratch))
@@ -648,10 +835,13 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["_report"]:
         _report_main(argv[1], argv[2])
         return 0
-    postgres, daemon, datasets = "--postgres" in argv, "--daemon" in argv, "--datasets" in argv
+    postgres, daemon = "--postgres" in argv, "--daemon" in argv
+    datasets, reload = "--datasets" in argv, "--reload" in argv
     name = (
         "scale_datasets"
         if datasets
+        else "scale_reload"
+        if reload
         else "scale_daemon"
         if daemon
         else "scale_pg"
@@ -659,13 +849,13 @@ def main(argv: list[str]) -> int:
         else "scale"
     )
     start = time.perf_counter()
-    result = run(postgres=postgres, daemon=daemon, datasets=datasets)
+    result = run(postgres=postgres, daemon=daemon, datasets=datasets, reload=reload)
     result["bench_wall_s"] = round(time.perf_counter() - start, 1)
     path = write_result(name, result)
     shown = {
         k: v
         for k, v in result.items()
-        if k.endswith(("_s", "_mb", "_materializations"))
+        if k.endswith(("_s", "_mb", "_materializations", "_change"))
         or k == "within_bounds"
         or k.startswith("daemon")
     }
