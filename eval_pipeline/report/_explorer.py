@@ -199,28 +199,36 @@ def _aggregate_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return [{k: _num(r[k]) for k in cols} for r in frame.iter_rows(named=True)]
 
 
-def _runs(history: pl.DataFrame) -> list[dict[str, Any]]:
-    """One entry per kept aggregates run, oldest first: metrics with CIs and the cost."""
-    runs: list[dict[str, Any]] = []
-    if history.height == 0:
-        return runs
-    for (run_id, written), group in history.group_by("run_id", "written_at", maintain_order=True):
-        runs.append(
-            {
-                "id": run_id,
-                "time": written.isoformat(timespec="seconds"),
-                "cost": _num(float(group["cost_usd"][0] or 0.0)),
-                "tokens": int((group["input_tokens"][0] or 0) + (group["output_tokens"][0] or 0)),
-                "cache_hit_rate": _num(group["cache_hit_rate"][0]),
-                "metrics": {
-                    m: [_num(mean), _num(lo), _num(hi), n]
-                    for m, mean, lo, hi, n in group.select(
-                        "metric", "mean", "ci_low", "ci_high", "n"
-                    ).iter_rows()
-                },
+def _runs_by_partition(history: pl.DataFrame) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Per ``(dataset, model)``: one entry per kept aggregates run, oldest first.
+
+    Each entry has the run's metrics (mean, CI, n), cost, tokens and cache hit rate. One pass over the rows of every partition's history: per-partition frame operations
+    cost more than the rows themselves at 10,000 partitions.
+    """
+    out: dict[tuple[str, str], dict[tuple[str, Any], dict[str, Any]]] = {}
+    columns = ["dataset", "model", "run_id", "written_at", "metric", "mean", "ci_low", "ci_high"]
+    columns += ["n", "cost_usd", "input_tokens", "output_tokens", "cache_hit_rate"]
+    for r in history.select(columns).iter_rows(named=True):
+        runs = out.setdefault((r["dataset"], r["model"]), {})
+        run = runs.get((r["run_id"], r["written_at"]))
+        if run is None:
+            run = runs[(r["run_id"], r["written_at"])] = {
+                "id": r["run_id"],
+                "time": r["written_at"].isoformat(timespec="seconds"),
+                "cost": _num(float(r["cost_usd"] or 0.0)),
+                "tokens": int((r["input_tokens"] or 0) + (r["output_tokens"] or 0)),
+                "cache_hit_rate": _num(r["cache_hit_rate"]),
+                "metrics": {},
             }
-        )
-    return sorted(runs, key=lambda r: (r["time"], r["id"]))
+        run["metrics"][r["metric"]] = [
+            _num(r["mean"]),
+            _num(r["ci_low"]),
+            _num(r["ci_high"]),
+            r["n"],
+        ]
+    return {
+        key: sorted(runs.values(), key=lambda r: (r["time"], r["id"])) for key, runs in out.items()
+    }
 
 
 def _generations_for(gens: list[HistoryEntry], entry: HistoryEntry) -> HistoryEntry | None:
@@ -404,7 +412,7 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     judged_by = judged_all.partition_by("dataset", "model", as_dict=True)
     samples_by = samples_all.partition_by("dataset", as_dict=True)
     aggs_by = aggregates.partition_by("dataset", "model", as_dict=True)
-    hist_by = history.partition_by("dataset", "model", as_dict=True)
+    runs_by = _runs_by_partition(history)
 
     judged_metrics = set(judged_all["metric"].unique())
     datasets = sorted(set(parts["dataset"]))
@@ -438,7 +446,7 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     for row in board.sort("dataset", "model").iter_rows(named=True):
         d, m = row["dataset"], row["model"]
         pid = partition_id(d, m)
-        runs = _runs(hist_by[(d, m)]) if (d, m) in hist_by else []
+        runs = runs_by.get((d, m), [])
         metric = primary[d]
         spark = [r["metrics"].get(metric, [None])[0] for r in runs][-SPARK_POINTS:]
         cells.append(

@@ -28,6 +28,8 @@ def build_leaderboard(catalog: Catalog, store: Store) -> pl.DataFrame:
     board = (
         store.scan("aggregates")
         .select(LEADERBOARD.names())
+        .collect()
+        .lazy()
         .filter(pl.col("model").is_in(list(catalog.models)))
         .join(keep, on=["dataset", "metric"], how="inner")
         .sort(["dataset", "mean", "model"], descending=[False, True, False], nulls_last=True)
