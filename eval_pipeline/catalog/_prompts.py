@@ -43,7 +43,7 @@ class PromptTemplate:
     @property
     def variables(self) -> set[str]:
         """Names the template reads from its context."""
-        return jinja2.meta.find_undeclared_variables(_ENV.parse(self.text))
+        return set(_variables(self.text))
 
     def render(self, fields: dict[str, Any]) -> tuple[Message, ...]:
         """The messages for one row's ``fields`` (a system message only when set)."""
@@ -53,6 +53,12 @@ class PromptTemplate:
         messages = [Message("system", str(system).strip())] if system else []
         messages.append(Message("user", user))
         return tuple(messages)
+
+
+@functools.lru_cache(maxsize=256)
+def _variables(text: str) -> frozenset[str]:
+    # Parsed once per template text: every dataset that uses a prompt checks its fields.
+    return frozenset(jinja2.meta.find_undeclared_variables(_ENV.parse(text)))
 
 
 @functools.lru_cache(maxsize=256)

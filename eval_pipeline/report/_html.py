@@ -27,27 +27,29 @@ class HtmlReport:
     images: list[Path]
 
 
-def _pyplot():
-    import matplotlib
+def _subplots(*args, figsize: tuple[float, float], **kwargs):
+    """A figure and its axes, without pyplot (no global state, no GUI backend).
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    Every figure lays itself out (``constrained``), so it is drawn once when saved, not
+    twice as ``bbox_inches="tight"`` would.
+    """
+    from matplotlib.figure import Figure
 
-    return plt
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def _save(fig, path: Path) -> None:
     # Rendered to a temporary name and renamed: a reader never sees half a PNG.
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=90, format="png")
 
 
-def _empty(plt, path: Path, message: str) -> None:
-    fig, ax = plt.subplots(figsize=(5, 1.2))
+def _empty(path: Path, message: str) -> None:
+    fig, ax = _subplots(figsize=(5, 1.2))
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center")
     _save(fig, path)
-    plt.close(fig)
 
 
 def scale_groups(board: pl.DataFrame) -> list[tuple[str, tuple[float, float], list[str]]]:
@@ -132,10 +134,9 @@ def plot_scores(board: pl.DataFrame, path: Path) -> None:
     One panel per metric scale (see :func:`scale_groups`): 0-1 metrics and 1-5 judge
     ratings never share an axis. Large grids show their best models (see :func:`readable`).
     """
-    plt = _pyplot()
     rows, note = readable(board)
     if rows.height == 0:
-        _empty(plt, path, "no scores yet")
+        _empty(path, "no scores yet")
         return
     cells = {(r["model"], r["dataset"]): r for r in rows.iter_rows(named=True)}
     metric_of = {r["dataset"]: r["metric"] for r in cells.values()}
@@ -143,13 +144,12 @@ def plot_scores(board: pl.DataFrame, path: Path) -> None:
     models = sorted(set(rows["model"]))
     width = 0.8 / len(models)
     widths = [max(1.0, len(ds)) for _, _, ds in groups]
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         1,
         len(groups),
         figsize=(max(4.5, 1.6 * sum(widths) + 1.2 * len(groups)), 3.4),
         gridspec_kw={"width_ratios": widths},
         squeeze=False,
-        layout="constrained",
     )
     colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
     for ax, (title, (low, high), datasets) in zip(axes[0], groups, strict=True):
@@ -185,7 +185,6 @@ def plot_scores(board: pl.DataFrame, path: Path) -> None:
     _legend(fig, colours)
     fig.suptitle(f"Score by model and dataset{note}")
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_cost(board: pl.DataFrame, path: Path) -> None:
@@ -194,16 +193,13 @@ def plot_cost(board: pl.DataFrame, path: Path) -> None:
     Every partition is a point; a few hundred or fewer get their dataset's name, more
     would be unreadable.
     """
-    plt = _pyplot()
     rows = board.filter(pl.col("mean").is_not_null())
     annotate = rows.height <= MAX_ANNOTATED_POINTS
     if rows.height == 0:
-        _empty(plt, path, "no scores yet")
+        _empty(path, "no scores yet")
         return
     groups = scale_groups(rows)
-    fig, axes = plt.subplots(
-        1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False, layout="constrained"
-    )
+    fig, axes = _subplots(1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False)
     models = sorted(set(rows["model"]))
     colour_of = {m: f"C{i % 10}" for i, m in enumerate(models)}
     for ax, (title, (low, high), datasets) in zip(axes[0], groups, strict=True):
@@ -226,7 +222,6 @@ def plot_cost(board: pl.DataFrame, path: Path) -> None:
     _legend(fig, {m: colour_of[m] for m in models[:MAX_PLOT_MODELS]})
     fig.suptitle("Cost against score")
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_latency(aggregates: pl.DataFrame, path: Path) -> None:
@@ -235,7 +230,6 @@ def plot_latency(aggregates: pl.DataFrame, path: Path) -> None:
     A large grid shows one bar per model instead (the median of its partitions' p50s, the
     highest p95), at most :data:`MAX_PLOT_MODELS` x :data:`MAX_PLOT_DATASETS` bars.
     """
-    plt = _pyplot()
     rows = (
         aggregates.group_by("model", "dataset")
         .agg(pl.col("latency_p50_s").first(), pl.col("latency_p95_s").first())
@@ -251,12 +245,12 @@ def plot_latency(aggregates: pl.DataFrame, path: Path) -> None:
             .with_columns(pl.lit("all datasets").alias("dataset"))
         )
     if rows.height == 0:
-        _empty(plt, path, "no latencies yet")
+        _empty(path, "no latencies yet")
         return
     labels = [f"{m}\n{d}" for m, d in rows.select("model", "dataset").iter_rows()]
     p50 = rows["latency_p50_s"].to_list()
     p95 = rows["latency_p95_s"].to_list()
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(labels) + 1), 3.2))
+    fig, ax = _subplots(figsize=(max(4.5, 0.9 * len(labels) + 1), 3.2))
     ax.bar(
         range(len(labels)),
         p50,
@@ -268,7 +262,6 @@ def plot_latency(aggregates: pl.DataFrame, path: Path) -> None:
     ax.set_ylabel("seconds per request (p50, whisker p95)")
     ax.set_title("Latency")
     _save(fig, path)
-    plt.close(fig)
 
 
 def write_html_report(board: pl.DataFrame, aggregates: pl.DataFrame, folder: Path) -> HtmlReport:
