@@ -1,14 +1,13 @@
 """Fine-tune, then evaluate: the json-extract LoRA recipe on SmolLM2-135M, on CPU.
 
-Trains the shipped ``json-extract-lora`` recipe (``recipes.yaml``) from scratch in a
-throwaway store, evaluates the base model and the adapter model on the first
-``FINETUNE_BENCH_SAMPLES`` (default 50) test rows through the ordinary generate and
-score stages, and judges the adapter against its base with the paired tests
-(:func:`eval_pipeline.training.compare_adapter`). Writes ``.bench/finetune.json`` with
-``base``, ``adapter``, ``delta``, ``ci_low``, ``ci_high`` (field_accuracy) and
-``train_wall_s``. Opt-in (15 to 20 minutes on 2 shared cores, 7 of them training)::
-
-    python -m eval_pipeline_tests.bench.run_all finetune
+The whole loop through Dagster, in a throwaway store and instance: ``training_job``
+trains the shipped ``json-extract-lora`` recipe (``recipes.yaml``) from scratch;
+``evaluation_job`` evaluates the base model's and then the adapter model's
+``json-extract`` partition on the first ``FINETUNE_BENCH_SAMPLES`` (default 50) test rows;
+the adapter run's ``adapter_vs_base`` check judges the adapter against its base with the
+paired tests. Writes ``.bench/finetune.json`` with ``base``, ``adapter``, ``delta``,
+``ci_low``, ``ci_high`` (field_accuracy, from the check's metadata) and ``train_wall_s``.
+15 to 20 minutes on 2 shared cores, 7 of them training.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,59 +25,62 @@ METRIC = "field_accuracy"
 
 
 def run() -> dict[str, Any]:
-    from eval_pipeline.catalog import Catalog, load_catalog
-    from eval_pipeline.stages import build_dataset_samples, build_prompt_versions, generate, score
+    import dagster as dg
+
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.defs import build_definitions
     from eval_pipeline.storage import Store
-    from eval_pipeline.training import (
-        adapter_model_spec,
-        compare_adapter,
-        load_recipes,
-        train_recipe,
-    )
+    from eval_pipeline.training import adapter_slug, current_adapter, load_recipes
 
     samples = int(os.environ.get("FINETUNE_BENCH_SAMPLES", "50"))
     catalog = load_catalog(REPO, load_rows=False)
     recipe = load_recipes(REPO, catalog)[RECIPE]
+    model = adapter_slug(recipe.base, recipe.name)
     with tempfile.TemporaryDirectory(prefix="bench-finetune-") as tmp:
         store = Store(Path(tmp) / "store")
+        defs = build_definitions(str(REPO), str(store.root))
+        instance = dg.DagsterInstance.ephemeral()
         start = time.perf_counter()
-        adapter = train_recipe(catalog, store, recipe)
-        train_step_s = time.perf_counter() - start
-        spec = adapter_model_spec(catalog.model(recipe.base), adapter)
-        catalog = Catalog(
-            root=catalog.root,
-            models={**catalog.models, spec.slug: spec},
-            dataset_specs=catalog.dataset_specs,
-            prompts=catalog.prompts,
+        trained = defs.resolve_job_def("training_job").execute_in_process(
+            partition_key=model, instance=instance
         )
-        build_prompt_versions(catalog, store, recipe.dataset)
-        build_dataset_samples(catalog, store, recipe.dataset)
-        eval_s = {}
-        for model in (recipe.base, spec.slug):
+        train_step_s = time.perf_counter() - start
+        if not trained.success:
+            raise RuntimeError("training_job failed")
+        adapter = current_adapter(catalog, store, recipe)
+        assert adapter is not None
+        config = {"ops": {"generations": {"config": {"sample_limit": samples}}}}
+        eval_s: dict[str, float] = {}
+        for slug in (recipe.base, model):
             start = time.perf_counter()
-            generate(catalog, store, model, recipe.dataset, sample_limit=samples)
-            score(catalog, store, model, recipe.dataset)
-            eval_s[model] = round(time.perf_counter() - start, 1)
-        base_scores = store.read("scores", dataset=recipe.dataset, model=recipe.base)
-        tuned_scores = store.read("scores", dataset=recipe.dataset, model=spec.slug)
-        verdicts = {
-            v.metric: v
-            for v in compare_adapter(base_scores, tuned_scores, metrics=[METRIC, "exact_object"])
-        }
-    main = verdicts[METRIC]
+            result = defs.resolve_job_def("evaluation_job").execute_in_process(
+                partition_key=f"{recipe.dataset}|{slug}", instance=instance, run_config=config
+            )
+            eval_s[slug] = round(time.perf_counter() - start, 1)
+            if not result.success:
+                raise RuntimeError(f"evaluation_job failed for {slug}")
+        [check] = [
+            e.event_specific_data
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            and e.event_specific_data.check_name == "adapter_vs_base"
+        ]
+    found = {k: v.value for k, v in check.metadata.items()}
+
+    def verdict(metric: str) -> dict[str, Any]:
+        names = ("base", "adapter", "delta", "ci_low", "ci_high", "p_value")
+        return {name: found[f"{metric}/{name}"] for name in names}
+
     report = adapter.report
     return {
         "recipe": recipe.training_settings(),
-        "samples": main.n,
+        "samples": samples,
         "metric": METRIC,
-        "base": main.base,
-        "adapter": main.adapter,
-        "delta": main.delta,
-        "ci_low": main.ci_low,
-        "ci_high": main.ci_high,
-        "p_value": main.p_value,
-        "improved": main.improved,
-        "exact_object": asdict(verdicts["exact_object"]) if "exact_object" in verdicts else None,
+        **verdict(METRIC),
+        "improved": METRIC in found["improved_metrics"].split(","),
+        "check_passed": check.passed,
+        "check_description": check.description,
+        "exact_object": verdict("exact_object"),
         "train_wall_s": report.wall_s,
         "train_step_wall_s": round(train_step_s, 1),
         "train_steps": report.steps,

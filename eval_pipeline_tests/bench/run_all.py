@@ -5,11 +5,10 @@ eval_pipeline_tests.bench.scale --postgres`` runs its schedule tick on PostgreSQ
 ``--datasets`` the per-dataset tables' bookkeeping over 1,000 models of one dataset.
 
 Names on the command line run only those (``python -m eval_pipeline_tests.bench.run_all
-api_throughput``); ``local_generation`` loads the real model and takes minutes. A
-benchmark that raises still leaves a file, with an ``error`` field saying what failed.
-
-Opt-in benchmarks (:data:`OPT_IN`) run only when named:
-``python -m eval_pipeline_tests.bench.run_all finetune``.
+api_throughput``); ``local_generation`` loads the real model and takes minutes, and
+``finetune`` trains a LoRA adapter and evaluates it against its base (15 to 20 minutes on
+2 shared cores). A benchmark that raises still leaves a file, with an ``error`` field
+saying what failed.
 """
 
 from __future__ import annotations
@@ -31,10 +30,8 @@ BENCHMARKS = (
     "local_generation",
     "scale",
     "mc_agreement",
+    "finetune",
 )
-# Long runs on the real local model: ``finetune`` trains a LoRA adapter and evaluates it
-# against its base (15 to 20 minutes on 2 shared cores).
-OPT_IN = ("finetune",)
 
 
 def main(names: list[str] | None = None) -> int:
