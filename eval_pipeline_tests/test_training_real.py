@@ -135,7 +135,9 @@ def test_the_adapter_model_generates_through_run_node_by_its_catalog_slug(traine
     assert set(frame["model_revision"]) == {f"{revision}+adapter:{adapter.content_hash}"}
 
 
-def test_the_adapter_evaluates_as_a_grid_partition_checked_against_its_base(trained, project):
+def test_the_adapter_evaluates_as_a_grid_partition_checked_against_its_base(
+    trained, project, capsys
+):
     import dagster as dg
 
     from eval_pipeline.defs import build_definitions
@@ -160,6 +162,15 @@ def test_the_adapter_evaluates_as_a_grid_partition_checked_against_its_base(trai
     assert frame.height == 5
     revision = catalog.model("smollm2-135m").revision
     assert set(frame["model_revision"]) == {f"{revision}+adapter:{adapter.content_hash}"}
+    # Its rows are in `eval-pipeline results` like any model's.
+    from eval_pipeline.cli import main
+
+    capsys.readouterr()
+    args = ["--root", str(project), "--store", str(store.root), "results", "--json"]
+    assert main([*args, "--model", "smollm2-135m__tiny"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and {r["model"] for r in rows} == {"smollm2-135m__tiny"}
+    assert {r["dataset"] for r in rows} == {"json-extract"}
 
 
 @pytest.mark.slurm
