@@ -186,6 +186,41 @@ def no_dangling_defs_state():
         yield
 
 
+def wait_for_webserver(proc, url: str, log: Path, timeout_s: float = 120) -> float:
+    """Wait until the webserver ``proc`` answers at ``url``; returns the deadline it had.
+
+    Fails with the tail of ``log`` if the process exits first.
+    """
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                return deadline
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"the webserver did not come up in {timeout_s:.0f} s"
+        time.sleep(0.3)
+
+
+def stop_group(proc, timeout_s: float = 30) -> None:
+    """Stop ``proc`` and its process group (started with ``start_new_session``)."""
+    import os
+    import signal
+    import subprocess
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @contextmanager
 def webserver(home: Path, project: Path, log: Path, env: dict[str, str] | None = None):
     """``dagster-webserver`` over ``project`` (the repository's workspace.yaml); yields its URL.
@@ -193,12 +228,9 @@ def webserver(home: Path, project: Path, log: Path, env: dict[str, str] | None =
     It loads the code location in a code server of its own, as under ``make ui``.
     """
     import os
-    import signal
     import subprocess
     import sys
     import time
-
-    import httpx
 
     repo = Path(__file__).resolve().parents[1]
     port = free_port()
@@ -222,27 +254,13 @@ def webserver(home: Path, project: Path, log: Path, env: dict[str, str] | None =
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the webserver did not come up in 120 s"
-            time.sleep(0.3)
+        deadline = wait_for_webserver(proc, url, log)
         while location_status(url) != "LOADED":
             assert time.monotonic() < deadline, "the code location did not load in 120 s"
             time.sleep(0.3)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         out.close()
 
 

@@ -78,21 +78,15 @@ def test_dagster_job_execute_runs_the_ci_suite_for_one_partition(env):
     assert len(records) == 1 and records[0].dagster_run.tags["dagster/partition"] == "qa|fake-good"
 
 
+def _materialize(env, select: str, partition: str) -> None:
+    """``dagster asset materialize`` of ``select`` for one partition."""
+    module = ["-m", "eval_pipeline.definitions"]
+    command = [str(BIN / "dagster"), "asset", "materialize", *module]
+    _run([*command, "--select", select, "--partition", partition], env)
+
+
 def test_dagster_asset_materialize_runs_the_whole_graph_for_one_partition(env):
-    _run(
-        [
-            str(BIN / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "eval_pipeline.definitions",
-            "--select",
-            "generations*",
-            "--partition",
-            "json-extract|fake-echo",
-        ],
-        env,
-    )
+    _materialize(env, "generations*", "json-extract|fake-echo")
     store = Store(env["EVAL_PIPELINE_STORE"])
     assert store.read("generations", dataset="json-extract", model="fake-echo").height == 128
     board = store.read("leaderboard")
@@ -101,20 +95,7 @@ def test_dagster_asset_materialize_runs_the_whole_graph_for_one_partition(env):
 
 
 def test_dagster_asset_materialize_writes_one_datasets_tables_by_its_dataset_key(env):
-    _run(
-        [
-            str(BIN / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "eval_pipeline.definitions",
-            "--select",
-            "prompt_versions,dataset_samples",
-            "--partition",
-            "qa",
-        ],
-        env,
-    )
+    _materialize(env, "prompt_versions,dataset_samples", "qa")
     store = Store(env["EVAL_PIPELINE_STORE"])
     assert store.read("prompt_versions", dataset="qa")["prompt_version"][0].startswith("qa@")
     assert not store.table_dir("generations").exists()

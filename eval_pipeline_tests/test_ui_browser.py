@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import httpx
 import pytest
 
 from eval_pipeline.defs import build_definitions
 from eval_pipeline_tests.conftest import REPO, make_project
-from eval_pipeline_tests.opsupport import ONE_MODEL, free_port, run_suite
+from eval_pipeline_tests.opsupport import (
+    ONE_MODEL,
+    free_port,
+    run_suite,
+    stop_group,
+    wait_for_webserver,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -89,16 +93,7 @@ def ui(tmp_path_factory) -> Iterator[dict]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp / "ui.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the webserver did not come up in 120 s"
-            time.sleep(0.5)
+        wait_for_webserver(proc, url, tmp / "ui.log")
         yield {
             "url": url,
             "home": home,
@@ -107,12 +102,7 @@ def ui(tmp_path_factory) -> Iterator[dict]:
             "store": str(tmp / "store"),
         }
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         log.close()
 
 

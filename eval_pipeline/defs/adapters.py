@@ -17,7 +17,7 @@ import dagster as dg
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
-from eval_pipeline.defs.datasets import DatasetTable, materialize_table, refresh_dataset_tables
+from eval_pipeline.defs.datasets import DatasetTable, refresh_dataset_tables, table_asset
 from eval_pipeline.defs.dispatch import Metadata, collect, report_partitions, run_tasks, runners_for
 from eval_pipeline.defs.jobs import TRAINING_GROUP, TRAINING_JOB
 from eval_pipeline.defs.partitions import current_partitions
@@ -39,7 +39,9 @@ from eval_pipeline.training import (
 
 ADAPTERS = dg.AssetKey("adapters")
 # A dataset's train split, kept like the per-dataset tables of evaluation.
-TRAIN_TABLE = DatasetTable("train_samples", build_train_samples, "train_version")
+TRAIN_TABLE = DatasetTable(
+    "train_samples", build_train_samples, "train_version", "A dataset's train split."
+)
 AGGREGATES = dg.AssetKey("aggregates")
 CHECK_NAME = "adapter_vs_base"
 
@@ -96,21 +98,15 @@ def build_adapter_defs(
     for recipe in recipes.values():
         fed.setdefault(recipe.dataset, set()).add(adapter_slug(recipe.base, recipe.name))
 
-    @dg.asset(
-        partitions_def=dg.StaticPartitionsDefinition(sorted(fed)),
-        group_name=TRAINING_GROUP,
-        kinds={"polars", "parquet"},
+    train_samples = table_asset(
+        TRAIN_TABLE,
+        dg.StaticPartitionsDefinition(sorted(fed)),
+        TRAINING_GROUP,
+        "A dataset's ``train`` split, normalized like its test rows, with its version.\n\n"
+        "One partition per dataset a recipe trains on (``train_samples/dataset=<d>/``). "
+        "``adapters`` writes and records it too whenever its version changed, so it need not "
+        "be materialized first.",
     )
-    def train_samples(
-        context: dg.AssetExecutionContext, catalog: CatalogResource, store: StoreResource
-    ) -> None:
-        """A dataset's ``train`` split, normalized like its test rows, with its version.
-
-        One partition per dataset a recipe trains on (``train_samples/dataset=<d>/``).
-        ``adapters`` writes and records it too when it trains, whenever its version
-        changed, so it need not be materialized first.
-        """
-        materialize_table(context, catalog, store, TRAIN_TABLE)
 
     @dg.asset(
         partitions_def=partitions,

@@ -36,65 +36,67 @@ class DatasetTable:
     asset: str
     build: Callable[[Catalog, Store, str], TableReport]
     version: str
+    description: str
+    """The asset's description in the UI."""
 
 
+_SHARED = (
+    "One file per dataset (``{asset}/dataset=<d>/``), shared by every model's partition "
+    "of the dataset. ``generations`` rewrites it for the datasets it runs and records a "
+    "materialization here when the {version} changed."
+)
 TABLES = (
-    DatasetTable("prompt_versions", stages.build_prompt_versions, "prompt_version"),
-    DatasetTable("dataset_samples", stages.build_dataset_samples, "dataset_version"),
+    DatasetTable(
+        "prompt_versions",
+        stages.build_prompt_versions,
+        "prompt_version",
+        "The prompt template each dataset renders, with its content-hash version.",
+    ),
+    DatasetTable(
+        "dataset_samples",
+        stages.build_dataset_samples,
+        "dataset_version",
+        "The dataset's normalized rows (fields, target, tags, row hash) and its version.",
+    ),
 )
 
 
 def build_dataset_assets(datasets: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """``prompt_versions`` and ``dataset_samples``, partitioned by ``datasets``."""
+    return [
+        table_asset(
+            table,
+            datasets,
+            DATASETS_GROUP,
+            f"{table.description}\n\n"
+            + _SHARED.format(asset=table.asset, version=table.version.replace("_", " ")),
+        )
+        for table in TABLES
+    ]
+
+
+def table_asset(
+    table: DatasetTable, partitions: dg.PartitionsDefinition, group: str, description: str
+) -> dg.AssetsDefinition:
+    """The asset of a per-dataset ``table``: writes it for each dataset partition of the step."""
 
     @dg.asset(
-        partitions_def=datasets,
-        group_name=DATASETS_GROUP,
+        name=table.asset,
+        description=description,
+        partitions_def=partitions,
+        group_name=group,
         kinds=KINDS,
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
-    def prompt_versions(
+    def _table(
         context: dg.AssetExecutionContext, catalog: CatalogResource, store: StoreResource
     ) -> None:
-        """The prompt template each dataset renders, with its content-hash version.
+        cat, st = catalog.load(), store.get()
+        for dataset in context.partition_keys:
+            report = table.build(cat, st, dataset)
+            context.add_asset_metadata(_metadata(table, report), partition_key=dataset)
 
-        One file per dataset (``prompt_versions/dataset=<d>/``), shared by every model's
-        partition of the dataset. ``generations`` rewrites it for the datasets it runs and
-        records a materialization here when the prompt version changed.
-        """
-        materialize_table(context, catalog, store, TABLES[0])
-
-    @dg.asset(
-        partitions_def=datasets,
-        group_name=DATASETS_GROUP,
-        kinds=KINDS,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-    )
-    def dataset_samples(
-        context: dg.AssetExecutionContext, catalog: CatalogResource, store: StoreResource
-    ) -> None:
-        """The dataset's normalized rows (fields, target, tags, row hash) and its version.
-
-        One file per dataset (``dataset_samples/dataset=<d>/``), shared by every model's
-        partition of the dataset. ``generations`` rewrites it for the datasets it runs and
-        records a materialization here when the dataset version changed.
-        """
-        materialize_table(context, catalog, store, TABLES[1])
-
-    return [prompt_versions, dataset_samples]
-
-
-def materialize_table(
-    context: dg.AssetExecutionContext,
-    catalog: CatalogResource,
-    store: StoreResource,
-    table: DatasetTable,
-) -> None:
-    """The body of a per-dataset asset: write ``table`` for each partition of the step."""
-    cat, st = catalog.load(), store.get()
-    for dataset in context.partition_keys:
-        report = table.build(cat, st, dataset)
-        context.add_asset_metadata(_metadata(table, report), partition_key=dataset)
+    return _table
 
 
 def refresh_dataset_tables(

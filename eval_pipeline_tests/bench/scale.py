@@ -657,12 +657,10 @@ def daemon_reload(
     sensor's first tick a model is added; the ticks that follow are reported with their
     time after the change (a tick every 60 s), until one requests the new partitions.
     """
-    import signal
-
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
-    from eval_pipeline_tests.opsupport import free_port, location_status
+    from eval_pipeline_tests.opsupport import free_port, location_status, stop_group
 
     mode = "dev" if dev else "ui"
     home = scratch / f"{mode}_home"
@@ -743,13 +741,7 @@ def daemon_reload(
             out[f"{mode}_webserver_models"] = _served_models(url)
     finally:
         for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc)
         log.close()
     return out
 
