@@ -194,7 +194,11 @@ def test_a_recipe_whose_base_runs_on_slurm_trains_in_one_slurm_job(tmp_path):
         partition_key="smollm2-135m__tiny", instance=instance
     )
     assert result.success
-    [event] = result.get_asset_materialization_events()
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey("adapters")
+    ]
     metadata = {k: v.value for k, v in event.materialization.metadata.items()}
     assert metadata["runs_on"] == "slurm" and metadata["slurm/job_id"]
     assert metadata["reused"] is False and metadata["train/steps"] == TINY["max_steps"]
