@@ -8,27 +8,16 @@ scripts/ensure-chromium.sh); screenshots land in ``.test-artifacts/screenshots/`
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import REPO
+from eval_pipeline_tests.chromium import SHOTS, launched, need_chromium
 from eval_pipeline_tests.explorer_helpers import PLANTED, explorer_store
 
 pytestmark = [pytest.mark.browser]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-SHOTS = REPO / ".test-artifacts" / "screenshots"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PARTITIONS = {
     "qa|fake-good",
     "qa|fake-echo",
@@ -40,11 +29,7 @@ PARTITIONS = {
 
 @pytest.fixture(scope="module")
 def explorer(tmp_path_factory) -> dict:
-    if not Path(CHROMIUM).exists():
-        why = f"{CHROMIUM} missing; scripts/ensure-chromium.sh installs it"
-        if os.environ.get("EVAL_PIPELINE_REQUIRE_SERVICES") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+    need_chromium()
     setup = explorer_store(tmp_path_factory.mktemp("explorer"))
     index = Store(setup["store"]).reports_dir / "explorer" / "index.html"
     assert index.exists(), "the reporting step did not write the explorer"
@@ -53,14 +38,8 @@ def explorer(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched() as browser:
+        yield browser
 
 
 @pytest.fixture

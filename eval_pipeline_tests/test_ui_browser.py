@@ -18,6 +18,7 @@ import dagster as dg
 import pytest
 
 from eval_pipeline.defs import build_definitions
+from eval_pipeline_tests.chromium import SHOTS, launched, need_chromium
 from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.opsupport import (
     ONE_MODEL,
@@ -29,18 +30,6 @@ from eval_pipeline_tests.opsupport import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-SHOTS = REPO / ".test-artifacts" / "screenshots"
-# Headless on a machine without a network: no GPU, no sandbox as root, nothing that phones out.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 ASSETS = [
     "prompt_versions",
     "dataset_samples",
@@ -53,18 +42,10 @@ SEEDED = "qa|fake-good"
 _DISMISSED: list[bool] = []
 
 
-def _need(condition: bool, why: str) -> None:
-    if condition:
-        return
-    if os.environ.get("EVAL_PIPELINE_REQUIRE_SERVICES") == "1":
-        pytest.fail(why)
-    pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory) -> Iterator[dict]:
     """``scripts/ui.sh`` (daemon + webserver) over a fake project with one materialized partition."""
-    _need(Path(CHROMIUM).exists(), f"{CHROMIUM} missing; scripts/ensure-chromium.sh installs it")
+    need_chromium()
     tmp = tmp_path_factory.mktemp("ui")
     project = make_project(tmp / "project", ONE_MODEL, datasets=("qa", "json-extract"))
     home = tmp / "dagster_home"
@@ -108,15 +89,8 @@ def ui(tmp_path_factory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        # Playwright starts each launch with a fresh, empty profile of its own.
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched() as browser:
+        yield browser
 
 
 @pytest.fixture

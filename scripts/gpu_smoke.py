@@ -186,13 +186,7 @@ def qlora_smoke(model_dir: Path, work: Path, steps: int = 4) -> dict:
 
     from eval_pipeline.catalog import load_catalog
     from eval_pipeline.providers.transformers import load_model
-    from eval_pipeline.training import (
-        Recipe,
-        load_base,
-        render_examples,
-        train_lora,
-        train_split,
-    )
+    from eval_pipeline.training import Recipe, train_on_base, train_split
 
     base = spec("transformers", model_dir, device="cuda", batch_size=8)
     recipe = Recipe.model_validate(
@@ -211,22 +205,13 @@ def qlora_smoke(model_dir: Path, work: Path, steps: int = 4) -> dict:
     )
     catalog = load_catalog(REPO, load_rows=False)
     dataset = train_split(catalog, recipe.dataset)
-    model, tokenizer, device, quantization = load_base(recipe, base)
-    examples, _ = render_examples(dataset, tokenizer, max_length=recipe.max_length, limit=16)
     out = work / "qlora-adapter"
-    report = train_lora(
-        recipe,
-        model,
-        examples,
-        out,
-        device=device,
-        quantization=quantization,
-        pad_token_id=tokenizer.pad_token_id,
-        model_id=base.model_id,
-    )
-    del model
+    out.mkdir(parents=True, exist_ok=True)
+    # The trainer's own path: load the base in 4-bit, render the examples, train.
+    report = train_on_base(recipe, base, dataset, out)
     torch.cuda.empty_cache()
     fresh = load_model(base.model_copy(update={"options": {**base.options, "load_in_4bit": True}}))
+    tokenizer = fresh.tokenizer
     tuned = PeftModel.from_pretrained(fresh.model, str(out)).eval()
     messages = [m.as_dict() for m in dataset.prompt.render(dataset.rows[0]["fields"])]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -26,6 +26,14 @@ def validate_slug(value: str) -> str | None:
     return None
 
 
+def require_slug(value: str) -> str:
+    """``value`` if it is a valid slug; else ValueError saying why (for pydantic validators)."""
+    problem = validate_slug(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 @dataclass(frozen=True)
 class PartitionKey:
     """One cell of the model x dataset grid."""

@@ -17,7 +17,7 @@ from pydantic import (
 
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import directory_hash
-from eval_pipeline.core.keys import validate_slug
+from eval_pipeline.core.keys import require_slug
 from eval_pipeline.core.types import PromptFormat, SamplingParams
 
 # Loaders built in; any other loader is a ``package.module:function`` (see DatasetSpec).
@@ -91,10 +91,7 @@ class ModelSpec(_Strict):
     @field_validator("slug")
     @classmethod
     def _slug(cls, value: str) -> str:
-        problem = validate_slug(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return require_slug(value)
 
     def revision_label(self) -> str:
         """The revision a row records, with the adapter's content hash when there is one.
@@ -229,18 +226,12 @@ class DatasetSpec(_Strict):
     @classmethod
     def _slug(cls, value: str) -> str:
         # A prompt name is a file name under prompts/: a slug cannot leave that folder.
-        problem = validate_slug(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return require_slug(value)
 
     @field_validator("suite")
     @classmethod
     def _suite_slug(cls, value: str | None) -> str | None:
-        problem = validate_slug(value) if value is not None else None
-        if problem:
-            raise ValueError(problem)
-        return value
+        return value if value is None else require_slug(value)
 
     @field_validator("loader")
     @classmethod

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.errors import CatalogError
-from eval_pipeline.core.keys import validate_slug
+from eval_pipeline.core.keys import require_slug
 from eval_pipeline.core.specs import validation_error_to_catalog_error
 
 RECIPES_FILE = "recipes.yaml"
@@ -98,10 +98,7 @@ class Recipe(BaseModel):
     @field_validator("name")
     @classmethod
     def _slug(cls, value: str) -> str:
-        problem = validate_slug(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return require_slug(value)
 
     @field_validator("target_modules")
     @classmethod

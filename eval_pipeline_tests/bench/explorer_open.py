@@ -24,16 +24,7 @@ from eval_pipeline.core.schemas import TABLES
 from eval_pipeline.report import ExplorerInput, write_explorer_files
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.bench._common import write_result
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from eval_pipeline_tests.chromium import launched
 
 
 def synthetic_store(root: Path, models: int, datasets: int, samples: int) -> ExplorerInput:
@@ -167,8 +158,6 @@ def _scroll(browser, index: Path, pid: str, samples: int) -> dict:
 
 
 def run(models: int = 100, datasets: int = 100, samples: int = 20) -> dict:
-    from playwright.sync_api import sync_playwright
-
     result: dict = {"models": models, "datasets": datasets, "samples": samples}
     with tempfile.TemporaryDirectory(prefix="explorer-bench-") as tmp:
         tmp = Path(tmp)
@@ -183,17 +172,13 @@ def run(models: int = 100, datasets: int = 100, samples: int = 20) -> dict:
         small_index = write_explorer_files(Store(tmp / "small"), tmp / "small-explorer", small)
         deep = synthetic_store(tmp / "deep", 1, 1, 10_000)
         deep_index = write_explorer_files(Store(tmp / "deep"), tmp / "deep-explorer", deep)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            try:
-                _open(browser, small_index, 100)  # warm the browser's caches once
-                result["small_10x10"] = _open(browser, small_index, 100)
-                result["big"] = _open(browser, big_index, models * datasets)
-                result["partition_10000_samples"] = _scroll(
-                    browser, deep_index, "set-000@model-000", 10_000
-                )
-            finally:
-                browser.close()
+        with launched() as browser:
+            _open(browser, small_index, 100)  # warm the browser's caches once
+            result["small_10x10"] = _open(browser, small_index, 100)
+            result["big"] = _open(browser, big_index, models * datasets)
+            result["partition_10000_samples"] = _scroll(
+                browser, deep_index, "set-000@model-000", 10_000
+            )
     result["ratio"] = round(result["big"]["ready_ms"] / result["small_10x10"]["ready_ms"], 2)
     return result
 
