@@ -40,7 +40,13 @@ from eval_pipeline.training import (
 ADAPTERS = dg.AssetKey("adapters")
 # A dataset's train split, kept like the per-dataset tables of evaluation.
 TRAIN_TABLE = DatasetTable(
-    "train_samples", build_train_samples, "train_version", "A dataset's train split."
+    "train_samples",
+    build_train_samples,
+    "train_version",
+    "A dataset's ``train`` split, normalized like its test rows, with its version.\n\n"
+    "One partition per dataset a recipe trains on (``train_samples/dataset=<d>/``). "
+    "``adapters`` writes and records it too whenever its version changed, so it need not be "
+    "materialized first.",
 )
 AGGREGATES = dg.AssetKey("aggregates")
 CHECK_NAME = "adapter_vs_base"
@@ -99,13 +105,7 @@ def build_adapter_defs(
         fed.setdefault(recipe.dataset, set()).add(adapter_slug(recipe.base, recipe.name))
 
     train_samples = table_asset(
-        TRAIN_TABLE,
-        dg.StaticPartitionsDefinition(sorted(fed)),
-        TRAINING_GROUP,
-        "A dataset's ``train`` split, normalized like its test rows, with its version.\n\n"
-        "One partition per dataset a recipe trains on (``train_samples/dataset=<d>/``). "
-        "``adapters`` writes and records it too whenever its version changed, so it need not "
-        "be materialized first.",
+        TRAIN_TABLE, dg.StaticPartitionsDefinition(sorted(fed)), TRAINING_GROUP
     )
 
     @dg.asset(

@@ -41,48 +41,41 @@ class DatasetTable:
 
 
 _SHARED = (
-    "One file per dataset (``{asset}/dataset=<d>/``), shared by every model's partition "
-    "of the dataset. ``generations`` rewrites it for the datasets it runs and records a "
-    "materialization here when the {version} changed."
+    "\n\nOne file per dataset (``{}/dataset=<d>/``), shared by every model's partition of "
+    "the dataset. ``generations`` rewrites it for the datasets it runs and records a "
+    "materialization here when the {} changed."
 )
 TABLES = (
     DatasetTable(
         "prompt_versions",
         stages.build_prompt_versions,
         "prompt_version",
-        "The prompt template each dataset renders, with its content-hash version.",
+        "The prompt template each dataset renders, with its content-hash version."
+        + _SHARED.format("prompt_versions", "prompt version"),
     ),
     DatasetTable(
         "dataset_samples",
         stages.build_dataset_samples,
         "dataset_version",
-        "The dataset's normalized rows (fields, target, tags, row hash) and its version.",
+        "The dataset's normalized rows (fields, target, tags, row hash) and its version."
+        + _SHARED.format("dataset_samples", "dataset version"),
     ),
 )
 
 
 def build_dataset_assets(datasets: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """``prompt_versions`` and ``dataset_samples``, partitioned by ``datasets``."""
-    return [
-        table_asset(
-            table,
-            datasets,
-            DATASETS_GROUP,
-            f"{table.description}\n\n"
-            + _SHARED.format(asset=table.asset, version=table.version.replace("_", " ")),
-        )
-        for table in TABLES
-    ]
+    return [table_asset(table, datasets, DATASETS_GROUP) for table in TABLES]
 
 
 def table_asset(
-    table: DatasetTable, partitions: dg.PartitionsDefinition, group: str, description: str
+    table: DatasetTable, partitions: dg.PartitionsDefinition, group: str
 ) -> dg.AssetsDefinition:
     """The asset of a per-dataset ``table``: writes it for each dataset partition of the step."""
 
     @dg.asset(
         name=table.asset,
-        description=description,
+        description=table.description,
         partitions_def=partitions,
         group_name=group,
         kinds=KINDS,
