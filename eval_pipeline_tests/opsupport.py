@@ -213,7 +213,11 @@ def stop_group(proc, timeout_s: float = 30) -> None:
     import signal
     import subprocess
 
-    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:  # it has exited already, with its whole group
+        proc.wait()
+        return
     try:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -234,13 +238,15 @@ def webserver(home: Path, project: Path, log: Path, env: dict[str, str] | None =
 
     repo = Path(__file__).resolve().parents[1]
     port = free_port()
+    # ``env`` adds to the environment; the instance and the project are always these (a
+    # caller's copy of os.environ may name another DAGSTER_HOME, e.g. under `make bench`).
     environ = {
         **os.environ,
+        **(env or {}),
         "DAGSTER_HOME": str(home),
         "EVAL_PIPELINE_ROOT": str(project),
         "EVAL_PIPELINE_STORE": str(project / "store"),
         "DAGSTER_DISABLE_TELEMETRY": "1",
-        **(env or {}),
     }
     binary = Path(sys.executable).parent / "dagster-webserver"
     out = log.open("w")
