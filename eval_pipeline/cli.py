@@ -511,8 +511,15 @@ def _run(args) -> int:
             for d in datasets:
                 key = PartitionKey(model=m, dataset=d)
                 start = time.perf_counter()
+                # A not-applicable cell still runs (no model call): its n/a row is stored.
+                reason = catalog.not_applicable_reason(m, d)
                 print(
-                    f"== {key.key}: evaluating ({'all' if limit is None else limit} samples)",
+                    f"== {key.key}: "
+                    + (
+                        f"not applicable: {reason}"
+                        if reason
+                        else f"evaluating ({'all' if limit is None else limit} samples)"
+                    ),
                     file=sys.stderr,
                     flush=True,
                 )
@@ -813,9 +820,12 @@ def _compare(args) -> int:
         baseline_name=a.name,
         current_name=b.name,
     )
+    for refusal in report.refused:
+        print(f"eval-pipeline: not compared: {refusal}", file=sys.stderr)
     if not report.comparisons:
         print(
-            "eval-pipeline: the two runs share no model x dataset x metric; nothing compared",
+            "eval-pipeline: the two runs share no model x dataset x metric answered the same "
+            "way; nothing compared",
             file=sys.stderr,
         )
         return EXIT_NO_DATA

@@ -156,22 +156,6 @@ def test_multiple_choice_in_generate_mode_reads_one_letter_and_records_unparseab
     assert _values(scores, "acc") == [1.0] * 4
 
 
-def test_a_provider_without_choice_decoding_is_refused_at_catalog_load(tmp_path):
-    api_model = {"slug": "api-chat", "provider": "openai", "model_id": "gpt-x"}
-    project = make_project(tmp_path / "p", models=_models(api_model), datasets=())
-    _write_dataset(project, "mc", MC_SPEC, MC_ROWS)
-    with pytest.raises(CatalogError) as err:
-        load_catalog(project, load_rows=False)
-    message = str(err.value)
-    assert "datasets/mc/dataset.yaml" in message and "api-chat" in message
-    assert "'mc'" in message and "mode: generate" in message
-    # The same dataset asking for a lettered answer runs on any provider.
-    spec = yaml.safe_load((project / "datasets/mc/dataset.yaml").read_text())
-    spec.update(mode="generate", scorers=[{"name": "acc"}])
-    (project / "datasets/mc/dataset.yaml").write_text(yaml.safe_dump(spec))
-    assert load_catalog(project).dataset("mc").rows[0]["targets"] == ["elephant"]
-
-
 def test_a_target_that_names_no_choice_is_refused_with_its_line(tmp_path):
     project = make_project(tmp_path / "p", models=_models(FAKE_SCRIPTED), datasets=())
     rows = [*MC_ROWS[:2], {"id": "bad", "q": "x", "choices": ["a", "b"], "answer": 5}]
@@ -436,63 +420,122 @@ def test_huggingface_loader_says_when_the_data_is_neither_local_nor_reachable(
 # -- BIG-bench ---------------------------------------------------------------------------
 
 
-def _bigbench_available() -> bool:
-    import urllib.request
+def write_bigbench_tasks(folder: Path) -> Path:
+    """A small BIG-bench ``benchmark_tasks`` folder in the ``task.json`` format, written here.
 
-    from eval_pipeline.catalog._bigbench import INDEX_URL, is_cached
-
-    if is_cached():
-        return True
-    try:
-        urllib.request.urlopen(INDEX_URL, timeout=5).close()  # noqa: S310
-    except OSError:
-        return False
-    return True
-
-
-def test_bigbench_loader_reads_a_real_task_with_its_own_prefixes(tmp_path):
-    if not _bigbench_available():
-        pytest.skip("BIG-bench task files are not cached and PyPI is unreachable")
-    catalog = load_catalog(Path(__file__).resolve().parents[1], load_rows=False)
-    assert "bigbench-date-understanding" in catalog.suite("bigbench")
-    sports = catalog.dataset("bigbench-sports-understanding")
-    assert len(sports.rows) == 1000
-    first = sports.rows[0]
-    assert first["sample_id"] == "sports_understanding-0"
-    assert first["fields"]["input"] == (
-        "Determine whether the following statement or statements are plausible or "
-        "implausible:\nStatement: Jamal Murray was perfect from the line\n"
-        "Plausible/implausible?"
-    )
-    assert first["choices"] == ["plausible", "implausible"] and first["targets"] == ["plausible"]
-    date = catalog.dataset("bigbench-date-understanding")
-    assert len(date.rows) == 369 and date.rows[0]["fields"]["input"].endswith("\nA:")
-    arithmetic = catalog.dataset("bigbench-arithmetic-3d-add")
-    assert arithmetic.spec.task == "generate" and arithmetic.rows[0]["choices"] == []
-    assert arithmetic.rows[0]["targets"] == [arithmetic.rows[0]["target"]]
+    ``verdicts``: a multiple-choice task with its own prefixes and task prefix (8 examples);
+    ``sums``: a task made of two generative subtasks (``two_digit``, ``three_digit``).
+    """
+    tasks = folder / "bigbench" / "benchmark_tasks"
+    verdicts = {
+        "name": "verdicts",
+        "task_prefix": "Say whether the claim holds.",
+        "example_input_prefix": "\nClaim: ",
+        "example_output_prefix": "\nVerdict: ",
+        "examples": [
+            {
+                "input": f"{a} plus {b} is {a + b + (i % 2)}",
+                "target_scores": {"holds": int(i % 2 == 0), "fails": int(i % 2 == 1)},
+            }
+            for i, (a, b) in enumerate(
+                [(1, 2), (3, 4), (5, 6), (7, 8), (2, 2), (4, 1), (6, 3), (9, 0)]
+            )
+        ],
+    }
+    (tasks / "verdicts").mkdir(parents=True)
+    (tasks / "verdicts" / "task.json").write_text(json.dumps(verdicts))
+    (tasks / "sums").mkdir()
+    (tasks / "sums" / "task.json").write_text(json.dumps({"name": "sums", "subtasks": []}))
+    for sub, pairs in (("two_digit", [(12, 30), (45, 11)]), ("three_digit", [(100, 200)])):
+        (tasks / "sums" / sub).mkdir()
+        examples = [{"input": f"What is {a} plus {b}?", "target": str(a + b)} for a, b in pairs]
+        (tasks / "sums" / sub / "task.json").write_text(json.dumps({"examples": examples}))
+    return folder
 
 
-def test_a_bigbench_partition_materializes_through_the_evaluation_job(tmp_path):
-    if not _bigbench_available():
-        pytest.skip("BIG-bench task files are not cached and PyPI is unreachable")
-    from eval_pipeline_tests.helpers import materialize
-
+def _bigbench_project(tmp_path: Path, **spec) -> Path:
     project = make_project(
         tmp_path / "p",
         models=_models({"slug": "fake-good", "provider": "fake-choices", "model_id": "fake/r"}),
-        datasets=("bigbench-navigate",),
+        datasets=(),
+    )
+    _write_dataset(
+        project,
+        "bb",
+        {"loader": "bigbench", "fields": ["input"], "target_field": "target", **spec},
+        None,
+        prompt="{{ input }}",
+    )
+    return project
+
+
+def test_bigbench_loader_reads_task_files_with_their_own_prefixes(tmp_path, monkeypatch):
+    from eval_pipeline.catalog._bigbench import DIR_ENV
+
+    # A checkout's root, its benchmark_tasks folder and a folder of tasks all work.
+    checkout = write_bigbench_tasks(tmp_path / "BIG-bench")
+    for configured in (checkout, checkout / "bigbench" / "benchmark_tasks"):
+        monkeypatch.setenv(DIR_ENV, str(configured))
+        project = _bigbench_project(
+            tmp_path / configured.name,
+            loader_options={"task": "verdicts"},
+            task="multiple_choice",
+            choices_field="choices",
+            scorers=[{"name": "acc"}, {"name": "acc_norm"}],
+        )
+        rows = load_catalog(project).dataset("bb").rows
+        assert len(rows) == 8
+        assert rows[0]["sample_id"] == "verdicts-0"
+        assert rows[0]["fields"]["input"] == (
+            "Say whether the claim holds.\nClaim: 1 plus 2 is 3"
+            "\n  choice: holds\n  choice: fails\nVerdict:"
+        )
+        assert rows[0]["choices"] == ["holds", "fails"] and rows[0]["targets"] == ["holds"]
+        assert rows[1]["targets"] == ["fails"]
+    # A task of subtasks: all of them in name order, or the one named.
+    project = _bigbench_project(
+        tmp_path / "sums", loader_options={"task": "sums"}, scorers=[{"name": "exact_match"}]
+    )
+    rows = load_catalog(project).dataset("bb").rows
+    assert [r["sample_id"] for r in rows] == [
+        "sums/three_digit-0",
+        "sums/two_digit-0",
+        "sums/two_digit-1",
+    ]
+    assert rows[0]["fields"]["input"] == "\nQ: What is 100 plus 200?\nA:"
+    assert rows[0]["choices"] == [] and rows[0]["targets"] == ["300"]
+
+
+def test_a_bigbench_partition_materializes_through_the_evaluation_job(tmp_path, monkeypatch):
+    from eval_pipeline.catalog._bigbench import DIR_ENV
+    from eval_pipeline_tests.helpers import materialize
+
+    monkeypatch.setenv(DIR_ENV, str(write_bigbench_tasks(tmp_path / "tasks")))
+    project = _bigbench_project(
+        tmp_path,
+        loader_options={"task": "verdicts"},
+        task="multiple_choice",
+        choices_field="choices",
+        scorers=[{"name": "acc"}, {"name": "acc_norm"}],
     )
     store_root = tmp_path / "store"
-    result = materialize(project, store_root, "bigbench-navigate|fake-good", sample_limit=6)
+    result = materialize(project, store_root, "bb|fake-good", sample_limit=6)
     assert result.success
     store = Store(store_root)
-    generations = store.read("generations", dataset="bigbench-navigate", model="fake-good")
+    generations = store.read("generations", dataset="bb", model="fake-good")
     assert generations.height == 6 and generations["error"].null_count() == 6
     assert generations["choice_logprobs"].list.len().to_list() == [2] * 6
-    aggregates = store.read("aggregates", dataset="bigbench-navigate", model="fake-good")
+    aggregates = store.read("aggregates", dataset="bb", model="fake-good")
     means = dict(zip(aggregates["metric"], aggregates["mean"], strict=True))
     # The reference-mode fake finds the correct continuation most likely.
     assert means["acc"] == 1.0 and 0.0 <= means["acc_norm"] <= 1.0
+
+
+def test_the_shipped_bigbench_datasets_are_out_of_the_default_run():
+    catalog = load_catalog(Path(__file__).resolve().parents[1], load_rows=False)
+    names = catalog.suite("bigbench")
+    assert len(names) >= 7
+    assert not any(catalog.dataset_specs[n].in_default_run for n in names)
 
 
 def test_a_choice_response_without_log_likelihoods_is_recorded_as_an_error():
@@ -613,18 +656,34 @@ def test_a_model_without_a_chat_template_is_told_to_use_completion_prompts():
     assert chat_template_problem(completion, False, prompt_format="chat")
 
 
-def test_bigbench_without_cache_or_network_says_what_to_fetch_and_how_big(tmp_path, monkeypatch):
-    from eval_pipeline.catalog import _bigbench
+def test_bigbench_without_task_files_says_what_to_set_and_reaches_no_network(tmp_path, monkeypatch):
+    import socket
 
-    monkeypatch.setenv(_bigbench.CACHE_ENV, str(tmp_path / "empty-cache"))
-    monkeypatch.setattr(_bigbench, "INDEX_URL", "http://127.0.0.1:9/simple/bigbench/")
+    from eval_pipeline.catalog._bigbench import DIR_ENV
+
+    monkeypatch.delenv(DIR_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the bigbench loader opened a network connection")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     project = make_project(
         tmp_path / "p",
         models=_models({"slug": "fake-good", "provider": "fake-choices", "model_id": "fake/r"}),
-        datasets=("bigbench-navigate",),
+        datasets=("bigbench-navigate", "qa"),
     )
+    catalog = load_catalog(project, load_rows=False)
+    catalog.dataset("qa")  # only the cells that need BIG-bench fail
     with pytest.raises(CatalogError) as err:
-        load_catalog(project)
+        catalog.dataset("bigbench-navigate")
     message = str(err.value)
     assert message.startswith("datasets/bigbench-navigate/dataset.yaml: loader_options.task")
-    assert "not cached" in message and "358 MB" in message and "fetch_bigbench.py" in message
+    assert DIR_ENV in message and "BIG-bench" in message
+    # A folder without the task names the task and the folder.
+    monkeypatch.setenv(DIR_ENV, str(tmp_path))
+    with pytest.raises(
+        CatalogError, match=r"no BIG-bench task 'navigate' in .*no navigate/task.json"
+    ):
+        load_catalog(project, load_rows=False).dataset("bigbench-navigate")

@@ -103,8 +103,8 @@ def test_dagster_asset_materialize_writes_one_datasets_tables_by_its_dataset_key
 
 def test_eval_pipeline_run_records_runs_and_prints_the_leaderboard_and_reruns_make_no_calls(env):
     out = _run([str(BIN / "eval-pipeline"), "run", "--model", "fake-good", "--limit", "3"], env)
-    assert "| fake-good | json-extract | field_accuracy | 3 | 1.000 |" in out.stdout
-    assert "| fake-good | qa | answer_match | 3 | 1.000 |" in out.stdout
+    assert "| fake-good | json-extract | field_accuracy | generated | 3 | 1.000 |" in out.stdout
+    assert "| fake-good | qa | answer_match | generated | 3 | 1.000 |" in out.stdout
     assert "model calls: 3" in out.stderr
     # One run per partition, then one reporting run for the leaderboard and reports.
     jobs = sorted(r.dagster_run.job_name for r in _runs(env))

@@ -33,6 +33,7 @@ def _scores(values: list[float], model: str = "m", dataset: str = "d") -> pl.Dat
             "detail": "",
             "request_hash": "h",
             "code_version": "c",
+            "answer_mode": "generate",
         }
     )
 

@@ -58,7 +58,7 @@ def test_one_partition_materializes_every_asset_into_hive_parquet(small_project,
         "aggregates",
     }
     assert (
-        "| fake-good | qa | answer_match | 12 | 1.000 |"
+        "| fake-good | qa | answer_match | generated | 12 | 1.000 |"
         in materialization_metadata(report(small_project, store_root), "leaderboard")["leaderboard"]
     )
 

@@ -34,6 +34,7 @@ def _scores(n: int = 3) -> pl.DataFrame:
             "detail": [""] * n,
             "request_hash": ["h"] * n,
             "code_version": ["v"] * n,
+            "answer_mode": ["generate"] * n,
         },
         schema=SCORES,
     )

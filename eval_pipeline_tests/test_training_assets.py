@@ -178,6 +178,7 @@ def _scores(model: str, values: list[float]) -> pl.DataFrame:
             "detail": "",
             "request_hash": "",
             "code_version": "",
+            "answer_mode": "generate",
         }
     )
 

@@ -1,11 +1,19 @@
-r"""BIG-bench task files: fetched once from PyPI, cached, and read into dataset rows.
+r"""BIG-bench task files from a folder the user points at, read into dataset rows.
 
-BIG-bench's published tasks (Apache-2.0) ship in the source distribution of
-``bigbench==1.0.0`` on PyPI: a 358 MB ``.tar.gz`` whose
-``bigbench/benchmark_tasks/<task>/task.json`` files (and ``<task>/<subtask>/task.json``)
-hold the examples. Installing the package would pull TensorFlow, so the archive is
-streamed once and only the ``task.json`` files (about 1,000 of them) are kept, under
-``~/.cache/eval_pipeline/bigbench/1.0.0/`` (``EVAL_PIPELINE_BIGBENCH_DIR`` moves it).
+BIG-bench's published tasks (Apache-2.0) are JSON files,
+``bigbench/benchmark_tasks/<task>/task.json`` (and ``<task>/<subtask>/task.json``) in
+the BIG-bench repository. No package index reachable from a fresh machine serves them any
+more, so nothing here downloads them: ``EVAL_PIPELINE_BIGBENCH_DIR`` names a folder that
+holds them, one of
+
+- a checkout of the BIG-bench repository (the folder holding ``bigbench/benchmark_tasks/``);
+- its ``benchmark_tasks`` folder itself, or any folder of ``<task>/task.json`` files;
+- a cache written by earlier versions of this project (``.../bigbench`` holding
+  ``1.0.0/<task>/task.json``).
+
+Without the variable, such an earlier cache at ``~/.cache/eval_pipeline/bigbench/1.0.0``
+is used when present. Without either, only the datasets that use the ``bigbench`` loader
+fail, each naming what to set.
 
 A JSON task's examples carry ``input`` and ``target_scores`` (multiple choice: each
 choice with a score, the best-scored ones correct) and/or ``target`` (generative: one
@@ -19,179 +27,70 @@ prefix once before its few-shot examples; here it frames every sample, examples 
 
 from __future__ import annotations
 
-import hashlib
-import html.parser
 import json
 import os
-import shutil
-import sys
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from eval_pipeline.core.errors import CatalogError
 
-VERSION = "1.0.0"
-INDEX_URL = "https://pypi.org/simple/bigbench/"
-SDIST_NAME = f"bigbench-{VERSION}.tar.gz"
-SDIST_SIZE_MB = 358
-TASKS_PREFIX = "bigbench/benchmark_tasks/"
-CACHE_ENV = "EVAL_PIPELINE_BIGBENCH_DIR"
-_DONE = ".complete.json"
+DIR_ENV = "EVAL_PIPELINE_BIGBENCH_DIR"
+# Where earlier versions of the project cached the task files; still read when present.
+LEGACY_VERSION = "1.0.0"
+SETUP_HINT = (
+    f"set {DIR_ENV} to a checkout of the BIG-bench repository "
+    "(git clone https://github.com/google/BIG-bench) or to a folder of <task>/task.json files"
+)
 
 
-def cache_root() -> Path:
-    """Where extracted task files live: ``$EVAL_PIPELINE_BIGBENCH_DIR`` or the user cache."""
-    configured = os.environ.get(CACHE_ENV)
-    base = Path(configured) if configured else Path.home() / ".cache" / "eval_pipeline" / "bigbench"
-    return base / VERSION
+def tasks_root(environ: dict[str, str] | None = None) -> Path | None:
+    """The folder holding ``<task>/task.json``, or None when no BIG-bench source is set up.
 
-
-def is_cached(root: Path | None = None) -> bool:
-    """Whether the task files have been fetched and extracted completely."""
-    return ((root or cache_root()) / _DONE).is_file()
-
-
-def _sdist_url(timeout_s: float) -> tuple[str, str]:
-    """The sdist's download URL and sha256 from PyPI's simple index (PEP 503)."""
-
-    class _Links(html.parser.HTMLParser):
-        def __init__(self) -> None:
-            super().__init__()
-            self.hrefs: list[str] = []
-
-        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-            if tag == "a":
-                self.hrefs += [v for k, v in attrs if k == "href" and v]
-
-    with urllib.request.urlopen(INDEX_URL, timeout=timeout_s) as response:  # noqa: S310
-        parser = _Links()
-        parser.feed(response.read().decode("utf-8", "replace"))
-    for href in parser.hrefs:
-        url, _, fragment = href.partition("#")
-        if url.rsplit("/", 1)[-1] == SDIST_NAME and fragment.startswith("sha256="):
-            return url, fragment.removeprefix("sha256=")
-    raise OSError(f"{INDEX_URL} lists no {SDIST_NAME}")
-
-
-class _Hashing:
-    """A read-only stream that hashes what passes through and reports progress."""
-
-    def __init__(self, raw: BinaryIO, total: int, report: bool):
-        self.raw, self.total, self.report = raw, total, report
-        self.sha = hashlib.sha256()
-        self.read_bytes = 0
-        self._next_report = 0
-
-    def read(self, n: int = -1) -> bytes:
-        chunk = self.raw.read(n)
-        self.sha.update(chunk)
-        self.read_bytes += len(chunk)
-        if self.report and self.read_bytes >= self._next_report:
-            total = f" of {self.total / 1e6:.0f}" if self.total else ""
-            print(f"  {self.read_bytes / 1e6:.0f}{total} MB", file=sys.stderr)
-            self._next_report += 50_000_000
-        return chunk
-
-
-def fetch(root: Path | None = None, *, timeout_s: float = 60.0, verbose: bool = True) -> Path:
-    """Download the sdist once and extract its ``task.json`` files into ``root``.
-
-    Idempotent: a complete cache is returned as it is. The archive is streamed (never
-    stored), its sha256 checked against PyPI's index, and the files land in a temporary
-    folder renamed into place only when everything checked out.
-
-    Raises:
-        OSError: PyPI is unreachable or the download does not match its checksum.
+    ``EVAL_PIPELINE_BIGBENCH_DIR`` wins (a repository checkout, its ``benchmark_tasks``
+    folder, a folder of task folders, or an old cache); without it, an old cache in the
+    user's home is used when it exists.
     """
-    root = root or cache_root()
-    if is_cached(root):
-        return root
-    url, sha256 = _sdist_url(timeout_s)
-    if verbose:
-        print(
-            f"Fetching BIG-bench task files: {SDIST_NAME} (about {SDIST_SIZE_MB} MB) from "
-            f"PyPI; only the 1,041 task.json files (1.7 GB) are kept, in {root}",
-            file=sys.stderr,
-        )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root.parent))
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
-            total = int(response.headers.get("Content-Length") or 0)
-            stream = _Hashing(response, total, verbose)
-            count = 0
-            with tarfile.open(fileobj=stream, mode="r|gz") as archive:  # type: ignore[arg-type]
-                for member in archive:
-                    relative = _task_file(member)
-                    if relative is None:
-                        continue
-                    source = archive.extractfile(member)
-                    if source is None:
-                        continue
-                    target = staging / relative
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(source.read())
-                    count += 1
-            while stream.read(1 << 20):  # the rest of the archive, for the checksum
-                pass
-        if stream.sha.hexdigest() != sha256:
-            raise OSError(f"{url}: sha256 {stream.sha.hexdigest()} does not match {sha256}")
-        (staging / _DONE).write_text(
-            json.dumps({"url": url, "sha256": sha256, "task_files": count}, indent=1)
-        )
-        if root.exists():
-            shutil.rmtree(root)
-        staging.rename(root)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    if verbose:
-        print(f"Cached {count} BIG-bench task files in {root}", file=sys.stderr)
-    return root
+    env = os.environ if environ is None else environ
+    configured = env.get(DIR_ENV)
+    if configured:
+        base = Path(configured).expanduser()
+        for candidate in (
+            base / "bigbench" / "benchmark_tasks",
+            base / "benchmark_tasks",
+            base / LEGACY_VERSION,
+        ):
+            if candidate.is_dir():
+                return candidate
+        return base
+    legacy = Path.home() / ".cache" / "eval_pipeline" / "bigbench" / LEGACY_VERSION
+    return legacy if legacy.is_dir() else None
 
 
-def _task_file(member: tarfile.TarInfo) -> str | None:
-    """``<task>[/<subtask>]/task.json`` for an archive member that is one, else None."""
-    if not member.isfile() or not member.name.endswith("/task.json"):
-        return None
-    _, _, inside = member.name.partition("/")  # drop ``bigbench-1.0.0/``
-    if not inside.startswith(TASKS_PREFIX):
-        return None
-    relative = inside.removeprefix(TASKS_PREFIX)
-    parts = relative.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return None
-    return relative
+def source_problem(task: str, environ: dict[str, str] | None = None) -> str | None:
+    """Why the files of BIG-bench ``task`` cannot be read, or None when they can."""
+    root = tasks_root(environ)
+    if root is None:
+        return f"no BIG-bench task files on this machine: {SETUP_HINT}"
+    if not root.is_dir():
+        return f"{DIR_ENV}={root} is not a folder: {SETUP_HINT}"
+    if not (root / task / "task.json").is_file():
+        return f"no BIG-bench task '{task}' in {root} (no {task}/task.json there)"
+    return None
 
 
 def task_dir(task: str, shown: str, field: str) -> Path:
-    """The folder of ``task`` in the cache, fetching the task files first if needed.
+    """The folder of ``task``.
 
     Raises:
-        CatalogError: The files are not cached and PyPI cannot be reached, or the task
-            does not exist; naming the spec ``shown`` and ``field``.
+        CatalogError: No BIG-bench source is set up, or it lacks the task; naming the spec
+            ``shown`` and ``field`` and what to set.
     """
-    root = cache_root()
-    if not is_cached(root):
-        try:
-            fetch(root)
-        except (OSError, urllib.error.URLError, tarfile.TarError) as exc:
-            raise CatalogError(
-                shown,
-                field,
-                f"BIG-bench task files are not cached in {root} and could not be fetched "
-                f"({exc}). Fetch them where PyPI is reachable with "
-                f"`python scripts/fetch_bigbench.py` (downloads {SDIST_NAME}, about "
-                f"{SDIST_SIZE_MB} MB) and copy the folder, or set {CACHE_ENV}.",
-            ) from exc
-    path = root / task
-    if not (path / "task.json").is_file():
-        raise CatalogError(shown, field, f"no BIG-bench task '{task}' in {root}")
-    return path
+    problem = source_problem(task)
+    if problem:
+        raise CatalogError(shown, field, problem)
+    root = tasks_root()
+    assert root is not None
+    return root / task
 
 
 def task_rows(

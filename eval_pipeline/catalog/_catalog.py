@@ -17,6 +17,7 @@ from eval_pipeline.catalog._prompts import PromptTemplate, load_prompt, render_p
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash, stable_json
 from eval_pipeline.core.specs import DatasetSpec, ModelSpec, validation_error_to_catalog_error
+from eval_pipeline.core.types import AnswerMode
 from eval_pipeline.providers.registry import PROVIDERS, provider_class
 from eval_pipeline.scoring.registry import MC_SCORERS, check_scorer_params
 
@@ -75,6 +76,32 @@ class Catalog:
             raise KeyError(
                 f"unknown model {slug!r}; known: {', '.join(self.model_slugs)}"
             ) from None
+
+    def answer_mode(self, model: str, dataset: str) -> AnswerMode:
+        """How ``model`` answers ``dataset``: see :data:`eval_pipeline.core.types.AnswerMode`.
+
+        A multiple-choice dataset scored by log-likelihood runs by log-likelihood on a model
+        whose provider can score choices; on any other model it asks for a letter, or is
+        not applicable where the dataset says ``without_loglikelihood: not_applicable``.
+        A catalog with any mix of models therefore always loads.
+        """
+        spec = self.dataset_specs[dataset]
+        if not spec.loglikelihood:
+            return "generate"
+        if provider_class(self.model(model).provider).capabilities.choices:
+            return "loglikelihood"
+        return "generate" if spec.without_loglikelihood == "generate" else "not_applicable"
+
+    def not_applicable_reason(self, model: str, dataset: str) -> str | None:
+        """Why the cell does not run, or None when it does."""
+        if self.answer_mode(model, dataset) != "not_applicable":
+            return None
+        provider = self.model(model).provider
+        return (
+            f"dataset '{dataset}' is scored by log-likelihood and model '{model}' "
+            f"(provider '{provider}') cannot score choices; the dataset says "
+            "without_loglikelihood: not_applicable (set it to generate to ask for a letter)"
+        )
 
     def secret_env_names(self, slugs: Iterable[str]) -> list[str]:
         """The environment variables holding the API keys of models ``slugs``.
@@ -206,7 +233,6 @@ def load_catalog(root: str | os.PathLike[str], *, load_rows: bool = True) -> Cat
             prompts[spec.prompt] = load_prompt(root / "prompts", spec.prompt, root)
         _check_prompt_fields(root, spec, prompts[spec.prompt])
         _check_judges(root, spec_path, spec, models, rubrics)
-        _check_choice_decoding(root, spec_path, spec, models)
         specs[spec.name] = spec
     catalog = Catalog(root=root, models=models, dataset_specs=specs, prompts=prompts)
     if load_rows:
@@ -372,29 +398,6 @@ def _check_judge_template(root: Path, prompt: PromptTemplate) -> None:
     problem = render_problem(prompt, {name: f"sample {name}" for name in JUDGE_VARIABLES})
     if problem:
         raise CatalogError(shown, problem[0], f"rubric template does not render: {problem[1]}")
-
-
-def _check_choice_decoding(
-    root: Path, spec_path: Path, spec: DatasetSpec, models: dict[str, ModelSpec]
-) -> None:
-    """Refuse a log-likelihood multiple-choice dataset next to a model that cannot score choices.
-
-    Every model is evaluated on every dataset, so such a pair would only fail at
-    generation; ``mode: generate`` asks for a lettered answer instead, which any model
-    can give.
-    """
-    if not spec.loglikelihood:
-        return
-    for slug in sorted(models):
-        model = models[slug]
-        if not provider_class(model.provider).capabilities.choices:
-            raise CatalogError(
-                display(spec_path, root),
-                "mode",
-                f"dataset '{spec.name}' is task: multiple_choice scored by log-likelihood, but "
-                f"model '{slug}' (provider '{model.provider}') cannot score choices; set "
-                "mode: generate on the dataset to ask for a lettered answer instead",
-            )
 
 
 def _load_rows(

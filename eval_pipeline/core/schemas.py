@@ -59,6 +59,10 @@ GENERATIONS = pl.Schema(
         # order, the continuation's summed log-probability and its token count.
         "choice_logprobs": pl.List(pl.Float64),
         "choice_tokens": pl.List(pl.Int64),
+        # How the model answered (see eval_pipeline.core.types.AnswerMode): loglikelihood,
+        # generate (a multiple-choice question answered with a letter, too) or
+        # not_applicable. Null in tables written before the column existed.
+        "answer_mode": pl.String,
         # Canonical JSON, package -> version: python, torch, transformers, vllm, openai, ...
         "versions": pl.String,
         # Run-dependent columns (see VOLATILE_COLUMNS): they say how this run got the row.
@@ -81,6 +85,7 @@ SCORES = pl.Schema(
         "detail": pl.String,
         "request_hash": pl.String,
         "code_version": pl.String,
+        "answer_mode": pl.String,  # as in generations: two modes are never compared
     }
 )
 
@@ -96,6 +101,7 @@ AGGREGATES = pl.Schema(
         "ci_low": pl.Float64,
         "ci_high": pl.Float64,
         "pass_at_1": pl.Float64,  # code metrics only
+        "answer_mode": pl.String,  # as in generations; not_applicable rows have n = 0
         "samples": pl.Int64,
         "error_count": pl.Int64,
         "input_tokens": pl.Int64,
@@ -144,6 +150,7 @@ LEADERBOARD = pl.Schema(
         "dataset": pl.String,
         "prompt_version": pl.String,
         "metric": pl.String,
+        "answer_mode": pl.String,
         "n": pl.Int64,
         "mean": pl.Float64,
         "ci_low": pl.Float64,

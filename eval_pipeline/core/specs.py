@@ -205,6 +205,10 @@ class DatasetSpec(_Strict):
     # likely (providers with choice decoding); ``generate`` lists lettered choices in the
     # prompt and reads one letter from the reply (any provider).
     mode: Literal["loglikelihood", "generate"] = "loglikelihood"
+    # ``mode: loglikelihood`` for a model that cannot score choices (a chat-only API):
+    # ``generate`` asks it for a letter instead (the cell's rows say answer_mode:
+    # generate); ``not_applicable`` leaves the cell out, shown as n/a.
+    without_loglikelihood: Literal["generate", "not_applicable"] = "generate"
     # Put between the context and each choice (lm-evaluation-harness ``target_delimiter``);
     # default " " in completion format and "" in chat format, as lm-evaluation-harness
     # does when it applies a chat template.

@@ -29,6 +29,13 @@ class SamplingParams(BaseModel):
 
 PromptFormat = Literal["chat", "completion"]
 
+# How a model answers a dataset (one model x dataset cell): ``loglikelihood`` scores each
+# choice of a multiple-choice question; ``generate`` writes an answer (a generative
+# dataset, or a multiple-choice question asked for a letter); ``not_applicable`` does not
+# run (a log-likelihood dataset for a model that cannot score choices, where the dataset
+# says so). Recorded on every generations, scores, aggregates and leaderboard row.
+AnswerMode = Literal["loglikelihood", "generate", "not_applicable"]
+
 
 @dataclass(frozen=True)
 class Message:

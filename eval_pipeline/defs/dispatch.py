@@ -139,6 +139,7 @@ def work_metadata(result: WorkResult, outcome: TaskOutcome) -> Metadata:
         metadata.update(
             prompt_version=result.prompt_version,
             dataset_version=result.dataset_version,
+            answer_mode=result.answer_mode,
             errors=result.errors,
             retries=result.retries,
             rate_limited_responses=result.rate_limited,

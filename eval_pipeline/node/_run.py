@@ -162,6 +162,7 @@ def _do(
                 errors=report.errors,
                 prompt_version=report.prompt_version,
                 dataset_version=report.dataset_version,
+                answer_mode=report.answer_mode,
                 **_stats(report.stats),
             )
         if work.kind == "judge":

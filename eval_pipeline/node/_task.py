@@ -97,6 +97,7 @@ class WorkResult:
     errors: int = 0
     prompt_version: str = ""
     dataset_version: str = ""
+    answer_mode: str = ""  # generate work: how the model answered (core.types.AnswerMode)
     model_calls: int = 0
     retries: int = 0
     rate_limited: int = 0

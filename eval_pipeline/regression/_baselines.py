@@ -22,7 +22,7 @@ from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import validate_slug
 from eval_pipeline.core.schemas import SCORES
 from eval_pipeline.regression._compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD
-from eval_pipeline.storage import Store, conform
+from eval_pipeline.storage import Store, conform, with_missing_columns
 
 BASELINES_DIR = "baselines"
 DEFAULT_BASELINE = "main"
@@ -80,7 +80,7 @@ def load_baseline(root: str | Path, name: str) -> Baseline:
         )
     try:
         manifest = json.loads(manifest_path.read_text())
-        scores = conform("scores", pl.read_parquet(scores_path))
+        scores = conform("scores", with_missing_columns("scores", pl.read_parquet(scores_path)))
     except Exception as exc:  # a damaged file: name it
         raise BaselineError(f"baseline {name!r} at {folder} is unreadable: {exc}") from exc
     return Baseline(name=name, path=folder, manifest=manifest, scores=scores)

@@ -71,6 +71,9 @@ class RegressionReport:
     current_name: str
     alpha: float
     comparisons: list[MetricComparison]
+    # ``<dataset>|<model>:<metric>`` pairs left uncompared because the two runs answered
+    # in different modes (a log-likelihood and a generated-answer accuracy), with why.
+    refused: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[MetricComparison]:
@@ -92,14 +95,18 @@ class RegressionReport:
             "regressed": self.regressed,
             "regressions": [f"{c.partition}:{c.metric}" for c in self.regressions],
             "comparisons": [_clean(asdict(c)) for c in self.comparisons],
+            "refused": list(self.refused),
         }
 
     def to_markdown(self, max_flipped: int = 10) -> str:
         """A human-readable report: a summary line, a table, then the flipped samples."""
         lines = [f"# Regression report: {self.current_name} vs baseline {self.baseline_name}", ""]
+        refused = [f"- {r}" for r in self.refused]
+        if refused:
+            refused = ["", "## Not compared: different answer modes", "", *refused]
         if not self.comparisons:
             lines.append("No metric was scored in both runs: nothing to compare.")
-            return "\n".join(lines) + "\n"
+            return "\n".join(lines + refused) + "\n"
         if self.regressed:
             names = ", ".join(f"`{c.partition}` {c.metric}" for c in self.regressions)
             lines.append(f"**REGRESSION** in {len(self.regressions)} metric(s): {names}.")
@@ -133,7 +140,7 @@ class RegressionReport:
                     f" and {len(c.worse) - max_flipped} more" if len(c.worse) > max_flipped else ""
                 )
                 lines.append(f"- {c.partition} {c.metric}: {shown}{more}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + refused) + "\n"
 
 
 def _f(value: float | None, signed: bool = False) -> str:
@@ -200,7 +207,16 @@ def compare_runs(
         .join(base.select("model", "dataset", "metric").unique(), on=["model", "dataset", "metric"])
         .sort(["model", "dataset"], maintain_order=True)
     )
+    modes_a, modes_b = _answer_modes(baseline_scores), _answer_modes(current_scores)
+    refused = []
     for model, dataset, metric in groups.iter_rows():
+        a, b = modes_a.get((model, dataset)), modes_b.get((model, dataset))
+        if a and b and a != b:
+            refused.append(
+                f"{dataset}|{model}:{metric}: {baseline_name} answered by {a}, "
+                f"{current_name} by {b}; a {a} and a {b} score are not comparable"
+            )
+            continue
         sel = (
             (pl.col("model") == model)
             & (pl.col("dataset") == dataset)
@@ -227,7 +243,15 @@ def compare_runs(
                 current_only=c.height - paired.height,
             )
         )
-    return RegressionReport(baseline_name, current_name, alpha, comparisons)
+    return RegressionReport(baseline_name, current_name, alpha, comparisons, refused)
+
+
+def _answer_modes(scores: pl.DataFrame) -> dict[tuple[str, str], str]:
+    """Each partition's answer mode in a scores table (tables written before modes: none)."""
+    if "answer_mode" not in scores.columns:
+        return {}
+    known = scores.select("model", "dataset", "answer_mode").drop_nulls().unique()
+    return {(m, d): mode for m, d, mode in known.iter_rows()}
 
 
 def _compare_metric(

@@ -9,7 +9,14 @@ import polars as pl
 
 from eval_pipeline.core.schemas import TABLES
 from eval_pipeline.regression._baselines import BaselineError, baseline_dir, load_baseline
-from eval_pipeline.storage import HistoryEntry, HistoryError, Store, conform, parse_when
+from eval_pipeline.storage import (
+    HistoryEntry,
+    HistoryError,
+    Store,
+    conform,
+    parse_when,
+    with_missing_columns,
+)
 
 # References answered from the store's run history rather than from files.
 RUN_PREFIX = "run:"
@@ -126,7 +133,7 @@ def resolve_run(reference: str, root: str | Path, store: Store | None = None) ->
     path = Path(reference)
     if path.is_file():
         try:
-            return RunScores(reference, conform("scores", pl.read_parquet(path)))
+            return RunScores(reference, conform("scores", with_missing_columns("scores", pl.read_parquet(path))))
         except Exception as exc:
             raise BaselineError(f"{reference}: not a scores Parquet file ({exc})") from exc
     if path.is_dir() and (path / "baseline.json").exists():

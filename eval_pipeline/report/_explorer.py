@@ -196,7 +196,10 @@ def _samples(
 
 def _aggregate_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     cols = ["metric", "n", "mean", "stderr", "ci_low", "ci_high", "pass_at_1"]
-    return [{k: _num(r[k]) for k in cols} for r in frame.iter_rows(named=True)]
+    return [
+        {**{k: _num(r[k]) for k in cols}, "answer_mode": r.get("answer_mode")}
+        for r in frame.iter_rows(named=True)
+    ]
 
 
 def _runs_by_partition(history: pl.DataFrame) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -461,6 +464,8 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
                 row["error_count"],
                 max(1, len(runs)),
                 spark,
+                # How the number was obtained: loglikelihood, generate, not_applicable.
+                row["answer_mode"],
             ]
         )
         gens = gens_by.get((d, m))

@@ -31,7 +31,9 @@ def results_table(
     """Aggregates per model x dataset x metric; with ``tags``, per slice instead.
 
     Columns: model, dataset, [slice,] metric, n, mean, stderr, ci_low, ci_high (and, for
-    whole partitions, cost_usd, error_count, latency_p50_s).
+    whole partitions, answer_mode, cost_usd, error_count, latency_p50_s). ``answer_mode``
+    says how the number was obtained (``loglikelihood``, ``generate``, or
+    ``not_applicable`` with n = 0 and no mean).
     """
     if tags:
         frame = _filter(store.scan("slice_aggregates").collect(), models, datasets)
@@ -48,6 +50,7 @@ def results_table(
             "stderr",
             "ci_low",
             "ci_high",
+            "answer_mode",
             "cost_usd",
             "error_count",
             "latency_p50_s",

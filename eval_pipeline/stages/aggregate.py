@@ -47,6 +47,9 @@ def aggregate(
         **_telemetry(store, model, dataset),
     }
     prompt_version = generations["prompt_version"][0] if generations.height else ""
+    # How the model answered: a log-likelihood and a generated-answer accuracy are never
+    # put side by side unlabelled; a not_applicable cell keeps one row per metric, n = 0.
+    mode = catalog.answer_mode(model, dataset)
     rows = []
     for metric in _metrics(spec, scores):
         applicable = scores.filter((pl.col("metric") == metric) & pl.col("value").is_not_null())
@@ -74,6 +77,7 @@ def aggregate(
             "ci_low": low,
             "ci_high": high,
             "pass_at_1": pass_at_1,
+            "answer_mode": mode,
             **shared,
             "suspicious": suspicious,
         }

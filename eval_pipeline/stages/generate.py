@@ -19,6 +19,7 @@ from eval_pipeline.core.keys import PROBLEM_SEPARATOR
 from eval_pipeline.core.provenance import versions_json
 from eval_pipeline.core.schemas import GENERATIONS
 from eval_pipeline.core.types import (
+    AnswerMode,
     GenerationRequest,
     GenerationResponse,
     Message,
@@ -59,6 +60,7 @@ class GenerateReport:
     prompt_version: str
     dataset_version: str
     stats: RunStats
+    answer_mode: AnswerMode = "generate"
 
 
 def load_inputs(store: Store, dataset: str) -> tuple[pl.DataFrame, PromptTemplate]:
@@ -120,13 +122,15 @@ class TaskPlan:
 
     ``prompt_format`` is the dataset's or else the model's; ``fewshot_pool`` the rows
     few-shot examples are drawn from (``same_split``: the dataset's own rows, so a
-    sample is excluded by its id).
+    sample is excluded by its id); ``answer_mode`` how the model answers
+    (:meth:`eval_pipeline.catalog.Catalog.answer_mode`).
     """
 
     spec: DatasetSpec | None = None
     prompt_format: PromptFormat = "chat"
     fewshot_pool: tuple[dict[str, Any], ...] = ()
     same_split: bool = True
+    answer_mode: AnswerMode = "generate"
 
     @classmethod
     def for_model(cls, catalog: Catalog, model: ModelSpec, dataset: str) -> TaskPlan:
@@ -138,6 +142,7 @@ class TaskPlan:
             prompt_format=spec.prompt_format_for(model),
             fewshot_pool=pool,
             same_split=not (spec.fewshot and spec.fewshot.source),
+            answer_mode=catalog.answer_mode(model.slug, dataset),
         )
 
 
@@ -193,7 +198,7 @@ def render_request_messages(
     """
     spec = plan.spec
     fmt = plan.prompt_format
-    generate_mc = spec is not None and spec.multiple_choice and spec.mode == "generate"
+    generate_mc = spec is not None and spec.multiple_choice and plan.answer_mode == "generate"
     delimiter = spec.delimiter_for(fmt) if spec is not None else " "
     separator = spec.fewshot.separator if spec is not None and spec.fewshot else "\n\n"
 
@@ -274,7 +279,7 @@ def build_requests(
         messages = render_request_messages(prompt, item, examples, plan)
         choices: tuple[str, ...] = ()
         reference = row["target"]
-        if spec is not None and spec.loglikelihood:
+        if spec is not None and spec.multiple_choice and plan.answer_mode == "loglikelihood":
             delimiter = spec.delimiter_for(plan.prompt_format)
             choices = tuple(f"{delimiter}{c}" for c in item["choices"])
         elif spec is not None and spec.multiple_choice:
@@ -336,13 +341,16 @@ def generate(
     """
     spec = catalog.model(model)
     samples, prompt = load_inputs(store, dataset)
+    mode = catalog.answer_mode(model, dataset)
+    if mode == "not_applicable":
+        # Nothing to ask: an empty table says the cell ran and holds no answers.
+        samples = samples.head(0)
     if sample_limit is not None:
         samples = samples.head(sample_limit)
     samples = expand_samples(samples, catalog.dataset_specs[dataset].samples_per_problem)
     sampling = sampling_for(catalog, spec, dataset)
-    requests = build_requests(
-        spec, samples, prompt, sampling, TaskPlan.for_model(catalog, spec, dataset)
-    )
+    plan = TaskPlan.for_model(catalog, spec, dataset)
+    requests = build_requests(spec, samples, prompt, sampling, plan)
     own_provider = provider is None
     provider = provider or create_provider(spec)
     try:
@@ -366,7 +374,7 @@ def generate(
         if own_provider:
             provider.close()
     frame = generations_frame(
-        spec, dataset, prompt.version, samples, requests, result, run or RunOrigin()
+        spec, dataset, prompt.version, samples, requests, result, run or RunOrigin(), mode
     )
     path = store.write("generations", frame, dataset=dataset, model=model)
     if result.stopped:
@@ -380,6 +388,7 @@ def generate(
         prompt_version=prompt.version,
         dataset_version=samples["dataset_version"][0] if samples.height else "",
         stats=result.stats,
+        answer_mode=mode,
     )
 
 
@@ -391,6 +400,7 @@ def generations_frame(
     requests: list[GenerationRequest],
     result,  # EngineResult
     run: RunOrigin,
+    answer_mode: AnswerMode = "generate",
 ) -> pl.DataFrame:
     """One row per request, in dataset order, with provenance and (for cached rows) reuse.
 
@@ -434,6 +444,7 @@ def generations_frame(
             "fewshot_ids": [list(r.extras.get("fewshot_ids", [])) for r in requests],
             "choice_logprobs": logprobs,
             "choice_tokens": tokens,
+            "answer_mode": [answer_mode] * n,
             "versions": [versions_json()] * n,
             "latency_s": [x.latency_s for x in responses],
             "cached": result.cached,

@@ -116,16 +116,31 @@ def leaderboard_markdown(board: pl.DataFrame, max_rows: int | None = None) -> st
     """
     shown = board if max_rows is None else board.head(max_rows)
     lines = [
-        "| model | dataset | metric | n | mean | 95% CI | errors | output tokens | cost $ |",
-        "|---|---|---|---:|---:|---|---:|---:|---:|",
+        "| model | dataset | metric | answer | n | mean | 95% CI | errors | output tokens | cost $ |",
+        "|---|---|---|---|---:|---:|---|---:|---:|---:|",
     ]
     for r in shown.iter_rows(named=True):
+        mode = r.get("answer_mode")
         mean = "-" if r["mean"] is None else f"{r['mean']:.3f}"
+        if mode == "not_applicable":
+            mean = "n/a"
         ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
         lines.append(
-            f"| {r['model']} | {r['dataset']} | {r['metric']} | {r['n']} | {mean} | {ci} | "
-            f"{r['error_count']} | {r['output_tokens']} | {r['cost_usd']:.4f} |"
+            f"| {r['model']} | {r['dataset']} | {r['metric']} | {answer_label(mode)} | {r['n']} | "
+            f"{mean} | {ci} | {r['error_count']} | {r['output_tokens']} | {r['cost_usd']:.4f} |"
         )
     if shown.height < board.height:
         lines.append(f"\n… and {board.height - shown.height} more rows (the full table: `path`).")
     return "\n".join(lines)
+
+
+ANSWER_LABELS = {
+    "loglikelihood": "log-likelihood",
+    "generate": "generated",
+    "not_applicable": "not applicable",
+}
+
+
+def answer_label(mode: str | None) -> str:
+    """How a cell's number was obtained, in words (``-`` for rows written before modes)."""
+    return ANSWER_LABELS.get(mode or "", "-")

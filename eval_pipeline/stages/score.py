@@ -142,6 +142,9 @@ def judge_partition(
 def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreReport:
     """Score every generation of ``model`` on ``dataset``; one row per sample x metric."""
     spec = catalog.dataset_specs[dataset]
+    if catalog.answer_mode(model, dataset) == "not_applicable":
+        path = store.write("scores", pl.DataFrame(schema=SCORES), dataset=dataset, model=model)
+        return ScoreReport(path=path, rows=0, means={})
     joined = scoring_frame(catalog, store, model, dataset)
     frames = []
     judgements = []
@@ -166,11 +169,12 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
             .hstack(result.select("value", "detail"))
         )
     scores = (
-        pl.concat(frames)
+        pl.concat(frames, how="vertical_relaxed")
         .with_columns(
             pl.lit(model).alias("model"),
             pl.lit(dataset).alias("dataset"),
             pl.lit(code_version()).alias("code_version"),
+            pl.lit(catalog.answer_mode(model, dataset)).alias("answer_mode"),
         )
         .select(SCORES.names())
     )

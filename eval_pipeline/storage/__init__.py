@@ -25,7 +25,13 @@ from eval_pipeline.storage._history import (
     new_run_id,
     parse_when,
 )
-from eval_pipeline.storage._store import HISTORY_TABLES, Store, StoreSchemaError, conform
+from eval_pipeline.storage._store import (
+    HISTORY_TABLES,
+    Store,
+    StoreSchemaError,
+    conform,
+    with_missing_columns,
+)
 
 __all__ = [
     "HISTORY_TABLES",
@@ -40,6 +46,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "conform",
+    "with_missing_columns",
     "new_run_id",
     "parse_when",
     "remove_stale_temporaries",

@@ -250,7 +250,7 @@ class Store:
 
     def read_entry(self, entry: HistoryEntry) -> pl.DataFrame:
         """The rows of one history entry."""
-        return pl.read_parquet(entry.path)
+        return with_missing_columns(entry.table, pl.read_parquet(entry.path))
 
     def read(
         self, table: str, dataset: str | None = None, model: str | None = None
@@ -259,20 +259,26 @@ class Store:
         path = self.path(table, dataset, model)
         if not path.exists():
             raise FileNotFoundError(f"no {table} for dataset={dataset} model={model}: {path}")
-        return pl.read_parquet(path)
+        return with_missing_columns(table, pl.read_parquet(path))
 
     def read_optional(
         self, table: str, dataset: str | None = None, model: str | None = None
     ) -> pl.DataFrame | None:
         path = self.path(table, dataset, model)
-        return pl.read_parquet(path) if path.exists() else None
+        return with_missing_columns(table, pl.read_parquet(path)) if path.exists() else None
 
     def scan(self, table: str) -> pl.LazyFrame:
         """Scan every partition of ``table`` (an empty frame of the right schema if none)."""
         directory = self.table_dir(table)
         if not directory.exists() or not any(directory.rglob("*.parquet")):
             return pl.LazyFrame(schema=TABLES[table])
-        return pl.scan_parquet(self.glob(table))
+        # Files written before a column existed read with it null.
+        return pl.scan_parquet(
+            self.glob(table),
+            schema=TABLES[table],
+            missing_columns="insert",
+            hive_partitioning=False,
+        )
 
 
 def _link_or_copy(source: Path, tmp: Path) -> None:
@@ -282,6 +288,15 @@ def _link_or_copy(source: Path, tmp: Path) -> None:
         os.link(source, tmp)
     except OSError:  # no hard links here (some network filesystems): a copy instead
         shutil.copyfile(source, tmp)
+
+
+def with_missing_columns(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the schema's columns it lacks added as nulls (files written earlier)."""
+    schema = TABLES.get(table)
+    if schema is None:
+        return frame
+    missing = [pl.lit(None, dtype=t).alias(n) for n, t in schema.items() if n not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
 
 
 def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:

@@ -72,6 +72,7 @@ def synthetic_store(root: Path, models: int, datasets: int, samples: int) -> Exp
                     "cost_usd": 0.00001,
                     "error": None,
                     "code_version": "c",
+                    "answer_mode": "generate",
                     "latency_s": 0.05,
                     "cached": False,
                 },
@@ -90,6 +91,7 @@ def synthetic_store(root: Path, models: int, datasets: int, samples: int) -> Exp
                     "detail": "",
                     "request_hash": "r",
                     "code_version": "c",
+                    "answer_mode": "generate",
                 },
                 schema=TABLES["scores"],
             ).write_parquet(_mkdir(store.path("scores", dataset, model)))

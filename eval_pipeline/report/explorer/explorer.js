@@ -198,11 +198,16 @@
       dis.forEach(function (di) {
         var c = idx[di + ":" + mi];
         if (!c) { html.push('<td class="empty"></td>'); return; }
+        if (c[10] === "not_applicable") {
+          html.push('<td class="cell na" data-c="' + di + ":" + mi + '" title="not applicable">n/a</td>');
+          return;
+        }
         var d = INDEX.datasets[di], t = norm(c[2], d.scale);
         var half = c[3] !== null && c[4] !== null ? (c[4] - c[3]) / 2 : null;
         html.push('<td class="cell" data-c="' + di + ":" + mi + '" style="background:' + colour(t) + ";color:" + ink(t) + '">' +
           '<a href="' + link(["p", pid(d.name, INDEX.models[mi])]) + '"><b>' + fmt(c[2], d.scale) + "</b>" +
-          (half !== null ? "<small>±" + fmt(half, d.scale) + "</small>" : "") + "</a></td>");
+          (half !== null ? "<small>±" + fmt(half, d.scale) + "</small>" : "") +
+          (c[10] === "generate" && d.kind !== "rating" && isChoice(d) ? '<sup class="mode" title="generated answer">gen</sup>' : "") + "</a></td>");
       });
       html.push("</tr>");
     });
@@ -224,12 +229,19 @@
       if (!td) { hideTip(); return; }
       var c = idx[td.getAttribute("data-c")], d = INDEX.datasets[c[0]];
       showTip("<b>" + esc(d.name) + " · " + esc(INDEX.models[c[1]]) + "</b><br>" +
-        esc(d.metric) + ": <b>" + fmt(c[2], d.scale) + "</b> (" + d.kind + " scale)<br>" +
+        esc(d.metric) + ": <b>" + (c[10] === "not_applicable" ? "n/a" : fmt(c[2], d.scale)) + "</b> (" + d.kind + " scale)<br>" +
+        (c[10] ? "answer: " + esc(modeLabel(c[10])) + "<br>" : "") +
         "95% CI [" + fmt(c[3], d.scale) + ", " + fmt(c[4], d.scale) + "], n = " + c[5] + "<br>" +
         "cost " + money(c[6]) + ", errors " + c[7] + ", runs " + c[8] + sparkSvg(c[9], d.scale, 160, 34), ev);
     };
     grid.onmouseleave = hideTip;
   }
+
+  // How a cell's number was obtained (generations.answer_mode).
+  function modeLabel(mode) {
+    return { loglikelihood: "log-likelihood", generate: "generated", not_applicable: "not applicable" }[mode] || mode;
+  }
+  function isChoice(d) { return /^acc/.test(d.metric); }
 
   function sparkSvg(values, scale, w, h) {
     var pts = (values || []).filter(function (v) { return v !== null; });
@@ -269,8 +281,10 @@
       var tabs = [["samples", "Samples"], ["diff", "Run diff"], ["trends", "Trends"]];
       var aggs = p.aggregates.map(function (a) {
         var scale = p.scales[a.metric];
-        return '<span class="chip' + (a.metric === p.metric ? " primary" : "") + '"><b>' + esc(a.metric) + "</b> " + fmt(a.mean, scale) +
-          ' <small>[' + fmt(a.ci_low, scale) + ", " + fmt(a.ci_high, scale) + "] n=" + a.n + "</small></span>";
+        return '<span class="chip' + (a.metric === p.metric ? " primary" : "") + '"><b>' + esc(a.metric) + "</b> " +
+          (a.answer_mode === "not_applicable" ? "n/a" : fmt(a.mean, scale)) +
+          ' <small>[' + fmt(a.ci_low, scale) + ", " + fmt(a.ci_high, scale) + "] n=" + a.n +
+          (a.answer_mode ? ", " + esc(modeLabel(a.answer_mode)) : "") + "</small></span>";
       }).join("");
       app.innerHTML = '<div class="crumbs"><a href="#/">Leaderboard</a> › <b>' + esc(p.dataset) + "</b> · <b>" + esc(p.model) + "</b></div>" +
         '<div class="chips">' + aggs + "</div>" +
