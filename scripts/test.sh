@@ -7,6 +7,18 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false DAGSTER_DISABLE_TELEMETRY=1
 
+# The suite runs with an empty home and cache folder, so nothing a developer's machine
+# happens to hold (a cache under ~/.cache, a config file) can stand in for a set-up step.
+# pip's download cache may be shared: it only saves downloads.
+export PIP_CACHE_DIR="${PIP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pip}"
+run_home=$(mktemp -d -t eval-pipeline-test-home.XXXXXX)
+trap 'rm -rf "$run_home"' EXIT
+mkdir -p "$run_home/home" "$run_home/cache"
+export HOME="$run_home/home" XDG_CACHE_HOME="$run_home/cache"
+
+# What `make run` needs (the same script `make run` calls).
+bash scripts/setup-run.sh || { echo "test.sh: could not set up what the default run needs" >&2; exit 1; }
+
 # The single-node SLURM cluster the `slurm` tests submit to: installed and started when
 # missing, a fraction of a second when it is already up. It needs root (apt, daemons).
 if [ "${EVAL_SKIP_SLURM_START:-0}" != 1 ]; then
@@ -25,7 +37,6 @@ fi
 bash scripts/postgres.sh || { echo "test.sh: could not start PostgreSQL" >&2; exit 1; }
 bash scripts/ensure-chromium.sh || { echo "test.sh: could not install Chromium" >&2; exit 1; }
 bash scripts/ensure-prometheus.sh || { echo "test.sh: could not install Prometheus" >&2; exit 1; }
-bash scripts/ensure-bwrap.sh || { echo "test.sh: could not install bubblewrap" >&2; exit 1; }
 export EVAL_PIPELINE_REQUIRE_SERVICES=1
 
 "$PY" -m pytest -q -p no:cacheprovider --durations=15 "$@"

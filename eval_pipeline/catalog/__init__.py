@@ -5,6 +5,13 @@ add ``datasets/<name>/dataset.yaml`` with its data file, or edit ``prompts/<name
 """
 
 from eval_pipeline.catalog._catalog import Catalog, Dataset, load_catalog
+from eval_pipeline.catalog._lmeval import (
+    LmEvalOptions,
+    LmEvalSource,
+    item_value,
+    lm_eval_task_problem,
+    metric_key,
+)
 from eval_pipeline.catalog._prompts import PromptTemplate, load_prompt
 from eval_pipeline.core.specs import DatasetSpec, ModelSpec, Pricing, RateLimits, ScorerSpec
 
@@ -12,11 +19,16 @@ __all__ = [
     "Catalog",
     "Dataset",
     "DatasetSpec",
+    "LmEvalOptions",
+    "LmEvalSource",
     "ModelSpec",
     "Pricing",
     "PromptTemplate",
     "RateLimits",
     "ScorerSpec",
+    "item_value",
+    "lm_eval_task_problem",
     "load_catalog",
     "load_prompt",
+    "metric_key",
 ]

@@ -38,6 +38,8 @@ class Dataset:
     correct choice's text), ``targets`` (every acceptable answer / correct choice),
     ``choices`` (empty unless multiple choice) and ``tags``. ``fewshot_rows`` is the pool
     few-shot examples are drawn from (the rows themselves when the spec names no source).
+    An ``lm_eval`` dataset's rows hold the task's document (``fields["doc"]``) and leaf
+    task (``fields["task"]``); its ``prompt`` is the task's resolved configuration.
     """
 
     spec: DatasetSpec
@@ -45,6 +47,9 @@ class Dataset:
     rows: tuple[dict[str, Any], ...]
     version: str
     fewshot_rows: tuple[dict[str, Any], ...] = ()
+    # ``loader: lm_eval``: the lm-eval task or group that defines the rows' requests and
+    # metrics (an :class:`eval_pipeline.catalog._lmeval.LmEvalSource`).
+    lm_eval: Any = None
 
     @property
     def name(self) -> str:
@@ -86,17 +91,38 @@ class Catalog:
         A catalog with any mix of models therefore always loads.
         """
         spec = self.dataset_specs[dataset]
+        if spec.lm_eval:
+            return _lm_eval_answer_mode(self, model, dataset)
         if not spec.loglikelihood:
             return "generate"
         if provider_class(self.model(model).provider).capabilities.choices:
             return "loglikelihood"
         return "generate" if spec.without_loglikelihood == "generate" else "not_applicable"
 
+    def samples_per_problem(self, dataset: str) -> int:
+        """Completions per sample (``samples_per_problem``; one for lm-eval tasks)."""
+        return self.dataset_specs[dataset].samples_per_problem
+
+    def limits_per_task(self, dataset: str) -> bool:
+        """Whether a sample limit applies per task (an lm-eval group, as its ``--limit``)."""
+        spec = self.dataset_specs[dataset]
+        return bool(spec.lm_eval and self.dataset(dataset).lm_eval.is_group)
+
     def not_applicable_reason(self, model: str, dataset: str) -> str | None:
         """Why the cell does not run, or None when it does."""
         if self.answer_mode(model, dataset) != "not_applicable":
             return None
         provider = self.model(model).provider
+        spec = self.dataset_specs[dataset]
+        if spec.lm_eval and self.dataset(dataset).lm_eval.output_types - {
+            "multiple_choice",
+            "generate_until",
+        }:
+            return (
+                f"dataset '{dataset}' scores log-likelihoods of given texts (lm-eval output "
+                f"types {sorted(self.dataset(dataset).lm_eval.output_types)}) and model "
+                f"'{model}' (provider '{provider}') cannot score text"
+            )
         return (
             f"dataset '{dataset}' is scored by log-likelihood and model '{model}' "
             f"(provider '{provider}') cannot score choices; the dataset says "
@@ -160,8 +186,11 @@ class Catalog:
         """Load (once) and validate the rows of dataset ``name``."""
         if name not in self.dataset_specs:
             raise KeyError(f"unknown dataset {name!r}; known: {', '.join(self.dataset_names)}")
+        if name not in self._datasets and self.dataset_specs[name].lm_eval:
+            self._datasets[name] = _lm_eval_dataset(self.root, self.dataset_specs[name])
         if name not in self._datasets:
             spec = self.dataset_specs[name]
+            assert spec.prompt is not None
             prompt = self.prompts[spec.prompt]
             rows = _load_rows(self.root, spec, prompt)
             pool: tuple[dict[str, Any], ...] = ()
@@ -229,9 +258,10 @@ def load_catalog(root: str | os.PathLike[str], *, load_rows: bool = True) -> Cat
     datasets_dir = root / "datasets"
     for spec_path in sorted(datasets_dir.glob(f"*/{DATASET_SPEC}")):
         spec = _load_dataset_spec(root, spec_path)
-        if spec.prompt not in prompts:
-            prompts[spec.prompt] = load_prompt(root / "prompts", spec.prompt, root)
-        _check_prompt_fields(root, spec, prompts[spec.prompt])
+        if spec.prompt is not None:
+            if spec.prompt not in prompts:
+                prompts[spec.prompt] = load_prompt(root / "prompts", spec.prompt, root)
+            _check_prompt_fields(root, spec, prompts[spec.prompt])
         _check_judges(root, spec_path, spec, models, rubrics)
         specs[spec.name] = spec
     catalog = Catalog(root=root, models=models, dataset_specs=specs, prompts=prompts)
@@ -299,7 +329,8 @@ def _load_dataset_spec(root: Path, path: Path) -> DatasetSpec:
     metrics = [s.metric_name for s in spec.scorers]
     if len(set(metrics)) != len(metrics):
         raise CatalogError(shown, "scorers", f"metric names must be unique, got {metrics}")
-    if spec.primary_metric and spec.primary_metric not in metrics:
+    # An lm_eval dataset's metrics are the task's, known once it is built.
+    if spec.primary_metric and not spec.lm_eval and spec.primary_metric not in metrics:
         raise CatalogError(
             shown, "primary_metric", f"'{spec.primary_metric}' is not one of {metrics}"
         )
@@ -398,6 +429,70 @@ def _check_judge_template(root: Path, prompt: PromptTemplate) -> None:
     problem = render_problem(prompt, {name: f"sample {name}" for name in JUDGE_VARIABLES})
     if problem:
         raise CatalogError(shown, problem[0], f"rubric template does not render: {problem[1]}")
+
+
+def _lm_eval_answer_mode(catalog: Catalog, model: str, dataset: str) -> AnswerMode:
+    # Text to write: any model. Choices to score: a model that scores choices, else a
+    # letter (multiple choice) as the dataset allows. Texts to score (loglikelihood,
+    # rolling): only a model that scores them.
+    spec = catalog.dataset_specs[dataset]
+    kinds = catalog.dataset(dataset).lm_eval.output_types
+    if kinds <= {"generate_until"}:
+        return "generate"
+    if provider_class(catalog.model(model).provider).capabilities.choices:
+        return "loglikelihood"
+    if kinds <= {"multiple_choice", "generate_until"} and spec.without_loglikelihood == "generate":
+        return "generate"
+    return "not_applicable"
+
+
+def _lm_eval_dataset(root: Path, spec: DatasetSpec) -> Dataset:
+    """An lm-eval task's documents as a dataset (see :mod:`eval_pipeline.catalog._lmeval`)."""
+    from eval_pipeline.catalog._lmeval import LmEvalOptions, load_source
+
+    folder = root / "datasets" / spec.name
+    shown = display(folder / DATASET_SPEC, root)
+    options = LmEvalOptions.model_validate(spec.loader_options)
+    source = load_source(options, folder, shown)
+    # A leaf's slices: its own name and every subgroup holding it (MMLU: the subject and
+    # stem / humanities / ...), never the whole group.
+    parents: dict[str, list[str]] = {}
+    for group in source.groups:
+        if group.name == source.name:
+            continue
+        for task in group.get_all_tasks():
+            parents.setdefault(task.task_name, []).append(group.name)
+    rows = []
+    for raw in source.rows():
+        tags = [raw["task"], *sorted(parents.get(raw["task"], []))] if source.is_group else []
+        rows.append(
+            {
+                "sample_id": raw["id"],
+                "fields": {"doc": raw["doc"], "task": raw["task"]},
+                "target": raw["target"][0],
+                "targets": list(raw["target"]),
+                "choices": list(raw["choices"]),
+                "tags": tags,
+            }
+        )
+    if not rows:
+        raise CatalogError(shown, "loader_options", "the lm-eval task has no documents")
+    config = source.config_text()
+    prompt = PromptTemplate(
+        name=f"lm_eval.{options.label()}",
+        path=source.yaml_path or Path(f"lm_eval/{options.label()}"),
+        text=config,
+    )
+    version = content_hash(
+        {"rows": [_versioned(r) for r in rows], "config": config, "scorers": "lm_eval"}, 12
+    )
+    return Dataset(
+        spec=spec,
+        prompt=prompt,
+        rows=tuple(rows),
+        version=f"{spec.name}@{version}",
+        lm_eval=source,
+    )
 
 
 def _load_rows(

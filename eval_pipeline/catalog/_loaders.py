@@ -57,6 +57,12 @@ class BigBenchOptions(_Options):
     subtask: str | None = None
 
 
+def _lm_eval_options() -> type[BaseModel]:
+    from eval_pipeline.catalog._lmeval import LmEvalOptions
+
+    return LmEvalOptions
+
+
 _OPTIONS: dict[str, type[_Options] | None] = {
     "jsonl": None,
     "csv": CsvOptions,
@@ -74,6 +80,9 @@ def check_loader(root: Path, spec_path: Path, spec: DatasetSpec) -> None:
         CatalogError: Naming the spec file and the field.
     """
     shown = display(spec_path, root)
+    if spec.loader == "lm_eval":
+        _options(_lm_eval_options(), spec, shown)  # type: ignore[arg-type]
+        return
     if spec.loader in _OPTIONS:
         model = _OPTIONS[spec.loader]
         if model is None and spec.loader_options:

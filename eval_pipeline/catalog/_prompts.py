@@ -15,8 +15,14 @@ from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.core.types import Message
 
+# ``trim_blocks``: a block tag's own line break (``{% set system = ... %}`` on the first
+# line) is not written. The file's last line break is not either (``keep_trailing_newline``
+# false); everything else the template writes is kept, whitespace included.
 _ENV = jinja2.Environment(
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=False,
+    trim_blocks=True,
+    autoescape=False,
 )
 
 
@@ -45,10 +51,15 @@ class PromptTemplate:
         """Names the template reads from its context."""
         return set(_variables(self.text))
 
-    def render(self, fields: dict[str, Any]) -> tuple[Message, ...]:
-        """The messages for one row's ``fields`` (a system message only when set)."""
+    def render(self, fields: dict[str, Any], *, strip: bool = False) -> tuple[Message, ...]:
+        """The messages for one row's ``fields`` (a system message only when set).
+
+        The user message is the text the template writes, leading and trailing whitespace
+        included (a context for log-likelihood scoring must be exact); ``strip`` removes
+        it (a dataset's ``prompt_strip: true``).
+        """
         module = _compile(self.text).make_module(fields)
-        user = str(module).strip()
+        user = str(module).strip() if strip else str(module)
         system = getattr(module, "system", None)
         messages = [Message("system", str(system).strip())] if system else []
         messages.append(Message("user", user))

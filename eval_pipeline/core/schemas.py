@@ -59,6 +59,9 @@ GENERATIONS = pl.Schema(
         # order, the continuation's summed log-probability and its token count.
         "choice_logprobs": pl.List(pl.Float64),
         "choice_tokens": pl.List(pl.Int64),
+        # lm-eval ``loglikelihood`` requests: per choice, whether it is the model's greedy
+        # continuation (null for other requests).
+        "choice_greedy": pl.List(pl.Boolean),
         # How the model answered (see eval_pipeline.core.types.AnswerMode): loglikelihood,
         # generate (a multiple-choice question answered with a letter, too) or
         # not_applicable. Null in tables written before the column existed.

@@ -21,7 +21,12 @@ from eval_pipeline.core.keys import require_slug
 from eval_pipeline.core.types import PromptFormat, SamplingParams
 
 # Loaders built in; any other loader is a ``package.module:function`` (see DatasetSpec).
-BUILTIN_LOADERS = ("jsonl", "csv", "parquet", "huggingface", "bigbench", "human_eval")
+BUILTIN_LOADERS = ("jsonl", "csv", "parquet", "huggingface", "bigbench", "human_eval", "lm_eval")
+# An lm-evaluation-harness task: lm-eval defines the rows' prompt, requests and metrics
+# (see eval_pipeline.catalog._lmeval); its rows hold the task's document and task name.
+LM_EVAL_LOADER = "lm_eval"
+LM_EVAL_FIELDS = ["doc", "task"]
+LM_EVAL_SCORER = "lm_eval"
 # Loaders that read a data file beside the spec.
 FILE_LOADERS = ("jsonl", "csv", "parquet")
 # ``package.module:function``: a scorer, loader or rubric given by import path.
@@ -195,7 +200,13 @@ class DatasetSpec(_Strict):
     target_field: str = "target"
     fields: list[str]
     tags_field: str | None = None
-    prompt: str
+    # ``prompts/<prompt>.jinja``; an ``lm_eval`` dataset has none (lm-eval's task config
+    # is its prompt).
+    prompt: str | None = None
+    # Keep the rendered prompt as the template writes it (Jinja's ``trim_blocks``: a
+    # block tag's own line break is not written); ``true`` strips leading and trailing
+    # whitespace from the rendered text.
+    prompt_strip: bool = False
     # ``generate``: the model writes an answer and scorers judge it. ``multiple_choice``:
     # the row's ``choices_field`` lists the choices and the target names the correct one
     # (an index or the choice's text, or a list of those).
@@ -226,11 +237,26 @@ class DatasetSpec(_Strict):
     # ``<problem id>#<index>`` (see eval_pipeline.core.keys.problem_id).
     samples_per_problem: int = Field(1, ge=1, le=1000)
 
-    @field_validator("name", "prompt")
+    @model_validator(mode="before")
+    @classmethod
+    def _lm_eval_defaults(cls, data: Any) -> Any:
+        # An lm_eval dataset's rows, prompt and metrics come from the lm-eval task.
+        if isinstance(data, dict) and data.get("loader") == LM_EVAL_LOADER:
+            data = dict(data)
+            data.setdefault("fields", list(LM_EVAL_FIELDS))
+            data.setdefault("scorers", [{"name": LM_EVAL_SCORER}])
+        return data
+
+    @field_validator("name")
     @classmethod
     def _slug(cls, value: str) -> str:
-        # A prompt name is a file name under prompts/: a slug cannot leave that folder.
         return require_slug(value)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_slug(cls, value: str | None) -> str | None:
+        # A prompt name is a file name under prompts/: a slug cannot leave that folder.
+        return value if value is None else require_slug(value)
 
     @field_validator("suite")
     @classmethod
@@ -249,6 +275,25 @@ class DatasetSpec(_Strict):
 
     @model_validator(mode="after")
     def _task_fields(self) -> DatasetSpec:
+        if self.loader == LM_EVAL_LOADER:
+            if self.prompt is not None:
+                raise ValueError("an lm_eval dataset takes its prompt from the lm-eval task")
+            if self.task != "generate" or self.choices_field or self.fewshot:
+                raise ValueError(
+                    "an lm_eval dataset takes task, choices and few-shot settings from the "
+                    "lm-eval task (loader_options: num_fewshot, fewshot_as_multiturn, "
+                    "system_instruction)"
+                )
+            if [s.name for s in self.scorers] != [LM_EVAL_SCORER]:
+                raise ValueError("an lm_eval dataset is scored by the task's own metrics")
+            if not self.primary_metric:
+                raise ValueError(
+                    "an lm_eval dataset needs primary_metric: one of the task's metric keys "
+                    "as lm-eval reports them without ',none' (acc, exact_match,strict-match)"
+                )
+            return self
+        if self.prompt is None:
+            raise ValueError("prompt: required field is missing")
         if self.task == "multiple_choice" and not self.choices_field:
             raise ValueError("a multiple_choice dataset needs choices_field")
         if self.task == "generate" and self.choices_field:
@@ -258,6 +303,11 @@ class DatasetSpec(_Strict):
     @property
     def primary(self) -> str:
         return self.primary_metric or self.scorers[0].metric_name
+
+    @property
+    def lm_eval(self) -> bool:
+        """Whether an lm-evaluation-harness task defines this dataset (``loader: lm_eval``)."""
+        return self.loader == LM_EVAL_LOADER
 
     @property
     def multiple_choice(self) -> bool:

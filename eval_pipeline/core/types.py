@@ -63,6 +63,12 @@ class GenerationRequest:
     # message whose content is the exact context text, sent without any template (base
     # models; log-likelihoods as lm-evaluation-harness computes them).
     prompt_format: PromptFormat = "chat"
+    # lm-evaluation-harness request types beyond choice decoding: ``loglikelihood`` scores
+    # each choice and must say whether it is the greedy continuation
+    # (``info["choice_greedy"]``); ``loglikelihood_rolling`` scores the one choice, a whole
+    # text with no context, over rolling windows of the model's context length. Empty:
+    # choice decoding when ``choices`` is set, generation otherwise.
+    request_type: str = ""
     # Free-form extras for providers that need them (the fake provider reads the reference).
     extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 

@@ -25,11 +25,13 @@ def request_hash(
     messages: Sequence[Message],
     choices: Sequence[str] = (),
     prompt_format: str = "chat",
+    request_type: str = "",
 ) -> str:
     """The cache key of one request: model identity, sampling parameters and messages.
 
-    ``choices`` (choice decoding) and a ``prompt_format`` other than ``chat`` join the key
-    only when given, so the keys of ordinary chat requests do not depend on them.
+    ``choices`` (choice decoding), a ``prompt_format`` other than ``chat`` and a
+    ``request_type`` join the key only when given, so the keys of ordinary chat requests
+    do not depend on them.
     """
     key: dict[str, Any] = {
         "model": identity,
@@ -40,6 +42,8 @@ def request_hash(
         key["choices"] = list(choices)
     if prompt_format != "chat":
         key["prompt_format"] = prompt_format
+    if request_type:
+        key["request_type"] = request_type
     return content_hash(key, 24)
 
 

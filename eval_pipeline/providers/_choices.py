@@ -39,9 +39,14 @@ def context_text(spec: ModelSpec, tokenizer: Any, request: GenerationRequest) ->
     )
     if problem:
         raise EvalPipelineError(problem)
-    return tokenizer.apply_chat_template(
-        [m.as_dict() for m in request.messages], tokenize=False, add_generation_prompt=True
-    )
+    # A last assistant turn is the start of the answer (lm-eval's ``gen_prefix``): the
+    # template continues it rather than opening a new turn, as lm-eval's HFLM does.
+    messages = [m.as_dict() for m in request.messages]
+    if messages and messages[-1]["role"] == "assistant":
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=False, continue_final_message=True
+        )
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def split_pair(context: str, continuation: str) -> tuple[str, str]:
@@ -74,11 +79,13 @@ def choice_response(
     input_tokens: int,
     latency_s: float,
     info: dict[str, Any] | None = None,
+    greedy: Sequence[bool] | None = None,
 ) -> GenerationResponse:
     """The answer to a choice request.
 
     The continuation of highest log-likelihood (the first on ties), with every
-    continuation's log-likelihood and token count.
+    continuation's log-likelihood and token count, and whether each is the model's greedy
+    continuation when ``greedy`` is given (``info["choice_greedy"]``).
     """
     best = max(range(len(logprobs)), key=lambda i: (logprobs[i], -i))
     return GenerationResponse(
@@ -93,6 +100,15 @@ def choice_response(
                 c: round(float(s), 6) for c, s in zip(request.choices, logprobs, strict=True)
             },
             "choice_tokens": {c: int(n) for c, n in zip(request.choices, tokens, strict=True)},
+            **(
+                {
+                    "choice_greedy": {
+                        c: bool(g) for c, g in zip(request.choices, greedy, strict=True)
+                    }
+                }
+                if greedy is not None
+                else {}
+            ),
         },
     )
 

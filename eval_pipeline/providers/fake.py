@@ -139,6 +139,18 @@ class FakeProvider(Provider):
     def _choose(self, request: GenerationRequest, prompt_tokens: int) -> GenerationResponse:
         scores = self._choice_logprobs(request)
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # first of equals
+        # Greedy: the best choice of several; a lone continuation (lm-eval's loglikelihood
+        # requests) when it is the reference in reference mode, else when it scores above
+        # -1 per token.
+        if len(scores) > 1:
+            greedy = [i == best for i in range(len(scores))]
+        else:
+            target = str(request.extras.get("target", "")).strip()
+            lone = request.choices[0]
+            greedy = [
+                (self.options.mode == "reference" and lone.strip() == target)
+                or scores[0] > -_tokens(lone)
+            ]
         return GenerationResponse(
             completion=request.choices[best],
             finish_reason="stop",
@@ -147,6 +159,7 @@ class FakeProvider(Provider):
             info={
                 "choice_logprobs": dict(zip(request.choices, scores, strict=True)),
                 "choice_tokens": {c: _tokens(c) for c in request.choices},
+                "choice_greedy": dict(zip(request.choices, greedy, strict=True)),
             },
         )
 

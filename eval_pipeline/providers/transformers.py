@@ -46,6 +46,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.paths import user_cache_dir
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.providers._choices import (
@@ -163,10 +164,8 @@ def choose_threads(requested: int | str | None, environ: dict[str, str] | None =
 
 
 def cache_root() -> Path:
-    """Where de-quantized copies of GGUF models are kept."""
-    configured = os.environ.get("EVAL_PIPELINE_CACHE")
-    base = Path(configured) if configured else Path.home() / ".cache" / "eval_pipeline"
-    return base / "gguf"
+    """Where de-quantized copies of GGUF models are kept (see :func:`user_cache_dir`)."""
+    return user_cache_dir() / "gguf"
 
 
 def file_sha256(path: Path) -> str:
@@ -524,47 +523,120 @@ class TransformersProvider(Provider):
         the same prefix. The rest of every prompt, with the prefix its choices share,
         then runs as one padded batch on that cache, and the remaining tokens of every
         choice as a second batch on the cache of its own prompt. The log-likelihood of
-        each whole choice after its prompt is kept in ``info["choice_logprobs"]``.
+        each whole choice after its prompt is kept in ``info["choice_logprobs"]``, and
+        whether each is the greedy continuation (every token the most likely one) in
+        ``info["choice_greedy"]``.
+
+        A ``loglikelihood_rolling`` request scores its one choice, a whole text, as
+        lm-eval's ``loglikelihood_rolling`` does: disjoint windows of at most the model's
+        context length, the first after the prefix token, the log-likelihoods summed.
         """
         import torch
 
         self._use_threads()
         start = time.perf_counter()
-        encoded = [self._choice_ids(r) for r in requests]
-        prompts = [p for p, _ in encoded]
-        choice_ids = [c for _, c in encoded]
+        # Units of scoring: (prompt tokens, each continuation's tokens); a rolling request
+        # gives one unit per window.
+        units: list[tuple[list[int], list[list[int]]]] = []
+        owner: list[int] = []
+        for index, request in enumerate(requests):
+            if request.request_type == "loglikelihood_rolling":
+                windows = self._rolling_windows(request)
+                units += [(context, [continuation]) for context, continuation in windows]
+                owner += [index] * len(windows)
+            else:
+                units.append(self._choice_ids(request))
+                owner.append(index)
+        prompts = [p for p, _ in units]
+        choice_ids = [c for _, c in units]
         if any(not ids for per in choice_ids for ids in per):
             raise EvalPipelineError("choice decoding: a choice tokenizes to nothing")
         # Every prompt keeps at least one token of its own after the shared prefix.
         prefix = _common_prefix(prompts)[: min(len(p) for p in prompts) - 1]
         scores: list[list[float]] = []
+        greedy: list[list[bool]] = []
         with torch.inference_mode():
             prefix_cache = self._prefix_cache(prefix)
-            most = max(len(r.choices) for r in requests)
+            most = max(len(c) for c in choice_ids)
             budget = self._choice_rows_budget(max(len(p) for p in prompts) + 16, most)
-            for lo in range(0, len(requests), budget):
-                scores.extend(
-                    self._score_chunk(
-                        prefix,
-                        prefix_cache,
-                        prompts[lo : lo + budget],
-                        choice_ids[lo : lo + budget],
-                    )
+            for lo in range(0, len(units), budget):
+                part_scores, part_greedy = self._score_chunk(
+                    prefix,
+                    prefix_cache,
+                    prompts[lo : lo + budget],
+                    choice_ids[lo : lo + budget],
                 )
+                scores.extend(part_scores)
+                greedy.extend(part_greedy)
         elapsed = time.perf_counter() - start
         self._stats.choice_requests += len(requests)
         self._stats.choice_s += elapsed
-        return [
-            choice_response(
-                request,
-                per,
-                [len(c) for c in ids],
-                len(prompt),
-                elapsed / len(requests),
-                self._info(),
+        out = []
+        for index, request in enumerate(requests):
+            mine = [u for u, o in enumerate(owner) if o == index]
+            if request.request_type == "loglikelihood_rolling":
+                per = [sum(scores[u][0] for u in mine)]
+                ids = [[t for u in mine for t in choice_ids[u][0]]]
+                flags = [all(greedy[u][0] for u in mine)]
+                prompt_tokens = 1
+            else:
+                (u,) = mine
+                per, ids, flags, prompt_tokens = (
+                    scores[u],
+                    choice_ids[u],
+                    greedy[u],
+                    len(prompts[u]),
+                )
+            out.append(
+                choice_response(
+                    request,
+                    per,
+                    [len(c) for c in ids],
+                    prompt_tokens,
+                    elapsed / len(requests),
+                    self._info(),
+                    greedy=flags,
+                )
             )
-            for request, prompt, ids, per in zip(requests, prompts, choice_ids, scores, strict=True)
-        ]
+        return out
+
+    def max_length(self) -> int:
+        """The model's context length, found as lm-eval's ``HFLM.max_length`` finds it."""
+        lm = self.loaded
+        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+            value = getattr(lm.model.config, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        limit = getattr(lm.tokenizer, "model_max_length", None)
+        if isinstance(limit, int) and 0 < limit < 1_000_000_000:
+            return limit
+        return 2048
+
+    def _rolling_windows(self, request: GenerationRequest) -> list[tuple[list[int], list[int]]]:
+        """A text's disjoint scoring windows: (context tokens, tokens to score) pairs.
+
+        The first window scores the first ``L`` tokens after the prefix token (BOS, or
+        EOS without one); each later one scores the next tokens (at most ``L`` of them)
+        after as many of the tokens before them as fit in ``L`` positions, ``L`` being
+        the model's context length: every token is scored once.
+        """
+        tokenizer = self.loaded.tokenizer
+        tokens = lm_encode(tokenizer, request.choices[0], self.options.add_bos_token)
+        if not tokens:
+            return []
+        prefix = tokenizer.bos_token_id
+        prefix = prefix if prefix is not None else tokenizer.eos_token_id
+        length = self.max_length()
+        first = min(length, len(tokens))
+        windows = [([prefix], tokens[:first])]
+        done = first
+        while done < len(tokens):
+            count = min(len(tokens) - done, length)
+            end = done + count
+            context = tokens[max(0, end - length - 1) : end - 1]
+            windows.append((context[: len(context) - (count - 1)], tokens[done:end]))
+            done = end
+        return windows
 
     def _prefix_cache(self, prefix: list[int]) -> Any:
         """The key/value cache of ``prefix`` (one row), reused while the prefix repeats."""
@@ -602,7 +674,7 @@ class TransformersProvider(Provider):
         prefix_cache: Any,
         prompts: list[list[int]],
         choice_ids: list[list[list[int]]],
-    ) -> list[list[float]]:
+    ) -> tuple[list[list[float]], list[list[bool]]]:
         import torch
 
         lm = self.loaded
@@ -638,22 +710,28 @@ class TransformersProvider(Provider):
         )
         self._count(len(rows) * width, sum(width - len(r) for r in rows))
         logprobs = out.logits.float().log_softmax(-1)  # [rows, keep, vocab]
+        best = logprobs.argmax(-1)  # [rows, keep]: the greedy token at each position
         scores: list[list[float]] = []
+        greedy: list[list[bool]] = []
         tails: list[tuple[int, int, list[int]]] = []  # (request, choice, tokens to feed)
         for i, per in enumerate(choice_ids):
             k = len(shared[i])
             # The shared choice tokens and the first token of each choice's own part are
             # predicted by the last k + 1 columns.
             base = sum(float(logprobs[i, keep - 1 - k + j, t]) for j, t in enumerate(shared[i]))
+            base_greedy = all(int(best[i, keep - 1 - k + j]) == t for j, t in enumerate(shared[i]))
             row_scores = []
+            row_greedy = []
             for c, ids in enumerate(per):
                 rest = ids[k:]
                 row_scores.append(base + float(logprobs[i, keep - 1, rest[0]]))
+                row_greedy.append(base_greedy and int(best[i, keep - 1]) == rest[0])
                 if len(rest) > 1:
                     tails.append((i, c, rest))
             scores.append(row_scores)
+            greedy.append(row_greedy)
         if not tails:
-            return scores
+            return scores, greedy
         # Stage 2: the remaining tokens of every choice, one row per choice on a copy of
         # its prompt's cache, right-padded (padding at the end is never attended to).
         span = max(len(rest) - 1 for _, _, rest in tails)
@@ -677,9 +755,13 @@ class TransformersProvider(Provider):
         )
         self._count(len(tails) * span, int(len(tails) * span - tail_mask.sum()))
         tail_logprobs = out.logits.float().log_softmax(-1)
+        tail_best = tail_logprobs.argmax(-1)
         for j, (i, c, rest) in enumerate(tails):
             scores[i][c] += sum(float(tail_logprobs[j, m, t]) for m, t in enumerate(rest[1:]))
-        return scores
+            greedy[i][c] = greedy[i][c] and all(
+                int(tail_best[j, m]) == t for m, t in enumerate(rest[1:])
+            )
+        return scores, greedy
 
     # ------------------------------------------------------------------ generation
 

@@ -133,7 +133,9 @@ def resolve_run(reference: str, root: str | Path, store: Store | None = None) ->
     path = Path(reference)
     if path.is_file():
         try:
-            return RunScores(reference, conform("scores", with_missing_columns("scores", pl.read_parquet(path))))
+            return RunScores(
+                reference, conform("scores", with_missing_columns("scores", pl.read_parquet(path)))
+            )
         except Exception as exc:
             raise BaselineError(f"{reference}: not a scores Parquet file ({exc})") from exc
     if path.is_dir() and (path / "baseline.json").exists():

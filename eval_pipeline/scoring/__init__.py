@@ -5,6 +5,7 @@ A scorer takes a frame with ``sample_id``, ``completion``, ``target`` and ``fiel
 ``value`` (a float, null where the metric does not apply) and ``detail``.
 """
 
+from eval_pipeline.scoring._choice import parse_letter
 from eval_pipeline.scoring._code import code_detail, count_suspicious
 from eval_pipeline.scoring._judge import JUDGE_RUBRICS
 from eval_pipeline.scoring.registry import SCORERS, check_scorer_params, get_scorer, run_scorer
@@ -16,5 +17,6 @@ __all__ = [
     "code_detail",
     "count_suspicious",
     "get_scorer",
+    "parse_letter",
     "run_scorer",
 ]

@@ -38,6 +38,12 @@ def _code_params() -> inspect.Signature:
 
 ScorerFn = Callable[..., pl.DataFrame]
 
+
+def _lm_eval_metrics(frame: pl.DataFrame) -> pl.DataFrame:
+    """Placeholder of ``lm_eval`` datasets' scorer: the score stage runs lm-eval's metrics."""
+    raise RuntimeError("the lm_eval scorer runs through the score stage (stages.score)")
+
+
 SCORERS: dict[str, ScorerFn] = {
     "exact_match": exact_match,
     "normalized_match": normalized_match,
@@ -47,6 +53,8 @@ SCORERS: dict[str, ScorerFn] = {
     "code_execution": _code_execution,
     # Validated here, run by eval_pipeline.judge through the score stage.
     "llm_judge": llm_judge,
+    # An lm_eval dataset's own metrics: run by the score stage through lm-eval's task.
+    "lm_eval": _lm_eval_metrics,
     # Multiple choice (lm-evaluation-harness definitions).
     "acc": acc,
     "acc_norm": acc_norm,

@@ -50,6 +50,8 @@ def aggregate(
     # How the model answered: a log-likelihood and a generated-answer accuracy are never
     # put side by side unlabelled; a not_applicable cell keeps one row per metric, n = 0.
     mode = catalog.answer_mode(model, dataset)
+    if spec.lm_eval:
+        return _aggregate_lm_eval(catalog, store, model, dataset, scores, shared, mode)
     rows = []
     for metric in _metrics(spec, scores):
         applicable = scores.filter((pl.col("metric") == metric) & pl.col("value").is_not_null())
@@ -94,6 +96,40 @@ def aggregate(
         )
         store.write("slice_aggregates", slices, dataset=dataset, model=model)
     return AggregateReport(path=path, frame=frame)
+
+
+def _aggregate_lm_eval(
+    catalog: Catalog,
+    store: Store,
+    model: str,
+    dataset: str,
+    scores: pl.DataFrame,
+    shared: dict,
+    mode: str,
+) -> AggregateReport:
+    """An lm_eval dataset's aggregates: lm-eval's aggregations, its groups' and slices'."""
+    from eval_pipeline.stages._lm_eval import aggregate_rows
+
+    prompt_version = scores["prompt_version"][0] if scores.height else ""
+    if mode == "not_applicable":
+        whole = [_empty(catalog.dataset_specs[dataset].primary)]
+        slices = []
+    else:
+        whole, slices = aggregate_rows(catalog, dataset, scores, letters=mode == "generate")
+    base = {"model": model, "dataset": dataset, "prompt_version": prompt_version}
+    rows = [
+        {**base, **row, "pass_at_1": None, "answer_mode": mode, **shared, "suspicious": None}
+        for row in whole
+    ]
+    frame = pl.DataFrame(rows, schema=AGGREGATES)
+    path = store.write("aggregates", frame, dataset=dataset, model=model)
+    slice_frame = pl.DataFrame([{**base, **row} for row in slices], schema=SLICE_AGGREGATES)
+    store.write("slice_aggregates", slice_frame, dataset=dataset, model=model)
+    return AggregateReport(path=path, frame=frame)
+
+
+def _empty(metric: str) -> dict:
+    return {"metric": metric, "n": 0, "mean": None, "stderr": None, "ci_low": None, "ci_high": None}
 
 
 def _telemetry(store: Store, model: str, dataset: str) -> dict[str, float | None]:

@@ -202,8 +202,10 @@ def render_request_messages(
     delimiter = spec.delimiter_for(fmt) if spec is not None else " "
     separator = spec.fewshot.separator if spec is not None and spec.fewshot else "\n\n"
 
+    strip = spec.prompt_strip if spec is not None else False
+
     def user_text(item: dict[str, Any]) -> tuple[str | None, str]:
-        messages = prompt.render(item["fields"])
+        messages = prompt.render(item["fields"], strip=strip)
         system = messages[0].content if messages[0].role == "system" else None
         user = messages[-1].content
         if generate_mc:
@@ -227,6 +229,110 @@ def render_request_messages(
         messages.append(Message("assistant", answer(example)))
     messages.append(Message("user", user))
     return tuple(messages)
+
+
+def limit_samples(
+    samples: pl.DataFrame, limit: int | None, *, per_task: bool = False
+) -> pl.DataFrame:
+    """The first ``limit`` samples, or the first ``limit`` of each task (``per_task``).
+
+    ``per_task`` is for lm-eval groups, whose sample ids read ``<task>/<doc id>``: as
+    lm-eval's ``--limit``, the limit applies to every task of the group.
+    """
+    if limit is None:
+        return samples
+    if not per_task:
+        return samples.head(limit)
+    task = pl.col("sample_id").str.split("/").list.first()
+    return samples.filter(pl.int_range(pl.len()).over(task) < limit)
+
+
+def doc_ref(sample_id: str, fields: dict[str, Any]) -> tuple[str, int]:
+    """An lm-eval sample's (task, doc id), from its fields and its id ``[<task>/]<doc id>``."""
+    base = sample_id.split(PROBLEM_SEPARATOR, 1)[0]
+    return str(fields["task"]), int(base.rsplit("/", 1)[-1])
+
+
+def build_lm_eval_requests(
+    source: Any,
+    model: ModelSpec,
+    samples: pl.DataFrame,
+    sampling: SamplingParams,
+    plan: TaskPlan,
+) -> list[GenerationRequest]:
+    """One request per sample of an ``lm_eval`` dataset, as lm-eval's task builds it.
+
+    ``source`` (an :class:`eval_pipeline.catalog._lmeval.LmEvalSource`) renders each
+    document's context (few-shot examples and all, as chat turns or as one text) and
+    its continuations or generation settings; this turns them into the engine's
+    requests: choice scoring with lm-eval's continuations (``loglikelihood`` requests
+    also report greedy flags, ``loglikelihood_rolling`` scores a whole text), or
+    generation with the task's stop strings and token limit over the model's sampling.
+    A model that cannot score choices answers a multiple-choice document with a letter.
+    """
+    chat = plan.prompt_format == "chat"
+    rows = list(samples.iter_rows(named=True))
+    refs = [doc_ref(r["sample_id"], json.loads(r["fields"])) for r in rows]
+    built = source.requests(sorted(set(refs)), chat=chat)
+    indices = (
+        samples["sample_index"].to_list() if "sample_index" in samples.columns else [0] * len(rows)
+    )
+    identity = model.identity()
+    out = []
+    for row, ref, index in zip(rows, refs, indices, strict=True):
+        lm = built[ref]
+        if chat:
+            messages = tuple(Message(role, content) for role, content in lm.messages)
+        else:
+            messages = (Message("user", lm.context),)
+        choices: tuple[str, ...] = ()
+        request_type = ""
+        reference = row["target"]
+        row_sampling = sampling
+        if lm.kind == "generate_until" or plan.answer_mode == "generate":
+            updates: dict[str, Any] = {}
+            if lm.kind == "generate_until":
+                updates = {"stop": lm.stop, "max_tokens": lm.max_tokens}
+                if lm.temperature is not None:
+                    updates["temperature"] = lm.temperature
+                if lm.top_p is not None:
+                    updates["top_p"] = lm.top_p
+            else:  # a model that only writes: the choices as letters, one letter back
+                choice_texts = list(row["choices"] or [])
+                last = messages[-1]
+                messages = (
+                    *messages[:-1],
+                    Message(last.role, lettered(last.content, choice_texts)),
+                )
+                reference = LETTERS[choice_texts.index(row["target"])]
+                updates = {"max_tokens": 8}
+            row_sampling = sampling.merged(updates)
+        else:
+            choices = lm.continuations
+            if lm.kind in ("loglikelihood", "loglikelihood_rolling"):
+                request_type = lm.kind
+            if lm.kind == "loglikelihood_rolling":
+                messages = (Message("user", ""),)
+        if index:
+            row_sampling = row_sampling.merged({"seed": row_sampling.seed + index})
+        fmt: PromptFormat = (
+            "completion" if request_type == "loglikelihood_rolling" else plan.prompt_format
+        )
+        out.append(
+            GenerationRequest(
+                request_hash=request_hash(
+                    identity, row_sampling, messages, choices, fmt, request_type
+                ),
+                sample_id=row["sample_id"],
+                messages=messages,
+                sampling=row_sampling,
+                choices=choices,
+                prompt_format=fmt,
+                request_type=request_type,
+                extras={"target": reference, "fewshot_ids": []},
+            )
+        )
+    return out
 
 
 def build_requests(
@@ -345,12 +451,16 @@ def generate(
     if mode == "not_applicable":
         # Nothing to ask: an empty table says the cell ran and holds no answers.
         samples = samples.head(0)
-    if sample_limit is not None:
-        samples = samples.head(sample_limit)
-    samples = expand_samples(samples, catalog.dataset_specs[dataset].samples_per_problem)
+    samples = limit_samples(samples, sample_limit, per_task=catalog.limits_per_task(dataset))
+    samples = expand_samples(samples, catalog.samples_per_problem(dataset))
     sampling = sampling_for(catalog, spec, dataset)
     plan = TaskPlan.for_model(catalog, spec, dataset)
-    requests = build_requests(spec, samples, prompt, sampling, plan)
+    if catalog.dataset_specs[dataset].lm_eval:
+        requests = build_lm_eval_requests(
+            catalog.dataset(dataset).lm_eval, spec, samples, sampling, plan
+        )
+    else:
+        requests = build_requests(spec, samples, prompt, sampling, plan)
     own_provider = provider is None
     provider = provider or create_provider(spec)
     try:
@@ -411,12 +521,14 @@ def generations_frame(
     responses = result.responses
     logprobs: list[list[float] | None] = []
     tokens: list[list[int] | None] = []
+    greedy: list[list[bool] | None] = []
     errors: list[str | None] = []
     completions: list[str | None] = []
     for request, response in zip(requests, responses, strict=True):
-        lps, toks, error = _choice_columns(request, response)
+        lps, toks, flags, error = _choice_columns(request, response)
         logprobs.append(lps)
         tokens.append(toks)
+        greedy.append(flags)
         errors.append(error)
         # A choice without its log-likelihood cannot be scored: no completion either.
         completions.append(None if error else response.completion)
@@ -444,6 +556,7 @@ def generations_frame(
             "fewshot_ids": [list(r.extras.get("fewshot_ids", [])) for r in requests],
             "choice_logprobs": logprobs,
             "choice_tokens": tokens,
+            "choice_greedy": greedy,
             "answer_mode": [answer_mode] * n,
             "versions": [versions_json()] * n,
             "latency_s": [x.latency_s for x in responses],
@@ -458,19 +571,31 @@ def generations_frame(
 
 def _choice_columns(
     request: GenerationRequest, response: GenerationResponse
-) -> tuple[list[float] | None, list[int] | None, str | None]:
-    """The choice log-likelihoods and token counts of a response, in the request's order."""
+) -> tuple[list[float] | None, list[int] | None, list[bool] | None, str | None]:
+    """A response's choice log-likelihoods, token counts and greedy flags, in request order.
+
+    A ``loglikelihood`` request (lm-eval's) also needs each choice's greedy flag; without
+    them the response is an error, like one missing a log-likelihood.
+    """
     if not request.choices or not response.ok:
-        return None, None, response.error
+        return None, None, None, response.error
     scores = response.info.get("choice_logprobs") or {}
     counts = response.info.get("choice_tokens") or {}
+    flags = response.info.get("choice_greedy") or {}
     missing = [c for c in request.choices if c not in scores]
     if missing:
-        return None, None, f"provider returned no log-likelihood for choice {missing[0]!r}"
+        return None, None, None, f"provider returned no log-likelihood for choice {missing[0]!r}"
     lps = [float(scores[c]) for c in request.choices]
     toks = (
         [int(counts[c]) for c in request.choices]
         if all(c in counts for c in request.choices)
         else None
     )
-    return lps, toks, None
+    greedy = (
+        [bool(flags[c]) for c in request.choices]
+        if all(c in flags for c in request.choices)
+        else None
+    )
+    if request.request_type == "loglikelihood" and greedy is None:
+        return None, None, None, "provider returned no greedy flags for a loglikelihood request"
+    return lps, toks, greedy, None

@@ -22,6 +22,7 @@ from eval_pipeline.judge import (
 )
 from eval_pipeline.providers import Provider
 from eval_pipeline.scoring import run_scorer
+from eval_pipeline.stages._lm_eval import score_frame as lm_eval_scores
 from eval_pipeline.storage import Store
 
 # What a scorer sees (see eval_pipeline.scoring.registry).
@@ -53,14 +54,19 @@ def scoring_frame(catalog: Catalog, store: Store, model: str, dataset: str) -> p
     spec = catalog.dataset_specs[dataset]
     generations = _with_columns(
         store.read("generations", dataset=dataset, model=model),
-        {"choice_logprobs": pl.List(pl.Float64)},
+        {"choice_logprobs": pl.List(pl.Float64), "choice_greedy": pl.List(pl.Boolean)},
     )
     samples = _with_columns(
         store.read("dataset_samples", dataset=dataset),
         {"targets": pl.List(pl.String), "choices": pl.List(pl.String)},
     ).select("sample_id", "target", "targets", "choices", "fields")
     generated = generations.select(
-        "sample_id", "prompt_version", "completion", "request_hash", "choice_logprobs"
+        "sample_id",
+        "prompt_version",
+        "completion",
+        "request_hash",
+        "choice_logprobs",
+        "choice_greedy",
     )
     # Several completions per problem: ``<problem>#<index>`` rows take their problem's row.
     problem = (
@@ -148,7 +154,10 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
     joined = scoring_frame(catalog, store, model, dataset)
     frames = []
     judgements = []
-    for scorer in spec.scorers:
+    if spec.lm_eval:
+        # lm-eval's filters and process_results score the documents (stages._lm_eval).
+        frames.append(lm_eval_scores(catalog, model, dataset, joined))
+    for scorer in spec.scorers if not spec.lm_eval else ():
         if scorer.name == JUDGE_SCORER:
             # Judging calls models: the judge package runs it through the engine.
             output = judge_scores(catalog, store, model, dataset, scorer, joined)
