@@ -4,7 +4,12 @@ Adding a model, a dataset or a prompt version is a data change: edit ``models.ya
 add ``datasets/<name>/dataset.yaml`` with its data file, or edit ``prompts/<name>.jinja``.
 """
 
-from eval_pipeline.catalog._catalog import Catalog, Dataset, load_catalog
+from eval_pipeline.catalog._catalog import (
+    Catalog,
+    Dataset,
+    api_key_env_name,
+    load_catalog,
+)
 from eval_pipeline.catalog._prompts import PromptTemplate, load_prompt
 from eval_pipeline.core.specs import DatasetSpec, ModelSpec, Pricing, RateLimits, ScorerSpec
 
@@ -17,6 +22,7 @@ __all__ = [
     "PromptTemplate",
     "RateLimits",
     "ScorerSpec",
+    "api_key_env_name",
     "load_catalog",
     "load_prompt",
 ]
