@@ -8,6 +8,7 @@ from eval_pipeline.catalog._catalog import (
     Catalog,
     Dataset,
     api_key_env_name,
+    default_project_root,
     load_catalog,
 )
 from eval_pipeline.catalog._prompts import PromptTemplate, load_prompt
@@ -23,6 +24,7 @@ __all__ = [
     "RateLimits",
     "ScorerSpec",
     "api_key_env_name",
+    "default_project_root",
     "load_catalog",
     "load_prompt",
 ]

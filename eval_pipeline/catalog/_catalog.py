@@ -228,6 +228,17 @@ def api_key_env_name(spec: ModelSpec) -> str | None:
     return options.model_fields["api_key_env"].default
 
 
+def default_project_root() -> str:
+    """``$EVAL_PIPELINE_ROOT``, else the checkout this package lives in, else the cwd."""
+    env = os.environ.get("EVAL_PIPELINE_ROOT")
+    if env:
+        return str(Path(env).resolve())
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / MODELS_FILE).exists():
+        return str(checkout)
+    return str(Path.cwd())
+
+
 def load_catalog(root: str | os.PathLike[str], *, load_rows: bool = True) -> Catalog:
     """Read ``models.yaml``, ``datasets/*/dataset.yaml`` and ``prompts/*.jinja`` under ``root``.
 
