@@ -9,6 +9,10 @@ Built in: ``jsonl``, ``csv``, ``parquet`` (a data file beside the spec), ``huggi
 ``human_eval``. Any other loader is named ``package.module:function``; the function is
 called as ``function(split=<None or the few-shot source>, **loader_options)`` and
 returns an iterable of mappings.
+
+:func:`source_problem` says, without reading a row, what a dataset's source lacks on this
+machine (the preflight before a run); each built-in loader has its function in
+``SOURCE_CHECKS``.
 """
 
 from __future__ import annotations
