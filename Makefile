@@ -37,9 +37,12 @@ $(VENV)/.installed: pyproject.toml
 
 env: $(VENV)/.installed
 
+# `run` first installs humaneval's sandbox (bubblewrap) when missing (apt-get, as root);
+# where that cannot be done, the run's preflight says so, with the fix, before any model call.
 run: env
 	mkdir -p "$(DAGSTER_HOME)"
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	-@bash scripts/ensure-bwrap.sh
 	$(VENV)/bin/eval-pipeline run --limit $(LIMIT)
 
 test: env
