@@ -12,10 +12,14 @@ stored calibrations. ``runs mark-dead`` marks runs whose process was killed (sti
 ``STARTED`` in the run history) as failed; ``run`` does that first for this host's runs.
 ``train --recipe R`` trains the LoRA adapter of a ``recipes.yaml`` recipe (or finds it
 stored) and prints its folder, content hash, catalog slug and training report.
+``doctor`` prints the preflight of the whole catalog: what this machine lacks to run each
+model on each dataset, and the fix; ``run`` checks its own partitions the same way first
+and refuses to start when anything is missing (``--no-preflight`` skips that).
 
-Exit codes: 0 success (``compare``: no regression), 1 a failed run or (``compare``) a
-regression, 2 a usage or input error (unknown model, missing baseline), 3 nothing stored
-that matches the request.
+Exit codes: 0 success (``compare``: no regression; ``doctor``: no problem), 1 a failed run,
+(``compare``) a regression or (``doctor``) a problem found, 2 a usage or input error
+(unknown model, missing baseline, or ``run`` refused by its preflight: nothing ran), 3
+nothing stored that matches the request.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Nothing stored matches the request (not materialized yet, or filters match nothing).
 EXIT_NO_DATA = 3
 EXIT_CODES_HELP = (
-    "exit codes: 0 ok; 1 failed run, or a regression (compare); 2 usage or input error; "
+    "exit codes: 0 ok; 1 failed run, a regression (compare) or a problem found (doctor); "
+    "2 usage or input error, or run refused by its preflight (nothing ran); "
     "3 no stored data matches"
 )
 
@@ -73,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     limit.add_argument("--full", action="store_true", help="evaluate every sample")
     run.add_argument("--no-cache", action="store_true", help="ignore cached responses")
+    run.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="start without first checking what the partitions need (data, sandbox, API "
+        "keys, packages, judges); see eval-pipeline doctor",
+    )
     run.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO)")
     run.add_argument(
@@ -84,6 +95,21 @@ def _parser() -> argparse.ArgumentParser:
             "judge call (API models; no request is sent that could cross it)"
         ),
     )
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check what this machine lacks to run every model on every dataset, with fixes",
+        description=(
+            "The preflight of the whole catalog (every model x dataset, and the judge models "
+            "of judged datasets): each dataset's data source, bubblewrap for code-execution "
+            "scorers, API key variables, the packages and model files each provider needs, "
+            "sbatch for SLURM models. One line per problem with the command or setting that "
+            "fixes it; not-applicable cells are listed as notes. `eval-pipeline run` checks "
+            "its own partitions the same way before any model call."
+        ),
+        epilog=EXIT_CODES_HELP,
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
 
     board = sub.add_parser("leaderboard", help="print the stored leaderboard")
     board.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
@@ -309,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             "label": _label,
             "calibrations": _calibrations,
             "train": _train,
+            "doctor": _doctor,
         }.get(args.command)
         if handler is not None:
             return handler(args)
@@ -445,27 +472,54 @@ def _label(args) -> int:
 
 
 def _roots(args) -> tuple[str, str]:
-    from eval_pipeline.resources import default_project_root, default_store_root
+    from eval_pipeline.catalog import default_project_root
+    from eval_pipeline.storage import default_store_root
 
     root = str(Path(args.root).resolve()) if args.root else default_project_root()
     return root, args.store or default_store_root(root)
 
 
 def _catalog_with_adapters(root: str, store_root: str):
-    """The catalog, with the recipes' adapters trained in the store as models."""
-    from eval_pipeline.resources import CatalogResource
+    """The catalog, with the recipes' adapters trained in the store as models.
 
-    return CatalogResource(root=root, store_root=store_root).load()
+    What the ``catalog`` resource loads, read without Dagster (so a refusing preflight
+    answers before Dagster is imported).
+    """
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.storage import Store
+    from eval_pipeline.training import load_recipes, with_adapter_models
+
+    catalog = load_catalog(root, load_rows=False)
+    return with_adapter_models(catalog, Store(store_root), load_recipes(root, catalog))
+
+
+def _doctor(args) -> int:
+    from eval_pipeline.operations import catalog_preflight
+
+    root, store_root = _roots(args)
+    catalog = _catalog_with_adapters(root, store_root)
+    report = catalog_preflight(catalog)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return EXIT_OK if report.ok else EXIT_FAILED
+    models, datasets = len(catalog.model_slugs), len(catalog.dataset_names)
+    judges = f" and {len(report.judges)} judge(s)" if report.judges else ""
+    print(
+        f"preflight of {len(report.partitions)} partitions ({models} model(s) x "
+        f"{datasets} dataset(s)){judges}: {len(report.problems)} problem(s), "
+        f"{len(report.notes)} note(s)"
+    )
+    if report.problems:
+        print("problems:")
+        print("\n".join(f"  {line}" for line in report.lines()))
+    if report.notes:
+        print("notes (not problems):")
+        print("\n".join(f"  {note.line()}" for note in report.notes))
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _run(args) -> int:
-    import dagster as dg
-
     from eval_pipeline.core.keys import PartitionKey
-    from eval_pipeline.defs import build_definitions
-    from eval_pipeline.defs.jobs import REPORTING_JOB
-    from eval_pipeline.stages import leaderboard_markdown
-    from eval_pipeline.storage import Store
 
     root, store_root = _roots(args)
     # A fine-tuned model <base>__<recipe> is a model once its adapter is trained.
@@ -484,12 +538,37 @@ def _run(args) -> int:
     for d in datasets:
         if d not in catalog.dataset_specs:
             raise KeyError(f"unknown dataset {d!r}; known: {', '.join(catalog.dataset_names)}")
+    if not args.no_preflight:
+        from eval_pipeline.operations import preflight
+
+        # Before Dagster is imported: a machine that lacks something hears it in seconds.
+        keys = [PartitionKey(model=m, dataset=d) for m in models for d in datasets]
+        report = preflight(catalog, keys)
+        if not report.ok:
+            print(f"eval-pipeline: {report.refusal('nothing was run')}", file=sys.stderr)
+            return EXIT_USAGE
+
+    import dagster as dg
+
+    from eval_pipeline.defs import build_definitions
+    from eval_pipeline.defs.jobs import REPORTING_JOB
+    from eval_pipeline.stages import leaderboard_markdown
+    from eval_pipeline.storage import Store
+
     _use_dagster_home(root, create=True)
     defs = build_definitions(root, store_root)
     job = defs.resolve_job_def("evaluation_job")
     limit = None if args.full else args.limit
     run_config = {
-        "ops": {"generations": {"config": {"sample_limit": limit, "use_cache": not args.no_cache}}},
+        "ops": {
+            "generations": {
+                "config": {
+                    "sample_limit": limit,
+                    "use_cache": not args.no_cache,
+                    "preflight": not args.no_preflight,
+                }
+            }
+        },
         # Step events at INFO: progress lines and results, not Dagster's DEBUG chatter.
         "loggers": {"console": {"config": {"log_level": args.log_level}}},
     }

@@ -77,7 +77,7 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize(
-    "command", ["results", "samples", "compare", "costs", "baseline", "history", "report"]
+    "command", ["results", "samples", "compare", "costs", "baseline", "history", "report", "doctor"]
 )
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as info:

@@ -4,7 +4,13 @@ Adding a model, a dataset or a prompt version is a data change: edit ``models.ya
 add ``datasets/<name>/dataset.yaml`` with its data file, or edit ``prompts/<name>.jinja``.
 """
 
-from eval_pipeline.catalog._catalog import Catalog, Dataset, load_catalog
+from eval_pipeline.catalog._catalog import (
+    Catalog,
+    Dataset,
+    api_key_env_name,
+    default_project_root,
+    load_catalog,
+)
 from eval_pipeline.catalog._lmeval import (
     LmEvalOptions,
     LmEvalSource,
@@ -28,6 +34,8 @@ __all__ = [
     "ScorerSpec",
     "item_value",
     "lm_eval_task_problem",
+    "api_key_env_name",
+    "default_project_root",
     "load_catalog",
     "load_prompt",
     "metric_key",

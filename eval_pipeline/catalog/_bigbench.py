@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.core.types import Missing
 
 DIR_ENV = "EVAL_PIPELINE_BIGBENCH_DIR"
 # Where earlier versions of the project cached the task files; still read when present.
@@ -68,13 +69,32 @@ def tasks_root(environ: dict[str, str] | None = None) -> Path | None:
 
 def source_problem(task: str, environ: dict[str, str] | None = None) -> str | None:
     """Why the files of BIG-bench ``task`` cannot be read, or None when they can."""
+    missing = source_missing(task, environ=environ)
+    return None if missing is None else f"{missing.what}: {missing.fix}"
+
+
+def source_missing(
+    task: str, subtask: str | None = None, environ: dict[str, str] | None = None
+) -> Missing | None:
+    """What is missing to read BIG-bench ``task`` (and ``subtask``), and what to set; or None.
+
+    Looks at folders and files only; nothing is read or downloaded.
+    """
     root = tasks_root(environ)
     if root is None:
-        return f"no BIG-bench task files on this machine: {SETUP_HINT}"
+        return Missing("no BIG-bench task files on this machine", SETUP_HINT)
     if not root.is_dir():
-        return f"{DIR_ENV}={root} is not a folder: {SETUP_HINT}"
+        return Missing(f"{DIR_ENV}={root} is not a folder", SETUP_HINT)
     if not (root / task / "task.json").is_file():
-        return f"no BIG-bench task '{task}' in {root} (no {task}/task.json there)"
+        return Missing(
+            f"no BIG-bench task '{task}' in {root} (no {task}/task.json there)",
+            f"point {DIR_ENV} at a BIG-bench checkout that has the task",
+        )
+    if subtask and not (root / task / subtask / "task.json").is_file():
+        return Missing(
+            f"BIG-bench task '{task}' in {root} has no subtask '{subtask}'",
+            f"point {DIR_ENV} at a BIG-bench checkout that has it, or fix loader_options.subtask",
+        )
     return None
 
 

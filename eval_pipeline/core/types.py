@@ -38,6 +38,19 @@ AnswerMode = Literal["loglikelihood", "generate", "not_applicable"]
 
 
 @dataclass(frozen=True)
+class Missing:
+    """A requirement this machine does not meet, as the preflight reports it.
+
+    Attributes:
+        what: What is missing, in one clause (``the torch package is not installed``).
+        fix: The command or setting that fixes it (``pip install torch``).
+    """
+
+    what: str
+    fix: str
+
+
+@dataclass(frozen=True)
 class Message:
     """One chat message."""
 

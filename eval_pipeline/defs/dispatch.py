@@ -20,6 +20,7 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.node import GenerationTask, Work, WorkResult
+from eval_pipeline.operations import preflight
 from eval_pipeline.runners import InlineRunner, Runner, Submission, TaskOutcome
 
 Metadata = dict[str, Any]
@@ -234,6 +235,23 @@ def require_models(catalog: Catalog, keys: Sequence[PartitionKey]) -> None:
                 "data changed): materialize those partitions of `adapters` first "
                 "(training_job, or `eval-pipeline train --recipe <recipe>`)"
             )
+        )
+
+
+def require_preflight(
+    catalog: Catalog, keys: Sequence[PartitionKey], *, slurm_cluster: str | None = None
+) -> None:
+    """Fail the step before anything is written when the preflight finds problems.
+
+    The failure lists one line per problem with its fix (see ``operations.preflight``).
+    ``slurm_cluster`` is the SLURM resource's submitit cluster: ``local`` or ``debug``
+    submit nothing to SLURM, so ``sbatch`` is not needed then.
+    """
+    report = preflight(catalog, keys, submits_to_slurm=slurm_cluster in (None, "slurm"))
+    if not report.ok:
+        raise dg.Failure(
+            description=report.refusal("nothing was generated"),
+            metadata={"preflight": dg.MetadataValue.json(report.to_json())},
         )
 
 

@@ -1,8 +1,8 @@
-"""Plain operations logic behind the schedule and sensors (no Dagster here).
+"""Plain operations logic behind the schedule, the sensors and the CLI (no Dagster here).
 
 Alert payloads and their delivery to a webhook, the regression events read from check
-results, which partitions the nightly suite is due to re-evaluate, and the Prometheus
-metrics of the stored results.
+results, which partitions the nightly suite is due to re-evaluate, the Prometheus
+metrics of the stored results, and the preflight of a planned run.
 """
 
 from eval_pipeline.operations._alerts import (
@@ -27,6 +27,13 @@ from eval_pipeline.operations._gate import (
     gate_power,
 )
 from eval_pipeline.operations._metrics import StoreCollector
+from eval_pipeline.operations._preflight import (
+    Note,
+    PreflightReport,
+    Problem,
+    catalog_preflight,
+    preflight,
+)
 from eval_pipeline.operations._webhook import PostResult, post_json
 
 __all__ = [
@@ -35,15 +42,20 @@ __all__ = [
     "GateSettings",
     "DuePartition",
     "LastResult",
+    "Note",
+    "PreflightReport",
+    "Problem",
     "PostResult",
     "RegressionEvent",
     "StoreCollector",
     "catalog_additions",
     "catalog_fingerprint",
+    "catalog_preflight",
     "gate_power",
     "inputs_fingerprint",
     "partition_fingerprints",
     "post_json",
+    "preflight",
     "regression_alert",
     "regression_events",
     "run_failure_alert",

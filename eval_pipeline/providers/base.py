@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from eval_pipeline.core.specs import ModelSpec
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Missing
 
 FailureKind = Literal[
     "rate_limited",  # 429
@@ -105,6 +105,16 @@ class Provider:
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
+
+    @classmethod
+    def requirements_problem(cls, spec: ModelSpec) -> Missing | None:
+        """What running ``spec`` here still lacks (a package, a model file), or None.
+
+        Called by the preflight before any run, on the class: it must be cheap (find
+        packages without importing them, look at files; never load a model or open a
+        connection). The API key is checked apart, for every provider that names one.
+        """
+        return None
 
     def load(self) -> Any:
         """Load the model now (idempotent) and return it; None when there is nothing to load.

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Missing
 from eval_pipeline.providers.base import Provider
 
 INSTALL_ADVICE = (
@@ -100,6 +100,19 @@ class LlamaCppProvider(Provider):
         self._tokens = 0
         self._generation_s = 0.0
         self._calls = 0
+
+    @classmethod
+    def requirements_problem(cls, spec: ModelSpec) -> Missing | None:
+        """llama-cpp-python, found without importing it, and the GGUF file."""
+        if not llama_cpp_available():
+            return Missing("the llama-cpp-python package is not installed", INSTALL_ADVICE)
+        try:
+            model_file(LlamaCppOptions.model_validate(spec.options))
+        except EvalPipelineError as exc:
+            return Missing(
+                str(exc), "install the package with the file, or fix the options in models.yaml"
+            )
+        return None
 
     @property
     def llm(self) -> Any:

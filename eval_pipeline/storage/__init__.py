@@ -30,6 +30,7 @@ from eval_pipeline.storage._store import (
     Store,
     StoreSchemaError,
     conform,
+    default_store_root,
     with_missing_columns,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "conform",
+    "default_store_root",
     "with_missing_columns",
     "new_run_id",
     "parse_when",

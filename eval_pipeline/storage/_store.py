@@ -42,6 +42,11 @@ PART_FILE = "part-0.parquet"
 HISTORY_TABLES = frozenset(TABLES) - PER_DATASET_TABLES - GLOBAL_TABLES
 
 
+def default_store_root(project_root: str) -> str:
+    """``$EVAL_PIPELINE_STORE``, else ``<project root>/.eval_store``."""
+    return os.environ.get("EVAL_PIPELINE_STORE") or str(Path(project_root) / ".eval_store")
+
+
 class StoreSchemaError(EvalPipelineError):
     """A frame does not match its table's schema."""
 
