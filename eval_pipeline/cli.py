@@ -111,6 +111,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    lm_eval = sub.add_parser(
+        "lm-eval",
+        help="find lm-evaluation-harness tasks that run here, and add one as a dataset",
+        description=(
+            "lm-eval's tasks run by name as datasets with `loader: lm_eval` (docs/benchmarks.md). "
+            "`tasks` lists the tasks, groups and tags of the installed lm-eval (`--local`: "
+            "with whether their data is on this machine); `add` writes "
+            "datasets/<name>/dataset.yaml for one; `index` builds the task index (make does)."
+        ),
+        epilog=EXIT_CODES_HELP,
+    )
+    lsub = lm_eval.add_subparsers(dest="lm_eval_command", required=True)
+    tasks = lsub.add_parser("tasks", help="list lm-eval tasks, groups and tags by name")
+    tasks.add_argument("patterns", nargs="*", default=["*"], help="glob patterns (default: all)")
+    tasks.add_argument(
+        "--local",
+        action="store_true",
+        help="check each for local data: `ok` runs here with no network, else why not",
+    )
+    tasks.add_argument("--json", action="store_true", help="print JSON")
+    add = lsub.add_parser("add", help="write datasets/<name>/dataset.yaml for an lm-eval task")
+    add.add_argument("task", help="an lm-eval task or group name (e.g. arc_easy, mmlu)")
+    add.add_argument("--name", help="the dataset's slug (default: the task name as a slug)")
+    add.add_argument("--num-fewshot", type=int, help="lm-eval's num_fewshot")
+    add.add_argument("--primary-metric", help="the headline metric (default: the task's first)")
+    add.add_argument("--suite", help="a suite to put the dataset in")
+    lsub.add_parser("index", help="build the index of lm-eval's tasks (about 7 s; make does)")
+
     board = sub.add_parser("leaderboard", help="print the stored leaderboard")
     board.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     _add_results_commands(sub)
@@ -336,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             "calibrations": _calibrations,
             "train": _train,
             "doctor": _doctor,
+            "lm-eval": _lm_eval,
         }.get(args.command)
         if handler is not None:
             return handler(args)
@@ -491,6 +520,55 @@ def _catalog_with_adapters(root: str, store_root: str):
 
     catalog = load_catalog(root, load_rows=False)
     return with_adapter_models(catalog, Store(store_root), load_recipes(root, catalog))
+
+
+def _lm_eval(args) -> int:
+    import re
+
+    import yaml
+
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.catalog._lmeval import dataset_spec_for, list_tasks, task_index
+
+    root, _ = _roots(args)
+    if args.lm_eval_command == "index":
+        print(f"eval-pipeline: {len(task_index())} lm-eval tasks, groups and tags indexed")
+        return EXIT_OK
+    if args.lm_eval_command == "tasks":
+        listing = list_tasks(args.patterns, check_local=args.local)
+        if not listing:
+            print(f"eval-pipeline: no lm-eval name matches {args.patterns}", file=sys.stderr)
+            return EXIT_NO_DATA
+        if args.json:
+            print(json.dumps([vars(t) for t in listing], indent=2))
+            return EXIT_OK
+        for t in listing:
+            status = ("ok" if t.problem is None else f"no: {t.problem}") if t.checked else ""
+            print(f"{t.name}\t{t.kind}\t{status}".rstrip())
+        return EXIT_OK
+    name = args.name or re.sub(r"[^a-z0-9._-]+", "-", args.task.lower()).strip("-")
+    folder = Path(root) / "datasets" / name
+    if folder.exists():
+        print(f"eval-pipeline: error: {folder} already exists", file=sys.stderr)
+        return EXIT_USAGE
+    spec = dataset_spec_for(
+        args.task,
+        name,
+        num_fewshot=args.num_fewshot,
+        primary_metric=args.primary_metric,
+        suite=args.suite,
+    )
+    folder.mkdir(parents=True)
+    (folder / "dataset.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    try:
+        rows = len(load_catalog(root, load_rows=False).dataset(name).rows)
+    except Exception:
+        import shutil
+
+        shutil.rmtree(folder)  # nothing half-written stays behind
+        raise
+    print(f"eval-pipeline: wrote {folder / 'dataset.yaml'} ({rows} documents)")
+    return EXIT_OK
 
 
 def _doctor(args) -> int:

