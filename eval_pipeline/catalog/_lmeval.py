@@ -566,7 +566,9 @@ def _build_source(options: LmEvalOptions, spec_dir: Path, shown: str) -> LmEvalS
         if not yaml_path.is_file():
             raise CatalogError(shown, field_name, f"{yaml_path} does not exist")
         folders = [yaml_path.parent]
-        spec_name = str(yaml_path)
+        # Loaded by its name from its folder: lm-eval loads a group file given by path
+        # as if its task list were its name.
+        spec_name = _yaml_name(yaml_path)
         referenced = _yaml_references(yaml_path)
         for name in referenced:
             folders += task_folders(name)
@@ -618,10 +620,13 @@ def _build_source(options: LmEvalOptions, spec_dir: Path, shown: str) -> LmEvalS
             raise CatalogError(
                 shown, field_name, f"task {leaf!r}: acc_mutual_info is not supported yet"
             )
-        _set_fewshot(task, options.num_fewshot)
+        try:
+            _set_fewshot(task, options.num_fewshot)
+        except LocalDataMissing as exc:
+            raise CatalogError(shown, field_name, str(exc)) from exc
         task.set_fewshot_seed(seed=options.fewshot_seed)
     return LmEvalSource(
-        name=options.label(),
+        name=spec_name,
         options=options,
         leaves=leaves,
         groups=groups,
@@ -664,10 +669,25 @@ def _set_fewshot(task: Any, requested: int | None) -> None:
     elif current is None:
         task.set_config(key="num_fewshot", value=0)
     shots = task.get_config("num_fewshot") or 0
-    if shots and not getattr(task, "sampler", None):
-        raise CatalogError(
-            "lm_eval", task.config.task, f"{shots}-shot, but the task has no few-shot source"
+    if not shots:
+        return
+    pool = task.fewshot_docs() if getattr(task, "sampler", None) else None
+    if pool is None or len(pool) < shots:
+        split = task.fewshot_cfg.split or task.config.training_split or "none"
+        raise LocalDataMissing(
+            f"task {task.config.task!r} asks for {shots} few-shot examples from split "
+            f"{split!r}, which holds {0 if pool is None else len(pool)} rows here"
         )
+
+
+def _yaml_name(path: Path) -> str:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    cfg = load_yaml(path, resolve_func=False)
+    name = cfg.get("group") if "group" in cfg else cfg.get("task")
+    if not isinstance(name, str):
+        raise CatalogError(str(path), "task", "a task file names its task or group")
+    return name
 
 
 def _yaml_references(path: Path) -> list[str]:
