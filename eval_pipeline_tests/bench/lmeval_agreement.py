@@ -1,0 +1,296 @@
+r"""``lmeval_agreement``: the leaderboard tasks here against lm-evaluation-harness itself.
+
+The default model (SmolLM2-135M, the shipped GGUF de-quantized to float32, on the CPU)
+answers the first documents of each task twice, in completion format (lm-eval's default):
+
+- here, through the pipeline's stages (``generate``, ``score``, ``aggregate``) on an
+  ``lm_eval`` dataset of a throwaway project, with the transformers provider loaded once;
+- in lm-eval, in a process of its own (``_lmeval_side.py``): ``simple_evaluate`` with its
+  ``hf`` model on the same GGUF, running lm-eval's own task configuration, only its data
+  loading pointed at the same local copies.
+
+Tasks (``RUNS``): MMLU on four subjects 5-shot (a group file, 30 documents each), ARC-Challenge,
+HellaSwag and LAMBADA (OpenAI) on 100 documents, GSM8K chain of thought and IFEval on 20.
+
+``.bench/lmeval_agreement.json``, per task: log-likelihood tasks give ``same_answer_share``
+(the same highest-likelihood choice; LAMBADA: the same greedy flag; goal >= 0.99) and
+``max_abs_loglik_diff`` (goal <= 1e-3); generation tasks ``same_text_share`` (the same
+greedy text; goal >= 0.99) and ``same_filtered_share`` (the same answer after every
+filter; goal >= 0.99); both give every metric on both sides and ``metrics_equal``
+(within 1e-6, relative for perplexities). ``wall_ratio`` is our seconds in the provider's
+scoring or generation over lm-eval's seconds inside its model's request methods, both on a
+loaded model with the same torch thread count; goal <= 0.5 for log-likelihood tasks and
+<= 0.7 for generation. Run alone: ``python -m eval_pipeline_tests.bench.run_all
+lmeval_agreement``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eval_pipeline_tests.bench._common import REPO
+
+NAME = "lmeval_agreement"
+MODEL = "smollm2-135m"
+LMEVAL_BATCH = 16
+SUBJECTS = ("mmlu_anatomy", "mmlu_astronomy", "mmlu_college_biology", "mmlu_virology")
+GROUP = "mmlu_four"
+# name -> (lm-eval task, documents per task, num_fewshot, kind)
+RUNS: dict[str, tuple[str, int, int | None, str]] = {
+    "mmlu_4_subjects_5shot": (GROUP, 30, 5, "loglikelihood"),
+    "arc_challenge": ("arc_challenge", 100, None, "loglikelihood"),
+    "hellaswag": ("hellaswag", 100, None, "loglikelihood"),
+    "lambada_openai": ("lambada_openai", 100, None, "loglikelihood"),
+    "gsm8k_cot": ("gsm8k_cot", 20, None, "generation"),
+    "ifeval": ("ifeval", 20, None, "generation"),
+}
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def _group_yaml() -> str:
+    return yaml.safe_dump(
+        {
+            "group": GROUP,
+            "task": list(SUBJECTS),
+            "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
+            "metadata": {"version": 1},
+        },
+        sort_keys=False,
+    )
+
+
+def _project(root: Path) -> Path:
+    from eval_pipeline_tests.conftest import make_project
+
+    models = yaml.safe_load((REPO / "models.yaml").read_text())
+    project = make_project(root, models=models, datasets=())
+    for name, (task, _, shots, _) in RUNS.items():
+        folder = project / "datasets" / name.replace("_", "-")
+        folder.mkdir(parents=True)
+        options: dict[str, Any] = {"task": task}
+        if task == GROUP:
+            (folder / "group.yaml").write_text(_group_yaml())
+            options = {"task_file": "group.yaml"}
+        if shots is not None:
+            options["num_fewshot"] = shots
+        spec = {
+            "name": name.replace("_", "-"),
+            "source": "bench",
+            "license": "see the task",
+            "loader": "lm_eval",
+            "loader_options": options,
+            "prompt_format": "completion",
+            "primary_metric": "acc",
+        }
+        (folder / "dataset.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return project
+
+
+def _ours(project: Path, store_root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each run's generations, scores and aggregates here, and the provider seconds."""
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.providers import create_provider
+    from eval_pipeline.stages import (
+        aggregate,
+        build_dataset_samples,
+        build_prompt_versions,
+        generate,
+        score,
+    )
+    from eval_pipeline.storage import Store
+
+    catalog = load_catalog(project, load_rows=False)
+    store = Store(store_root)
+    provider = create_provider(catalog.model(MODEL))
+    start = time.perf_counter()
+    provider.load()
+    info: dict[str, Any] = {"load_s": time.perf_counter() - start, "runs": {}}
+    for name, (_, limit, _, _) in RUNS.items():
+        dataset = name.replace("_", "-")
+        build_prompt_versions(catalog, store, dataset)
+        build_dataset_samples(catalog, store, dataset)
+        before = provider.telemetry()
+        generate(catalog, store, MODEL, dataset, sample_limit=limit, provider=provider)
+        after = provider.telemetry()
+        score(catalog, store, MODEL, dataset)
+        frame = aggregate(catalog, store, MODEL, dataset).frame
+        seconds = (after["choice_s"] - before["choice_s"]) + (
+            after["generation_s"] - before["generation_s"]
+        )
+        info["runs"][name] = {
+            "model_s": seconds,
+            "generations": store.read("generations", dataset=dataset, model=MODEL),
+            "scores": store.read("scores", dataset=dataset, model=MODEL),
+            "metrics": dict(zip(frame["metric"], frame["mean"], strict=True)),
+        }
+    info["threads"] = provider.loaded.threads or 1
+    return info, {"folder": str(provider.options.gguf_package)}
+
+
+def _theirs(project: Path, tmp: Path, threads: int) -> dict[str, Any]:
+    from eval_pipeline.providers.transformers import TransformersOptions, resolve_source
+
+    model = yaml.safe_load((REPO / "models.yaml").read_text())["models"][0]
+    folder, gguf = resolve_source(TransformersOptions.model_validate(model["options"]))
+    spec = {
+        "pretrained": folder,
+        "gguf_file": gguf,
+        "threads": threads,
+        "batch_size": LMEVAL_BATCH,
+        "runs": [
+            {
+                "name": name,
+                "task": task,
+                "limit": limit,
+                "num_fewshot": shots,
+                "include_path": str(project / "datasets" / name.replace("_", "-"))
+                if task == GROUP
+                else None,
+            }
+            for name, (task, limit, shots, _) in RUNS.items()
+        ],
+    }
+    (tmp / "spec.json").write_text(json.dumps(spec))
+    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eval_pipeline_tests.bench._lmeval_side",
+            str(tmp / "spec.json"),
+            str(tmp / "lm.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"lm-eval failed: {done.stderr[-3000:]}")
+    return json.loads((tmp / "lm.json").read_text())
+
+
+def _doc_key(sample_id: str, leaf: str | None) -> str:
+    return f"{leaf}/{sample_id}" if leaf else sample_id
+
+
+def _argmax(values: list[float]) -> int:
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def _compare_loglik(ours: dict[str, Any], theirs: dict[str, Any], single: str | None) -> dict:
+    same, diff, n = 0, 0.0, 0
+    for row in ours["generations"].iter_rows(named=True):
+        doc = theirs["docs"][_doc_key(row["sample_id"], single)]
+        other = [r[0][0] for r in doc["resps"]]
+        mine = list(row["choice_logprobs"])
+        n += 1
+        if len(mine) == 1:  # LAMBADA: the greedy flag decides accuracy
+            same += bool(row["choice_greedy"][0]) == bool(doc["resps"][0][0][1])
+        else:
+            same += _argmax(mine) == _argmax(other)
+        diff = max(diff, max(abs(a - b) for a, b in zip(mine, other, strict=True)))
+    return {
+        "documents": n,
+        "same_answer_share": round(same / n, 4),
+        "max_abs_loglik_diff": float(f"{diff:.3g}"),
+    }
+
+
+def _compare_generation(ours: dict[str, Any], theirs: dict[str, Any], single: str) -> dict:
+    texts, filtered, n, pairs = 0, 0, 0, 0
+    answers: dict[tuple[str, str], str] = {}
+    for row in ours["scores"].iter_rows(named=True):
+        detail = json.loads(row["detail"])
+        flt = row["metric"].split(",", 1)[1] if "," in row["metric"] else "none"
+        if "answer" in detail:
+            answers[(row["sample_id"], flt)] = detail["answer"]
+    for row in ours["generations"].iter_rows(named=True):
+        doc = theirs["docs"][_doc_key(row["sample_id"], single)]
+        n += 1
+        texts += row["completion"] == doc["resps"][0][0]
+        for flt, part in doc["filters"].items():
+            pairs += 1
+            mine = answers.get((row["sample_id"], flt), row["completion"])
+            filtered += mine == part["filtered_resps"]
+    return {
+        "documents": n,
+        "same_text_share": round(texts / n, 4),
+        "same_filtered_share": round(filtered / pairs, 4) if pairs else None,
+    }
+
+
+def _metrics(ours: dict[str, float], results: dict[str, Any], name: str) -> dict[str, Any]:
+    top = results.get(name) or next(iter(results.values()))
+    out, equal = {}, True
+    for metric, value in ours.items():
+        key = metric if "," in metric else f"{metric},none"
+        other = top.get(key)
+        if not isinstance(other, int | float) or value is None:
+            continue
+        tolerance = 1e-6 * max(1.0, abs(other)) if "perplexity" in metric else 1e-6
+        equal &= abs(value - other) <= tolerance
+        out[metric] = {"ours": round(value, 6), "lm_eval": round(float(other), 6)}
+    return {"metrics": out, "metrics_equal": equal and bool(out)}
+
+
+def run() -> dict:
+    out: dict[str, Any] = {"model": MODEL, "lmeval_batch_size": LMEVAL_BATCH, "tasks": {}}
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        project = _project(tmp / "project")
+        ours, _ = _ours(project, tmp / "store")
+        theirs = _theirs(project, tmp, ours["threads"])
+    out["threads"] = ours["threads"]
+    sums = {"loglikelihood": [0.0, 0.0], "generation": [0.0, 0.0]}
+    for name, (task, _, _, kind) in RUNS.items():
+        mine, other = ours["runs"][name], theirs["tasks"][name]
+        single = None if task == GROUP else task
+        if kind == "loglikelihood":
+            row = _compare_loglik(mine, other, single)
+        else:
+            row = _compare_generation(mine, other, task)
+        row.update(_metrics(mine["metrics"], other["results"], task))
+        row["ours_model_s"] = round(mine["model_s"], 2)
+        row["lmeval_model_s"] = round(other["model_s"], 2)
+        row["wall_ratio"] = round(mine["model_s"] / other["model_s"], 3)
+        sums[kind][0] += mine["model_s"]
+        sums[kind][1] += other["model_s"]
+        out["tasks"][name] = row
+    loglik = [t for n, t in out["tasks"].items() if RUNS[n][3] == "loglikelihood"]
+    gen = [t for n, t in out["tasks"].items() if RUNS[n][3] == "generation"]
+    out["min_same_answer_share"] = min(t["same_answer_share"] for t in loglik)
+    out["max_abs_loglik_diff"] = max(t["max_abs_loglik_diff"] for t in loglik)
+    out["min_same_text_share"] = min(t["same_text_share"] for t in gen)
+    out["min_same_filtered_share"] = min(t["same_filtered_share"] or 0 for t in gen)
+    out["all_metrics_equal"] = all(t["metrics_equal"] for t in out["tasks"].values())
+    out["wall_ratio_loglikelihood"] = round(sums["loglikelihood"][0] / sums["loglikelihood"][1], 3)
+    out["wall_ratio_generation"] = round(sums["generation"][0] / sums["generation"][1], 3)
+    out["ours_load_s"] = round(ours["load_s"], 2)
+    out["lmeval_load_s"] = round(theirs["load_s"], 2)
+    out["ratio"] = out["wall_ratio_loglikelihood"]
+    out["goals"] = {
+        "same_answer_share": ">= 0.99",
+        "max_abs_loglik_diff": "<= 1e-3",
+        "same_text_share": ">= 0.99",
+        "same_filtered_share": ">= 0.99",
+        "metrics_equal": "true",
+        "wall_ratio_loglikelihood": "<= 0.5",
+        "wall_ratio_generation": "<= 0.7",
+    }
+    return out
+
+
+if __name__ == "__main__":
+    from eval_pipeline_tests.bench._common import write_result
+
+    print(write_result(NAME, run()))
