@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import io
 import json
 import logging
 import math
@@ -654,10 +655,15 @@ def no_downloads() -> Iterator[None]:
         return False
 
     nltk.download = refuse
+    # lm-eval's IFEval module then prints that it downloaded the data; it did not.
+    printed = io.StringIO()
     try:
-        yield
+        with contextlib.redirect_stdout(printed):
+            yield
     finally:
         nltk.download = original
+        if printed.getvalue().strip():
+            log.debug("lm-eval printed while its tasks loaded: %s", printed.getvalue().strip())
 
 
 def _set_fewshot(task: Any, requested: int | None) -> None:

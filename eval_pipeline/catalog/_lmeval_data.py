@@ -195,6 +195,8 @@ def load_local(path: str, name: str | None) -> Any:
     """
     import datasets
 
+    # lm-eval's process_docs maps over every row; its progress bars would fill the logs.
+    datasets.disable_progress_bars()
     splits: dict[str, Any] = {}
     for root in data_roots():
         for split, folder in _split_folders(root, path, name).items():

@@ -54,6 +54,9 @@ GENERATIONS = pl.Schema(
         "error": pl.String,
         "code_version": pl.String,
         "prompt_format": pl.String,  # chat | completion
+        # Chat prompts a local model rendered: the sha256 (16 hex digits) of its tokenizer's
+        # chat template; null for completion prompts, API models and older cached answers.
+        "chat_template_hash": pl.String,
         "fewshot_ids": pl.List(pl.String),  # sample ids of the few-shot examples, in order
         # Multiple choice scored by log-likelihood: per choice, in the sample's choice
         # order, the continuation's summed log-probability and its token count.

@@ -49,6 +49,20 @@ def context_text(spec: ModelSpec, tokenizer: Any, request: GenerationRequest) ->
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def chat_template_hash(tokenizer: Any) -> str | None:
+    """The first 16 hex digits of the sha256 of a tokenizer's chat template (None: none).
+
+    Recorded on every chat-format generation a local model answers
+    (``generations.chat_template_hash``): the template is part of the prompt the model saw.
+    """
+    import hashlib
+
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str) or not template:
+        return None
+    return hashlib.sha256(template.encode("utf-8")).hexdigest()[:16]
+
+
 def split_pair(context: str, continuation: str) -> tuple[str, str]:
     """Move the context's trailing whitespace to the continuation, as lm-eval does."""
     n_spaces = len(context) - len(context.rstrip())

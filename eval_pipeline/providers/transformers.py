@@ -51,6 +51,7 @@ from eval_pipeline.core.paths import user_cache_dir
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Missing
 from eval_pipeline.providers._choices import (
+    chat_template_hash,
     choice_response,
     choice_token_ids,
     context_text,
@@ -551,7 +552,11 @@ class TransformersProvider(Provider):
 
     def _info(self) -> dict[str, Any]:
         lm = self.loaded
-        return {"device": lm.device, "load_s": round(lm.load_s, 3)}
+        return {
+            "device": lm.device,
+            "load_s": round(lm.load_s, 3),
+            "chat_template_sha256": chat_template_hash(lm.tokenizer),
+        }
 
     # ------------------------------------------------------------------ choice decoding
 

@@ -46,6 +46,7 @@ from eval_pipeline.core.types import (
     SamplingParams,
 )
 from eval_pipeline.providers._choices import (
+    chat_template_hash,
     choice_response,
     choice_token_ids,
     context_text,
@@ -308,7 +309,11 @@ class VLLMProvider(Provider):
         )
         per_request = (time.perf_counter() - start) / len(requests)
         # The engine answers n=1 requests; extra completions (n > 1) are not kept here.
-        return [to_responses(output, per_request)[0] for output in outputs]
+        responses = [to_responses(output, per_request)[0] for output in outputs]
+        template = chat_template_hash(self.loaded.tokenizer)
+        for response in responses:
+            response.info["chat_template_sha256"] = template
+        return responses
 
     def score_choices(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """Choice decoding: one prompt per context + continuation, its prompt log-probs summed.
@@ -348,7 +353,10 @@ class VLLMProvider(Provider):
                 [len(c) for c in continuations],
                 len(context),
                 elapsed / len(requests),
-                {"backend": "vllm"},
+                {
+                    "backend": "vllm",
+                    "chat_template_sha256": chat_template_hash(self.loaded.tokenizer),
+                },
             )
             for request, per, (context, continuations) in zip(
                 requests, scores, encoded, strict=True

@@ -553,6 +553,10 @@ def generations_frame(
             "error": errors,
             "code_version": [code_version()] * n,
             "prompt_format": [r.prompt_format for r in requests],
+            "chat_template_hash": [
+                x.info.get("chat_template_sha256") if r.prompt_format == "chat" else None
+                for r, x in zip(requests, responses, strict=True)
+            ],
             "fewshot_ids": [list(r.extras.get("fewshot_ids", [])) for r in requests],
             "choice_logprobs": logprobs,
             "choice_tokens": tokens,

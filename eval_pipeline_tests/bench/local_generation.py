@@ -12,9 +12,8 @@ are shared and noisy:
   the provider's thread count, to separate the batching from the thread choice.
 - ``wall_ratio_vs_lmeval``: the whole command (a fresh Python process: imports, model
   load, generation) over lm-evaluation-harness's ``hf`` model on the same questions
-  (``lm_eval --model hf --apply_chat_template``, batch 8); goal at most 0.8. lm-eval is
-  installed into its own virtualenv under ``.bench/`` on first use (never a test
-  dependency); when that fails, the error is reported and the rest still is.
+  (``lm_eval --model hf --apply_chat_template``, batch 8, the pinned lm-eval the project
+  depends on); goal at most 0.8.
 - ``contention``: the provider on 16 questions with 1 and 2 threads, alone and next to a
   process that keeps one core busy. ``contention_slowdown`` (busy over quiet, at the
   thread count ``auto`` picks) would show a thread choice that collapses under load.
@@ -42,9 +41,6 @@ QUESTIONS = 64
 CONTENTION_QUESTIONS = 16
 ROUNDS = 2
 MODEL = "smollm2-135m"
-LMEVAL_VENV = BENCH_DIR / "lmeval-venv"
-# torch 2.13.0's CPU wheel is on the machines' wheel path; an unpinned torch pulls CUDA.
-LMEVAL_PACKAGES = ("torch==2.13.0", "lm-eval[hf]", "gguf", "sentencepiece")
 OFFLINE = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -244,23 +240,9 @@ def child(requests_path: str, out_path: str) -> None:
 
 
 def _lmeval_python() -> Path:
-    python = LMEVAL_VENV / "bin" / "python"
-    marker = LMEVAL_VENV / ".installed"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(LMEVAL_VENV)], check=True)
-        import transformers
-
-        # The same transformers as ours: the comparison is about what runs around it.
-        packages = (*LMEVAL_PACKAGES, f"transformers=={transformers.__version__}")
-        done = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *packages],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"pip install of lm-eval failed: {done.stderr[-2000:]}")
-        marker.touch()
-    return python
+    # lm-eval and its hf model's needs (transformers, torch, accelerate, peft) are project
+    # dependencies: the project's interpreter runs it.
+    return Path(sys.executable)
 
 
 def _lmeval_task(folder: Path, requests: list[Any]) -> None:

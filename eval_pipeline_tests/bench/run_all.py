@@ -29,7 +29,9 @@ BENCHMARKS = (
     "api_peers",
     "local_generation",
     "scale",
-    "mc_agreement",
+    "lmeval_agreement",
+    "lmeval_tasks",
+    "newcomer",
     "finetune",
 )
 
