@@ -357,6 +357,9 @@ def _train(args) -> int:
 
 
 def _metrics(args) -> int:
+    import signal
+    import threading
+
     import dagster as dg
     from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
 
@@ -377,16 +380,34 @@ def _metrics(args) -> int:
             write_to_textfile(str(target), registry)
             print(f"eval-pipeline: metrics written to {target}", file=sys.stderr)
             return EXIT_OK
-        server, thread = start_http_server(args.port, addr=args.host, registry=registry)
-        print(
-            f"eval-pipeline: serving metrics on http://{args.host}:{server.server_port}/metrics",
-            file=sys.stderr,
-            flush=True,
-        )
+        # SIGTERM and Ctrl-C stop the server through handlers of its own; the inherited ones
+        # can keep it serving. polars (imported with the store) catches SIGINT with
+        # SA_RESTART, so a blocking wait resumes after Ctrl-C and Python's handler never
+        # runs. SIGTERM can arrive ignored, and an ignored signal stays ignored across exec:
+        # a parent that ignores SIGINT (a background job) and ran a Dagster job in process
+        # ignores SIGTERM too, as Dagster copies SIGINT's handler onto SIGTERM.
+        stop = threading.Event()
+        previous = {
+            sig: signal.signal(sig, lambda *_: stop.set())
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        server, _ = start_http_server(args.port, addr=args.host, registry=registry)
         try:
-            thread.join()
-        except KeyboardInterrupt:
+            print(
+                f"eval-pipeline: serving metrics on http://{args.host}:{server.server_port}"
+                "/metrics",
+                file=sys.stderr,
+                flush=True,
+            )
+            # Timed: a handler some library installs later cannot hold the wait up for long.
+            while not stop.wait(1.0):
+                pass
+        finally:
             server.shutdown()
+            server.server_close()
+            for sig, handler in previous.items():
+                if handler is not None:  # None: set outside Python, cannot be put back
+                    signal.signal(sig, handler)
     return EXIT_OK
 
 
