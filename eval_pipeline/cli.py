@@ -399,7 +399,7 @@ def _metrics(args) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            # Timed: a handler some library installs later cannot hold the wait up for long.
+            # Timed: a signal that lands just before the wait blocks is handled when it ends.
             while not stop.wait(1.0):
                 pass
         finally:
