@@ -447,17 +447,32 @@ def _calibrations(args) -> int:
 
 
 def _label(args) -> int:
+    import signal
+
     from eval_pipeline.judge import label_session
 
     root, _ = _roots(args)
 
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C and SIGTERM end the session as "q" does (each rating is saved when given).
+    # Handlers of its own, as in _metrics: with polars' SIGINT handler (SA_RESTART) a read
+    # of standard input resumes after Ctrl-C, and the prompt waits for Enter.
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+
     def ask(prompt: str) -> str | None:
         try:
             return input(prompt)
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):
             return None
 
-    session = label_session(root, args.rubric, args.rater, ask=ask, say=print, limit=args.limit)
+    try:
+        session = label_session(root, args.rubric, args.rater, ask=ask, say=print, limit=args.limit)
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
     print(
         f"\n{session.labelled} rated, {session.skipped} skipped, {session.remaining} left "
         f"for {session.rater} on {session.rubric}; saved in {session.path}"
