@@ -52,6 +52,10 @@ def home(tmp_path, monkeypatch):
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.delenv("EVAL_PIPELINE_TEST_UNSET_KEY", raising=False)
+    # Its storage is created now, not by a run process and the test at once: two processes
+    # creating the SQLite tables together collide ("table ... already exists").
+    with dg.DagsterInstance.get():
+        pass
     return home
 
 
