@@ -413,6 +413,9 @@ def _train(args) -> int:
 
 
 def _metrics(args) -> int:
+    import signal
+    import threading
+
     import dagster as dg
     from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
 
@@ -433,16 +436,34 @@ def _metrics(args) -> int:
             write_to_textfile(str(target), registry)
             print(f"eval-pipeline: metrics written to {target}", file=sys.stderr)
             return EXIT_OK
-        server, thread = start_http_server(args.port, addr=args.host, registry=registry)
-        print(
-            f"eval-pipeline: serving metrics on http://{args.host}:{server.server_port}/metrics",
-            file=sys.stderr,
-            flush=True,
-        )
+        # SIGTERM and Ctrl-C stop the server through handlers of its own; the inherited ones
+        # can keep it serving. polars (imported with the store) catches SIGINT with
+        # SA_RESTART, so a blocking wait resumes after Ctrl-C and Python's handler never
+        # runs. SIGTERM can arrive ignored, and an ignored signal stays ignored across exec:
+        # a parent that ignores SIGINT (a background job) and ran a Dagster job in process
+        # ignores SIGTERM too, as Dagster copies SIGINT's handler onto SIGTERM.
+        stop = threading.Event()
+        previous = {
+            sig: signal.signal(sig, lambda *_: stop.set())
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        server, _ = start_http_server(args.port, addr=args.host, registry=registry)
         try:
-            thread.join()
-        except KeyboardInterrupt:
+            print(
+                f"eval-pipeline: serving metrics on http://{args.host}:{server.server_port}"
+                "/metrics",
+                file=sys.stderr,
+                flush=True,
+            )
+            # Timed: a signal that lands just before the wait blocks is handled when it ends.
+            while not stop.wait(1.0):
+                pass
+        finally:
             server.shutdown()
+            server.server_close()
+            for sig, handler in previous.items():
+                if handler is not None:  # None: set outside Python, cannot be put back
+                    signal.signal(sig, handler)
     return EXIT_OK
 
 
@@ -482,17 +503,32 @@ def _calibrations(args) -> int:
 
 
 def _label(args) -> int:
+    import signal
+
     from eval_pipeline.judge import label_session
 
     root, _ = _roots(args)
 
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C and SIGTERM end the session as "q" does (each rating is saved when given).
+    # Handlers of its own, as in _metrics: with polars' SIGINT handler (SA_RESTART) a read
+    # of standard input resumes after Ctrl-C, and the prompt waits for Enter.
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+
     def ask(prompt: str) -> str | None:
         try:
             return input(prompt)
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):
             return None
 
-    session = label_session(root, args.rubric, args.rater, ask=ask, say=print, limit=args.limit)
+    try:
+        session = label_session(root, args.rubric, args.rater, ask=ask, say=print, limit=args.limit)
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
     print(
         f"\n{session.labelled} rated, {session.skipped} skipped, {session.remaining} left "
         f"for {session.rater} on {session.rubric}; saved in {session.path}"

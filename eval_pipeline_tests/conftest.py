@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,25 @@ def _fresh_defs_state_storage():
 
     with set_defs_state_storage(None):
         yield
+
+
+_LEFTOVERS = pytest.StashKey[list[str]]()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # The safety net of eval_pipeline_tests.processes: a process group a test started and
+    # did not stop is killed here, and the summary says so.
+    from eval_pipeline_tests.processes import kill_leftovers
+
+    killed = kill_leftovers()
+    session.config.stash[_LEFTOVERS] = killed
+    if killed and session.config.pluginmanager.get_plugin("terminalreporter") is None:
+        print("processes a test left running, killed:", *killed, sep="\n  ", file=sys.stderr)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    killed = config.stash.get(_LEFTOVERS, [])
+    if killed:
+        terminalreporter.write_sep("!", "processes a test left running, killed", red=True)
+        for line in killed:
+            terminalreporter.write_line(f"  {line}", red=True)

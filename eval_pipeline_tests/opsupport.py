@@ -208,21 +208,14 @@ def wait_for_webserver(proc, url: str, log: Path, timeout_s: float = 120) -> flo
 
 
 def stop_group(proc, timeout_s: float = 30) -> None:
-    """Stop ``proc`` and its process group (started with ``start_new_session``)."""
-    import os
-    import signal
-    import subprocess
+    """Stop ``proc`` and its process group (from :func:`eval_pipeline_tests.processes.start`).
 
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:  # it has exited already, with its whole group
-        proc.wait()
-        return
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    SIGTERM, up to ``timeout_s`` for the group to exit, then SIGKILL; a group that has exited
+    already is not an error.
+    """
+    from eval_pipeline_tests import processes
+
+    processes.stop(proc, timeout_s=timeout_s)
 
 
 @contextmanager
@@ -235,6 +228,8 @@ def webserver(home: Path, project: Path, log: Path, env: dict[str, str] | None =
     import subprocess
     import sys
     import time
+
+    from eval_pipeline_tests import processes
 
     repo = Path(__file__).resolve().parents[1]
     port = free_port()
@@ -250,13 +245,12 @@ def webserver(home: Path, project: Path, log: Path, env: dict[str, str] | None =
     }
     binary = Path(sys.executable).parent / "dagster-webserver"
     out = log.open("w")
-    proc = subprocess.Popen(
+    proc = processes.start(
         [str(binary), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=repo,
         env=environ,
         stdout=out,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -11,6 +11,7 @@ import time
 import polars as pl
 
 from eval_pipeline.storage import Store
+from eval_pipeline_tests import processes
 from eval_pipeline_tests.apiserver import ServerConfig, api_model, make_api_project, materialize_api
 from eval_pipeline_tests.apiserver._process import REPO
 from eval_pipeline_tests.apiserver.fixtures import KEY_ENV, api_server_fixture
@@ -54,20 +55,16 @@ def test_a_sigkilled_partition_resumes_repeating_at_most_concurrency_requests(
     project = make_api_project(tmp_path / "project", [model], SAMPLES)
     store_root = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": str(REPO), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    child = subprocess.Popen(
+    with processes.started(
         [sys.executable, "-c", CHILD, str(project), str(store_root)],
         cwd=str(REPO),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
-    try:
+    ) as child:
         _wait_for_requests(api_server, SAMPLES // 3, timeout_s=90)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
     assert child.returncode == -signal.SIGKILL
     time.sleep(0.3)  # let requests already on the wire reach the server's count
     first = api_server.stats()["by_body"]

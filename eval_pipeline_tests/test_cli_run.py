@@ -11,11 +11,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import pytest
 
 from eval_pipeline.cli import main, mark_dead_runs
+from eval_pipeline_tests import processes
 from eval_pipeline_tests.conftest import make_project
 
 # A model that fails at once: its API key variable is never set.
@@ -52,6 +55,10 @@ def home(tmp_path, monkeypatch):
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.delenv("EVAL_PIPELINE_TEST_UNSET_KEY", raising=False)
+    # Its storage is created now, not by a run process and the test at once: two processes
+    # creating the SQLite tables together collide ("table ... already exists").
+    with dg.DagsterInstance.get():
+        pass
     return home
 
 
@@ -59,13 +66,19 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _started_hanging_run(*, other_than: str = "") -> tuple[subprocess.Popen, str]:
+@contextmanager
+def _hanging_run(*, other_than: str = "") -> Iterator[tuple[subprocess.Popen, str]]:
     """A process in the middle of a run, and that run's id (once it is STARTED)."""
-    proc = subprocess.Popen(
+    with processes.started(
         [sys.executable, "-c", _HANGING_RUN],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    ) as proc:
+        yield proc, _started_run(proc, other_than)
+
+
+def _started_run(proc: subprocess.Popen, other_than: str) -> str:
+    """The id of the STARTED run ``proc`` is in (not ``other_than``), once its step runs."""
     deadline = time.monotonic() + 120
     with _instance() as instance:
         while time.monotonic() < deadline:
@@ -80,10 +93,9 @@ def _started_hanging_run(*, other_than: str = "") -> tuple[subprocess.Popen, str
                     record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START
                 ).records
                 if steps:
-                    return proc, record.dagster_run.run_id
+                    return record.dagster_run.run_id
             assert proc.poll() is None, f"the run process exited early; runs: {known}"
             time.sleep(0.5)
-    proc.kill()
     raise AssertionError("the hanging run never reached its step")
 
 
@@ -111,9 +123,10 @@ def test_a_failing_first_run_in_an_empty_store_says_there_is_no_leaderboard(tmp_
 
 
 def test_mark_dead_marks_a_killed_run_failed_and_leaves_a_live_run_alone(home, capsys):
-    killed, killed_id = _started_hanging_run()
-    live, live_id = _started_hanging_run(other_than=killed_id)
-    try:
+    with (
+        _hanging_run() as (killed, killed_id),
+        _hanging_run(other_than=killed_id) as (live, live_id),
+    ):
         _kill(killed)
         assert _status(killed_id) == dg.DagsterRunStatus.STARTED  # what a kill leaves
 
@@ -133,15 +146,14 @@ def test_mark_dead_marks_a_killed_run_failed_and_leaves_a_live_run_alone(home, c
             ).records
             assert "is gone: no such process" in failure[0].event_log_entry.dagster_event.message
             assert mark_dead_runs(instance) == []  # already marked: nothing left to do
-    finally:
         _kill(live)
     assert main(["runs", "mark-dead"]) == 0
     assert _status(live_id) == dg.DagsterRunStatus.FAILURE
 
 
 def test_a_run_killed_on_another_host_is_left_to_that_host(home):
-    proc, run_id = _started_hanging_run()
-    _kill(proc)
+    with _hanging_run() as (proc, run_id):
+        _kill(proc)
     with _instance() as instance:
         instance.add_run_tags(run_id, {"eval_pipeline/host": "some-other-node"})
         assert mark_dead_runs(instance) == []
@@ -151,8 +163,8 @@ def test_a_run_killed_on_another_host_is_left_to_that_host(home):
 def test_eval_pipeline_run_marks_a_previously_killed_run_failed_when_it_starts(
     tmp_path, home, capsys
 ):
-    proc, run_id = _started_hanging_run()
-    _kill(proc)
+    with _hanging_run() as (proc, run_id):
+        _kill(proc)
     project = make_project(tmp_path / "p", models={"models": [GOOD]}, datasets=("qa",))
     argv = ["--root", str(project), "--store", str(tmp_path / "store"), "run", "--limit", "2"]
     assert main(argv) == 0

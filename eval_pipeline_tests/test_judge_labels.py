@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +23,7 @@ from eval_pipeline.judge import (
     load_labels,
 )
 from eval_pipeline.storage import Store
+from eval_pipeline_tests import processes
 from eval_pipeline_tests.conftest import REPO
 from eval_pipeline_tests.judge_helpers import distorted_label_answers, judged_project
 
@@ -136,6 +141,49 @@ def test_the_label_command_reads_answers_from_standard_input(root):
     assert [r["label"] for r in _human_rows(root)] == [5, 4]
     bad = _label_command(root, "charm")
     assert bad.returncode == 2 and "unknown rubric 'charm'" in bad.stderr
+
+
+def _read_until(stream, marker: bytes, timeout_s: float = 60) -> bytes:
+    """What ``stream`` (a pipe) says up to and including ``marker``."""
+    seen, deadline = b"", time.monotonic() + timeout_s
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {marker!r} in {seen[-2000:]!r}"
+        if select.select([stream], [], [], left)[0]:
+            chunk = os.read(stream.fileno(), 65536)
+            assert chunk, f"closed before {marker!r}: {seen[-2000:]!r}"
+            seen += chunk
+    return seen
+
+
+def _wait_until_reading_a_pipe(pid: int, timeout_s: float = 30) -> None:
+    """Until ``pid`` blocks reading a pipe: a signal just before that waits for the read."""
+    deadline = time.monotonic() + timeout_s
+    while "pipe_read" not in Path(f"/proc/{pid}/wchan").read_text():
+        assert time.monotonic() < deadline, f"{pid} never waited for input"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_ctrl_c_or_sigterm_at_the_prompt_ends_the_label_session(root, sig):
+    shutil.copy(REPO / "models.yaml", root / "models.yaml")
+    command = [sys.executable, "-m", "eval_pipeline.cli", "--root", str(root), "label"]
+    command += ["--rubric", "helpfulness", "--rater", "dave"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Standard input stays open and silent: the session waits at its first prompt.
+    with processes.started(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env) as proc:
+        _read_until(proc.stdout, b"rating 1-5")
+        _wait_until_reading_a_pipe(proc.pid)
+        start = time.monotonic()
+        proc.send_signal(sig)
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        seconds = time.monotonic() - start
+    out = proc.stdout.read().decode()  # all of it: the process is gone
+    assert code == 0, f"exit code {code} after {seconds:.2f} s"
+    assert "0 rated, 0 skipped, 42 left for dave on helpfulness" in out
 
 
 def test_the_calibrations_command_prints_the_stored_calibrations(tmp_path, capsys):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -19,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from eval_pipeline.cli import main
 from eval_pipeline.storage import Store
+from eval_pipeline_tests import processes
 from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.helpers import materialize
 
@@ -152,29 +155,30 @@ def test_a_real_prometheus_scrapes_the_metrics_endpoint(evaluated, tmp_path):
     project, store = evaluated
     metrics_port, prom_port = _free_port(), _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    exporter = subprocess.Popen(
-        [sys.executable, "-m", "eval_pipeline.cli", "--root", str(project), "--store", str(store)]
-        + ["metrics", "serve", "--port", str(metrics_port)],
-        env=env,
-        stderr=subprocess.PIPE,
-    )
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n"
         "scrape_configs:\n  - job_name: eval_pipeline\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
     )
-    prometheus = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with (
+        processes.started(
+            [sys.executable, "-m", "eval_pipeline.cli", "--root", str(project)]
+            + ["--store", str(store), "metrics", "serve", "--port", str(metrics_port)],
+            env=env,
+            stderr=subprocess.PIPE,
+        ) as exporter,
+        processes.started(
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ) as prometheus,
+    ):
         deadline = time.monotonic() + 60
         _wait_for_port(metrics_port, exporter, deadline)
         _wait_for_port(prom_port, prometheus, deadline)
@@ -190,10 +194,61 @@ def test_a_real_prometheus_scrapes_the_metrics_endpoint(evaluated, tmp_path):
         assert {r["metric"]["status"]: float(r["value"][1]) for r in runs} == {"success": 3.0}
         up = _query(prom_port, 'up{job="eval_pipeline"}')
         assert float(up[0]["value"][1]) == 1.0
-    finally:
-        for process in (exporter, prometheus):
-            process.terminate()
-            process.wait(timeout=30)
+
+
+def _wait_for_metrics(port: int, process: subprocess.Popen, log: Path, deadline: float) -> None:
+    """Poll ``/metrics`` on ``port`` until it answers; fail if ``process`` exits first."""
+    while True:
+        assert process.poll() is None, f"exited with {process.returncode}: {log.read_text()}"
+        try:
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"nothing served {url}: {log.read_text()}"
+        time.sleep(0.1)
+
+
+EXIT_BOUND_S = 5.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_metrics_serve_exits_0_promptly_on(sig, inherited, tmp_path, record_property):
+    """SIGTERM and Ctrl-C end ``metrics serve`` with exit code 0 and its port closed.
+
+    "ignored": both signals come ignored, as a parent that ignores SIGINT (a background
+    job) and ran a Dagster job in process hands them down; the serve command must still stop.
+    """
+    project = make_project(tmp_path / "p", datasets=("qa",))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = _free_port()
+    command = [sys.executable, "-m", "eval_pipeline.cli", "--root", str(project)]
+    command += ["--store", str(tmp_path / "store"), "metrics", "serve", "--port", str(port)]
+    if inherited == "ignored":
+        command = ["bash", "-c", 'trap "" INT TERM; exec "$@"', "bash", *command]
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    with log.open("w") as out, processes.started(command, env=env, stderr=out) as serve:
+        _wait_for_metrics(port, serve, log, time.monotonic() + 60)
+        start = time.monotonic()
+        serve.send_signal(sig)
+        try:
+            code = serve.wait(timeout=EXIT_BOUND_S)
+        except subprocess.TimeoutExpired:
+            code = None  # stopped with SIGKILL on the way out of the block
+        seconds = time.monotonic() - start
+    record_property("exit_s", round(seconds, 3))
+    print(f"metrics serve, {sig.name} ({inherited}): exit code {code} after {seconds:.2f} s")
+    assert code == 0, f"exit code {code} after {seconds:.2f} s: {log.read_text()[-3000:]}"
+    assert seconds < EXIT_BOUND_S
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the port still accepts connections"
 
 
 def test_the_shipped_alert_rules_and_scrape_config_pass_promtool():

@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import httpx
 import pytest
 
+from eval_pipeline_tests import processes
 from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.opsupport import ONE_MODEL, alerts_to, free_port, receiver, run_suite
 
@@ -160,7 +161,9 @@ def test_the_regression_sensor_keeps_its_promise_on_a_postgresql_instance(home, 
         assert hook.requests == 1
 
 
-def _start_webserver(home: Path, project: Path, port: int) -> subprocess.Popen:
+@contextmanager
+def _webserver(home: Path, project: Path, port: int) -> Iterator[subprocess.Popen]:
+    """``dagster-webserver`` on ``port``, answering, for the length of the block."""
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -168,7 +171,7 @@ def _start_webserver(home: Path, project: Path, port: int) -> subprocess.Popen:
         "EVAL_PIPELINE_STORE": str(project / "store"),
         "DAGSTER_DISABLE_TELEMETRY": "1",
     }
-    proc = subprocess.Popen(
+    with processes.started(
         [
             str(BIN / "dagster-webserver"),
             "-w",
@@ -183,30 +186,22 @@ def _start_webserver(home: Path, project: Path, port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"dagster-webserver exited {proc.returncode}: {proc.stderr.read()[-3000:]}"
-            )
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise AssertionError("dagster-webserver did not answer within 120 s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        stop_timeout_s=30,
+    ) as proc:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"dagster-webserver exited {proc.returncode}: {proc.stderr.read()[-3000:]}"
+                )
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "dagster-webserver did not answer within 120 s"
+            time.sleep(0.5)
+        yield proc
 
 
 QUERY = """
@@ -241,17 +236,11 @@ def test_runs_materializations_and_check_results_survive_a_webserver_restart(hom
     with _instance(home) as instance:
         result = run_suite(project, project / "store", PARTITION, instance, regression=False)
     port = free_port()
-    proc = _start_webserver(home, project, port)
-    try:
+    with _webserver(home, project, port) as proc:
         before = _query(port)
-    finally:
-        _stop(proc)
     assert proc.returncode is not None
-    proc = _start_webserver(home, project, port)
-    try:
+    with _webserver(home, project, port):
         after = _query(port)
-    finally:
-        _stop(proc)
 
     assert after == before
     [run] = after["runsOrError"]["results"]

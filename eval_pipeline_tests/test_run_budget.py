@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 
 import yaml
@@ -12,6 +11,7 @@ import yaml
 from eval_pipeline.cli import main
 from eval_pipeline.engine.leases import STALE_S, RateLease
 from eval_pipeline.storage import Store
+from eval_pipeline_tests import processes
 from eval_pipeline_tests.apiserver import ServerConfig, api_model, make_api_project
 from eval_pipeline_tests.apiserver.fixtures import KEY_ENV, api_key_fixture, api_server_fixture
 from eval_pipeline_tests.conftest import REPO
@@ -132,14 +132,12 @@ def test_two_processes_running_one_model_share_its_request_rate(api_server, tmp_
     )
     project = _two_dataset_project(tmp_path, model, 150)
     store = tmp_path / "store"
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(project), str(store), f"{d}|api-model"],
-            cwd=REPO,
-        )
-        for d in ("synth", "synth2")
-    ]
-    assert [r.wait(timeout=300) for r in runs] == [0, 0]
+    child = [sys.executable, "-c", CHILD, str(project), str(store)]
+    with (
+        processes.started([*child, "synth|api-model"], cwd=REPO) as first,
+        processes.started([*child, "synth2|api-model"], cwd=REPO) as second,
+    ):
+        assert [r.wait(timeout=300) for r in (first, second)] == [0, 0]
     stats = api_server.stats()
     answered = sum(
         Store(store)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from eval_pipeline.scoring.sandbox import TAIL_BYTES, SandboxResult, run_sandboxed
+from eval_pipeline_tests import processes
 
 ENV_KEYS = {
     "PATH",
@@ -406,10 +406,10 @@ def _children_of(parent: int) -> list[int]:
 def test_the_program_dies_with_the_process_that_started_it():
     code = "from eval_pipeline.scoring.sandbox import run_sandboxed\n"
     code += "run_sandboxed('import time\\ntime.sleep(60)', timeout_s=60)"
-    runner = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1])
     children: list[int] = []
     workdirs: list[str] = []
-    try:
+    # The check is of the runner's kill alone: its group is stopped only after it.
+    with processes.started([sys.executable, "-c", code], cwd=Path(__file__).parents[1]) as runner:
         deadline = time.monotonic() + 10
         while not children and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -425,17 +425,16 @@ def test_the_program_dies_with_the_process_that_started_it():
         assert all(
             Path(d).parent == sandbox_dir and Path(d).name.startswith("sandbox-") for d in workdirs
         )
-    finally:
         runner.kill()
         runner.wait()
-    try:
-        deadline = time.monotonic() + 5
-        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert [pid for pid in children if _alive(pid)] == []
-    finally:
-        for workdir in workdirs:
-            shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            deadline = time.monotonic() + 5
+            while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert [pid for pid in children if _alive(pid)] == []
+        finally:
+            for workdir in workdirs:
+                shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_a_python_installed_under_tmp_stays_visible_inside_the_sandbox(monkeypatch):

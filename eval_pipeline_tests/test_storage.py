@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import polars as pl
 import pytest
@@ -20,6 +22,7 @@ from eval_pipeline.storage import (
     atomic_write_text,
 )
 from eval_pipeline.storage._atomic import STALE_AFTER_S
+from eval_pipeline_tests import processes
 
 
 def _scores(n: int = 3) -> pl.DataFrame:
@@ -112,16 +115,17 @@ Store(sys.argv[1]).write("scores", frame, "d", "m")
 """
 
 
-def _start_stalled_writer(tmp_path, store_root):
+@contextmanager
+def _stalled_writer(tmp_path, store_root) -> Iterator[subprocess.Popen]:
     source = tmp_path / "frame.parquet"
     _scores().write_parquet(source)
-    proc = subprocess.Popen(
+    with processes.started(
         [sys.executable, "-c", _STALLED_WRITER, str(store_root), str(source)],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    assert proc.stdout.readline().strip() == "writing"
-    return proc
+    ) as proc:
+        assert proc.stdout.readline().strip() == "writing"
+        yield proc
 
 
 def _hidden(folder):
@@ -131,9 +135,9 @@ def _hidden(folder):
 def test_a_writer_killed_mid_write_leaves_no_temporary_file_after_the_next_write(tmp_path):
     store = Store(tmp_path / "store")
     folder = store.path("scores", "d", "m").parent
-    proc = _start_stalled_writer(tmp_path, store.root)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    with _stalled_writer(tmp_path, store.root) as proc:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     assert len(_hidden(folder)) == 1  # the killed writer's half-written file
     store.write("scores", _scores(2), "d", "m")
     assert _hidden(folder) == []
@@ -143,13 +147,9 @@ def test_a_writer_killed_mid_write_leaves_no_temporary_file_after_the_next_write
 def test_a_live_writers_temporary_file_survives_another_write_of_the_same_target(tmp_path):
     store = Store(tmp_path / "store")
     folder = store.path("scores", "d", "m").parent
-    proc = _start_stalled_writer(tmp_path, store.root)
-    try:
+    with _stalled_writer(tmp_path, store.root):
         store.write("scores", _scores(2), "d", "m")
         assert len(_hidden(folder)) == 1
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_another_hosts_temporary_file_is_removed_only_once_it_is_old(tmp_path):

@@ -18,6 +18,7 @@ import dagster as dg
 import pytest
 
 from eval_pipeline.defs import build_definitions
+from eval_pipeline_tests import processes
 from eval_pipeline_tests.chromium import SHOTS, launched, need_chromium
 from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.opsupport import (
@@ -64,13 +65,12 @@ def ui(tmp_path_factory) -> Iterator[dict]:
         assert run_suite(project, tmp / "store", SEEDED, instance).success
     port = free_port()
     log = open(tmp / "ui.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
+    proc = processes.start(
         ["bash", str(REPO / "scripts" / "ui.sh")],
         cwd=REPO,
         env={**env, "UI_PORT": str(port), "BIN": str(Path(os.sys.executable).parent)},
         stdout=log,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from eval_pipeline_tests import processes
 from eval_pipeline_tests.apiserver._server import ServerConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +50,7 @@ class ApiServer:
             **os.environ,
             "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         }
-        self.proc = subprocess.Popen(
+        self.proc = processes.start(
             [
                 sys.executable,
                 "-m",
@@ -75,13 +76,8 @@ class ApiServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            processes.stop(self.proc, timeout_s=10)
         self.proc = None
 
     def __enter__(self) -> ApiServer:

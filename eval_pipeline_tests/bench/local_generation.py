@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eval_pipeline_tests import processes
 from eval_pipeline_tests.bench._common import BENCH_DIR, REPO
 
 NAME = "local_generation"
@@ -188,7 +189,7 @@ def in_process(requests: list[Any], default_threads: int) -> dict:
 
 def _busy_neighbour() -> subprocess.Popen:
     # Another tenant's job on the same cores: one process that never sleeps.
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    return processes.start([sys.executable, "-c", "while True: pass"])
 
 
 def contention(requests: list[Any]) -> dict:
@@ -206,8 +207,7 @@ def contention(requests: list[Any]) -> dict:
                 )
         finally:
             if neighbour is not None:
-                neighbour.kill()
-                neighbour.wait()
+                processes.stop(neighbour)
     auto = min(2, choose_threads("auto"))
     return {
         **results,

@@ -53,6 +53,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from eval_pipeline_tests import processes
 from eval_pipeline_tests.bench._common import REPO, write_result
 
 BOUNDS = {
@@ -474,7 +475,7 @@ def daemon_tick(project: Path, scratch: Path, timeout_s: float = 240) -> dict[st
         EVAL_PIPELINE_NIGHTLY_CRON="* * * * *",
     )
     log = (scratch / "daemon.log").open("w")
-    daemon = subprocess.Popen(
+    daemon = processes.start(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
         cwd=scratch,
         env=env,
@@ -501,11 +502,7 @@ def daemon_tick(project: Path, scratch: Path, timeout_s: float = 240) -> dict[st
                 )
             )
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        processes.stop(daemon, timeout_s=30)
         log.close()
     text = (scratch / "daemon.log").read_text()
     if not ticks:
@@ -687,9 +684,7 @@ def daemon_reload(
     )
     log = (scratch / f"{mode}.log").open("w")
     procs = [
-        subprocess.Popen(
-            c, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        processes.start(c, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT)
         for c in commands
     ]
     out: dict[str, Any] = {}
