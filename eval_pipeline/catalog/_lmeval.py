@@ -70,8 +70,9 @@ class LmEvalOptions(BaseModel):
     """lm-eval's ``--fewshot_random_seed``."""
     system_instruction: str | None = None
     """lm-eval's ``--system_instruction``."""
-    fewshot_as_multiturn: bool = False
-    """Chat prompts: few-shot examples as user/assistant turns (lm-eval's flag)."""
+    fewshot_as_multiturn: bool = True
+    """Chat prompts: few-shot examples as user/assistant turns (lm-eval's flag; like lm-eval,
+    on by default when a chat template is applied); false puts them in one user turn."""
     allow_hub: bool = False
     """Fetch a dataset from the Hugging Face hub when no local copy exists."""
 

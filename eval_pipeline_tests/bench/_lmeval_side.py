@@ -70,20 +70,30 @@ def main(spec_path: str, out_path: str) -> None:
 
         setattr(lm, name, timed)
     out: dict[str, Any] = {"load_s": load_s, "tasks": {}}
+    with no_downloads():
+        manager = TaskManager(
+            include_path=[r["include_path"] for r in spec["runs"] if r.get("include_path")]
+        )
     for run in spec["runs"]:
-        with no_downloads():
-            manager = TaskManager(include_path=run.get("include_path"))
         spent["s"] = 0.0
         begin = time.perf_counter()
-        results = simple_evaluate(
-            model=lm,
-            tasks=[run["task"]],
-            num_fewshot=run.get("num_fewshot"),
-            limit=run["limit"],
-            task_manager=manager,
-            log_samples=True,
-            bootstrap_iters=0,
-        )
+        samples = {run["task"]: run["samples"]} if run.get("samples") else None
+        try:
+            results = simple_evaluate(
+                model=lm,
+                tasks=[run["task"]],
+                num_fewshot=run.get("num_fewshot"),
+                limit=None if samples else run["limit"],
+                samples=samples,
+                apply_chat_template=bool(run.get("apply_chat_template")),
+                task_manager=manager,
+                log_samples=True,
+                bootstrap_iters=0,
+            )
+        except Exception as exc:  # one task's failure is recorded, the others still run
+            out["tasks"][run["name"]] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        print(f"lm-eval {run['name']}: {time.perf_counter() - begin:.0f} s", file=sys.stderr)
         docs: dict[str, Any] = {}
         for leaf, samples in results["samples"].items():
             for sample in samples:

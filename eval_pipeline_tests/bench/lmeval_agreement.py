@@ -37,21 +37,24 @@ from typing import Any
 
 import yaml
 
-from eval_pipeline_tests.bench._common import REPO
+from eval_pipeline_tests.bench._common import BENCH_DIR, REPO
 
 NAME = "lmeval_agreement"
 MODEL = "smollm2-135m"
 LMEVAL_BATCH = 16
 SUBJECTS = ("mmlu_anatomy", "mmlu_astronomy", "mmlu_college_biology", "mmlu_virology")
 GROUP = "mmlu_four"
-# name -> (lm-eval task, documents per task, num_fewshot, kind)
-RUNS: dict[str, tuple[str, int, int | None, str]] = {
-    "mmlu_4_subjects_5shot": (GROUP, 30, 5, "loglikelihood"),
-    "arc_challenge": ("arc_challenge", 100, None, "loglikelihood"),
-    "hellaswag": ("hellaswag", 100, None, "loglikelihood"),
-    "lambada_openai": ("lambada_openai", 100, None, "loglikelihood"),
-    "gsm8k_cot": ("gsm8k_cot", 20, None, "generation"),
-    "ifeval": ("ifeval", 20, None, "generation"),
+# name -> (lm-eval task, documents per task, num_fewshot, kind, chat template)
+RUNS: dict[str, tuple[str, int, int | None, str, bool]] = {
+    "mmlu_4_subjects_5shot": (GROUP, 30, 5, "loglikelihood", False),
+    "arc_challenge": ("arc_challenge", 100, None, "loglikelihood", False),
+    "hellaswag": ("hellaswag", 100, None, "loglikelihood", False),
+    "lambada_openai": ("lambada_openai", 100, None, "loglikelihood", False),
+    "gsm8k_cot": ("gsm8k_cot", 20, None, "generation", False),
+    # An instruction-following benchmark, run as lm-eval runs it for an instruct model:
+    # with its chat template (lm-eval's --apply_chat_template), as the shipped ifeval
+    # dataset runs on the default model.
+    "ifeval": ("ifeval", 20, None, "generation", True),
 }
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -73,7 +76,7 @@ def _project(root: Path) -> Path:
 
     models = yaml.safe_load((REPO / "models.yaml").read_text())
     project = make_project(root, models=models, datasets=())
-    for name, (task, _, shots, _) in RUNS.items():
+    for name, (task, _, shots, _, chat) in RUNS.items():
         folder = project / "datasets" / name.replace("_", "-")
         folder.mkdir(parents=True)
         options: dict[str, Any] = {"task": task}
@@ -88,7 +91,7 @@ def _project(root: Path) -> Path:
             "license": "see the task",
             "loader": "lm_eval",
             "loader_options": options,
-            "prompt_format": "completion",
+            "prompt_format": "chat" if chat else "completion",
             "primary_metric": "acc",
         }
         (folder / "dataset.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -114,8 +117,9 @@ def _ours(project: Path, store_root: Path) -> tuple[dict[str, Any], dict[str, An
     start = time.perf_counter()
     provider.load()
     info: dict[str, Any] = {"load_s": time.perf_counter() - start, "runs": {}}
-    for name, (_, limit, _, _) in RUNS.items():
+    for name, (_, limit, _, _, _) in RUNS.items():
         dataset = name.replace("_", "-")
+        started = time.perf_counter()
         build_prompt_versions(catalog, store, dataset)
         build_dataset_samples(catalog, store, dataset)
         before = provider.telemetry()
@@ -126,6 +130,7 @@ def _ours(project: Path, store_root: Path) -> tuple[dict[str, Any], dict[str, An
         seconds = (after["choice_s"] - before["choice_s"]) + (
             after["generation_s"] - before["generation_s"]
         )
+        print(f"ours {name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         info["runs"][name] = {
             "model_s": seconds,
             "generations": store.read("generations", dataset=dataset, model=MODEL),
@@ -136,7 +141,9 @@ def _ours(project: Path, store_root: Path) -> tuple[dict[str, Any], dict[str, An
     return info, {"folder": str(provider.options.gguf_package)}
 
 
-def _theirs(project: Path, tmp: Path, threads: int) -> dict[str, Any]:
+def _theirs(
+    project: Path, tmp: Path, threads: int, unscored: dict[str, list[int] | None]
+) -> dict[str, Any]:
     from eval_pipeline.providers.transformers import TransformersOptions, resolve_source
 
     model = yaml.safe_load((REPO / "models.yaml").read_text())["models"][0]
@@ -152,11 +159,15 @@ def _theirs(project: Path, tmp: Path, threads: int) -> dict[str, Any]:
                 "task": task,
                 "limit": limit,
                 "num_fewshot": shots,
+                "apply_chat_template": chat,
+                # Documents lm-eval itself cannot score here (IFEval's punkt checkers)
+                # are left out on its side: it would stop at the first one.
+                "samples": unscored.get(name),
                 "include_path": str(project / "datasets" / name.replace("_", "-"))
                 if task == GROUP
                 else None,
             }
-            for name, (task, limit, shots, _) in RUNS.items()
+            for name, (task, limit, shots, _, chat) in RUNS.items()
         ],
     }
     (tmp / "spec.json").write_text(json.dumps(spec))
@@ -174,9 +185,26 @@ def _theirs(project: Path, tmp: Path, threads: int) -> dict[str, Any]:
         text=True,
         cwd=tmp,
     )
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    (BENCH_DIR / f"{NAME}.lmeval.log").write_text(done.stderr)
     if done.returncode != 0:
         raise RuntimeError(f"lm-eval failed: {done.stderr[-3000:]}")
     return json.loads((tmp / "lm.json").read_text())
+
+
+def _scoreable(ours: dict[str, Any]) -> dict[str, list[int] | None]:
+    """Per run, the doc ids to give lm-eval when some could not be scored here (else None)."""
+    out: dict[str, list[int] | None] = {}
+    for name, run in ours["runs"].items():
+        scores = run["scores"]
+        bad = {
+            r["sample_id"]
+            for r in scores.iter_rows(named=True)
+            if "unscored" in json.loads(r["detail"] or "{}")
+        }
+        ids = sorted({r["sample_id"] for r in scores.iter_rows(named=True)} - bad, key=int)
+        out[name] = [int(i) for i in ids] if bad else None
+    return out
 
 
 def _doc_key(sample_id: str, leaf: str | None) -> str:
@@ -215,7 +243,9 @@ def _compare_generation(ours: dict[str, Any], theirs: dict[str, Any], single: st
         if "answer" in detail:
             answers[(row["sample_id"], flt)] = detail["answer"]
     for row in ours["generations"].iter_rows(named=True):
-        doc = theirs["docs"][_doc_key(row["sample_id"], single)]
+        doc = theirs["docs"].get(_doc_key(row["sample_id"], single))
+        if doc is None:  # not scoreable on lm-eval's side either
+            continue
         n += 1
         texts += row["completion"] == doc["resps"][0][0]
         for flt, part in doc["filters"].items():
@@ -249,11 +279,14 @@ def run() -> dict:
         tmp = Path(name)
         project = _project(tmp / "project")
         ours, _ = _ours(project, tmp / "store")
-        theirs = _theirs(project, tmp, ours["threads"])
+        theirs = _theirs(project, tmp, ours["threads"], _scoreable(ours))
     out["threads"] = ours["threads"]
     sums = {"loglikelihood": [0.0, 0.0], "generation": [0.0, 0.0]}
-    for name, (task, _, _, kind) in RUNS.items():
+    for name, (task, _, _, kind, _) in RUNS.items():
         mine, other = ours["runs"][name], theirs["tasks"][name]
+        if "error" in other:
+            out["tasks"][name] = {"error": other["error"]}
+            continue
         single = None if task == GROUP else task
         if kind == "loglikelihood":
             row = _compare_loglik(mine, other, single)
@@ -266,13 +299,16 @@ def run() -> dict:
         sums[kind][0] += mine["model_s"]
         sums[kind][1] += other["model_s"]
         out["tasks"][name] = row
-    loglik = [t for n, t in out["tasks"].items() if RUNS[n][3] == "loglikelihood"]
-    gen = [t for n, t in out["tasks"].items() if RUNS[n][3] == "generation"]
+    done = {n: t for n, t in out["tasks"].items() if "error" not in t}
+    loglik = [t for n, t in done.items() if RUNS[n][3] == "loglikelihood"]
+    gen = [t for n, t in done.items() if RUNS[n][3] == "generation"]
     out["min_same_answer_share"] = min(t["same_answer_share"] for t in loglik)
     out["max_abs_loglik_diff"] = max(t["max_abs_loglik_diff"] for t in loglik)
     out["min_same_text_share"] = min(t["same_text_share"] for t in gen)
     out["min_same_filtered_share"] = min(t["same_filtered_share"] or 0 for t in gen)
-    out["all_metrics_equal"] = all(t["metrics_equal"] for t in out["tasks"].values())
+    out["all_metrics_equal"] = len(done) == len(RUNS) and all(
+        t["metrics_equal"] for t in done.values()
+    )
     out["wall_ratio_loglikelihood"] = round(sums["loglikelihood"][0] / sums["loglikelihood"][1], 3)
     out["wall_ratio_generation"] = round(sums["generation"][0] / sums["generation"][1], 3)
     out["ours_load_s"] = round(ours["load_s"], 2)
