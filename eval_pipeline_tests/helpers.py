@@ -77,3 +77,41 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> d
     materializations = result.asset_materializations_for_node(asset)
     assert materializations, f"{asset} was not materialized"
     return {k: v.value for k, v in materializations[-1].metadata.items()}
+
+
+def evaluate_stages(
+    project: Path,
+    store_root: Path,
+    model: str,
+    dataset: str,
+    *,
+    sample_limit: int | None = None,
+    provider=None,
+):
+    """Run the stages of one partition without Dagster: tables, generate, score, aggregate.
+
+    Returns the catalog, and the partition's generations, scores and aggregates.
+    """
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.stages import (
+        aggregate,
+        build_dataset_samples,
+        build_prompt_versions,
+        generate,
+        score,
+    )
+    from eval_pipeline.storage import Store
+
+    catalog = load_catalog(project, load_rows=False)
+    store = Store(store_root)
+    build_prompt_versions(catalog, store, dataset)
+    build_dataset_samples(catalog, store, dataset)
+    generate(catalog, store, model, dataset, sample_limit=sample_limit, provider=provider)
+    score(catalog, store, model, dataset)
+    aggregates = aggregate(catalog, store, model, dataset).frame
+    return (
+        catalog,
+        store.read("generations", dataset=dataset, model=model),
+        store.read("scores", dataset=dataset, model=model),
+        aggregates,
+    )

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from eval_pipeline.catalog import load_catalog
-from eval_pipeline.stages import aggregate, build_dataset_samples, build_prompt_versions, generate
-from eval_pipeline.stages import score as score_stage
+from eval_pipeline.stages import build_dataset_samples, build_prompt_versions, generate
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.conftest import REPO, make_project
+from eval_pipeline_tests.helpers import evaluate_stages
 
 pytestmark = pytest.mark.slow
 
@@ -49,18 +49,10 @@ def _ours(tmp_path, dataset: str, limit: int, **spec):
     if spec:
         path = project / "datasets" / dataset / "dataset.yaml"
         path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **spec}))
-    catalog = load_catalog(project, load_rows=False)
-    store = Store(tmp_path / "store")
-    build_prompt_versions(catalog, store, dataset)
-    build_dataset_samples(catalog, store, dataset)
-    generate(catalog, store, MODEL, dataset, sample_limit=limit)
-    score_stage(catalog, store, MODEL, dataset)
-    frame = aggregate(catalog, store, MODEL, dataset).frame
-    return (
-        catalog,
-        store.read("generations", dataset=dataset, model=MODEL),
-        dict(zip(frame["metric"], frame["mean"], strict=True)),
+    catalog, generations, _, frame = evaluate_stages(
+        project, tmp_path / "store", MODEL, dataset, sample_limit=limit
     )
+    return catalog, generations, dict(zip(frame["metric"], frame["mean"], strict=True))
 
 
 def _instances(catalog, dataset: str, limit: int):

@@ -14,11 +14,9 @@ import yaml
 
 from eval_pipeline.catalog import load_catalog
 from eval_pipeline.core.errors import CatalogError
-from eval_pipeline.stages import aggregate, build_dataset_samples, build_prompt_versions, generate
-from eval_pipeline.stages import score as score_stage
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.conftest import make_project
-from eval_pipeline_tests.helpers import materialization_metadata, materialize
+from eval_pipeline_tests.helpers import evaluate_stages, materialization_metadata, materialize
 
 CHOOSER = {"slug": "fake-mc", "provider": "fake-choices", "model_id": "fake/mc"}
 
@@ -44,18 +42,7 @@ def _write_spec(project: Path, name: str, **spec) -> None:
 
 
 def _evaluate(project: Path, store: Store, model: str, dataset: str, limit: int | None):
-    catalog = load_catalog(project, load_rows=False)
-    build_prompt_versions(catalog, store, dataset)
-    build_dataset_samples(catalog, store, dataset)
-    generate(catalog, store, model, dataset, sample_limit=limit)
-    score_stage(catalog, store, model, dataset)
-    aggregates = aggregate(catalog, store, model, dataset).frame
-    return (
-        catalog,
-        store.read("generations", dataset=dataset, model=model),
-        store.read("scores", dataset=dataset, model=model),
-        aggregates,
-    )
+    return evaluate_stages(project, store.root, model, dataset, sample_limit=limit)
 
 
 def _means(aggregates: pl.DataFrame) -> dict[str, float]:

@@ -269,6 +269,7 @@ class LmEvalSource:
         """
         from lm_eval.api.instance import Instance
 
+        _seed_langdetect()
         task = self.leaves[leaf]
         kind = task.OUTPUT_TYPE
         request_type = "loglikelihood" if kind == "multiple_choice" else kind
@@ -352,6 +353,17 @@ class LmEvalSource:
                     "n": size,
                 }
         return leaves, groups
+
+
+def _seed_langdetect() -> None:
+    # IFEval's language checkers call langdetect, which draws random numbers: unseeded,
+    # the same answer can pass one run and fail the next. Seeded, a rerun reproduces
+    # every score.
+    try:
+        from langdetect import DetectorFactory
+    except ImportError:
+        return
+    DetectorFactory.seed = 0
 
 
 def _without_stderrs(flat: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -458,21 +470,22 @@ def _member_names(value: Any) -> Iterable[str]:
 
 def task_folders(name: str) -> list[Path]:
     """The lm-eval task folders that define ``name`` and everything it includes."""
-    index = task_index()
-    tasks_dir = _tasks_dir()
-    folders: set[Path] = set()
-    seen: set[str] = set()
-    pending = [name]
+    return sorted({path.parent for _, path in _included([name])})
+
+
+def _included(names: Sequence[str]) -> Iterator[tuple[str, Path]]:
+    """Each index entry ``names`` reach through groups and tags: (its kind, its YAML file)."""
+    index, tasks_dir = task_index(), _tasks_dir()
+    pending, seen = list(names), set()
     while pending:
-        current = pending.pop()
-        if current in seen or current not in index:
+        name = pending.pop()
+        if name in seen or name not in index:
             continue
-        seen.add(current)
-        entry = index[current]
+        seen.add(name)
+        entry = index[name]
         if entry["yaml"]:
-            folders.add((tasks_dir / entry["yaml"]).parent)
+            yield entry["kind"], tasks_dir / entry["yaml"]
         pending.extend(entry["members"])
-    return sorted(folders)
 
 
 def known_task(name: str) -> bool:
@@ -500,17 +513,7 @@ def lm_eval_task_problem(options: LmEvalOptions, spec_dir: Path) -> str | None:
         if not known_task(str(options.task)):
             return f"lm-eval {lm_eval_version()} has no task, group or tag {options.task!r}"
         yaml_files, names = [], [str(options.task)]
-    index, tasks_dir = task_index(), _tasks_dir()
-    pending, seen = list(names), set()
-    while pending:
-        name = pending.pop()
-        if name in seen or name not in index:
-            continue
-        seen.add(name)
-        entry = index[name]
-        if entry["kind"] in ("TASK", "PY_TASK") and entry["yaml"]:
-            yaml_files.append(tasks_dir / entry["yaml"])
-        pending.extend(entry["members"])
+    yaml_files += [path for kind, path in _included(names) if kind in ("TASK", "PY_TASK")]
     if hub_allowed(options.allow_hub):
         return None
     for path in yaml_files:

@@ -596,24 +596,26 @@ class TransformersProvider(Provider):
             else:
                 units.append(self._choice_ids(request))
                 owner.append(index)
+        if any(not ids for _, per in units for ids in per):
+            raise EvalPipelineError("choice decoding: a choice tokenizes to nothing")
+        # Groups of prompts that share a long prefix (a few-shot block, a judge's rubric)
+        # run that prefix once; within a group, prompts go in order of length, in chunks
+        # of similar length, so that little of the work is padding. The answers go back
+        # in request order below.
+        groups = _prefix_groups([p for p, _ in units])
+        order = [u for group in groups for u in group]
+        units = [units[u] for u in order]
+        owner = [owner[u] for u in order]
         prompts = [p for p, _ in units]
         choice_ids = [c for _, c in units]
-        if any(not ids for per in choice_ids for ids in per):
-            raise EvalPipelineError("choice decoding: a choice tokenizes to nothing")
-        # Every prompt keeps at least one token of its own after the shared prefix.
-        prefix = _common_prefix(prompts)[: min(len(p) for p in prompts) - 1]
         scores: list[list[float]] = []
         greedy: list[list[bool]] = []
         with torch.inference_mode():
-            prefix_cache = self._prefix_cache(prefix)
             most = max(len(c) for c in choice_ids)
             budget = self._choice_rows_budget(max(len(p) for p in prompts) + 16, most)
-            for lo in range(0, len(units), budget):
+            for lo, hi, prefix in _chunks(prompts, [len(g) for g in groups], budget):
                 part_scores, part_greedy = self._score_chunk(
-                    prefix,
-                    prefix_cache,
-                    prompts[lo : lo + budget],
-                    choice_ids[lo : lo + budget],
+                    prefix, self._prefix_cache(prefix), prompts[lo:hi], choice_ids[lo:hi]
                 )
                 scores.extend(part_scores)
                 greedy.extend(part_greedy)
@@ -782,35 +784,65 @@ class TransformersProvider(Provider):
         if not tails:
             return scores, greedy
         # Stage 2: the remaining tokens of every choice, one row per choice on a copy of
-        # its prompt's cache, right-padded (padding at the end is never attended to).
+        # its prompt's cache, right-padded (padding at the end is never attended to). Rows
+        # go in groups of similar length, so that little of the work is padding.
+        for group in _length_groups(tails):
+            self._score_tails(group, cache, mask, rows, n_prefix, scores, greedy)
+        return scores, greedy
+
+    def _score_tails(
+        self,
+        tails: list[tuple[int, int, list[int]]],
+        cache: Any,
+        mask: Any,
+        rows: list[list[int]],
+        n_prefix: int,
+        scores: list[list[float]],
+        greedy: list[list[bool]],
+    ) -> None:
+        """Add the log-likelihood of each tail (a choice's tokens after its first one)."""
+        import torch
+
+        lm = self.loaded
+        device = lm.device
         span = max(len(rest) - 1 for _, _, rest in tails)
-        tail_ids = torch.full((len(tails), span), pad, dtype=torch.long)
+        tail_ids = torch.full((len(tails), span), lm.tokenizer.pad_token_id, dtype=torch.long)
         tail_pos = torch.zeros((len(tails), span), dtype=torch.long)
         tail_mask = torch.zeros((len(tails), span), dtype=torch.long)
+        targets = torch.zeros((len(tails), span), dtype=torch.long)
         for j, (i, _, rest) in enumerate(tails):
             fed = rest[:-1]
             tail_ids[j, : len(fed)] = torch.tensor(fed)
             start = n_prefix + len(rows[i])
             tail_pos[j, : len(fed)] = torch.arange(start, start + len(fed))
             tail_mask[j, : len(fed)] = 1
+            targets[j, : len(fed)] = torch.tensor(rest[1:])
         owners = torch.tensor([i for i, _, _ in tails])
-        cache.batch_select_indices(owners.to(device))
-        out = lm.model(
-            input_ids=tail_ids.to(device),
-            attention_mask=torch.cat([mask[owners], tail_mask], dim=1).to(device),
-            position_ids=tail_pos.to(device),
-            cache=cache,
-            use_cache=True,
-        )
+        kwargs = {
+            "input_ids": tail_ids.to(device),
+            "attention_mask": torch.cat([mask[owners], tail_mask], dim=1).to(device),
+            "position_ids": tail_pos.to(device),
+            "cache": _select_cache(cache, owners.to(device), lm.model.config),
+            "use_cache": True,
+        }
         self._count(len(tails) * span, int(len(tails) * span - tail_mask.sum()))
-        tail_logprobs = out.logits.float().log_softmax(-1)
-        tail_best = tail_logprobs.argmax(-1)
-        for j, (i, c, rest) in enumerate(tails):
-            scores[i][c] += sum(float(tail_logprobs[j, m, t]) for m, t in enumerate(rest[1:]))
-            greedy[i][c] = greedy[i][c] and all(
-                int(tail_best[j, m]) == t for m, t in enumerate(rest[1:])
-            )
-        return scores, greedy
+        # The output head and the softmax only where a token is scored: the head
+        # (vocabulary x hidden) over padding would cost as much as a layer or more.
+        real = tail_mask.bool()
+        if hasattr(lm.model, "get_decoder") and lm.model.get_output_embeddings() is not None:
+            hidden = lm.model.get_decoder()(**kwargs).last_hidden_state
+            logits = lm.model.get_output_embeddings()(hidden[real.to(device)]).float()
+        else:
+            logits = lm.model(**kwargs).logits[real.to(device)].float()
+        wanted = targets[real].to(device)
+        token_lp = logits.gather(-1, wanted[:, None]).squeeze(-1) - logits.logsumexp(-1)
+        token_greedy = logits.argmax(-1) == wanted
+        counts = real.sum(-1).tolist()
+        for (i, c, _), lp, hit in zip(
+            tails, token_lp.split(counts), token_greedy.split(counts), strict=True
+        ):
+            scores[i][c] += float(lp.sum())
+            greedy[i][c] = greedy[i][c] and bool(hit.all())
 
     # ------------------------------------------------------------------ generation
 
@@ -864,6 +896,80 @@ class TransformersProvider(Provider):
     def close(self) -> None:
         # Models stay cached for the process: the next dataset of this model reuses it.
         self._prefix = None
+
+
+# Prompts sharing at least this many leading tokens run them once, as one group.
+_MIN_SHARED_PREFIX = 32
+
+
+def _prefix_groups(prompts: list[list[int]]) -> list[list[int]]:
+    """Indices of ``prompts``: groups sharing a long prefix, each sorted by length.
+
+    In lexicographic order, prompts that share a prefix sit together and the prefix
+    shared by a run of them is the shortest shared by neighbours; a run whose neighbours
+    share at least :data:`_MIN_SHARED_PREFIX` tokens is a group. The prompts in no group
+    form one last group.
+    """
+    order = sorted(range(len(prompts)), key=lambda u: prompts[u])
+    runs: list[list[int]] = [[order[0]]] if order else []
+    for a, b in zip(order, order[1:], strict=False):
+        if len(_common_prefix([prompts[a], prompts[b]])) >= _MIN_SHARED_PREFIX:
+            runs[-1].append(b)
+        else:
+            runs.append([b])
+    groups = [r for r in runs if len(r) > 1]
+    rest = [u for r in runs if len(r) == 1 for u in r]
+    if rest:
+        groups.append(rest)
+    return [sorted(g, key=lambda u: (len(prompts[u]), u)) for g in groups]
+
+
+def _chunks(
+    prompts: list[list[int]], group_sizes: list[int], budget: int
+) -> list[tuple[int, int, list[int]]]:
+    """``(lo, hi, prefix)`` chunks of prompts laid out as :func:`_prefix_groups` groups them.
+
+    Within each group (``group_sizes`` consecutive prompts, sorted by length), a chunk
+    holds at most ``budget`` prompts of similar length; ``prefix`` is their common
+    prefix, each prompt keeping at least one token of its own.
+    """
+    out: list[tuple[int, int, list[int]]] = []
+    start = 0
+    for size in group_sizes:
+        lo = start
+        for hi in range(start + 1, start + size + 1):
+            end = hi == start + size
+            if end or hi - lo >= budget or len(prompts[hi]) > len(prompts[lo]) * 1.25 + 2:
+                part = prompts[lo:hi]
+                out.append((lo, hi, _common_prefix(part)[: min(len(p) for p in part) - 1]))
+                lo = hi
+        start += size
+    return out
+
+
+def _length_groups(
+    tails: list[tuple[int, int, list[int]]], slack: float = 0.25
+) -> list[list[tuple[int, int, list[int]]]]:
+    """``tails`` in groups of similar length: none pads a row by more than ``slack``."""
+    ordered = sorted(tails, key=lambda t: len(t[2]))
+    groups: list[list[tuple[int, int, list[int]]]] = []
+    for tail in ordered:
+        if groups and len(tail[2]) <= len(groups[-1][0][2]) * (1 + slack) + 2:
+            groups[-1].append(tail)
+        else:
+            groups.append([tail])
+    return groups
+
+
+def _select_cache(cache: Any, rows: Any, config: Any) -> Any:
+    """A new cache holding the given rows of ``cache`` (a row may repeat)."""
+    from transformers import DynamicCache
+
+    data = [
+        (layer.keys.index_select(0, rows), layer.values.index_select(0, rows))
+        for layer in cache.layers
+    ]
+    return DynamicCache(ddp_cache_data=data, config=config)
 
 
 def _expand_cache(cache: Any, rows: int, config: Any) -> Any:

@@ -260,7 +260,10 @@ def _compare_generation(ours: dict[str, Any], theirs: dict[str, Any], single: st
         for flt, part in doc["filters"].items():
             pairs += 1
             mine = answers.get((row["sample_id"], flt), row["completion"])
-            filtered += mine == part["filtered_resps"]
+            theirs_answer = part["filtered_resps"]
+            if isinstance(theirs_answer, list) and len(theirs_answer) == 1:
+                theirs_answer = theirs_answer[0]  # logged per request: one here
+            filtered += mine == theirs_answer
     return {
         "documents": n,
         "same_text_share": round(texts / n, 4),

@@ -51,16 +51,8 @@ def candidates() -> list[tuple[str, str]]:
 
 def try_task(root: Path, name: str) -> dict[str, Any]:
     """Add ``name`` as a dataset and evaluate its first documents with the fake model."""
-    from eval_pipeline.catalog import load_catalog
     from eval_pipeline.catalog._lmeval import dataset_spec_for
-    from eval_pipeline.stages import (
-        aggregate,
-        build_dataset_samples,
-        build_prompt_versions,
-        generate,
-        score,
-    )
-    from eval_pipeline.storage import Store
+    from eval_pipeline_tests.helpers import evaluate_stages
 
     slug = "task"
     project = root / name
@@ -70,13 +62,9 @@ def try_task(root: Path, name: str) -> dict[str, Any]:
     (project / "models.yaml").write_text(yaml.safe_dump(models))
     spec = dataset_spec_for(name, slug)
     (project / "datasets" / slug / "dataset.yaml").write_text(yaml.safe_dump(spec))
-    catalog = load_catalog(project, load_rows=False)
-    store = Store(root / f"{name}-store")
-    build_prompt_versions(catalog, store, slug)
-    build_dataset_samples(catalog, store, slug)
-    generate(catalog, store, "fake", slug, sample_limit=DOCS)
-    score(catalog, store, "fake", slug)
-    frame = aggregate(catalog, store, "fake", slug).frame
+    catalog, _, _, frame = evaluate_stages(
+        project, root / f"{name}-store", "fake", slug, sample_limit=DOCS
+    )
     source = catalog.dataset(slug).lm_eval
     return {
         "documents": len(catalog.dataset(slug).rows),
