@@ -284,7 +284,8 @@ class LmEvalSource:
         for ensemble in task._filters:
             ensemble.apply(instances)
             results = [inst.filtered_resps[ensemble.name] for inst in instances]
-            metrics = task.process_results(doc, results)
+            with seeded_random():
+                metrics = task.process_results(doc, results)
             answer = results[0] if kind == "generate_until" else None
             for metric, item in metrics.items():
                 out[metric_key(metric, ensemble.name)] = (_plain(item), _plain(answer))
@@ -353,6 +354,25 @@ class LmEvalSource:
                     "n": size,
                 }
         return leaves, groups
+
+
+@contextlib.contextmanager
+def seeded_random(seed: int = 0) -> Iterator[None]:
+    """Python's random generator seeded for one document's scoring, then put back.
+
+    IFEval's checkers draw random values for the instruction arguments lm-eval drops as
+    falsy (a count of 0, an empty string): unseeded, the same answer can pass or fail
+    depending on what ran before. Seeded per document, a score depends on the document
+    and the answer alone.
+    """
+    import random
+
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def _seed_langdetect() -> None:

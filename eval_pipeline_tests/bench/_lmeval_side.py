@@ -39,7 +39,7 @@ def main(spec_path: str, out_path: str) -> None:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from eval_pipeline.catalog._lmeval import load_task_data, no_downloads
+    from eval_pipeline.catalog._lmeval import load_task_data, no_downloads, seeded_random
 
     spec = json.loads(open(spec_path).read())
     # IFEval's language checks draw from langdetect's random generator; the pipeline
@@ -53,6 +53,16 @@ def main(spec_path: str, out_path: str) -> None:
         load_task_data(self)
 
     ConfigurableTask.download = local_download
+    # Each document scored with Python's random generator seeded as the pipeline seeds it:
+    # IFEval's checkers draw random values for arguments lm-eval drops as falsy, so
+    # unseeded, a score depends on what was scored before.
+    process_results = ConfigurableTask.process_results
+
+    def seeded_process_results(self, doc, results):
+        with seeded_random():
+            return process_results(self, doc, results)
+
+    ConfigurableTask.process_results = seeded_process_results
     start = time.perf_counter()
     lm = HFLM(
         pretrained=spec["pretrained"],

@@ -102,39 +102,31 @@ def _ours(project: Path, store_root: Path) -> dict[str, Any]:
     """Each run's generations, scores and aggregates here, and the provider seconds."""
     from eval_pipeline.catalog import load_catalog
     from eval_pipeline.providers import create_provider
-    from eval_pipeline.stages import (
-        aggregate,
-        build_dataset_samples,
-        build_prompt_versions,
-        generate,
-        score,
-    )
-    from eval_pipeline.storage import Store
+    from eval_pipeline_tests.helpers import evaluate_stages
 
-    catalog = load_catalog(project, load_rows=False)
-    store = Store(store_root)
-    provider = create_provider(catalog.model(MODEL))
+    provider = create_provider(load_catalog(project, load_rows=False).model(MODEL))
     start = time.perf_counter()
     provider.load()
     info: dict[str, Any] = {"load_s": time.perf_counter() - start, "runs": {}}
     for name, (_, limit, _, _, _) in RUNS.items():
-        dataset = name.replace("_", "-")
         started = time.perf_counter()
-        build_prompt_versions(catalog, store, dataset)
-        build_dataset_samples(catalog, store, dataset)
         before = provider.telemetry()
-        generate(catalog, store, MODEL, dataset, sample_limit=limit, provider=provider)
-        after = provider.telemetry()
-        score(catalog, store, MODEL, dataset)
-        frame = aggregate(catalog, store, MODEL, dataset).frame
-        seconds = (after["choice_s"] - before["choice_s"]) + (
-            after["generation_s"] - before["generation_s"]
+        _, generations, scores, frame = evaluate_stages(
+            project,
+            store_root,
+            MODEL,
+            name.replace("_", "-"),
+            sample_limit=limit,
+            provider=provider,
         )
+        after = provider.telemetry()
+        # Scoring choices and generating: the seconds lm-eval's side spends in its model.
+        seconds = sum(after[k] - before[k] for k in ("choice_s", "generation_s"))
         print(f"ours {name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         info["runs"][name] = {
             "model_s": seconds,
-            "generations": store.read("generations", dataset=dataset, model=MODEL),
-            "scores": store.read("scores", dataset=dataset, model=MODEL),
+            "generations": generations,
+            "scores": scores,
             "metrics": dict(zip(frame["metric"], frame["mean"], strict=True)),
         }
     info["threads"] = provider.loaded.threads or 1
