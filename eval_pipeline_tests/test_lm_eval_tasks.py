@@ -338,25 +338,17 @@ def test_prompts_keep_the_whitespace_their_template_writes(tmp_path):
 
 
 def test_ifeval_scores_depend_on_the_answer_alone(tmp_path):
-    # IFEval's checkers draw random values for the arguments lm-eval drops as falsy: the
-    # same answer scores the same whatever drew from the generator before.
+    # IFEval's checkers draw random values for the arguments lm-eval drops as falsy:
+    # document 19 (a count of 0 among its instruction arguments) would pass or fail the
+    # same answer depending on the generator's state before it.
     import random
 
     project = _project(tmp_path, CHOOSER, datasets=("ifeval",))
     source = load_catalog(project, load_rows=False).dataset("ifeval").lm_eval
-    docs = source.docs("ifeval")[:60]
-    answers = [docs[(i * 7 + 3) % 60]["prompt"] + " HELLO WORLD" for i in range(60)]
-
-    def scores() -> list:
-        out = []
-        for i, (doc, answer) in enumerate(zip(docs, answers, strict=True)):
-            random.random()  # something else drew from the generator
-            try:
-                out.append(source.score("ifeval", doc, i, [answer]))
-            except LookupError:  # a checker that needs NLTK's punkt data
-                out.append(None)
-        return out
-
-    first = scores()
-    random.seed(12345)
-    assert scores() == first
+    docs = source.docs("ifeval")
+    answer = docs[(19 * 7 + 3) % 60]["prompt"]
+    seen = set()
+    for state in range(30):
+        random.seed(state)
+        seen.add(json.dumps(source.score("ifeval", docs[19], 19, [answer]), sort_keys=True))
+    assert len(seen) == 1
