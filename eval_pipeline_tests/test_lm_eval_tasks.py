@@ -352,3 +352,22 @@ def test_ifeval_scores_depend_on_the_answer_alone(tmp_path):
         random.seed(state)
         seen.add(json.dumps(source.score("ifeval", docs[19], 19, [answer]), sort_keys=True))
     assert len(seen) == 1
+
+
+def test_a_task_whose_data_files_are_urls_is_refused_without_a_network_call(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("an lm-eval task opened a network connection")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    project = _project(tmp_path, CHOOSER)
+    _write_spec(project, "arith", loader_options={"task": "arithmetic_1dc"}, primary_metric="acc")
+    with pytest.raises(
+        CatalogError, match=r"reads data files that are not on this machine \(hf://"
+    ):
+        load_catalog(project, load_rows=False).dataset("arith")
+    from eval_pipeline.catalog import lm_eval_task_problem
+    from eval_pipeline.catalog._lmeval import LmEvalOptions
+
+    problem = lm_eval_task_problem(LmEvalOptions(task="arithmetic_1dc"), project)
+    assert problem and "hf://datasets/EleutherAI/arithmetic" in problem

@@ -543,11 +543,20 @@ def lm_eval_task_problem(options: LmEvalOptions, spec_dir: Path) -> str | None:
             return f"cannot read {path}: {exc}"
         dataset_path = cfg.get("dataset_path")
         kwargs = cfg.get("dataset_kwargs") or {}
-        if (
-            not dataset_path
-            or "group" in cfg
-            or (isinstance(kwargs, dict) and kwargs.get("data_files"))
+        if "group" in cfg:
+            continue
+        if "class" in cfg:
+            return f"{path.name}: tasks defined by a Python class are not supported"
+        if cfg.get("custom_dataset") is not None or (
+            isinstance(kwargs, dict) and kwargs.get("data_files")
         ):
+            problem = own_data_problem(
+                cfg.get("custom_dataset"), kwargs if isinstance(kwargs, dict) else {}
+            )
+            if problem:
+                return f"{path.name}: {problem}"
+            continue
+        if not dataset_path:
             continue
         split = cfg.get("test_split") or cfg.get("validation_split")
         held = local_splits(dataset_path, cfg.get("dataset_name"))
@@ -710,6 +719,23 @@ def _set_fewshot(task: Any, requested: int | None) -> None:
         )
 
 
+def own_data_problem(custom_dataset: Any, dataset_kwargs: dict[str, Any]) -> str | None:
+    """Why a task's own data source is not local, or None.
+
+    A task that builds its own documents (``custom_dataset``) usually downloads what it
+    builds from; a task naming ``data_files`` may name URLs (``hf://``, ``https://``).
+    """
+    if custom_dataset is not None:
+        return "builds its own documents (custom_dataset), which may download; not run offline"
+    files = dataset_kwargs.get("data_files")
+    values: list[Any] = list(files.values()) if isinstance(files, dict) else [files]
+    names = [v for value in values for v in (value if isinstance(value, list) else [value])]
+    remote = [str(n) for n in names if "://" in str(n) or not Path(str(n)).expanduser().exists()]
+    if remote:
+        return f"reads data files that are not on this machine ({remote[0]})"
+    return None
+
+
 def _yaml_name(path: Path) -> str:
     from lm_eval.tasks._yaml_loader import load_yaml
 
@@ -738,7 +764,11 @@ def _local_factory(allow_hub: bool, meta: dict[str, Any]) -> Any:
         def download(self, dataset_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
             kwargs = dict(dataset_kwargs or {})
             if callable(self.config.custom_dataset) or kwargs.get("data_files"):
-                # A task reading files it names (json, csv, arrow...) or building its own.
+                # A task reading files it names (json, csv, arrow...) or building its own:
+                # only local files, unless the hub is allowed.
+                problem = own_data_problem(self.config.custom_dataset, kwargs)
+                if problem and not allow_hub:
+                    raise LocalDataMissing(f"task {self.config.task!r} {problem}")
                 super().download(dataset_kwargs)
                 return
             try:
