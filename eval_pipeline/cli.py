@@ -563,8 +563,7 @@ def _lm_eval(args) -> int:
 
     import yaml
 
-    from eval_pipeline.catalog import load_catalog
-    from eval_pipeline.catalog._lmeval import dataset_spec_for, list_tasks, task_index
+    from eval_pipeline.catalog import dataset_spec_for, list_tasks, load_catalog, task_index
 
     root, _ = _roots(args)
     if args.lm_eval_command == "index":

@@ -39,7 +39,7 @@ bash scripts/ensure-chromium.sh || { echo "test.sh: could not install Chromium" 
 bash scripts/ensure-prometheus.sh || { echo "test.sh: could not install Prometheus" >&2; exit 1; }
 export EVAL_PIPELINE_REQUIRE_SERVICES=1
 
-"$PY" -m pytest -q -p no:cacheprovider --durations=15 "$@"
+"$PY" -m pytest -q -p no:cacheprovider --durations=40 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "test.sh: pytest collected no tests; failing" >&2

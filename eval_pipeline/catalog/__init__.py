@@ -14,9 +14,12 @@ from eval_pipeline.catalog._catalog import (
 from eval_pipeline.catalog._lmeval import (
     LmEvalOptions,
     LmEvalSource,
+    dataset_spec_for,
     item_value,
+    list_tasks,
     lm_eval_task_problem,
     metric_key,
+    task_index,
 )
 from eval_pipeline.catalog._prompts import PromptTemplate, load_prompt
 from eval_pipeline.core.specs import DatasetSpec, ModelSpec, Pricing, RateLimits, ScorerSpec
@@ -32,11 +35,14 @@ __all__ = [
     "PromptTemplate",
     "RateLimits",
     "ScorerSpec",
+    "dataset_spec_for",
     "item_value",
+    "list_tasks",
     "lm_eval_task_problem",
     "api_key_env_name",
     "default_project_root",
     "load_catalog",
     "load_prompt",
     "metric_key",
+    "task_index",
 ]
