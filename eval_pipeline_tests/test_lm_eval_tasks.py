@@ -14,6 +14,8 @@ import yaml
 
 from eval_pipeline.catalog import load_catalog
 from eval_pipeline.core.errors import CatalogError
+from eval_pipeline.report import samples_table
+from eval_pipeline.stages import checks
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import evaluate_stages, materialization_metadata, materialize
@@ -115,6 +117,16 @@ def test_a_group_from_a_task_file_limits_each_task_and_weighs_them_by_size(tmp_p
     # lm-eval's --limit: the first 7 documents of each task.
     ids = generations["sample_id"].to_list()
     assert ids == [f"{t}/{i}" for t in per_task for i in range(7)]
+    # The blocking check knows the limit was per task; a row missing from a task fails it.
+    assert checks.generations_complete(store, "two", "fake-mc", per_task=True).passed
+    store.write(
+        "generations",
+        generations.filter(pl.col("sample_id") != "mmlu_astronomy/3"),
+        dataset="two",
+        model="fake-mc",
+    )
+    outcome = checks.generations_complete(store, "two", "fake-mc", per_task=True)
+    assert not outcome.passed and "mmlu_astronomy/3" in outcome.description
     # 2-shot from the dev split, lm-eval's first_n sampler: the same examples for all.
     context = json.loads(generations["messages"][0])[0]["content"]
     assert context.startswith("The following are multiple choice questions (with answers) about")
@@ -371,3 +383,82 @@ def test_a_task_whose_data_files_are_urls_is_refused_without_a_network_call(tmp_
 
     problem = lm_eval_task_problem(LmEvalOptions(task="arithmetic_1dc"), project)
     assert problem and "hf://datasets/EleutherAI/arithmetic" in problem
+
+
+def test_repeated_samples_are_voted_on_per_document_as_the_task_filters_say(tmp_path):
+    # gsm8k_cot_self_consistency: document 0's answer is 18, document 1's is 3. Eight
+    # samples each; the first is wrong for document 1, the majority right for both.
+    said = {f"0#{i}": f"The answer is {18 if i % 3 else 17}." for i in range(8)}
+    said |= {
+        f"1#{i}": f"So {i}. The answer is {5 if i == 0 else 3 + (i % 3 == 0)}." for i in range(8)
+    }
+    project = _project(tmp_path, _writer(said))
+    _write_spec(
+        project,
+        "sc",
+        loader_options={"task": "gsm8k_cot_self_consistency", "repeats": 8},
+        primary_metric="exact_match,maj@64",
+    )
+    store_root = tmp_path / "store"
+    result = materialize(project, store_root, "sc|fake-writer", sample_limit=2)
+    assert result.success
+    checks = {e.check_name: e.passed for e in _check_evaluations(result)}
+    assert checks["generations_complete"] and checks["scores_complete"]
+    store = Store(store_root)
+    generations = store.read("generations", dataset="sc", model="fake-writer")
+    assert generations["sample_id"].to_list() == list(said)
+    sampling = [json.loads(s) for s in generations["sampling_params"]]
+    # The task's own sampling, one seed per sample: each a draw of its own.
+    assert {s["temperature"] for s in sampling} == {0.2}
+    assert len({s["seed"] for s in sampling[:8]}) == 8
+    assert generations["request_hash"].n_unique() == 16
+    scores = store.read("scores", dataset="sc", model="fake-writer")
+    detail = {
+        (r["sample_id"], r["metric"]): json.loads(r["detail"]) for r in scores.iter_rows(named=True)
+    }
+    assert set(scores["sample_id"]) == {"0", "1"}
+    assert detail[("0", "exact_match,score-first")] == {"answer": "17", "item": 0.0}
+    assert detail[("0", "exact_match,maj@64")] == {"answer": "18", "item": 1.0}
+    assert detail[("1", "exact_match,score-first")] == {"answer": "5", "item": 0.0}
+    assert detail[("1", "exact_match,maj@8")] == {"answer": "3", "item": 1.0}
+    aggregates = store.read("aggregates", dataset="sc", model="fake-writer")
+    assert _means(aggregates) == {
+        "exact_match,score-first": 0.0,
+        "exact_match,maj@64": 1.0,
+        "exact_match,maj@8": 1.0,
+    }
+    assert set(aggregates["n"]) == {2}
+    # `eval-pipeline samples`: every sample with its document's fields and scores.
+    table = samples_table(store, "fake-writer", "sc")
+    assert table["sample_id"].to_list() == list(said)
+    assert table["target"].to_list() == ["18"] * 8 + ["3"] * 8
+    assert table["exact_match,maj@64"].to_list() == [1.0] * 16
+    # Fewer samples than a filter takes: refused when the catalog loads, by field.
+    _write_spec(
+        project,
+        "sc",
+        loader_options={"task": "gsm8k_cot_self_consistency", "repeats": 3},
+        primary_metric="exact_match,maj@64",
+    )
+    with pytest.raises(CatalogError, match=r"repeats.*'maj@8' takes the first 8 samples"):
+        load_catalog(project).dataset("sc")
+
+
+def test_repeats_of_a_choice_task_are_refused_by_field(tmp_path):
+    project = _project(tmp_path, CHOOSER)
+    _write_spec(
+        project,
+        "rep",
+        loader_options={"task": "arc_easy", "repeats": 4},
+        primary_metric="acc",
+    )
+    with pytest.raises(CatalogError, match=r"loader_options\.repeats.*multiple_choice"):
+        load_catalog(project).dataset("rep")
+
+
+def _check_evaluations(result):
+    return [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]

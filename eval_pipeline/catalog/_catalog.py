@@ -100,7 +100,9 @@ class Catalog:
         return "generate" if spec.without_loglikelihood == "generate" else "not_applicable"
 
     def samples_per_problem(self, dataset: str) -> int:
-        """Completions per sample (``samples_per_problem``; one for lm-eval tasks)."""
+        """Completions per sample: ``samples_per_problem``, or an lm-eval task's ``repeats``."""
+        if self.dataset_specs[dataset].lm_eval:
+            return self.dataset(dataset).lm_eval.repeats
         return self.dataset_specs[dataset].samples_per_problem
 
     def limits_per_task(self, dataset: str) -> bool:

@@ -75,6 +75,10 @@ class LmEvalOptions(BaseModel):
     on by default when a chat template is applied); false puts them in one user turn."""
     allow_hub: bool = False
     """Fetch a dataset from the Hugging Face hub when no local copy exists."""
+    repeats: int | None = Field(None, ge=1, le=1024)
+    """Samples per document of a generation task that asks for several (self-consistency,
+    majority vote); None: the task's own ``repeats``. A filter that takes the first ``k``
+    samples (``take_first_k``) needs ``repeats`` of at least ``k``."""
 
     @model_validator(mode="after")
     def _one_task(self) -> LmEvalOptions:
@@ -126,6 +130,11 @@ class LmEvalSource:
     @property
     def output_types(self) -> set[str]:
         return {task.OUTPUT_TYPE for task in self.leaves.values()}
+
+    @property
+    def repeats(self) -> int:
+        """Samples per document (lm-eval's ``repeats``; the same for every leaf)."""
+        return max((_repeats(task) for task in self.leaves.values()), default=1)
 
     def docs(self, leaf: str) -> list[dict[str, Any]]:
         """The evaluation documents of ``leaf``, in lm-eval's order (its doc ids)."""
@@ -588,6 +597,10 @@ def load_source(options: LmEvalOptions, spec_dir: Path, shown: str) -> LmEvalSou
         return _SOURCES[key]
 
 
+def _repeats(task: Any) -> int:
+    return int(task.config.repeats or 1)
+
+
 def _build_source(options: LmEvalOptions, spec_dir: Path, shown: str) -> LmEvalSource:
     from lm_eval.api.group import Group
     from lm_eval.tasks import TaskManager
@@ -643,12 +656,30 @@ def _build_source(options: LmEvalOptions, spec_dir: Path, shown: str) -> LmEvalS
                 f"task {leaf!r} gives each choice its own context (multiple inputs); "
                 "not supported yet",
             )
-        if int(task.config.repeats or 1) > 1:
+        if options.repeats is not None:
+            if task.OUTPUT_TYPE != "generate_until":
+                raise CatalogError(
+                    shown,
+                    "loader_options.repeats",
+                    f"task {leaf!r} is {task.OUTPUT_TYPE}: repeats apply to generation tasks",
+                )
+            task.config.repeats = options.repeats
+        for ensemble in task._filters:
+            for step in ensemble.filters:
+                k = getattr(step, "keywords", {}).get("k")
+                if isinstance(k, int) and k > _repeats(task):
+                    raise CatalogError(
+                        shown,
+                        "loader_options.repeats",
+                        f"task {leaf!r}: filter {ensemble.name!r} takes the first {k} "
+                        f"samples of a document, but there are {_repeats(task)} (repeats)",
+                    )
+        if _repeats(task) > 1 and task.OUTPUT_TYPE != "generate_until":
             raise CatalogError(
                 shown,
                 field_name,
-                f"task {leaf!r} asks for {task.config.repeats} repeats per document "
-                "(self-consistency); not supported yet",
+                f"task {leaf!r} asks for {task.config.repeats} repeats of a "
+                f"{task.OUTPUT_TYPE} request; only generation samples differ between repeats",
             )
         if "acc_mutual_info" in task._metric_fn_list:
             raise CatalogError(
@@ -659,6 +690,14 @@ def _build_source(options: LmEvalOptions, spec_dir: Path, shown: str) -> LmEvalS
         except LocalDataMissing as exc:
             raise CatalogError(shown, field_name, str(exc)) from exc
         task.set_fewshot_seed(seed=options.fewshot_seed)
+    counts = {leaf: _repeats(task) for leaf, task in leaves.items()}
+    if len(set(counts.values())) > 1:
+        raise CatalogError(
+            shown,
+            field_name,
+            f"the tasks ask for different repeats per document ({counts}); a dataset "
+            "samples every document the same number of times",
+        )
     return LmEvalSource(
         name=spec_name,
         options=options,

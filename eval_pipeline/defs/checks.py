@@ -17,21 +17,29 @@ def build_checks(
         context: dg.AssetCheckExecutionContext, store: StoreResource, catalog: CatalogResource
     ) -> dg.AssetCheckResult:
         """Every requested sample has exactly one generation with a completion; blocks scoring."""
-        specs = catalog.load().dataset_specs
+        loaded = catalog.load()
         return _run(
             context,
             lambda k: checks.generations_complete(
-                store.get(), k.dataset, k.model, per_problem=specs[k.dataset].samples_per_problem
+                store.get(),
+                k.dataset,
+                k.model,
+                per_problem=loaded.samples_per_problem(k.dataset),
+                per_task=loaded.limits_per_task(k.dataset),
             ),
         )
 
     @dg.asset_check(asset=scores, blocking=True, partitions_def=grid)
     def scores_complete(
-        context: dg.AssetCheckExecutionContext, store: StoreResource
+        context: dg.AssetCheckExecutionContext, store: StoreResource, catalog: CatalogResource
     ) -> dg.AssetCheckResult:
-        """Every generation has exactly one score per metric."""
+        """Every generation (an lm-eval document: its samples together) has one score per metric."""
+        specs = catalog.load().dataset_specs
         return _run(
-            context, lambda k: checks.scores_cover_generations(store.get(), k.dataset, k.model)
+            context,
+            lambda k: checks.scores_cover_generations(
+                store.get(), k.dataset, k.model, by_problem=specs[k.dataset].lm_eval
+            ),
         )
 
     return [generations_complete, scores_complete]

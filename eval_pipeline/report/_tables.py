@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from eval_pipeline.core.keys import PROBLEM_SEPARATOR
 from eval_pipeline.storage import Store
 
 
@@ -82,18 +83,42 @@ def samples_table(
     gens = store.read("generations", dataset=dataset, model=model)
     scores = store.read_optional("scores", dataset=dataset, model=model)
     samples = store.read_optional("dataset_samples", dataset=dataset)
-    frame = gens.select("sample_id", "completion", "error", "cost_usd", "latency_s")
+    # Several completions of a problem (``<problem>#<i>``) take their problem's sample row,
+    # and its scores where they are the problem's (an lm-eval task's repeats).
+    problem = pl.col("sample_id").str.split(PROBLEM_SEPARATOR).list.first().alias("_problem")
+    frame = gens.select("sample_id", "completion", "error", "cost_usd", "latency_s").with_columns(
+        problem
+    )
     if samples is not None:
-        frame = (
-            samples.select("sample_id", "fields", "target")
-            .join(frame, on="sample_id", how="right", maintain_order="right")
-            .select("sample_id", "fields", "target", "completion", "error", "cost_usd", "latency_s")
+        frame = frame.join(
+            samples.select(pl.col("sample_id").alias("_problem"), "fields", "target"),
+            on="_problem",
+            how="left",
+            maintain_order="left",
+        ).select(
+            "sample_id",
+            "_problem",
+            "fields",
+            "target",
+            "completion",
+            "error",
+            "cost_usd",
+            "latency_s",
         )
     if scores is not None and scores.height:
         wide = scores.pivot(
             on="metric", index="sample_id", values="value", aggregate_function="first"
         )
-        frame = frame.join(wide, on="sample_id", how="left", maintain_order="left")
+        by_problem = not set(wide["sample_id"]) & set(frame["sample_id"])
+        frame = frame.join(
+            wide,
+            left_on="_problem" if by_problem else "sample_id",
+            right_on="sample_id",
+            how="left",
+            maintain_order="left",
+            suffix="_score",
+        )
+    frame = frame.drop("_problem", *[c for c in frame.columns if c == "sample_id_score"])
     if sample_ids:
         frame = frame.filter(pl.col("sample_id").is_in(sample_ids))
     if metric is not None:

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from eval_pipeline.catalog import Catalog, LmEvalSource, item_value, metric_key
+from eval_pipeline.core.keys import PROBLEM_SEPARATOR, problem_id
 from eval_pipeline.scoring import parse_letter, stats
 from eval_pipeline.stages.generate import LETTERS, doc_ref
 
@@ -30,16 +31,22 @@ Z95 = 1.959963984540054
 
 
 def score_frame(catalog: Catalog, model: str, dataset: str, joined: pl.DataFrame) -> pl.DataFrame:
-    """``sample_id``, ``prompt_version``, ``request_hash``, ``metric``, ``value``, ``detail``."""
+    """``sample_id``, ``prompt_version``, ``request_hash``, ``metric``, ``value``, ``detail``.
+
+    One row per document and metric. A task with ``repeats`` has several generations per
+    document (``<doc>#<i>``); its filters (a majority vote, the first ``k``) read them
+    together, so its rows carry the document's id and its first sample's request hash.
+    """
     source: LmEvalSource = catalog.dataset(dataset).lm_eval
     letters = catalog.answer_mode(model, dataset) == "generate"
     scored: list[tuple[dict[str, Any], dict[str, tuple[Any, Any]] | None, str | None]] = []
     keys: dict[str, list[str]] = {}
-    for row in joined.iter_rows(named=True):
-        fields = json.loads(row["fields"])
-        leaf, doc_id = doc_ref(row["sample_id"], fields)
-        metrics, problem = _score_row(source, leaf, doc_id, fields["doc"], row, letters)
-        scored.append((row, metrics, problem))
+    for document in _documents(joined):
+        first = document[0]
+        fields = json.loads(first["fields"])
+        leaf, doc_id = doc_ref(first["sample_id"], fields)
+        metrics, problem = _score_document(source, leaf, doc_id, fields["doc"], document, letters)
+        scored.append((first, metrics, problem))
         if metrics:
             known = keys.setdefault(leaf, [])
             known += [k for k in metrics if k not in known]
@@ -58,7 +65,7 @@ def score_frame(catalog: Catalog, model: str, dataset: str, joined: pl.DataFrame
                 value = item_value(item)
             else:
                 value, detail = None, {"unscored": problem or "no score"}
-            out["sample_id"].append(row["sample_id"])
+            out["sample_id"].append(problem_id(row["sample_id"]))
             out["prompt_version"].append(row["prompt_version"])
             out["request_hash"].append(row["request_hash"])
             out["metric"].append(name)
@@ -77,17 +84,29 @@ def score_frame(catalog: Catalog, model: str, dataset: str, joined: pl.DataFrame
     )
 
 
-def _score_row(
+def _documents(joined: pl.DataFrame) -> list[list[dict[str, Any]]]:
+    # The generations of each document, in the table's order, its samples by index.
+    grouped: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for row in joined.iter_rows(named=True):
+        sample_id = row["sample_id"]
+        _, _, index = sample_id.partition(PROBLEM_SEPARATOR)
+        grouped.setdefault(problem_id(sample_id), []).append((int(index or 0), row))
+    return [[row for _, row in sorted(rows, key=lambda r: r[0])] for rows in grouped.values()]
+
+
+def _score_document(
     source: LmEvalSource,
     leaf: str,
     doc_id: int,
     doc: dict[str, Any],
-    row: dict[str, Any],
+    rows: list[dict[str, Any]],
     letters: bool,
 ) -> tuple[dict[str, tuple[Any, Any]] | None, str | None]:
     kind = source.leaves[leaf].OUTPUT_TYPE
-    if row["completion"] is None:
-        return None, "no answer (see the generation's error)"
+    row = rows[0]
+    missing = [r["sample_id"] for r in rows if r["completion"] is None]
+    if missing:
+        return None, f"no answer for {', '.join(missing)} (see the generation's error)"
     if letters and kind == "multiple_choice":
         # A model that only writes answered with a letter: accuracy alone, by letter.
         choices = list(row["choices"] or [])
@@ -102,8 +121,8 @@ def _score_row(
         responses: list[Any] = list(zip(logprobs, greedy, strict=True))
     elif kind == "loglikelihood_rolling":
         responses = [logprobs[0]]
-    else:
-        responses = [row["completion"]]
+    else:  # every sample of the document, in order (lm-eval's repeats)
+        responses = [r["completion"] for r in rows]
     try:
         return source.score(leaf, doc, doc_id, responses), None
     except LookupError as exc:

@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+from eval_pipeline.core.keys import PROBLEM_SEPARATOR
 from eval_pipeline.stages.generate import expand_samples
 from eval_pipeline.storage import Store
 
@@ -19,23 +20,34 @@ class CheckOutcome:
 
 
 def generations_complete(
-    store: Store, dataset: str, model: str, *, per_problem: int = 1
+    store: Store, dataset: str, model: str, *, per_problem: int = 1, per_task: bool = False
 ) -> CheckOutcome:
     """Every requested sample has exactly one generation row with a completion.
 
     The requested samples are the first ``len(generations) / per_problem`` problems of
-    the dataset, each with ``per_problem`` completions (``samples_per_problem``), so a row
-    missing from the middle, a duplicate, a foreign sample id or a row without a
-    completion (an error) all fail the check.
+    the dataset, each with ``per_problem`` completions (``samples_per_problem``, an
+    lm-eval task's ``repeats``), so a row missing from the middle, a duplicate, a foreign
+    sample id or a row without a completion (an error) all fail the check. With
+    ``per_task`` (an lm-eval group, whose sample ids read ``<task>/<doc id>`` and whose
+    limit applies to each task) they are the first problems of every task, as many as
+    the task with the most rows has.
     """
     generations = store.read_optional("generations", dataset=dataset, model=model)
     if generations is None:
         return CheckOutcome(False, "no generations file")
     samples = store.read("dataset_samples", dataset=dataset)
     got = generations["sample_id"]
-    requested = -(-generations.height // per_problem)  # a partial problem counts too
-    known = expand_samples(samples.select("sample_id"), per_problem)["sample_id"]
-    expected = known.head(requested * per_problem)
+    problems = samples.select("sample_id")
+    known = expand_samples(problems, per_problem)["sample_id"]
+    if per_task:
+        task = pl.col("sample_id").str.split("/").list.first()
+        rows = generations.group_by(task.alias("task")).agg(pl.len().alias("rows"))
+        requested = -(-int(rows["rows"].max() or 0) // per_problem)
+        problems = problems.filter(pl.int_range(pl.len()).over(task) < requested)
+    else:
+        requested = -(-generations.height // per_problem)  # a partial problem counts too
+        problems = problems.head(requested)
+    expected = expand_samples(problems, per_problem)["sample_id"]
     missing = sorted(set(expected) - set(got))
     duplicates = got.filter(got.is_duplicated()).unique().sort().to_list()
     unknown = sorted(set(got) - set(known))
@@ -60,18 +72,26 @@ def generations_complete(
     return CheckOutcome(True, f"all {generations.height} samples have a completion", metadata)
 
 
-def scores_cover_generations(store: Store, dataset: str, model: str) -> CheckOutcome:
-    """Every generation has exactly one score per metric."""
+def scores_cover_generations(
+    store: Store, dataset: str, model: str, *, by_problem: bool = False
+) -> CheckOutcome:
+    """Every generation has exactly one score per metric.
+
+    ``by_problem`` (lm-eval datasets, whose metrics read all of a document's samples at
+    once): every problem, ``<problem>#<i>`` rows together, has one score per metric.
+    """
     generations = store.read("generations", dataset=dataset, model=model)
     scores = store.read("scores", dataset=dataset, model=model)
+    ids = generations["sample_id"]
+    if by_problem:
+        ids = ids.str.split(PROBLEM_SEPARATOR).list.first()
+    expected = ids.n_unique()
     per_metric = scores.group_by("metric").agg(
         pl.len().alias("rows"), pl.col("sample_id").n_unique().alias("unique")
     )
-    bad = per_metric.filter(
-        (pl.col("rows") != generations.height) | (pl.col("unique") != generations.height)
-    )
+    bad = per_metric.filter((pl.col("rows") != expected) | (pl.col("unique") != expected))
     if bad.height:
         return CheckOutcome(
             False, f"metrics with missing or duplicate scores: {bad['metric'].to_list()}"
         )
-    return CheckOutcome(True, f"{per_metric.height} metrics x {generations.height} samples scored")
+    return CheckOutcome(True, f"{per_metric.height} metrics x {expected} samples scored")

@@ -51,7 +51,6 @@ def scoring_frame(catalog: Catalog, store: Store, model: str, dataset: str) -> p
     ``choice_logprobs``, ``target``, ``targets``, ``choices``, ``fields``; several
     completions of a problem (``<problem>#<i>``) take their problem's sample row.
     """
-    spec = catalog.dataset_specs[dataset]
     generations = _with_columns(
         store.read("generations", dataset=dataset, model=model),
         {"choice_logprobs": pl.List(pl.Float64), "choice_greedy": pl.List(pl.Boolean)},
@@ -71,7 +70,7 @@ def scoring_frame(catalog: Catalog, store: Store, model: str, dataset: str) -> p
     # Several completions per problem: ``<problem>#<index>`` rows take their problem's row.
     problem = (
         pl.col("sample_id").str.split(PROBLEM_SEPARATOR).list.first()
-        if spec.samples_per_problem > 1
+        if catalog.samples_per_problem(dataset) > 1
         else pl.col("sample_id")
     )
     return (
