@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -663,8 +662,9 @@ def _run(args) -> int:
 
     import dagster as dg
 
-    from eval_pipeline.defs import build_definitions
+    from eval_pipeline.defs import build_definitions, mark_dead_runs
     from eval_pipeline.defs.jobs import REPORTING_JOB
+    from eval_pipeline.operations import host_tags
     from eval_pipeline.stages import leaderboard_markdown
     from eval_pipeline.storage import Store
 
@@ -720,7 +720,7 @@ def _run(args) -> int:
                     instance=instance,
                     run_config=run_config,
                     raise_on_error=False,
-                    tags={**run_tags(), **budget_tags},
+                    tags={**host_tags(), **budget_tags},
                 )
                 calls = _metadata_value(result, "generations", "model_calls")
                 status = "ok" if result.success else "FAILED"
@@ -739,7 +739,7 @@ def _run(args) -> int:
                 instance=instance,
                 run_config={"loggers": run_config["loggers"]},
                 raise_on_error=False,
-                tags=run_tags(),
+                tags=host_tags(),
             )
             print(
                 f"== reporting: {'ok' if reporting.success else 'FAILED'} in "
@@ -767,108 +767,10 @@ def _run(args) -> int:
     return EXIT_OK
 
 
-# Runs started by ``eval-pipeline run`` carry the host they run on, so that marking dead
-# runs on a shared instance only judges this machine's processes.
-HOST_TAG = "eval_pipeline/host"
-
-
-def run_tags() -> dict[str, str]:
-    """Tags for a run this process executes: the host whose process table holds it."""
-    import socket
-
-    return {HOST_TAG: socket.gethostname()}
-
-
-@dataclass(frozen=True)
-class DeadRun:
-    """A STARTED run whose process is gone, and what was done about it."""
-
-    run_id: str
-    job_name: str
-    pid: int | None
-    reason: str
-    marked: bool
-
-    def describe(self) -> str:
-        pid = f"pid {self.pid}" if self.pid is not None else "no pid recorded"
-        verb = "marked run" if self.marked else "would mark run"
-        return f"{verb} {self.run_id} ({self.job_name}, {pid}) as FAILURE: {self.reason}"
-
-
-def mark_dead_runs(instance, *, dry_run: bool = False, assume_local: bool = False) -> list[DeadRun]:
-    """Mark every STARTED run whose process no longer exists on this host as FAILURE.
-
-    The process is the one that emitted the run's ``RUN_START`` event (the run worker,
-    or the process that called ``execute_in_process``). It is gone when no process has
-    its pid, when that pid is a zombie, or when the process with that pid started after
-    the run did (the pid was reused). Runs tagged with another host are skipped; untagged
-    runs are judged only on an instance whose runs live in SQLite (a DAGSTER_HOME on this
-    machine) or with ``assume_local``. Uses ``instance.report_run_failed``, so the run
-    history, sensors and the UI see an ordinary failure.
-    """
-    import socket
-
-    import dagster as dg
-
-    host = socket.gethostname()
-    local_storage = "sqlite" in type(instance.run_storage).__name__.lower()
-    dead = []
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
-    )
-    for record in records:
-        run = record.dagster_run
-        tagged = run.tags.get(HOST_TAG)
-        if tagged is not None and tagged != host:
-            continue
-        if tagged is None and not (local_storage or assume_local):
-            continue
-        starts = instance.get_records_for_run(
-            run.run_id, of_type=dg.DagsterEventType.RUN_START, limit=1
-        ).records
-        pid = starts[0].event_log_entry.dagster_event.pid if starts else None
-        if pid is None:
-            continue  # nothing to check a process against
-        started = record.start_time or starts[0].timestamp
-        reason = _process_gone(pid, started)
-        if reason is None:
-            continue
-        message = f"its process ({host}, pid {pid}) is gone: {reason}; marked by eval-pipeline"
-        if not dry_run:
-            instance.report_run_failed(run, message=message)
-        dead.append(DeadRun(run.run_id, run.job_name, pid, reason, marked=not dry_run))
-    return dead
-
-
-def _process_gone(pid: int, run_started: float) -> str | None:
-    """Why process ``pid`` is not the run's process any more, or None while it runs."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "no such process"
-    except PermissionError:
-        pass  # exists, owned by someone else
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None  # no /proc to ask (not Linux): the pid exists, so assume it runs
-    if fields[0] in ("Z", "X"):
-        return "the process has exited (zombie)"
-    boot = next(
-        float(line.split()[1])
-        for line in Path("/proc/stat").read_text().splitlines()
-        if line.startswith("btime ")
-    )
-    process_started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    # The run's process existed before its first event; a later start is another process.
-    if process_started > run_started + 2.0:
-        return "the pid now belongs to a process started after the run"
-    return None
-
-
 def _runs(args) -> int:
     import dagster as dg
+
+    from eval_pipeline.defs import mark_dead_runs
 
     if not _use_dagster_home(_roots(args)[0], create=False):
         print("eval-pipeline: no DAGSTER_HOME and no run history to check", file=sys.stderr)

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 import dagster as dg
 import pytest
 
-from eval_pipeline.cli import main, mark_dead_runs
+from eval_pipeline.cli import main
+from eval_pipeline.defs import mark_dead_runs
 from eval_pipeline_tests import processes
 from eval_pipeline_tests.conftest import make_project
 

@@ -2,7 +2,8 @@
 
 Alert payloads and their delivery to a webhook, the regression events read from check
 results, which partitions the nightly suite is due to re-evaluate, the Prometheus
-metrics of the stored results, and the preflight of a planned run.
+metrics of the stored results, the preflight of a planned run, and whether a STARTED
+run's process is gone (the Dagster side, ``eval_pipeline.defs.mark_dead_runs``, marks it).
 """
 
 from eval_pipeline.operations._alerts import (
@@ -34,12 +35,15 @@ from eval_pipeline.operations._preflight import (
     catalog_preflight,
     preflight,
 )
+from eval_pipeline.operations._run_history import HOST_TAG, DeadRun, host_tags, process_gone
 from eval_pipeline.operations._webhook import PostResult, post_json
 
 __all__ = [
+    "HOST_TAG",
     "POWER_HEADER",
     "GatePower",
     "GateSettings",
+    "DeadRun",
     "DuePartition",
     "LastResult",
     "Note",
@@ -52,10 +56,12 @@ __all__ = [
     "catalog_fingerprint",
     "catalog_preflight",
     "gate_power",
+    "host_tags",
     "inputs_fingerprint",
     "partition_fingerprints",
     "post_json",
     "preflight",
+    "process_gone",
     "regression_alert",
     "regression_events",
     "run_failure_alert",
