@@ -40,9 +40,9 @@ def _make_targets() -> set[str]:
 
 
 def _cli_commands() -> set[str]:
-    from eval_pipeline.cli import _parser
+    from eval_pipeline.cli import build_parser
 
-    parser = _parser()
+    parser = build_parser()
     [sub] = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
     return set(sub.choices)
 

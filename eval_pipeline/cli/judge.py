@@ -1,0 +1,75 @@
+"""``label`` (rate judge-calibration responses by hand) and ``calibrations``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+from eval_pipeline.cli._common import EXIT_NO_DATA, EXIT_OK, roots
+from eval_pipeline.judge import calibration_markdown, label_session, stored_calibrations
+from eval_pipeline.storage import Store
+
+
+def calibrations(args) -> int:
+    """Print the stored judge calibrations."""
+    _, store_root = roots(args)
+    reports = stored_calibrations(Store(store_root))
+    if not reports:
+        print(
+            f"eval-pipeline: no judge calibrations under {store_root} "
+            "(materialize a judged dataset or its judge_calibration asset first)",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DATA
+    if args.json:
+        rows = []
+        for r in reports:
+            rows.append(
+                {
+                    "judge": r.judge,
+                    "rubric": r.rubric,
+                    "rubric_version": r.rubric_version,
+                    "status": r.status,
+                    "message": r.message,
+                    "labels": r.labels,
+                    "labels_source": r.labels_source,
+                    "readable_verdicts": r.parsed,
+                    "result": r.result.to_json() if r.result else None,
+                }
+            )
+        print(json.dumps(rows, indent=2))
+    else:
+        print(calibration_markdown(reports))
+    return EXIT_OK
+
+
+def label(args) -> int:
+    """Ask for human ratings of one rubric's calibration responses."""
+    root, _ = roots(args)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C and SIGTERM end the session as "q" does (each rating is saved when given).
+    # Handlers of its own, as in metrics.py: with polars' SIGINT handler (SA_RESTART) a read
+    # of standard input resumes after Ctrl-C, and the prompt waits for Enter.
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def ask(prompt: str) -> str | None:
+        try:
+            return input(prompt)
+        except (EOFError, KeyboardInterrupt):
+            return None
+
+    try:
+        session = label_session(root, args.rubric, args.rater, ask=ask, say=print, limit=args.limit)
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    print(
+        f"\n{session.labelled} rated, {session.skipped} skipped, {session.remaining} left "
+        f"for {session.rater} on {session.rubric}; saved in {session.path}"
+    )
+    return EXIT_OK

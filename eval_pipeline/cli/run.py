@@ -1,0 +1,159 @@
+"""``run``: the preflight, then the evaluation job per partition and the reporting job once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+
+from eval_pipeline.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    catalog_with_adapters,
+    roots,
+    use_dagster_home,
+)
+from eval_pipeline.core.keys import PartitionKey
+from eval_pipeline.operations import host_tags, preflight
+from eval_pipeline.stages import leaderboard_markdown
+from eval_pipeline.storage import Store
+
+
+def run(args) -> int:
+    """Preflight, evaluate every selected partition, report, print the leaderboard."""
+    root, store_root = roots(args)
+    # A fine-tuned model <base>__<recipe> is a model once its adapter is trained.
+    catalog = catalog_with_adapters(root, store_root)
+    models = args.model or catalog.model_slugs
+    datasets = list(args.dataset or [])
+    for suite in args.suite or []:
+        datasets += [d for d in catalog.suite(suite) if d not in datasets]
+    datasets = datasets or [
+        name
+        for name, spec in catalog.dataset_specs.items()
+        if not spec.suite or spec.in_default_run
+    ]
+    for m in models:
+        catalog.model(m)
+    for d in datasets:
+        if d not in catalog.dataset_specs:
+            raise KeyError(f"unknown dataset {d!r}; known: {', '.join(catalog.dataset_names)}")
+    if not args.no_preflight:
+        # Before Dagster is imported: a machine that lacks something hears it in seconds.
+        keys = [PartitionKey(model=m, dataset=d) for m in models for d in datasets]
+        report = preflight(catalog, keys)
+        if not report.ok:
+            print(f"eval-pipeline: {report.refusal('nothing was run')}", file=sys.stderr)
+            return EXIT_USAGE
+
+    # Dagster and the definitions load only now (seconds): a refusing preflight is fast.
+    import dagster as dg
+
+    from eval_pipeline.defs import build_definitions, mark_dead_runs
+    from eval_pipeline.defs.jobs import BUDGET_SCOPE_TAG, BUDGET_TAG, REPORTING_JOB
+
+    use_dagster_home(root, create=True)
+    defs = build_definitions(root, store_root)
+    job = defs.resolve_job_def("evaluation_job")
+    limit = None if args.full else args.limit
+    run_config = {
+        "ops": {
+            "generations": {
+                "config": {
+                    "sample_limit": limit,
+                    "use_cache": not args.no_cache,
+                    "preflight": not args.no_preflight,
+                }
+            }
+        },
+        # Step events at INFO: progress lines and results, not Dagster's DEBUG chatter.
+        "loggers": {"console": {"config": {"log_level": args.log_level}}},
+    }
+    failed = []
+    budget_tags: dict[str, str] = {}
+    if args.budget is not None:
+        # One scope for every run of this invocation: they share one budget.
+        scope = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        budget_tags = {BUDGET_TAG: str(args.budget), BUDGET_SCOPE_TAG: scope}
+    # Standard output carries the leaderboard alone (``--json`` is parsed by scripts); the
+    # node's progress lines, written to stdout for SLURM job logs, go to stderr here.
+    with dg.DagsterInstance.get() as instance, contextlib.redirect_stdout(sys.stderr):
+        # A previous run killed mid-way is still STARTED: say it failed before starting anew.
+        for dead in mark_dead_runs(instance):
+            print(f"eval-pipeline: {dead.describe()}", file=sys.stderr, flush=True)
+        for m in models:
+            for d in datasets:
+                key = PartitionKey(model=m, dataset=d)
+                start = time.perf_counter()
+                # A not-applicable cell still runs (no model call): its n/a row is stored.
+                reason = catalog.not_applicable_reason(m, d)
+                print(
+                    f"== {key.key}: "
+                    + (
+                        f"not applicable: {reason}"
+                        if reason
+                        else f"evaluating ({'all' if limit is None else limit} samples)"
+                    ),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                result = job.execute_in_process(
+                    partition_key=key.key,
+                    instance=instance,
+                    run_config=run_config,
+                    raise_on_error=False,
+                    tags={**host_tags(), **budget_tags},
+                )
+                calls = _metadata_value(result, "generations", "model_calls")
+                status = "ok" if result.success else "FAILED"
+                print(
+                    f"== {key.key}: {status} in {time.perf_counter() - start:.1f}s, "
+                    f"model calls: {calls}, run id {result.run_id}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if not result.success:
+                    failed.append(key.key)
+        if len(failed) < len(models) * len(datasets):
+            # The leaderboard and reports read every stored partition: built once, last.
+            start = time.perf_counter()
+            reporting = defs.resolve_job_def(REPORTING_JOB).execute_in_process(
+                instance=instance,
+                run_config={"loggers": run_config["loggers"]},
+                raise_on_error=False,
+                tags=host_tags(),
+            )
+            print(
+                f"== reporting: {'ok' if reporting.success else 'FAILED'} in "
+                f"{time.perf_counter() - start:.1f}s, run id {reporting.run_id}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if not reporting.success:
+                failed.append(REPORTING_JOB)
+    board = Store(store_root).read_optional("leaderboard")
+    if board is None:
+        # Every partition failed, and no earlier run wrote a leaderboard.
+        print(
+            f"eval-pipeline: failed partitions: {', '.join(failed) or 'none'}; there is no "
+            "leaderboard yet (no partition has completed). The step failures are in the "
+            "log above and in the Dagster UI.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    board = board.filter(board["model"].is_in(models) & board["dataset"].is_in(datasets))
+    print(json.dumps(board.to_dicts(), indent=2) if args.json else leaderboard_markdown(board))
+    if failed:
+        print(f"eval-pipeline: failed partitions: {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _metadata_value(result, asset: str, name: str):
+    for mat in result.asset_materializations_for_node(asset):
+        if name in mat.metadata:
+            return mat.metadata[name].value
+    return None
