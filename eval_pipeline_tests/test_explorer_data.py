@@ -131,3 +131,21 @@ def test_a_judged_partition_carries_every_verdict_on_the_rating_scale(tmp_path):
         assert sample["judgements"] and sample["scores"]["helpfulness"][0] == 4.0
     (index,) = read_data_file(explorer_dir(store) / "data" / "index.js")
     assert index["datasets"][0]["scale"] == [1.0, 5.0] and index["datasets"][0]["kind"] == "1-5"
+
+
+def test_the_explorer_bench_store_holds_every_column_of_the_current_schema(tmp_path):
+    # The explorer_open bench writes its synthetic store straight to Parquet: a column the
+    # store's schema gained since must not break it (nothing else runs the bench).
+    from eval_pipeline.core.schemas import TABLES
+    from eval_pipeline_tests.bench.explorer_open import synthetic_store, write_explorer_files
+
+    explorer_input = synthetic_store(tmp_path / "store", 2, 2, 3)
+    store = Store(tmp_path / "store")
+    for table in ("dataset_samples", "generations", "scores", "aggregates"):
+        frame = store.read(table, dataset="set-001", model="model-001")
+        assert frame.columns == TABLES[table].names()
+        assert frame.height == (1 if table == "aggregates" else 3)
+    index = write_explorer_files(store, tmp_path / "explorer", explorer_input)
+    assert index.exists()
+    listed = (tmp_path / "explorer" / "data" / "index.js").read_text()
+    assert all(name in listed for name in ("set-000", "set-001", "model-000", "model-001"))

@@ -35,7 +35,7 @@ def synthetic_store(root: Path, models: int, datasets: int, samples: int) -> Exp
     for d in range(datasets):
         dataset = f"set-{d:03d}"
         primary[dataset] = "acc"
-        pl.DataFrame(
+        _table(
             {
                 "dataset": dataset,
                 "sample_id": ids,
@@ -45,12 +45,12 @@ def synthetic_store(root: Path, models: int, datasets: int, samples: int) -> Exp
                 "tags": [["easy" if i % 2 else "hard"] for i in range(samples)],
                 "row_hash": "h",
             },
-            schema=TABLES["dataset_samples"],
+            "dataset_samples",
         ).write_parquet(_mkdir(store.path("dataset_samples", dataset)))
         for m in range(models):
             model = f"model-{m:03d}"
             right = [(i * 7 + m * 3 + d) % 10 < 6 + m % 4 for i in range(samples)]
-            gens = pl.DataFrame(
+            gens = _table(
                 {
                     "model": model,
                     "dataset": dataset,
@@ -76,11 +76,11 @@ def synthetic_store(root: Path, models: int, datasets: int, samples: int) -> Exp
                     "latency_s": 0.05,
                     "cached": False,
                 },
-                schema=TABLES["generations"],
+                "generations",
             )
             gens.write_parquet(_mkdir(store.path("generations", dataset, model)))
             values = [1.0 if r else 0.0 for r in right]
-            pl.DataFrame(
+            _table(
                 {
                     "model": model,
                     "dataset": dataset,
@@ -93,7 +93,7 @@ def synthetic_store(root: Path, models: int, datasets: int, samples: int) -> Exp
                     "code_version": "c",
                     "answer_mode": "generate",
                 },
-                schema=TABLES["scores"],
+                "scores",
             ).write_parquet(_mkdir(store.path("scores", dataset, model)))
             mean = sum(values) / len(values)
             row = {name: None for name in TABLES["aggregates"].names()}
@@ -116,6 +116,14 @@ def synthetic_store(root: Path, models: int, datasets: int, samples: int) -> Exp
                 _mkdir(store.path("aggregates", dataset, model))
             )
     return ExplorerInput(primary=primary)
+
+
+def _table(columns: dict, table: str) -> pl.DataFrame:
+    # The store's schema of ``table``; columns not given (added since) are null.
+    schema = TABLES[table]
+    height = max((len(v) for v in columns.values() if isinstance(v, list)), default=1)
+    full = {n: columns.get(n, [None] * height) for n in schema.names()}
+    return pl.DataFrame(full, schema=schema)
 
 
 def _mkdir(path: Path) -> Path:
