@@ -8,6 +8,7 @@ import os
 import sys
 import time
 
+from eval_pipeline.catalog import Catalog
 from eval_pipeline.cli._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -95,7 +96,7 @@ def run(args) -> int:
                     + (
                         f"not applicable: {reason}"
                         if reason
-                        else f"evaluating ({'all' if limit is None else limit} samples)"
+                        else f"evaluating ({_sample_count(catalog, d, limit)})"
                     ),
                     file=sys.stderr,
                     flush=True,
@@ -157,3 +158,12 @@ def _metadata_value(result, asset: str, name: str):
         if name in mat.metadata:
             return mat.metadata[name].value
     return None
+
+
+def _sample_count(catalog: Catalog, dataset: str, limit: int | None) -> str:
+    # An lm-eval group's limit applies to each of its tasks, as lm-eval's --limit.
+    if limit is None:
+        return "all samples"
+    if catalog.limits_per_task(dataset):
+        return f"{limit} samples per task of the group"
+    return f"{limit} samples"
