@@ -23,14 +23,19 @@ import time
 from typing import Any, Literal
 
 from eval_pipeline.core.errors import EvalPipelineError
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import ChoiceScores, GenerationRequest, GenerationResponse
 from eval_pipeline.providers._api import (
     ApiOptions,
     ApiProviderBase,
     answer_text,
     classify_sdk_error,
 )
-from eval_pipeline.providers._choices import choice_response, completion_context, split_pair
+from eval_pipeline.providers._choices import (
+    choice_response,
+    choice_scores,
+    completion_context,
+    split_pair,
+)
 from eval_pipeline.providers.base import Capabilities, RequestFailure
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
@@ -166,16 +171,18 @@ class OpenAICompletionsProvider(OpenAIProvider):
         """A text completion, or for a choice request every continuation's log-likelihood."""
         if not request.choices:
             return await super().agenerate(request)
-        context = self._context(request)
         start = time.perf_counter()
+        scores = await self.aloglikelihood(request)
+        return choice_response(request, scores, time.perf_counter() - start)
+
+    async def aloglikelihood(self, request: GenerationRequest) -> ChoiceScores:
+        """Every choice's score (see :meth:`Provider.loglikelihood`); ``greedy`` is None.
+
+        One echo request per continuation, posted together.
+        """
+        context = self._context(request)
         scored = await asyncio.gather(*(self._loglikelihood(context, c) for c in request.choices))
-        return choice_response(
-            request,
-            [s[0] for s in scored],
-            [s[1] for s in scored],
-            scored[0][2],
-            time.perf_counter() - start,
-        )
+        return choice_scores(request, [s[0] for s in scored], [s[1] for s in scored], scored[0][2])
 
     async def _loglikelihood(self, context: str, continuation: str) -> tuple[float, int, int]:
         """(summed log-prob, token count) of ``continuation`` after ``context``.
