@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.types import GenerationRequest
 from eval_pipeline.providers.base import Capabilities, FailureKind, Provider, RequestFailure
 
 
@@ -190,8 +191,9 @@ class ApiProviderBase(Provider):
     """What the HTTP API providers share: the key, and one SDK client per event loop.
 
     Subclasses name their options model, SDK module, async client class, default endpoint
-    and request path, and implement their wire format: :meth:`payload` (request to JSON
-    body) and :meth:`parse` (JSON answer to text, finish reason and token counts).
+    and request path, and implement their wire format: :meth:`body` (the request's
+    messages and sampling as JSON fields; :meth:`payload` adds what every API shares) and
+    :meth:`parse` (JSON answer to text, finish reason and token counts).
     """
 
     capabilities = Capabilities(async_generate=True)
@@ -203,8 +205,30 @@ class ApiProviderBase(Provider):
     path: str  # posted to, relative to the endpoint
     answer_kind: str  # what a well-formed answer is, for the "malformed" message
 
-    def payload(self, request: Any) -> dict[str, Any]:
+    def payload(self, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON body for ``request``: the shared opening, then :meth:`body`'s fields.
+
+        Every API takes the model id and a token limit (named by :meth:`max_tokens_field`)
+        and answers one completion per request (``sampling.n`` 1, else ``bad_request``).
+        """
+        sampling = request.sampling
+        if sampling.n != 1:
+            raise RequestFailure(
+                "bad_request", f"sampling.n={sampling.n}: one completion per request only"
+            )
+        return {
+            "model": self.spec.model_id,
+            **self.body(request),
+            self.max_tokens_field(): sampling.max_tokens,
+        }
+
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The wire format's own fields: the prompt (messages) and the sampling settings."""
         raise NotImplementedError
+
+    def max_tokens_field(self) -> str:
+        """The body field that caps the answer's tokens."""
+        return "max_tokens"
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
         """``(text, finish reason, input tokens, output tokens)`` from the JSON answer."""

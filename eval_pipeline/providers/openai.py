@@ -85,19 +85,15 @@ class OpenAIProvider(ApiProviderBase):
     path = "/chat/completions"
     answer_kind = "a chat completion"
 
-    def payload(self, request: GenerationRequest) -> dict[str, Any]:
-        """The chat-completions request body for ``request``."""
-        sampling = request.sampling
-        if sampling.n != 1:
-            raise RequestFailure(
-                "bad_request", f"sampling.n={sampling.n}: one completion per request only"
-            )
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The chat-completions fields for ``request``."""
         return {
-            "model": self.spec.model_id,
             "messages": [m.as_dict() for m in request.messages],
-            **_sampling_fields(sampling),
-            self.options.max_tokens_param: sampling.max_tokens,
+            **_sampling_fields(request.sampling),
         }
+
+    def max_tokens_field(self) -> str:
+        return str(self.options.max_tokens_param)
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
         """The answer; no choice or ``content: null`` is a ``malformed`` failure."""
@@ -146,15 +142,12 @@ class OpenAICompletionsProvider(OpenAIProvider):
         except EvalPipelineError as exc:
             raise RequestFailure("bad_request", str(exc)) from None
 
-    def payload(self, request: GenerationRequest) -> dict[str, Any]:
-        """The completions body for a request without choices."""
-        sampling = request.sampling
-        return {
-            "model": self.spec.model_id,
-            "prompt": self._context(request),
-            **_sampling_fields(sampling),
-            "max_tokens": sampling.max_tokens,
-        }
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The completions fields for a request without choices."""
+        return {"prompt": self._context(request), **_sampling_fields(request.sampling)}
+
+    def max_tokens_field(self) -> str:
+        return "max_tokens"
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
         """A text completion's answer; no choice or no text is a ``malformed`` failure."""
