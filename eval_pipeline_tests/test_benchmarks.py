@@ -18,7 +18,7 @@ from eval_pipeline.engine import request_hash
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions, generate, score
 from eval_pipeline.stages.generate import select_fewshot
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
+from eval_pipeline_tests.projects import make_project
 
 # Hand-made choice log-likelihoods and what lm-evaluation-harness makes of them:
 #   acc       argmax(ll)

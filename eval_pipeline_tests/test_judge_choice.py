@@ -31,8 +31,8 @@ from eval_pipeline.engine import ResponseCache, request_hash, run_requests
 from eval_pipeline.judge._scorer import expected_score, verdict_choices
 from eval_pipeline.providers import create_provider
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.helpers import materialization_metadata, materialize
+from eval_pipeline_tests.projects import REPO, make_project
 
 MESSAGES = (Message("user", "Is water wet? Answer yes or no."),)
 
