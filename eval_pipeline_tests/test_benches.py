@@ -51,17 +51,18 @@ FAST: dict[str, dict[str, Any]] = {
     },
 }
 
-# Tiny, and still tens of seconds to minutes (servers, peer frameworks, a grid of
-# definitions): behind ``slow``.
+# Tiny, and still tens of seconds to minutes (a cache warm-up, lm-eval's task index, a
+# 3 x 3 grid's definitions and webserver): behind ``slow``.
 SLOW: dict[str, dict[str, Any]] = {
     "api_cached_rerun": {"requests": 20},
-    "api_peers": {"requests": 5},
     "lmeval_tasks": {"tasks": 2},
     "scale": {},  # with EVAL_PIPELINE_SCALE_N=3 (below)
 }
 
-# Benches with no tiny size: each loads or trains the real model for minutes.
+# Benches with no tiny size: each runs the real model or peer frameworks for minutes.
 NOT_HERE = {
+    "api_peers": "drives lm-eval and inspect_ai against the same server in their own "
+    "processes: 3.5 minutes even at 5 requests (measured); make bench runs it",
     "local_generation": "loads SmolLM2-135M and times it against lm-eval and plain HF "
     "generation: minutes; test_local_generation.py runs its plain_generate path",
     "lmeval_agreement": "runs the real model through lm-eval and through the pipeline "
