@@ -206,6 +206,9 @@ class GenerationResponse:
     info: dict[str, Any] = field(default_factory=dict)
     # The answer to a choice-scoring request (``request.choices``): every choice's score.
     choice_scores: ChoiceScores | None = None
+    # The server's rate-limit headers (``x-ratelimit-*``) of an API answer, for the
+    # engine's pacing; never cached.
+    limit_headers: dict[str, str] | None = None
 
     @property
     def ok(self) -> bool:

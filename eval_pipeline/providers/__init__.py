@@ -6,7 +6,7 @@ provider is built, so importing this package is cheap.
 """
 
 from eval_pipeline.core.types import ChoiceScores, ContinuationScore
-from eval_pipeline.providers._api import LIMIT_HEADERS_INFO, ApiOptions
+from eval_pipeline.providers._api import ApiOptions
 from eval_pipeline.providers.base import (
     Capabilities,
     FailureKind,
@@ -17,7 +17,6 @@ from eval_pipeline.providers.base import (
 from eval_pipeline.providers.registry import PROVIDERS, create_provider, provider_class
 
 __all__ = [
-    "LIMIT_HEADERS_INFO",
     "PROVIDERS",
     "ApiOptions",
     "Capabilities",

@@ -102,9 +102,6 @@ def parse_retry_after(headers: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-# Key of ``GenerationResponse.info`` holding the answer's rate-limit headers; the engine
-# takes it out before the response is cached.
-LIMIT_HEADERS_INFO = "limit_headers"
 # Raw-response mode of the SDKs' generic ``post``: the parsed body and the headers.
 _RAW_RESPONSE = {"X-Stainless-Raw-Response": "raw"}
 
@@ -249,10 +246,7 @@ class ApiProviderBase(Provider):
         except Exception as exc:
             raise classify_sdk_error(self._sdk, exc, self.secrets) from None
         latency = time.perf_counter() - start
-        info: dict[str, Any] = {}
         found = limit_headers(raw.headers)
-        if found:
-            info[LIMIT_HEADERS_INFO] = found
         try:
             text, reason, input_tokens, output_tokens = self.parse(data)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -265,7 +259,8 @@ class ApiProviderBase(Provider):
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             latency_s=latency,
-            info={**info, "served_model": redact(str(data.get("model") or ""), self.secrets)},
+            info={"served_model": redact(str(data.get("model") or ""), self.secrets)},
+            limit_headers=found or None,
         )
 
     def __init__(self, spec: Any):
