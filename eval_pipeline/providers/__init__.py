@@ -5,7 +5,7 @@ and progress live in ``eval_pipeline.engine`` above them. Heavy SDKs are importe
 provider is built, so importing this package is cheap.
 """
 
-from eval_pipeline.providers._api import LIMIT_HEADERS_INFO, ApiOptions
+from eval_pipeline.providers._api import LIMIT_HEADERS_INFO, ApiOptions, ApiProviderBase
 from eval_pipeline.providers.base import (
     Capabilities,
     FailureKind,
@@ -18,6 +18,7 @@ __all__ = [
     "LIMIT_HEADERS_INFO",
     "PROVIDERS",
     "ApiOptions",
+    "ApiProviderBase",
     "Capabilities",
     "FailureKind",
     "Provider",
