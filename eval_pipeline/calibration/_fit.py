@@ -164,8 +164,8 @@ def fit_calibration(
     return CalibrationResult(
         map=chosen,
         n=int(x.size),
-        before=Agreement.of(x, y, low, high),
-        after=Agreement.of(predictions[best], y, low, high),
+        before=Agreement.of(x.tolist(), y.tolist(), low, high),
+        after=Agreement.of(predictions[best].tolist(), y.tolist(), low, high),
         cv_mae=cv_mae,
         version=version,
     )
