@@ -316,9 +316,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         if spec.adapter:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, spec.adapter)
+            # A PeftModel wraps the base model and answers as it does.
+            model = PeftModel.from_pretrained(model, spec.adapter)  # type: ignore[assignment]
         if not options.load_in_4bit:
-            model = model.to(device)
+            # transformers types ``.to`` through a decorator whose signature loses ``self``.
+            model = model.to(device)  # type: ignore[arg-type]
         model.eval()
         tokenizer.padding_side = "left"  # decoder-only models generate after the prompt
         if tokenizer.pad_token is None:
