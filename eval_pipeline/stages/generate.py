@@ -27,6 +27,7 @@ from eval_pipeline.core.types import (
     SamplingParams,
 )
 from eval_pipeline.engine import (
+    EngineResult,
     GenerationStopped,
     Progress,
     ResponseCache,
@@ -508,7 +509,7 @@ def generations_frame(
     prompt_version: str,
     samples: pl.DataFrame,
     requests: list[GenerationRequest],
-    result,  # EngineResult
+    result: EngineResult,
     run: RunOrigin,
     answer_mode: AnswerMode = "generate",
 ) -> pl.DataFrame:

@@ -247,7 +247,8 @@ def train_lora(
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     config = LoraConfig(
         r=recipe.rank,
-        lora_alpha=recipe.alpha,
+        # peft types it int; a float scales the update the same way (alpha / rank).
+        lora_alpha=recipe.alpha,  # type: ignore[arg-type]
         lora_dropout=recipe.dropout,
         target_modules=list(recipe.target_modules)
         if recipe.target_modules != ("all-linear",)
