@@ -181,7 +181,7 @@ def _do(
         if work.kind == "train":
             return _train(catalog, store, task, work)
         if work.kind == "calibrate":
-            report = calibrate_judge(
+            calibration = calibrate_judge(
                 catalog,
                 store,
                 task.model,
@@ -190,7 +190,10 @@ def _do(
                 controls=_judge_controls(task, store),
             )
             return WorkResult(
-                work=work, path=str(report.path), rows=report.labels, model_calls=report.judge_calls
+                work=work,
+                path=str(calibration.path),
+                rows=calibration.labels,
+                model_calls=calibration.judge_calls,
             )
         raise ValueError(f"unknown kind of work {work.kind!r}")
     except Exception as exc:  # one failed piece of work must not lose the others
