@@ -17,12 +17,15 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.providers.base import Capabilities, FailureKind, Provider, RequestFailure
+
+if TYPE_CHECKING:
+    from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 
 
 class ApiOptions(BaseModel):
@@ -203,14 +206,14 @@ class ApiProviderBase(Provider):
     path: str  # posted to, relative to the endpoint
     answer_kind: str  # what a well-formed answer is, for the "malformed" message
 
-    def payload(self, request: Any) -> dict[str, Any]:
+    def payload(self, request: GenerationRequest) -> dict[str, Any]:
         raise NotImplementedError
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
         """``(text, finish reason, input tokens, output tokens)`` from the JSON answer."""
         raise NotImplementedError
 
-    async def agenerate(self, request: Any) -> Any:
+    async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
         """Send one request; raises :class:`RequestFailure` on any failure."""
         from eval_pipeline.core.types import GenerationResponse
 
@@ -281,7 +284,7 @@ class ApiProviderBase(Provider):
             client, self._client, self._loop = self._client, None, None
             await client.close()
 
-    def generate(self, requests: Sequence[Any]) -> list[Any]:
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """Plain sequential calls without retries (the engine uses ``agenerate``)."""
         return asyncio.run(_sequential(self, requests))
 
