@@ -25,6 +25,7 @@ from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.providers.base import Capabilities, FailureKind, Provider, RequestFailure
 
 if TYPE_CHECKING:
+    from eval_pipeline.core.specs import ModelSpec
     from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 
 
@@ -247,7 +248,7 @@ class ApiProviderBase(Provider):
             info={**info, "served_model": redact(str(data.get("model") or ""), self.secrets)},
         )
 
-    def __init__(self, spec: Any):
+    def __init__(self, spec: ModelSpec):
         super().__init__(spec)
         self.options: Any = self.options_model.model_validate(spec.options)
         # Read at run time, so a missing key fails here, before any request.
