@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+# Any: JSON documents and rows: a value may be any JSON type.
 from typing import Any
 
 import numpy as np

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+# Any: a map's parameters as JSON (any JSON type).
 from typing import Any
 
 import numpy as np

@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Any: dataset rows (any JSON value) and lm-eval's task (lm-eval ships no types).
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError

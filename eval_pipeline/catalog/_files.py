@@ -8,6 +8,8 @@ a silently dropped duplicate.
 from __future__ import annotations
 
 from pathlib import Path
+
+# Any: what a YAML file holds (any YAML value).
 from typing import Any
 
 import yaml

@@ -23,6 +23,8 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+
+# Any: raw rows of any shape, and objects imported by their dotted name.
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+# Any: provider-specific extras and info (any JSON value).
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+# Any: labels and calibration documents as JSON (any JSON type).
 from typing import Any
 
 from eval_pipeline.calibration import (

@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+# Any: telemetry and progress as JSON; torch, imported on use.
 from typing import Any
 
 import polars as pl

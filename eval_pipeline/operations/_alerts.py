@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+
+# Any: alert payloads and check metadata as JSON (any JSON type).
 from typing import Any
 
 from eval_pipeline.core.keys import PartitionKey

@@ -6,6 +6,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+# Any: the webhook's JSON payload.
 from typing import Any
 
 import httpx

@@ -17,6 +17,8 @@ import json
 import os
 import time
 from collections.abc import Sequence
+
+# Any: the SDK module, its errors and headers, and JSON answers (any shape).
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+
+# Any: request and answer bodies as JSON (any JSON type).
 from typing import Any, Literal
 
 from eval_pipeline.core.errors import EvalPipelineError

@@ -41,6 +41,8 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Any: torch and transformers objects, imported on use; telemetry as JSON.
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field

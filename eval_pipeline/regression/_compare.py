@@ -13,6 +13,8 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+
+# Any: the report as JSON (any JSON type).
 from typing import Any
 
 import polars as pl

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Any: check metadata as JSON (any JSON type).
 from typing import Any
 
 import polars as pl

@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from importlib import resources
 from itertools import combinations
 from pathlib import Path
+
+# Any: rows and the page's data as JSON (any JSON type).
 from typing import Any
 
 import polars as pl

@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from pathlib import Path
+
+# Any: matplotlib axes (see _subplots).
 from typing import TYPE_CHECKING, Any
 
 import polars as pl

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+
+# Any: the webhook's JSON payload.
 from typing import Any
 
 import dagster as dg

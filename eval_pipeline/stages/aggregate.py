@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+# Any: aggregate rows (any column value).
 from typing import Any, cast
 
 import polars as pl

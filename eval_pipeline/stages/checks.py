@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+# Any: check metadata (any value Dagster records).
 from typing import Any, cast
 
 import polars as pl

@@ -8,6 +8,8 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# Any: dataset rows (any JSON value).
 from typing import Any
 
 import polars as pl

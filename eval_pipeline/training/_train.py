@@ -23,6 +23,8 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+# Any: torch and transformers objects, imported on use.
 from typing import Any
 
 from eval_pipeline.catalog import Catalog, Dataset, ModelSpec
