@@ -163,10 +163,11 @@ def mypy_figures(package: Path) -> dict[str, Json]:
         codes[code] = codes.get(code, 0) + 1
     files = {line.split(":", 1)[0] for line in errors}
     version = subprocess.run([mypy, "--version"], capture_output=True, text=True).stdout.strip()
+    ranked = sorted(codes.items(), key=lambda item: -item[1])  # most frequent first
     return {
         "mypy_errors": len(errors),
         "mypy_error_files": len(files),
-        "mypy_error_codes": dict(sorted(codes.items(), key=lambda item: -item[1])),
+        "mypy_error_codes": dict(ranked),
         "mypy_version": version,
     }
 
