@@ -21,7 +21,7 @@ help:
 	@echo "make run    create the environment, evaluate the default model on every dataset, print the leaderboard"
 	@echo "make test   create the environment and run the whole test suite"
 	@echo "make ui     start the Dagster UI (webserver + daemon) on http://127.0.0.1:3000"
-	@echo "make lint   ruff check + format check"
+	@echo "make lint   ruff check + format check + mypy (the type checker, on eval_pipeline/)"
 	@echo "make bench  run the benchmarks into .bench/"
 	@echo "make llama  add the optional llama.cpp backend (compiles from source, ~13 min)"
 	@echo "make slurm-up / slurm-down   start / stop the local SLURM cluster (see docs/slurm.md)"
@@ -55,12 +55,13 @@ test: env
 test-fast: env
 	$(PY) -m pytest -m "not slow and not slurm and not postgres and not browser" -q
 
+# The same three steps scripts/test.sh runs before the tests (scripts/lint.sh).
 lint: env
-	$(VENV)/bin/ruff check eval_pipeline eval_pipeline_tests scripts
-	$(VENV)/bin/ruff format --check eval_pipeline eval_pipeline_tests scripts
+	PY=$(PY) bash scripts/lint.sh
 
 bench: env
 	$(PY) -m eval_pipeline_tests.bench.run_all
+	$(PY) scripts/code_health.py
 
 # The optional llama_cpp provider: llama-cpp-python has no wheel here and compiles
 # llama.cpp from source (about 13 minutes on 2 cores). Nothing else needs it.

@@ -16,6 +16,13 @@ trap 'rm -rf "$run_home"' EXIT
 mkdir -p "$run_home/home" "$run_home/cache"
 export HOME="$run_home/home" XDG_CACHE_HOME="$run_home/cache"
 
+# Lint first (ruff check, ruff format --check, mypy on eval_pipeline/: the same script
+# `make lint` runs); a problem fails the run before any service starts.
+# EVAL_SKIP_LINT=1 skips it (a developer re-running a few tests).
+if [ "${EVAL_SKIP_LINT:-0}" != 1 ]; then
+  PY="$PY" bash scripts/lint.sh || { echo "test.sh: lint failed (ruff or mypy, above)" >&2; exit 1; }
+fi
+
 # What `make run` needs (the same script `make run` calls).
 bash scripts/setup-run.sh || { echo "test.sh: could not set up what the default run needs" >&2; exit 1; }
 

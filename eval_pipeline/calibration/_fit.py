@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+# Any: JSON documents and rows: a value may be any JSON type.
 from typing import Any
 
 import numpy as np
@@ -164,8 +166,8 @@ def fit_calibration(
     return CalibrationResult(
         map=chosen,
         n=int(x.size),
-        before=Agreement.of(x, y, low, high),
-        after=Agreement.of(predictions[best], y, low, high),
+        before=Agreement.of(x.tolist(), y.tolist(), low, high),
+        after=Agreement.of(predictions[best].tolist(), y.tolist(), low, high),
         cv_mae=cv_mae,
         version=version,
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+# Any: a map's parameters as JSON (any JSON type).
 from typing import Any
 
 import numpy as np
@@ -50,7 +52,7 @@ class CalibrationMap:
 
 
 def pool_adjacent_violators(
-    y: Sequence[float], weights: Sequence[float] | None = None
+    y: Sequence[float] | np.ndarray, weights: Sequence[float] | np.ndarray | None = None
 ) -> np.ndarray:
     """The non-decreasing sequence closest to ``y`` in weighted least squares (PAV).
 
@@ -75,7 +77,12 @@ def pool_adjacent_violators(
     return np.repeat(means, counts)
 
 
-def fit_isotonic(raw: Sequence[float], human: Sequence[float], low: float = 1, high: float = 5):
+def fit_isotonic(
+    raw: Sequence[float] | np.ndarray,
+    human: Sequence[float] | np.ndarray,
+    low: float = 1,
+    high: float = 5,
+) -> CalibrationMap:
     """Isotonic regression of human labels on raw scores (ties in ``raw`` pooled first)."""
     x = np.asarray(raw, dtype=float)
     y = np.asarray(human, dtype=float)
@@ -87,8 +94,8 @@ def fit_isotonic(raw: Sequence[float], human: Sequence[float], low: float = 1, h
 
 
 def fit_platt(
-    raw: Sequence[float],
-    human: Sequence[float],
+    raw: Sequence[float] | np.ndarray,
+    human: Sequence[float] | np.ndarray,
     low: float = 1,
     high: float = 5,
     ridge: float = 1e-3,
@@ -115,7 +122,12 @@ def fit_platt(
     return CalibrationMap("platt", {"a": float(theta[0]), "b": float(theta[1])}, low, high)
 
 
-def fit_linear(raw: Sequence[float], human: Sequence[float], low: float = 1, high: float = 5):
+def fit_linear(
+    raw: Sequence[float] | np.ndarray,
+    human: Sequence[float] | np.ndarray,
+    low: float = 1,
+    high: float = 5,
+) -> CalibrationMap:
     """Least-squares line (predictions clipped to the scale); flat when ``raw`` is constant."""
     x = np.asarray(raw, dtype=float)
     y = np.asarray(human, dtype=float)
@@ -128,8 +140,12 @@ def fit_linear(raw: Sequence[float], human: Sequence[float], low: float = 1, hig
 
 
 def fit_map(
-    method: str, raw: Sequence[float], human: Sequence[float], low: float = 1, high: float = 5
-):
+    method: str,
+    raw: Sequence[float] | np.ndarray,
+    human: Sequence[float] | np.ndarray,
+    low: float = 1,
+    high: float = 5,
+) -> CalibrationMap:
     """Fit calibration ``method`` (one of :data:`METHODS`)."""
     if method == "identity":
         return CalibrationMap("identity", {}, low, high)

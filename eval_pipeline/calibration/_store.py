@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+# Any: calibration documents as JSON (any JSON type).
 from typing import Any
 
 from eval_pipeline.calibration._fit import CalibrationResult

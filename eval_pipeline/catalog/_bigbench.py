@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+# Any: BIG-bench task files as JSON (any JSON type).
 from typing import Any
 
 from eval_pipeline.core.errors import CatalogError

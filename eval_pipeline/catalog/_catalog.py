@@ -7,7 +7,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+# Any: dataset rows (any JSON value) and lm-eval's task (lm-eval ships no types).
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -20,6 +22,9 @@ from eval_pipeline.core.specs import DatasetSpec, ModelSpec, validation_error_to
 from eval_pipeline.core.types import AnswerMode, Missing
 from eval_pipeline.providers.registry import PROVIDERS, provider_class
 from eval_pipeline.scoring.registry import MC_SCORERS, check_scorer_params
+
+if TYPE_CHECKING:
+    from eval_pipeline.providers import ApiOptions
 
 MODELS_FILE = "models.yaml"
 DATASET_SPEC = "dataset.yaml"
@@ -253,6 +258,7 @@ def api_key_env_name(spec: ModelSpec) -> str | None:
         name = spec.options["api_key_env"]
         return name if isinstance(name, str) and name else None
     # The default lives with each API provider's options; read it there.
+    options: type[ApiOptions]
     if spec.provider == "openai":
         from eval_pipeline.providers.openai import OpenAIOptions as options
     elif spec.provider == "anthropic":

@@ -8,6 +8,8 @@ a silently dropped duplicate.
 from __future__ import annotations
 
 from pathlib import Path
+
+# Any: what a YAML file holds (any YAML value).
 from typing import Any
 
 import yaml
@@ -49,7 +51,10 @@ def read_text(path: Path, shown: str) -> str:
 
 # libyaml's parser when PyYAML was built with it: parsing a models.yaml of 1,000 entries
 # takes about a tenth of the pure-Python parser's time. Same safe constructor, same marks.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+try:
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]  # same API
 
 
 class _UniqueKeyLoader(_SafeLoader):

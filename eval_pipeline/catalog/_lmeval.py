@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+
+# Any: lm-eval's tasks, instances and metrics (lm-eval ships no types).
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator

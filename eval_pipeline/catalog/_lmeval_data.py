@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+# Any: lm-eval's documents and `datasets` objects (neither ships types).
 from typing import Any
 
 ROOTS_ENV = "EVAL_PIPELINE_DATA_ROOTS"

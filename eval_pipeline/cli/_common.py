@@ -6,8 +6,15 @@ the standard library at the top: ``eval-pipeline --help`` stays fast.
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # names for annotations only: importing them costs startup time
+    import polars as pl
+
+    from eval_pipeline.catalog import Catalog
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Nothing stored matches the request (not materialized yet, or filters match nothing).
@@ -21,7 +28,7 @@ EXIT_CODES_HELP = (
 DEFAULT_LIMIT = 20
 
 
-def roots(args) -> tuple[str, str]:
+def roots(args: argparse.Namespace) -> tuple[str, str]:
     """The project root and the store root of ``--root`` and ``--store`` (or their defaults)."""
     # Imported on use: the catalog and the store load polars and pydantic (startup cost).
     from eval_pipeline.catalog import default_project_root
@@ -31,7 +38,7 @@ def roots(args) -> tuple[str, str]:
     return root, args.store or default_store_root(root)
 
 
-def catalog_with_adapters(root: str, store_root: str):
+def catalog_with_adapters(root: str, store_root: str) -> Catalog:
     """The catalog, with the recipes' adapters trained in the store as models.
 
     What the ``catalog`` resource loads, read without Dagster (so a refusing preflight
@@ -45,7 +52,7 @@ def catalog_with_adapters(root: str, store_root: str):
     return with_adapter_models(catalog, Store(store_root), load_recipes(root, catalog))
 
 
-def emit(frame, as_json: bool) -> None:
+def emit(frame: pl.DataFrame, as_json: bool) -> None:
     """Print a table as JSON or as Markdown."""
     from eval_pipeline.report import frame_json, frame_markdown  # on use: polars (startup cost)
 

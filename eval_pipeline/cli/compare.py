@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from eval_pipeline.regression import (
 from eval_pipeline.storage import Store
 
 
-def compare(args) -> int:
+def compare(args: argparse.Namespace) -> int:
     """Compare run B against run A; exit 1 on a regression."""
     root, store_root = roots(args)
     store = Store(store_root)
@@ -81,7 +82,7 @@ def _baseline_settings(reference: str, root: str) -> dict:
     return {"alpha": base.alpha, "threshold": base.threshold, "thresholds": base.thresholds}
 
 
-def baseline(args) -> int:
+def baseline(args: argparse.Namespace) -> int:
     """Pin the stored scores as a named baseline (``baseline pin``)."""
     root, store_root = roots(args)
     folder = pin_baseline(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from eval_pipeline.report import SPEND_SCHEMA, judge_spend
 from eval_pipeline.storage import Store
 
 
-def costs(args) -> int:
+def costs(args: argparse.Namespace) -> int:
     """Print spend over a period, grouped by ``--by``."""
 
     def when(text: str | None, default: datetime) -> datetime:
@@ -62,12 +63,13 @@ def costs(args) -> int:
     return EXIT_OK
 
 
-def _generation_spend():
+def _generation_spend() -> pl.DataFrame:
     """New spend of every recorded ``generations`` materialization (cached rows cost nothing)."""
     rows = []
     if os.environ.get("DAGSTER_HOME"):
         with dg.DagsterInstance.get() as instance:
-            records, cursor = [], None
+            records: list[dg.EventLogRecord] = []
+            cursor: str | None = None
             while True:  # the instance hands out at most 10000 records per call
                 page = instance.fetch_materializations(
                     dg.AssetKey("generations"), limit=5000, cursor=cursor
@@ -78,7 +80,9 @@ def _generation_spend():
                 cursor = page.cursor
             for record in records:
                 mat = record.asset_materialization
-                meta = {k: v.value for k, v in mat.metadata.items()}
+                if mat is None:
+                    continue
+                meta = {k: _number(v.value) for k, v in mat.metadata.items()}
                 partition = str(mat.partition or "")
                 rows.append(
                     {
@@ -88,8 +92,13 @@ def _generation_spend():
                         "partition": partition,
                         "input_tokens": int(meta.get("input_tokens", 0)),
                         "output_tokens": int(meta.get("output_tokens", 0)),
-                        "cost_usd": float(meta.get("cost_usd", 0.0)),
+                        "cost_usd": meta.get("cost_usd", 0.0),
                         "requests": int(meta.get("model_calls", 0)),
                     }
                 )
     return pl.DataFrame(rows, schema=SPEND_SCHEMA)
+
+
+def _number(value: object) -> float:
+    """A numeric metadata value; anything else (text, a path, a table) counts as 0."""
+    return float(value) if isinstance(value, int | float) else 0.0

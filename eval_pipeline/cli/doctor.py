@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from eval_pipeline.cli._common import EXIT_FAILED, EXIT_OK, catalog_with_adapters, roots
 from eval_pipeline.operations import catalog_preflight
 
 
-def doctor(args) -> int:
+def doctor(args: argparse.Namespace) -> int:
     """Print the preflight of the whole catalog; exit 1 on a problem."""
     root, store_root = roots(args)
     catalog = catalog_with_adapters(root, store_root)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
+from types import FrameType
+from typing import NoReturn
 
 from eval_pipeline.cli._common import EXIT_NO_DATA, EXIT_OK, roots
 from eval_pipeline.judge import calibration_markdown, label_session, stored_calibrations
 from eval_pipeline.storage import Store
 
 
-def calibrations(args) -> int:
+def calibrations(args: argparse.Namespace) -> int:
     """Print the stored judge calibrations."""
     _, store_root = roots(args)
     reports = stored_calibrations(Store(store_root))
@@ -44,11 +47,11 @@ def calibrations(args) -> int:
     return EXIT_OK
 
 
-def label(args) -> int:
+def label(args: argparse.Namespace) -> int:
     """Ask for human ratings of one rubric's calibration responses."""
     root, _ = roots(args)
 
-    def interrupt(signum, frame):
+    def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt
 
     # Ctrl-C and SIGTERM end the session as "q" does (each rating is saved when given).

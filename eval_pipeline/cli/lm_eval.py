@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -14,7 +15,7 @@ from eval_pipeline.catalog import dataset_spec_for, list_tasks, load_catalog, ta
 from eval_pipeline.cli._common import EXIT_NO_DATA, EXIT_OK, EXIT_USAGE, roots
 
 
-def lm_eval(args) -> int:
+def lm_eval(args: argparse.Namespace) -> int:
     """``lm-eval tasks``, ``add`` or ``index``."""
     root, _ = roots(args)
     if args.lm_eval_command == "index":

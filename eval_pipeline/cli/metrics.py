@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import threading
@@ -16,7 +17,7 @@ from eval_pipeline.operations import StoreCollector
 from eval_pipeline.storage import Store
 
 
-def metrics(args) -> int:
+def metrics(args: argparse.Namespace) -> int:
     """Serve the metrics over HTTP, or write them once to a file."""
     root, store_root = roots(args)
     use_dagster_home(root, create=True)

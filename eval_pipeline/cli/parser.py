@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_train_commands(sub) -> None:
+def _add_train_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = sub.add_parser(
         "train",
         help="train a recipe's LoRA adapter (or find it stored); print its path, hash and report",
@@ -122,7 +122,7 @@ def _add_train_commands(sub) -> None:
     train.add_argument("--json", action="store_true", help="print the adapter record as JSON")
 
 
-def _add_metrics_commands(sub) -> None:
+def _add_metrics_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     metrics = sub.add_parser(
         "metrics",
         help="Prometheus metrics of the run history and the stored results",
@@ -145,7 +145,7 @@ def _add_metrics_commands(sub) -> None:
     write.add_argument("file", help="the .prom file to write (atomically)")
 
 
-def _add_runs_commands(sub) -> None:
+def _add_runs_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     runs = sub.add_parser("runs", help="maintain the Dagster run history under $DAGSTER_HOME")
     rsub = runs.add_subparsers(dest="runs_command", required=True)
     dead = rsub.add_parser(
@@ -170,7 +170,7 @@ def _add_runs_commands(sub) -> None:
     )
 
 
-def _add_results_commands(sub) -> None:
+def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     results = sub.add_parser(
         "results",
         help="table of aggregates (mean, stderr, 95%% CI per metric); per slice with --tag",

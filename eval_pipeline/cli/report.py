@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import webbrowser
 from pathlib import Path
@@ -11,7 +12,7 @@ from eval_pipeline.stages import write_explorer
 from eval_pipeline.storage import Store
 
 
-def report(args) -> int:
+def report(args: argparse.Namespace) -> int:
     """Write the HTML results explorer and print its path."""
     root, store_root = roots(args)
     store = Store(store_root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -12,7 +13,7 @@ from eval_pipeline.stages import leaderboard_markdown
 from eval_pipeline.storage import Store
 
 
-def leaderboard(args) -> int:
+def leaderboard(args: argparse.Namespace) -> int:
     """Print the stored leaderboard (exit 1 before the first run)."""
     _, store_root = roots(args)
     board = Store(store_root).read_optional("leaderboard")
@@ -26,7 +27,7 @@ def leaderboard(args) -> int:
     return EXIT_OK
 
 
-def results(args) -> int:
+def results(args: argparse.Namespace) -> int:
     """Print the aggregates table, per slice with ``--tag``."""
     _, store_root = roots(args)
     table = results_table(
@@ -43,7 +44,7 @@ def results(args) -> int:
     return EXIT_OK
 
 
-def samples(args) -> int:
+def samples(args: argparse.Namespace) -> int:
     """Print one partition's per-sample inputs, outputs and scores."""
     _, store_root = roots(args)
     try:
@@ -69,7 +70,7 @@ def samples(args) -> int:
     return EXIT_OK
 
 
-def history(args) -> int:
+def history(args: argparse.Namespace) -> int:
     """Print a partition's metric over its kept runs."""
     root, store_root = roots(args)
     metric = args.metric

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.cli._common import (
@@ -22,8 +24,11 @@ from eval_pipeline.operations import host_tags, preflight
 from eval_pipeline.stages import leaderboard_markdown
 from eval_pipeline.storage import Store
 
+if TYPE_CHECKING:  # Dagster is imported on use (startup cost)
+    from dagster import ExecuteInProcessResult
 
-def run(args) -> int:
+
+def run(args: argparse.Namespace) -> int:
     """Preflight, evaluate every selected partition, report, print the leaderboard."""
     root, store_root = roots(args)
     # A fine-tuned model <base>__<recipe> is a model once its adapter is trained.
@@ -153,7 +158,7 @@ def run(args) -> int:
     return EXIT_OK
 
 
-def _metadata_value(result, asset: str, name: str):
+def _metadata_value(result: ExecuteInProcessResult, asset: str, name: str) -> object:
     for mat in result.asset_materializations_for_node(asset):
         if name in mat.metadata:
             return mat.metadata[name].value

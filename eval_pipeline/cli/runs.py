@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import dagster as dg
@@ -10,7 +11,7 @@ from eval_pipeline.cli._common import EXIT_NO_DATA, EXIT_OK, roots, use_dagster_
 from eval_pipeline.defs import mark_dead_runs
 
 
-def runs(args) -> int:
+def runs(args: argparse.Namespace) -> int:
     """Mark STARTED runs whose process is gone as failed (``runs mark-dead``)."""
     if not use_dagster_home(roots(args)[0], create=False):
         print("eval-pipeline: no DAGSTER_HOME and no run history to check", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from eval_pipeline.catalog import load_catalog
@@ -10,7 +11,7 @@ from eval_pipeline.storage import Store
 from eval_pipeline.training import adapter_slug, load_recipes, train_recipe
 
 
-def train(args) -> int:
+def train(args: argparse.Namespace) -> int:
     """Train a recipe's adapter (or find it stored) and print its record."""
     root, store_root = roots(args)
     catalog = load_catalog(root, load_rows=False)

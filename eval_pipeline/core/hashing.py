@@ -6,6 +6,8 @@ import functools
 import hashlib
 import json
 from pathlib import Path
+
+# Any: any JSON-serialisable value is hashed.
 from typing import Any
 
 

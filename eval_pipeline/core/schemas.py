@@ -6,9 +6,17 @@ Key columns come first in every table, always in the same order: ``model``, ``da
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import polars as pl
 
-PROMPT_VERSIONS = pl.Schema(
+
+def table_schema(columns: Mapping[str, pl.DataType | type[pl.DataType]]) -> pl.Schema:
+    """A table's schema from its columns in order (a data type or its class, as polars takes)."""
+    return pl.Schema(columns)
+
+
+PROMPT_VERSIONS = table_schema(
     {
         "dataset": pl.String,
         "prompt_version": pl.String,
@@ -19,7 +27,7 @@ PROMPT_VERSIONS = pl.Schema(
     }
 )
 
-DATASET_SAMPLES = pl.Schema(
+DATASET_SAMPLES = table_schema(
     {
         "dataset": pl.String,
         "sample_id": pl.String,
@@ -33,7 +41,7 @@ DATASET_SAMPLES = pl.Schema(
     }
 )
 
-GENERATIONS = pl.Schema(
+GENERATIONS = table_schema(
     {
         "model": pl.String,
         "dataset": pl.String,
@@ -80,7 +88,7 @@ GENERATIONS = pl.Schema(
     }
 )
 
-SCORES = pl.Schema(
+SCORES = table_schema(
     {
         "model": pl.String,
         "dataset": pl.String,
@@ -95,7 +103,7 @@ SCORES = pl.Schema(
     }
 )
 
-AGGREGATES = pl.Schema(
+AGGREGATES = table_schema(
     {
         "model": pl.String,
         "dataset": pl.String,
@@ -129,7 +137,7 @@ AGGREGATES = pl.Schema(
 )
 
 # One row per partition: how its latest generation step ran (inline or SLURM alike).
-TELEMETRY = pl.Schema(
+TELEMETRY = table_schema(
     {
         "model": pl.String,
         "dataset": pl.String,
@@ -150,7 +158,7 @@ TELEMETRY = pl.Schema(
     }
 )
 
-LEADERBOARD = pl.Schema(
+LEADERBOARD = table_schema(
     {
         "model": pl.String,
         "dataset": pl.String,
@@ -169,7 +177,7 @@ LEADERBOARD = pl.Schema(
 )
 
 # One row per judged sample x judge metric x judge: the raw verdict and what became of it.
-JUDGEMENTS = pl.Schema(
+JUDGEMENTS = table_schema(
     {
         "model": pl.String,
         "dataset": pl.String,
@@ -196,7 +204,7 @@ JUDGEMENTS = pl.Schema(
 )
 
 # Per-slice aggregates: one row per metric x slice (a tag of the dataset's rows).
-SLICE_AGGREGATES = pl.Schema(
+SLICE_AGGREGATES = table_schema(
     {
         "model": pl.String,
         "dataset": pl.String,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+
+# Any: options, params and sampling from YAML, read by each provider or scorer.
 from typing import Any, Literal
 
 from pydantic import (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+
+# Any: provider-specific extras and info (any JSON value).
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field

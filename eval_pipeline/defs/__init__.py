@@ -9,6 +9,8 @@ import contextlib
 import functools
 import warnings
 from collections.abc import Iterator
+
+# Any: names forwarded lazily to the module that defines them.
 from typing import Any
 
 from eval_pipeline.defs.run_history import mark_dead_runs

@@ -177,7 +177,9 @@ def build_adapter_defs(
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus(automation_status().value),
     )
-    def adapter_sensor(context: dg.SensorEvaluationContext, catalog: CatalogResource):
+    def adapter_sensor(
+        context: dg.SensorEvaluationContext, catalog: CatalogResource
+    ) -> dg.SensorResult | dg.SkipReason:
         """Evaluates a newly trained adapter on its recipe's dataset, and its base if needed.
 
         For each ``adapters`` materialization newer than the cursor, requests
@@ -200,6 +202,8 @@ def build_adapter_defs(
         for record in records:
             materialization = record.asset_materialization
             model = materialization.partition if materialization else None
+            if materialization is None or model is None:
+                continue
             if model not in by_model or model not in cat.models:
                 continue  # a recipe since removed, or an adapter since retrained
             recipe = by_model[model]
@@ -283,7 +287,7 @@ def _build_check(
         if len(outcomes) == 1:
             return outcomes[0][1]
         failed = [o for _, o in outcomes if not o.passed]
-        metadata: dict[str, object] = {}
+        metadata: Metadata = {}
         for key, outcome in outcomes:
             for name, value in outcome.metadata.items():
                 metadata[f"{key.key}:{name}"] = value
@@ -318,7 +322,7 @@ def adapter_outcome(
         )
     adapter_scores = store.read("scores", key.dataset, key.model)
     comparisons = compare_adapter(base_scores, adapter_scores).comparisons
-    metadata: dict[str, object] = {"base_model": recipe.base}
+    metadata: Metadata = {"base_model": recipe.base}
     spec = catalog.models.get(key.model)
     if spec is not None and spec.adapter:
         metadata["adapter"] = dg.MetadataValue.path(spec.adapter)

@@ -5,8 +5,10 @@ from collections.abc import Sequence
 import dagster as dg
 
 from eval_pipeline import stages
+from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.datasets import build_dataset_assets, refresh_dataset_tables
 from eval_pipeline.defs.dispatch import (
+    Metadata,
     collect,
     materialize_each,
     report_partitions,
@@ -163,7 +165,7 @@ def build_assets(
             log_calibrations(context, cat, st, outcomes)
             failures = judging_failures(context, outcomes)
 
-        def build(key) -> dict:
+        def build(key: PartitionKey) -> Metadata:
             report = stages.score(cat, st, key.model, key.dataset)
             return {
                 "dagster/row_count": report.rows,
@@ -194,13 +196,13 @@ def build_assets(
         )
 
     def _aggregate_metadata(
-        catalog: CatalogResource, store: StoreResource, key, run_id: str
-    ) -> dict:
+        catalog: CatalogResource, store: StoreResource, key: PartitionKey, run_id: str
+    ) -> Metadata:
         st = store.get().with_run(run_id)
         report = stages.aggregate(catalog.load(), st, key.model, key.dataset)
         frame = report.frame
         first = frame.row(0, named=True)
-        metadata: dict[str, object] = {
+        metadata: Metadata = {
             "dagster/row_count": frame.height,
             "path": dg.MetadataValue.path(str(report.path)),
             "prompt_version": first["prompt_version"],
@@ -259,8 +261,10 @@ def run_budget(context: dg.AssetExecutionContext) -> dict[str, object]:
     in ``scores`` honours it too), else the run's budget tag; the scope is the budget-scope
     tag (one CLI invocation) or the run id.
     """
-    op_config = (context.run.run_config.get("ops") or {}).get("generations") or {}
-    budget = (op_config.get("config") or {}).get("budget_usd")
+    ops = context.run.run_config.get("ops")
+    op_config = ops.get("generations") if isinstance(ops, dict) else None
+    config = op_config.get("config") if isinstance(op_config, dict) else None
+    budget = config.get("budget_usd") if isinstance(config, dict) else None
     if budget is None and context.run.tags.get(BUDGET_TAG):
         budget = float(context.run.tags[BUDGET_TAG])
     if budget is None:

@@ -1,10 +1,14 @@
 """Asset checks: thin wrappers around the validators in ``eval_pipeline.stages.checks``."""
 
+from collections.abc import Callable
+
 import dagster as dg
 
+from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.stages import checks
+from eval_pipeline.stages.checks import CheckOutcome
 
 
 def build_checks(
@@ -45,7 +49,9 @@ def build_checks(
     return [generations_complete, scores_complete]
 
 
-def _run(context, validate) -> dg.AssetCheckResult:
+def _run(
+    context: dg.AssetCheckExecutionContext, validate: Callable[[PartitionKey], CheckOutcome]
+) -> dg.AssetCheckResult:
     outcomes = [(k, validate(k)) for k in current_partitions(context)]
     failed = [(k, o) for k, o in outcomes if not o.passed]
     description = "; ".join(f"{k.key}: {o.description}" for k, o in (failed or outcomes))

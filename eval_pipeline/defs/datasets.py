@@ -21,6 +21,7 @@ import dagster as dg
 
 from eval_pipeline import stages
 from eval_pipeline.catalog import Catalog
+from eval_pipeline.defs.dispatch import Metadata
 from eval_pipeline.defs.jobs import DATASETS_GROUP
 from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.stages.catalog_tables import TableReport
@@ -137,7 +138,7 @@ def recorded_version(
     return None if value is None else str(value.value)
 
 
-def _metadata(table: DatasetTable, report: TableReport) -> dict[str, object]:
+def _metadata(table: DatasetTable, report: TableReport) -> Metadata:
     return {
         "dagster/row_count": report.rows,
         "path": dg.MetadataValue.path(str(report.path)),

@@ -12,9 +12,9 @@ over their partitions with :func:`materialize_each`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.metadata import RawMetadataValue
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
@@ -24,7 +24,9 @@ from eval_pipeline.node import GenerationTask, Work, WorkResult
 from eval_pipeline.operations import preflight
 from eval_pipeline.runners import InlineRunner, Runner, Submission, TaskOutcome
 
-Metadata = dict[str, Any]
+# One asset's metadata: each value as Dagster takes it (text, a number, a list or dict,
+# a path, a MetadataValue).
+Metadata = dict[str, RawMetadataValue]
 
 
 def report_partitions(

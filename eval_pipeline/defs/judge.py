@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from eval_pipeline.catalog import Catalog
-from eval_pipeline.defs.dispatch import run_tasks, runners_for
+from eval_pipeline.defs.dispatch import Metadata, run_tasks, runners_for
 from eval_pipeline.judge import CalibrationReport, calibrate_judge, calibration_markdown
 from eval_pipeline.node import calibration_task, judge_rubrics
 from eval_pipeline.resources import CatalogResource, StoreResource
@@ -34,9 +34,9 @@ def build_calibration_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
     return [_calibration_asset(judge, rubric) for judge, rubric in judge_pairs(catalog)]
 
 
-def calibration_metadata(report: CalibrationReport, judge_calls: int) -> dict[str, object]:
+def calibration_metadata(report: CalibrationReport, judge_calls: int) -> Metadata:
     """The metadata of a calibration's materialization."""
-    metadata: dict[str, object] = {
+    metadata: Metadata = {
         "judge": report.judge,
         "rubric": report.rubric,
         "rubric_version": report.rubric_version,
@@ -115,8 +115,8 @@ def judging_failures(
             if work.kind != "judge":
                 continue
             key = f"{work.dataset}|{work.judged_model}"
-            result = outcome.result.result_for(work) if outcome.result is not None else None
-            own = None if result is None or result.ok else f"judge {task.model}: {result.error}"
+            done = outcome.result.result_for(work) if outcome.result is not None else None
+            own = None if done is None or done.ok else f"judge {task.model}: {done.error}"
             if problem or own:
                 failures[key] = problem or own or ""
                 context.log.error(f"{key}: {failures[key]}")

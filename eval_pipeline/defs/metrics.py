@@ -5,10 +5,10 @@ say) this is what ``eval-pipeline metrics serve`` and ``metrics write`` export.
 """
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import dagster as dg
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from eval_pipeline.defs.jobs import build_jobs
@@ -31,7 +31,7 @@ class InstanceCollector(Collector):
         self.instance = instance
         self.recent = recent
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         records = self.instance.get_run_records(
             filters=dg.RunsFilter(statuses=list(FINISHED)), limit=self.recent
         )
@@ -52,7 +52,7 @@ class InstanceCollector(Collector):
                     family.add_metric([job, status.value.lower()], float(count))
         return family
 
-    def _durations(self, records: Sequence[Any]) -> HistogramMetricFamily:
+    def _durations(self, records: Sequence[dg.RunRecord]) -> HistogramMetricFamily:
         family = HistogramMetricFamily(
             f"{PREFIX}_partition_duration_seconds",
             "Wall time of finished runs that evaluated one partition, by job and status.",

@@ -4,8 +4,11 @@ Both compare per sample with the pinned baseline named by ``$EVAL_PIPELINE_BASEL
 (default ``main``, in ``baselines/main/``); see :mod:`eval_pipeline.regression`.
 """
 
+from pathlib import Path
+
 import dagster as dg
 
+from eval_pipeline.defs.dispatch import Metadata
 from eval_pipeline.defs.jobs import REPORTING_GROUP
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.regression import (
@@ -46,7 +49,7 @@ def build_regression_defs(
                 passed=outcome.passed, description=outcome.description, metadata=outcome.metadata
             )
         # Several partitions in one run: prefix each metric with its partition.
-        metadata: dict[str, object] = {"baseline": baseline_name()}
+        metadata: Metadata = {"baseline": baseline_name()}
         regressed = []
         for key, outcome in outcomes:
             for name, value in outcome.metadata.items():
@@ -106,7 +109,7 @@ def build_regression_defs(
 METADATA_ROWS = 200
 
 
-def _head(markdown: str, path) -> str:
+def _head(markdown: str, path: Path) -> str:
     lines = markdown.splitlines()
     if len(lines) <= METADATA_ROWS:
         return markdown

@@ -43,7 +43,8 @@ def mark_dead_runs(
         starts = instance.get_records_for_run(
             run.run_id, of_type=dg.DagsterEventType.RUN_START, limit=1
         ).records
-        pid = starts[0].event_log_entry.dagster_event.pid if starts else None
+        event = starts[0].event_log_entry.dagster_event if starts else None
+        pid = event.pid if event is not None else None
         if pid is None:
             continue  # nothing to check a process against
         started = record.start_time or starts[0].timestamp

@@ -62,7 +62,9 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
     @dg.sensor(
         name="regression_sensor", minimum_interval_seconds=60, default_status=_sensor_status()
     )
-    def regression_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
+    def regression_sensor(
+        context: dg.SensorEvaluationContext, alerts: AlertsResource
+    ) -> dg.SensorResult:
         """Alerts on every failed ``aggregates_regression`` check result.
 
         Each newly materialized ``aggregates`` partition is checked against its pinned
@@ -91,7 +93,10 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
         for record in results:
             if record.status != AssetCheckExecutionRecordStatus.FAILED or record.event is None:
                 continue
-            evaluation = record.event.dagster_event.event_specific_data
+            dagster_event = record.event.dagster_event
+            evaluation = dagster_event.event_specific_data if dagster_event else None
+            if not isinstance(evaluation, dg.AssetCheckEvaluation):
+                continue
             partition = record.partition or _run_partition(instance, record.run_id)
             if partition is None:
                 context.log.warning(f"{REGRESSION_CHECK} of run {record.run_id} has no partition")
@@ -132,7 +137,7 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
         context: dg.SensorEvaluationContext,
         catalog: CatalogResource,
         webserver: WebserverResource,
-    ):
+    ) -> dg.SensorResult:
         """Evaluates a model or dataset as soon as it is added to the catalog.
 
         Compares the catalog on disk with the models and datasets this sensor has seen (its
@@ -199,7 +204,7 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
     @dg.run_failure_sensor(
         name="run_failure_sensor", minimum_interval_seconds=30, default_status=_sensor_status()
     )
-    def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
+    def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
         """Alerts on every failed run with its partition, failing steps and their errors.
 
         Dagster keeps this sensor's cursor (the last run status event it handled), so each
@@ -231,7 +236,7 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
         minimum_interval_seconds=300,
         default_status=_sensor_status(),
     )
-    def reporting_sensor(context: dg.SensorEvaluationContext):
+    def reporting_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         """Rebuilds the leaderboard and reports once evaluation runs have finished.
 
         Requests ``reporting_job`` when ``aggregates`` has a materialization newer than the

@@ -25,7 +25,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec
@@ -37,7 +37,10 @@ from eval_pipeline.engine.leases import RateLease
 from eval_pipeline.engine.ratelimit import SHARED_RATES, RateLimiter
 from eval_pipeline.engine.retry import retrying
 from eval_pipeline.engine.slots import PrioritySlots
-from eval_pipeline.providers import ApiOptions, Provider, RequestFailure
+from eval_pipeline.providers import ApiOptions, ApiProviderBase, Provider, RequestFailure
+
+if TYPE_CHECKING:  # engine.run imports this module when it runs an API provider
+    from eval_pipeline.engine.run import RunStats
 
 NOT_ATTEMPTED = "not_attempted"
 
@@ -94,7 +97,7 @@ def run_api_requests(
     spec: ModelSpec,
     todo: Sequence[GenerationRequest],
     cache: ResponseCache | None,
-    stats: Any,
+    stats: RunStats,
     results: dict[str, GenerationResponse],
     *,
     controls: RunControls | None = None,
@@ -132,7 +135,7 @@ class _ApiRun:
         spec: ModelSpec,
         todo: Sequence[GenerationRequest],
         cache: ResponseCache | None,
-        stats: Any,
+        stats: RunStats,
         results: dict[str, GenerationResponse],
         controls: RunControls,
     ):
@@ -142,6 +145,9 @@ class _ApiRun:
         self.cache = cache
         self.stats = stats
         self.controls = controls
+        # Only the HTTP API providers answer asynchronously (capabilities.async_generate).
+        if not isinstance(provider, ApiProviderBase):
+            raise TypeError(f"provider {provider.name!r} is asynchronous but no API provider")
         self.options: ApiOptions = provider.options
         self.timeout_s = controls.request_timeout_s or self.options.request_timeout_s
         limits = spec.limits

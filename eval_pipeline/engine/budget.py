@@ -18,6 +18,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# Any: the shared budget file's JSON document.
 from typing import Any
 
 

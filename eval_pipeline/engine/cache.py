@@ -13,6 +13,8 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
+# Any: a request's identity as JSON (any JSON value).
 from typing import Any
 
 from eval_pipeline.core.hashing import content_hash

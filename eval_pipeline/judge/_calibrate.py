@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+# Any: labels and calibration documents as JSON (any JSON type).
 from typing import Any
 
 from eval_pipeline.calibration import (
+    MIN_LABELS,
     CalibrationError,
     CalibrationResult,
     fit_calibration,
@@ -191,7 +194,6 @@ def calibrate_judge(
             for c, row in zip(calls, labels, strict=True)
         ],
     }
-    kwargs = {} if min_labels is None else {"min_labels": min_labels}
     try:
         result = fit_calibration(
             [p[0] for p in pairs],
@@ -199,7 +201,7 @@ def calibrate_judge(
             low=SCALE[0],
             high=SCALE[1],
             label=f"judge {judge} on rubric {rubric}",
-            **kwargs,
+            min_labels=MIN_LABELS if min_labels is None else min_labels,
         )
     except CalibrationError as exc:
         document.update(status="refused", message=str(exc))
@@ -210,7 +212,16 @@ def calibrate_judge(
     return _report(store, judge, rubric, prompt.version, document, reused=False, calls=sent)
 
 
-def _report(store, judge, rubric, rubric_version, document, *, reused, calls) -> CalibrationReport:
+def _report(
+    store: Store,
+    judge: str,
+    rubric: str,
+    rubric_version: str,
+    document: dict[str, Any],
+    *,
+    reused: bool,
+    calls: int,
+) -> CalibrationReport:
 
     result = (
         CalibrationResult.from_json(document["result"]) if document["status"] == "fitted" else None
@@ -250,7 +261,7 @@ def calibration_markdown(reports: list[CalibrationReport]) -> str:
         "|---|---|---:|---|---:|---|---|---|---|",
     ]
 
-    def f(value) -> str:
+    def f(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     for r in reports:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+# Any: label rows as JSON (any JSON type).
 from typing import Any
 
 from eval_pipeline.core.errors import CatalogError, EvalPipelineError

@@ -63,7 +63,7 @@ class JudgeCall:
         choices), which keeps the judge's uncertainty instead of only its top choice;
         otherwise the verdict's integer score.
         """
-        if not self.verdict.ok:
+        if not self.verdict.ok or self.verdict.score is None:
             return None
         expected = expected_score(self.response)
         return expected if expected is not None else float(self.verdict.score)

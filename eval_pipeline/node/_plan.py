@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+
+# Any: limits forwarded to the task's fields; recipes (training is not imported here).
 from typing import Any
 
 from eval_pipeline.catalog import Catalog

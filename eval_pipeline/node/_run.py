@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+# Any: telemetry and progress as JSON; torch, imported on use.
 from typing import Any
 
 import polars as pl
@@ -179,7 +181,7 @@ def _do(
         if work.kind == "train":
             return _train(catalog, store, task, work)
         if work.kind == "calibrate":
-            report = calibrate_judge(
+            calibration = calibrate_judge(
                 catalog,
                 store,
                 task.model,
@@ -189,9 +191,9 @@ def _do(
             )
             return WorkResult(
                 work=work,
-                path=str(report.path),
-                rows=report.labels,
-                stats=RunStats(model_calls=report.judge_calls),
+                path=str(calibration.path),
+                rows=calibration.labels,
+                stats=RunStats(model_calls=calibration.judge_calls),
             )
         raise ValueError(f"unknown kind of work {work.kind!r}")
     except Exception as exc:  # one failed piece of work must not lose the others

@@ -10,6 +10,8 @@ import os
 import resource
 import threading
 from pathlib import Path
+
+# Any: NVML handles (pynvml ships no types).
 from typing import Any
 
 

@@ -13,6 +13,8 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+
+# Any: alert payloads and check metadata as JSON (any JSON type).
 from typing import Any
 
 import httpx

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+# Any: catalog entries as JSON (any JSON type).
 from typing import Any
 
 from eval_pipeline.catalog import Catalog

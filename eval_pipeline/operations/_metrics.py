@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import polars as pl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from eval_pipeline.storage import Store
@@ -50,7 +50,7 @@ class StoreCollector(Collector):
     def __init__(self, store: Store):
         self.store = store
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         generations = self.store.scan("generations").collect()
         judgements = self.store.scan("judgements").collect()
         yield from self._requests(generations)
@@ -59,7 +59,7 @@ class StoreCollector(Collector):
         yield from self._results()
         yield self._regressions()
 
-    def _requests(self, generations: pl.DataFrame) -> Iterator[Any]:
+    def _requests(self, generations: pl.DataFrame) -> Iterator[Metric]:
         answered = generations.filter(~pl.col("cached") & pl.col("error").is_null())
         yield latency_histogram(
             f"{PREFIX}_request_latency_seconds",
@@ -81,7 +81,7 @@ class StoreCollector(Collector):
             errors.add_metric([row["provider"], row["model"]], float(row["n"]))
         yield errors
 
-    def _spend(self, generations: pl.DataFrame, judgements: pl.DataFrame) -> Iterator[Any]:
+    def _spend(self, generations: pl.DataFrame, judgements: pl.DataFrame) -> Iterator[Metric]:
         tokens = CounterMetricFamily(
             f"{PREFIX}_tokens",
             "Tokens of the stored rows by provider, model, role (generation or judge) and "
@@ -125,7 +125,7 @@ class StoreCollector(Collector):
         yield tokens
         yield cost
 
-    def _cache(self, generations: pl.DataFrame) -> Iterator[Any]:
+    def _cache(self, generations: pl.DataFrame) -> Iterator[Metric]:
         responses = CounterMetricFamily(
             f"{PREFIX}_responses",
             "Stored rows by model, dataset and where the answer came from (cache or model).",
@@ -149,7 +149,7 @@ class StoreCollector(Collector):
         yield responses
         yield ratio
 
-    def _results(self) -> Iterator[Any]:
+    def _results(self) -> Iterator[Metric]:
         means = GaugeMetricFamily(
             f"{PREFIX}_metric_mean",
             "Each partition's metric mean from its latest aggregates.",

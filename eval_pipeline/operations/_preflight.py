@@ -32,6 +32,8 @@ import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+# Any: reports as JSON (any JSON type).
 from typing import Any
 
 from eval_pipeline.catalog import Catalog, api_key_env_name

@@ -6,7 +6,7 @@ provider is built, so importing this package is cheap.
 """
 
 from eval_pipeline.core.types import ChoiceScores, ContinuationScore
-from eval_pipeline.providers._api import ApiOptions
+from eval_pipeline.providers._api import ApiOptions, ApiProviderBase
 from eval_pipeline.providers.base import (
     Capabilities,
     FailureKind,
@@ -19,6 +19,7 @@ from eval_pipeline.providers.registry import PROVIDERS, create_provider, provide
 __all__ = [
     "PROVIDERS",
     "ApiOptions",
+    "ApiProviderBase",
     "Capabilities",
     "ChoiceScores",
     "ContinuationScore",

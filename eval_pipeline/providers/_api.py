@@ -17,13 +17,19 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+
+# Any: the SDK module, its errors and headers, and JSON answers (any shape).
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.types import GenerationRequest
 from eval_pipeline.providers.base import Capabilities, FailureKind, Provider, RequestFailure
+
+if TYPE_CHECKING:
+    from eval_pipeline.core.specs import ModelSpec
+    from eval_pipeline.core.types import GenerationResponse
 
 
 class ApiOptions(BaseModel):
@@ -231,7 +237,7 @@ class ApiProviderBase(Provider):
         """``(text, finish reason, input tokens, output tokens)`` from the JSON answer."""
         raise NotImplementedError
 
-    async def agenerate(self, request: Any) -> Any:
+    async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
         """Send one request; raises :class:`RequestFailure` on any failure."""
         from eval_pipeline.core.types import GenerationResponse
 
@@ -263,7 +269,7 @@ class ApiProviderBase(Provider):
             limit_headers=found or None,
         )
 
-    def __init__(self, spec: Any):
+    def __init__(self, spec: ModelSpec):
         super().__init__(spec)
         self.options: Any = self.options_model.model_validate(spec.options)
         # Read at run time, so a missing key fails here, before any request.
@@ -300,7 +306,7 @@ class ApiProviderBase(Provider):
             client, self._client, self._loop = self._client, None, None
             await client.close()
 
-    def generate(self, requests: Sequence[Any]) -> list[Any]:
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """Plain sequential calls without retries (the engine uses ``agenerate``)."""
         return asyncio.run(_sequential(self, requests))
 

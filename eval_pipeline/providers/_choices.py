@@ -7,6 +7,8 @@ continuation into tokens, and the answer.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
+# Any: tokenizers of several libraries (no common typed interface).
 from typing import Any
 
 from eval_pipeline.core.errors import EvalPipelineError

@@ -15,6 +15,7 @@ so changing one re-runs the requests.
 
 from __future__ import annotations
 
+# Any: request and answer bodies as JSON (any JSON type).
 from typing import Any
 
 from eval_pipeline.core.types import GenerationRequest

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+# Any: a provider's own loaded model object, and telemetry as JSON.
 from typing import Any, ClassVar, Literal
 
 from eval_pipeline.core.specs import ModelSpec

@@ -26,6 +26,8 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+# Any: llama_cpp's objects (it ships no types), telemetry as JSON.
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -20,10 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+
+# Any: request and answer bodies as JSON (any JSON type).
 from typing import Any, Literal
 
 from eval_pipeline.core.errors import EvalPipelineError
-from eval_pipeline.core.types import ChoiceScores, GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import (
+    ChoiceScores,
+    GenerationRequest,
+    GenerationResponse,
+    SamplingParams,
+)
 from eval_pipeline.providers._api import (
     ApiOptions,
     ApiProviderBase,
@@ -47,7 +54,7 @@ class OpenAIOptions(ApiOptions):
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
 
-def _sampling_fields(sampling: Any) -> dict[str, Any]:
+def _sampling_fields(sampling: SamplingParams) -> dict[str, Any]:
     """The sampling parameters both OpenAI endpoints take."""
     fields: dict[str, Any] = {
         "temperature": sampling.temperature,

@@ -41,6 +41,8 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+# Any: torch and transformers objects, imported on use; telemetry as JSON.
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -323,9 +325,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         if spec.adapter:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, spec.adapter)
+            # A PeftModel wraps the base model and answers as it does.
+            model = PeftModel.from_pretrained(model, spec.adapter)  # type: ignore[assignment]
         if not options.load_in_4bit:
-            model = model.to(device)
+            # transformers types ``.to`` through a decorator whose signature loses ``self``.
+            model = model.to(device)  # type: ignore[arg-type]
         model.eval()
         tokenizer.padding_side = "left"  # decoder-only models generate after the prompt
         if tokenizer.pad_token is None:

@@ -32,6 +32,8 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+# Any: vLLM's objects (it ships no types) and its keyword arguments.
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+# Any: a baseline's manifest as JSON (any JSON type).
 from typing import Any
 
 import polars as pl

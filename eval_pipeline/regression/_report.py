@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Any: check metadata as JSON (any JSON type).
 from typing import Any
 
 import polars as pl
@@ -33,7 +36,11 @@ class RegressionOutcome:
 
 
 def _compare_store(
-    root: str | Path, store: Store, name: str, models=None, datasets=None
+    root: str | Path,
+    store: Store,
+    name: str,
+    models: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
 ) -> RegressionReport:
     base = load_baseline(root, name)
     current = store.scan("scores").collect()

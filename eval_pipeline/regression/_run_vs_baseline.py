@@ -8,10 +8,13 @@ tiny but consistent drop on a big set and a large drop on five samples are not f
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+
+# Any: the report as JSON (any JSON type).
 from typing import Any
 
 import polars as pl
@@ -210,11 +213,11 @@ def compare_runs(
     modes_a, modes_b = _answer_modes(baseline_scores), _answer_modes(current_scores)
     refused = []
     for model, dataset, metric in groups.iter_rows():
-        a, b = modes_a.get((model, dataset)), modes_b.get((model, dataset))
-        if a and b and a != b:
+        mode_a, mode_b = modes_a.get((model, dataset)), modes_b.get((model, dataset))
+        if mode_a and mode_b and mode_a != mode_b:
             refused.append(
-                f"{dataset}|{model}:{metric}: {baseline_name} answered by {a}, "
-                f"{current_name} by {b}; a {a} and a {b} score are not comparable"
+                f"{dataset}|{model}:{metric}: {baseline_name} answered by {mode_a}, "
+                f"{current_name} by {mode_b}; a {mode_a} and a {mode_b} score are not comparable"
             )
             continue
         sel = (
@@ -255,15 +258,15 @@ def _answer_modes(scores: pl.DataFrame) -> dict[tuple[str, str], str]:
 
 
 def _compare_metric(
-    model,
-    dataset,
-    metric,
+    model: str,
+    dataset: str,
+    metric: str,
     paired: pl.DataFrame,
-    limit,
-    alpha,
-    mid_p,
-    resamples,
-    seed,
+    limit: float,
+    alpha: float,
+    mid_p: bool,
+    resamples: int,
+    seed: int,
     *,
     baseline_only: int,
     current_only: int,
@@ -272,7 +275,8 @@ def _compare_metric(
     after = paired["current"].to_list()
     binary = all(v in (0.0, 1.0) for v in before + after)
     test = "mcnemar" if binary else "paired_bootstrap"
-    common = dict(
+    comparison = functools.partial(
+        MetricComparison,
         model=model,
         dataset=dataset,
         metric=metric,
@@ -283,8 +287,7 @@ def _compare_metric(
         current_only=current_only,
     )
     if not before:
-        return MetricComparison(
-            **common,
+        return comparison(
             baseline=None,
             current=None,
             delta=None,
@@ -314,8 +317,7 @@ def _compare_metric(
     worse.sort(key=lambda f: (f.current - f.baseline, f.sample_id))
     better.sort(key=lambda f: (f.baseline - f.current, f.sample_id))
     significant = p_value < alpha
-    return MetricComparison(
-        **common,
+    return comparison(
         baseline=stats.mean(before),
         current=stats.mean(after),
         delta=delta,

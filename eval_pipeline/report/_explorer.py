@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from importlib import resources
 from itertools import combinations
 from pathlib import Path
+
+# Any: rows and the page's data as JSON (any JSON type).
 from typing import Any
 
 import polars as pl
@@ -482,12 +484,12 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
             for name, vals in values.items()
         }
         if d not in targets:
-            frame = samples_by.get((d,))
+            sample_frame = samples_by.get((d,))
             targets[d] = {
                 sid: (target, list(tags or []))
                 for sid, target, tags in (
-                    frame.select("sample_id", "target", "tags").iter_rows()
-                    if frame is not None
+                    sample_frame.select("sample_id", "target", "tags").iter_rows()
+                    if sample_frame is not None
                     else []
                 )
             }

@@ -12,9 +12,15 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
+# Any: matplotlib axes (see _subplots).
+from typing import TYPE_CHECKING, Any
+
 import polars as pl
 
 from eval_pipeline.storage import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:  # matplotlib is imported on use (startup cost)
+    from matplotlib.figure import Figure
 
 PLOTS = ("score_by_model.png", "cost_vs_score.png", "latency.png")
 
@@ -27,7 +33,9 @@ class HtmlReport:
     images: list[Path]
 
 
-def _subplots(*args, figsize: tuple[float, float], **kwargs):
+# ``Any``: one Axes or an array of them (by ``squeeze``, rows and columns), and the keywords
+# are matplotlib's own (``squeeze``, ``gridspec_kw``), as ``Figure.subplots`` takes them.
+def _subplots(*args: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
     """A figure and its axes, without pyplot (no global state, no GUI backend).
 
     Every figure lays itself out (``constrained``), so it is drawn once when saved, not
@@ -39,7 +47,7 @@ def _subplots(*args, figsize: tuple[float, float], **kwargs):
     return fig, fig.subplots(*args, **kwargs)
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     # Rendered to a temporary name and renamed: a reader never sees half a PNG.
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
@@ -80,7 +88,7 @@ def _limits(low: float, high: float) -> tuple[float, float]:
     return low - (pad if low != 0 else 0), high + pad
 
 
-def _legend(fig, colours: dict[str, str]) -> None:
+def _legend(fig: Figure, colours: dict[str, str]) -> None:
     # One legend for every panel, outside them: no panel's bars hide behind it.
     from matplotlib.patches import Patch
 

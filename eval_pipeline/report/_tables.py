@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from eval_pipeline.core.keys import PROBLEM_SEPARATOR
+from eval_pipeline.core.schemas import table_schema
 from eval_pipeline.storage import Store
 
 
@@ -133,7 +134,7 @@ def samples_table(
 
 
 # One row of spend: who was called, for which partition, what it cost.
-SPEND_SCHEMA = pl.Schema(
+SPEND_SCHEMA = table_schema(
     {
         "time": pl.Datetime("us", "UTC"),
         "model": pl.String,

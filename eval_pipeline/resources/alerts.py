@@ -7,6 +7,8 @@ the sensors that post them are in ``eval_pipeline/defs/sensors.py``.
 from __future__ import annotations
 
 import os
+
+# Any: the webhook's JSON payload.
 from typing import Any
 
 import dagster as dg

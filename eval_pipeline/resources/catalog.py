@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def _with_adapters(root: str, mtime_key: tuple, store_root: str, adapters_key: t
     return with_adapter_models(catalog, Store(store_root), load_recipes(root, catalog))
 
 
-def _mtimes(files) -> tuple:
+def _mtimes(files: Iterable[Path]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted((str(p), p.stat().st_mtime_ns) for p in files if p.exists()))
 
 

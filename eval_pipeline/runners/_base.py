@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from eval_pipeline.node import GenerationTask, NodeResult
 
@@ -13,11 +13,11 @@ from eval_pipeline.node import GenerationTask, NodeResult
 class Log(Protocol):
     """What a runner logs to (Dagster's ``context.log``, a ``logging.Logger``)."""
 
-    def info(self, msg: str) -> Any: ...
+    def info(self, msg: str) -> object: ...
 
-    def warning(self, msg: str) -> Any: ...
+    def warning(self, msg: str) -> object: ...
 
-    def error(self, msg: str) -> Any: ...
+    def error(self, msg: str) -> object: ...
 
 
 @dataclass(frozen=True)

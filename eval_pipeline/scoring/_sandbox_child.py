@@ -7,20 +7,29 @@ and the verdict descriptor (-1 in program mode). It uses the standard library al
 imports lazily, because every import costs start-up time on every run.
 """
 
+from __future__ import annotations  # already loaded by site: costs nothing here
+
 import sys
+
+# The names annotations use, for the type checker only (mypy reads this flag by name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import types
+    from collections.abc import Callable
+    from typing import Any, NoReturn
 
 # Trusted code never imports from the working directory: a solution could plant json.py there.
 sys.path[:] = [p for p in sys.path if p not in ("", ".")]
 
 
-def _sandbox_main():
+def _sandbox_main() -> None:
     import os
     import resource
 
     mode, workdir = sys.argv[1], os.path.realpath(sys.argv[2])
     memory_bytes, cpu_s, file_bytes, nproc, parent_pid, guard, verdict_fd = map(int, sys.argv[3:10])
 
-    def limit(kind, soft, hard):
+    def limit(kind: int, soft: int, hard: int) -> None:
         _, current = resource.getrlimit(kind)
         if current != resource.RLIM_INFINITY:
             soft, hard = min(soft, current), min(hard, current)
@@ -63,14 +72,14 @@ def _sandbox_main():
         _run_program(workdir, guard)
 
 
-def _forget_ctypes():
+def _forget_ctypes() -> None:
     # Model code then has to import ctypes again, which the guard refuses.
     for name in list(sys.modules):
         if name in ("ctypes", "_ctypes") or name.startswith("ctypes."):
             del sys.modules[name]
 
 
-def _load(workdir, guard):
+def _load(workdir: str, guard: int) -> tuple[types.ModuleType, types.CodeType]:
     """Compile main.py, install the guard, return (module, code); may raise SyntaxError."""
     import builtins
     import os
@@ -84,13 +93,13 @@ def _load(workdir, guard):
         _install_guard(workdir)
     main = types.ModuleType("__main__")
     main.__file__ = path
-    main.__builtins__ = builtins
+    main.__builtins__ = builtins  # type: ignore[attr-defined]  # a module's own builtins slot
     sys.modules["__main__"] = main
     sys.argv = [path]
     return main, code
 
 
-def _run_program(workdir, guard):
+def _run_program(workdir: str, guard: int) -> None:
     main, code = _load(workdir, guard)
     exec(code, main.__dict__)
 
@@ -100,7 +109,8 @@ def _run_program(workdir, guard):
 _MESSAGE_LIMIT = 16 * 1024 * 1024
 
 
-def _encode(value, depth=0):
+# Values crossing the sandbox are the solution's own (any built-in type): ``Any`` on purpose.
+def _encode(value: Any, depth: int = 0) -> Any:
     # Exact built-in types only: a subclass could rig __eq__, __hash__ or __repr__.
     if depth > 200:
         raise ValueError("a value nested too deeply")
@@ -120,7 +130,7 @@ def _encode(value, depth=0):
     raise TypeError(f"a value of type {kind.__name__} cannot cross the sandbox")
 
 
-def _decode(data, depth=0):
+def _decode(data: Any, depth: int = 0) -> Any:
     if depth > 200:
         raise ValueError("a value nested too deeply")
     kind = type(data)
@@ -148,7 +158,7 @@ def _decode(data, depth=0):
     raise ValueError("a malformed value")
 
 
-def _send(fd, message):
+def _send(fd: int, message: list[Any]) -> None:
     import json
     import os
 
@@ -158,7 +168,7 @@ def _send(fd, message):
         view = view[os.write(fd, view) :]
 
 
-def _read_exact(fd, size):
+def _read_exact(fd: int, size: int) -> bytes | None:
     import os
 
     chunks, left = [], size
@@ -171,7 +181,7 @@ def _read_exact(fd, size):
     return b"".join(chunks)
 
 
-def _receive(fd):
+def _receive(fd: int) -> list[Any] | None:
     """The next message, or None at end of file; ValueError on a malformed one."""
     import json
 
@@ -190,14 +200,14 @@ def _receive(fd):
     return message
 
 
-def _error_line(exc):
+def _error_line(exc: BaseException) -> str:
     import traceback
 
     lines = traceback.format_exception_only(type(exc), exc)
     return (lines[-1] if lines else type(exc).__name__).strip()[:1000]
 
 
-def _flush():
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -205,7 +215,7 @@ def _flush():
             pass
 
 
-def _serve(workdir, guard, requests, replies):
+def _serve(workdir: str, guard: int, requests: int, replies: int) -> None:
     """The solution process: load main.py, then answer calls until the supervisor stops."""
     import os
 
@@ -243,7 +253,7 @@ def _serve(workdir, guard, requests, replies):
         _send(replies, reply)
 
 
-def _supervise(workdir, guard, verdict_fd):
+def _supervise(workdir: str, guard: int, verdict_fd: int) -> None:
     """The supervisor: fork the solution process, then run the tests and write the verdict."""
     import json
     import os
@@ -291,7 +301,7 @@ class _SolutionError(Exception):
     """An exception of the solution's that is not a built-in one; its text is the line."""
 
 
-def _judge(pid, requests, replies):
+def _judge(pid: int, requests: int, replies: int) -> dict[str, object]:
     import builtins
     import json
     import os
@@ -301,9 +311,9 @@ def _judge(pid, requests, replies):
     # Read only now, after the fork: the solution process never holds the tests.
     problem = json.loads(sys.stdin.buffer.read())
 
-    outcome = {}
+    outcome: dict[str, object] = {}
 
-    def ended():
+    def ended() -> dict[str, object]:
         # How the solution process ended: a signal names a limit (SIGXCPU, SIGXFSZ).
         if outcome:
             return outcome
@@ -324,7 +334,7 @@ def _judge(pid, requests, replies):
             outcome.update(error="the program exited before the tests finished")
         return outcome
 
-    def failed(**fields):
+    def failed(**fields: object) -> dict[str, object]:
         return {"status": "failed", **fields}
 
     try:
@@ -337,7 +347,8 @@ def _judge(pid, requests, replies):
         return failed(error=str(hello[1]) if len(hello) > 1 else "the solution did not load")
 
     entry_point, check_name = problem["entry_point"], problem["check"]
-    namespace = {"__name__": "__check__", "__builtins__": builtins}
+    # What the problem's own code defines there: any value (``Any`` on purpose).
+    namespace: dict[str, Any] = {"__name__": "__check__", "__builtins__": builtins}
     try:
         helpers = problem["helpers"]
         try:
@@ -351,9 +362,9 @@ def _judge(pid, requests, replies):
     except BaseException as exc:
         return {"status": "error", "error": f"the problem's tests cannot run: {_error_line(exc)}"}
 
-    broken = []
+    broken: list[dict[str, object]] = []
 
-    def candidate(*args, **kwargs):
+    def candidate(*args: object, **kwargs: object) -> Any:
         try:
             message = ["call", entry_point, _encode(list(args)), _encode(kwargs)]
         except (TypeError, ValueError) as exc:
@@ -403,7 +414,7 @@ def _judge(pid, requests, replies):
     return {"status": "passed"}
 
 
-def _install_guard(workdir):
+def _install_guard(workdir: str) -> None:
     import _posixsubprocess
     import _socket
     import os
@@ -440,15 +451,15 @@ def _install_guard(workdir):
     # Bound now: the program may replace module attributes the checks would look up later.
     realpath, readlink, getcwd, fsdecode = os.path.realpath, os.readlink, os.getcwd, os.fsdecode
     join, isabs, dirname = os.path.join, os.path.isabs, os.path.dirname
-    busy = []  # non-empty while a check runs: code the program slipped into it sees this
+    busy: list[str] = []  # non-empty while a check runs: code the program slipped into it sees this
 
-    def deny(message):
+    def deny(message: str) -> NoReturn:
         raise SandboxViolation(message)
 
-    def resolve(target, dir_fd=None):
+    def resolve(target: str | bytes | int, dir_fd: int | None = None) -> str:
         if isinstance(target, int):
             if target < 0:
-                return None
+                return ""  # no file: outside every allowed folder
             return realpath(readlink(f"/proc/self/fd/{target}"))
         name = fsdecode(target)
         if dir_fd is not None and dir_fd >= 0 and not isabs(name):
@@ -457,7 +468,7 @@ def _install_guard(workdir):
             base = getcwd()
         return realpath(join(base, name))
 
-    def check_write(target, dir_fd=None, action="write"):
+    def check_write(target: Any, dir_fd: int | None = None, action: str = "write") -> None:
         # An already open descriptor was checked when it was opened.
         if isinstance(target, int) or target in streams:
             return
@@ -466,7 +477,7 @@ def _install_guard(workdir):
             return
         deny(f"{action} outside the sandbox directory: {full}")
 
-    def check_read(target, dir_fd=None):
+    def check_read(target: Any, dir_fd: int | None = None) -> None:
         if isinstance(target, int) or target in streams:
             return
         full = resolve(target, dir_fd)
@@ -476,7 +487,7 @@ def _install_guard(workdir):
             return
         deny(f"read outside the sandbox directory: {full}")
 
-    def on_open(args):
+    def on_open(args: tuple[Any, ...]) -> None:
         target, _mode, flags = args[:3]
         if (flags or 0) & write_flags:
             # Opening the directory itself for writing only works with O_TMPFILE, which
@@ -487,7 +498,7 @@ def _install_guard(workdir):
         else:
             check_read(target)
 
-    def on_symlink(args):
+    def on_symlink(args: tuple[Any, ...]) -> None:
         source, link, dir_fd = args[:3]
         check_write(link, dir_fd, "symlink")
         where = dirname(resolve(link, dir_fd))
@@ -495,24 +506,24 @@ def _install_guard(workdir):
         if not pointee.startswith(inside):
             deny(f"symlink to outside the sandbox directory: {pointee}")
 
-    def on_chdir(args):
+    def on_chdir(args: tuple[Any, ...]) -> None:
         full = resolve(args[0])
         if full != workdir and not full.startswith(inside):
             deny(f"chdir outside the sandbox directory: {full}")
 
-    def on_kill(args):
+    def on_kill(args: tuple[Any, ...]) -> None:
         if args[0] != own_pid:
             deny("signalling other processes is disabled in the sandbox")
 
-    def on_socket(args):
+    def on_socket(args: tuple[Any, ...]) -> None:
         if args[1] != _socket.AF_UNIX:
             deny("network access is disabled in the sandbox")
 
-    def on_import(args):
+    def on_import(args: tuple[Any, ...]) -> None:
         if str(args[0]).partition(".")[0] in blocked_modules:
             raise SandboxBlockedImport(f"import of {args[0]} is disabled in the sandbox")
 
-    def refuse(message):
+    def refuse(message: str) -> Callable[[tuple[Any, ...]], None]:
         return lambda args: deny(message)
 
     # The ways Python code reaches the guard's own objects to switch it off: walking the
@@ -521,18 +532,25 @@ def _install_guard(workdir):
     # slipped its own function into one, through a module attribute a check calls).
     generator_frames = frozenset(("gi_frame", "cr_frame", "ag_frame"))
 
-    def on_getattr(args):
+    def on_getattr(args: tuple[Any, ...]) -> None:
         if len(args) > 1 and (
             args[1] == "tb_frame" or (args[1] in generator_frames and len(busy) > 1)
         ):
             deny(f"reading {args[1]} is disabled in the sandbox")
 
-    def on_getframe(args):
+    def on_getframe(args: tuple[Any, ...]) -> None:
         if len(busy) > 1:  # this event's own entry is the first
             deny("inspecting frames during a sandbox check is disabled in the sandbox")
 
     introspection = refuse("walking the garbage collector is disabled in the sandbox")
     tracing = refuse("tracing and profiling are disabled in the sandbox")
+
+    def both(action: str) -> Callable[[tuple[Any, ...]], None]:
+        def check(a: tuple[Any, ...]) -> None:
+            for i in (0, 1):
+                check_write(a[i], a[i + 2], action)
+
+        return check
 
     processes = refuse("starting processes is disabled in the sandbox")
     network = refuse("network access is disabled in the sandbox")
@@ -541,8 +559,8 @@ def _install_guard(workdir):
         "os.remove": lambda a: check_write(a[0], a[1], "delete"),
         "os.rmdir": lambda a: check_write(a[0], a[1], "delete"),
         "os.mkdir": lambda a: check_write(a[0], a[2], "mkdir"),
-        "os.rename": lambda a: [check_write(a[i], a[i + 2], "rename") for i in (0, 1)],
-        "os.link": lambda a: [check_write(a[i], a[i + 2], "link") for i in (0, 1)],
+        "os.rename": both("rename"),
+        "os.link": both("link"),
         "os.symlink": on_symlink,
         "os.chmod": lambda a: check_write(a[0], a[2], "chmod"),
         "os.chown": lambda a: check_write(a[0], a[3], "chown"),
@@ -593,7 +611,7 @@ def _install_guard(workdir):
     }
     lookup = handlers.get
 
-    def audit(event, args):
+    def audit(event: str, args: tuple[Any, ...]) -> None:
         handler = lookup(event)
         if handler is not None:
             busy.append(event)
@@ -603,8 +621,8 @@ def _install_guard(workdir):
                 busy.pop()
 
     # Functions that raise no audit event are replaced where the program finds them.
-    def stub(name):
-        def refused(*args, **kwargs):
+    def stub(name: str) -> Callable[..., None]:
+        def refused(*args: object, **kwargs: object) -> None:
             deny(f"{name} is disabled in the sandbox")
 
         refused.__name__ = name
@@ -634,19 +652,21 @@ def _install_guard(workdir):
         ):
             if hasattr(module, name):
                 setattr(module, name, stub(f"os.{name}"))
-    _posixsubprocess.fork_exec = stub("_posixsubprocess.fork_exec")
+    _posixsubprocess.fork_exec = stub("_posixsubprocess.fork_exec")  # type: ignore[assignment]  # replaced on purpose
     if hasattr(signal, "pidfd_send_signal"):
         signal.pidfd_send_signal = stub("signal.pidfd_send_signal")
 
     real_open = os.open
 
-    def guarded_open(target, flags, mode=0o777, *, dir_fd=None):
+    def guarded_open(
+        target: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None
+    ) -> int:
         # The "open" audit event does not carry dir_fd, so check the real location here.
         if dir_fd is not None:
             (check_write if flags & write_flags else check_read)(target, dir_fd)
         return real_open(target, flags, mode, dir_fd=dir_fd)
 
-    os.open = posix.open = guarded_open
+    os.open = posix.open = guarded_open  # type: ignore[assignment]  # replaced on purpose
     sys.addaudithook(audit)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import string
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -34,7 +35,9 @@ def last_number(text: str) -> float | None:
     return parse_number(found[-1]) if found else None
 
 
-def _result(sample_ids: list[str], values: list[float | None], details: list[str]) -> pl.DataFrame:
+def _result(
+    sample_ids: list[str], values: Sequence[float | None], details: list[str]
+) -> pl.DataFrame:
     return pl.DataFrame(
         {"sample_id": sample_ids, "value": values, "detail": details},
         schema={"sample_id": pl.String, "value": pl.Float64, "detail": pl.String},
@@ -97,7 +100,8 @@ def numeric_match(
 
     Null (not applicable) where the target is not a number.
     """
-    values, details = [], []
+    values: list[float | None] = []
+    details: list[str] = []
     for completion, target in zip(frame["completion"], frame["target"], strict=True):
         want = parse_number(target or "")
         if want is None:

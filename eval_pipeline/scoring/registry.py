@@ -13,6 +13,8 @@ import importlib
 import inspect
 import re
 from collections.abc import Callable
+
+# Any: scorer params from YAML, checked by each scorer.
 from typing import Any
 
 import polars as pl

@@ -65,6 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -720,7 +721,9 @@ def _tail(handle: IO[bytes], limit: int = TAIL_BYTES) -> str:
 
 
 def _remove_tree(path: str) -> None:
-    def make_writable_and_retry(func, failed_path, *_):
+    def make_writable_and_retry(
+        func: Callable[[str], object], failed_path: str, *_: object
+    ) -> None:
         # A program may have removed write permission from its own directories.
         os.chmod(os.path.dirname(failed_path), 0o700)
         func(failed_path)

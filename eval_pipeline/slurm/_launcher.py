@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# Any: the job's function and result (any picklable value); submitit's params.
 from typing import Any
 
 import submitit

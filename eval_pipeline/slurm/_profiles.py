@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
+
+# Any: submitit's executor parameters (any value it takes).
 from typing import Any
 
 import yaml

@@ -16,6 +16,8 @@ aggregates count only the documents scored the official way.
 from __future__ import annotations
 
 import json
+
+# Any: lm-eval's documents and items (lm-eval ships no types).
 from typing import Any
 
 import polars as pl

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# Any: aggregate rows (any column value).
+from typing import Any, cast
+
 import polars as pl
 
-from eval_pipeline.catalog import Catalog
+from eval_pipeline.catalog import Catalog, DatasetSpec
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import problem_id
 from eval_pipeline.core.schemas import AGGREGATES, SLICE_AGGREGATES
@@ -43,7 +46,8 @@ def aggregate(
         "code_version": code_version(),
         "latency_p50_s": stats.percentile(latencies, 50),
         "latency_p95_s": stats.percentile(latencies, 95),
-        "cache_hit_rate": float(generations["cached"].mean()) if generations.height else None,
+        # A boolean column's mean is a float (polars types it as any literal).
+        "cache_hit_rate": cast(float, generations["cached"].mean()) if generations.height else None,
         **_telemetry(store, model, dataset),
     }
     prompt_version = generations["prompt_version"][0] if generations.height else ""
@@ -113,7 +117,7 @@ def _aggregate_lm_eval(
     prompt_version = scores["prompt_version"][0] if scores.height else ""
     if mode == "not_applicable":
         whole = [_empty(catalog.dataset_specs[dataset].primary)]
-        slices = []
+        slices: list[dict[str, Any]] = []
     else:
         whole, slices = aggregate_rows(catalog, dataset, scores, letters=mode == "generate")
     base = {"model": model, "dataset": dataset, "prompt_version": prompt_version}
@@ -142,7 +146,7 @@ def _telemetry(store: Store, model: str, dataset: str) -> dict[str, float | None
     return {name: row[name] for name in names}
 
 
-def _metrics(spec, scores: pl.DataFrame) -> list[str]:
+def _metrics(spec: DatasetSpec, scores: pl.DataFrame) -> list[str]:
     # The spec's metrics first (a scorer with no rows still gets its row), then the extra
     # metrics some scorers write (a judge's per-judge and calibrated scores) in score order.
     named = [s.metric_name for s in spec.scorers]
@@ -176,7 +180,9 @@ def _pass_at_k_rows(row: dict, applicable: pl.DataFrame, samples_per_problem: in
     return out
 
 
-def _judge_agreement_rows(spec, scores: pl.DataFrame, template: dict | None) -> list[dict]:
+def _judge_agreement_rows(
+    spec: DatasetSpec, scores: pl.DataFrame, template: dict[str, object] | None
+) -> list[dict[str, object]]:
     # Several judges on one rubric: how far they agree, as mean pairwise quadratic-weighted
     # kappa and Spearman over the samples both judges could score.
     if template is None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+# Any: check metadata (any value Dagster records).
+from typing import Any, cast
 
 import polars as pl
 
@@ -42,7 +44,7 @@ def generations_complete(
     if per_task:
         task = pl.col("sample_id").str.split("/").list.first()
         rows = generations.group_by(task.alias("task")).agg(pl.len().alias("rows"))
-        requested = -(-int(rows["rows"].max() or 0) // per_problem)
+        requested = -(-(cast("int | None", rows["rows"].max()) or 0) // per_problem)
         problems = problems.filter(pl.int_range(pl.len()).over(task) < requested)
     else:
         requested = -(-generations.height // per_problem)  # a partial problem counts too
@@ -52,23 +54,23 @@ def generations_complete(
     duplicates = got.filter(got.is_duplicated()).unique().sort().to_list()
     unknown = sorted(set(got) - set(known))
     empty = generations.filter(pl.col("completion").is_null())["sample_id"].to_list()
-    problems = []
+    found: list[str] = []
     if missing:
-        problems.append(f"{len(missing)} samples without a row (e.g. {missing[:3]})")
+        found.append(f"{len(missing)} samples without a row (e.g. {missing[:3]})")
     if duplicates:
-        problems.append(f"{len(duplicates)} duplicated samples (e.g. {duplicates[:3]})")
+        found.append(f"{len(duplicates)} duplicated samples (e.g. {duplicates[:3]})")
     if unknown:
-        problems.append(f"{len(unknown)} rows for unknown samples (e.g. {unknown[:3]})")
+        found.append(f"{len(unknown)} rows for unknown samples (e.g. {unknown[:3]})")
     if empty:
-        problems.append(f"{len(empty)} rows without a completion (e.g. {empty[:3]})")
+        found.append(f"{len(empty)} rows without a completion (e.g. {empty[:3]})")
     metadata = {
         "rows": generations.height,
         "missing": len(missing),
         "duplicates": len(duplicates),
         "without_completion": len(empty),
     }
-    if problems:
-        return CheckOutcome(False, "; ".join(problems), metadata)
+    if found:
+        return CheckOutcome(False, "; ".join(found), metadata)
     return CheckOutcome(True, f"all {generations.height} samples have a completion", metadata)
 
 

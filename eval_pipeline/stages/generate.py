@@ -8,6 +8,8 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# Any: dataset rows (any JSON value).
 from typing import Any
 
 import polars as pl
@@ -27,6 +29,7 @@ from eval_pipeline.core.types import (
     SamplingParams,
 )
 from eval_pipeline.engine import (
+    EngineResult,
     GenerationStopped,
     Progress,
     ResponseCache,
@@ -508,7 +511,7 @@ def generations_frame(
     prompt_version: str,
     samples: pl.DataFrame,
     requests: list[GenerationRequest],
-    result,  # EngineResult
+    result: EngineResult,
     run: RunOrigin,
     answer_mode: AnswerMode = "generate",
 ) -> pl.DataFrame:

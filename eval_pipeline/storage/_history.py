@@ -16,9 +16,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from eval_pipeline.core.errors import EvalPipelineError
 
@@ -126,7 +128,7 @@ class Retention:
         """The entries (oldest first) this retention removes."""
         if len(entries) <= 1:
             return []
-        doomed = set()
+        doomed: set[int] = set()
         if self.keep_runs is not None:
             doomed.update(range(0, max(0, len(entries) - self.keep_runs)))
         if self.keep_days is not None:
@@ -136,7 +138,10 @@ class Retention:
         return [entries[i] for i in sorted(doomed)]
 
 
-def _env_number(name: str, kind):
+_Number = TypeVar("_Number", int, float)
+
+
+def _env_number(name: str, kind: Callable[[str], _Number]) -> _Number | None:
     text = os.environ.get(name, "").strip()
     if not text:
         return None

@@ -199,6 +199,8 @@ class Store:
                 frame.write_parquet(tmp, compression="zstd", statistics=True)
             return target
         run = check_run_id(run_id) if run_id is not None else self.run_id or new_run_id()
+        # self.path refused a partition table without its dataset and model.
+        assert dataset is not None and model is not None
         folder = self.history_folder(table, dataset, model)
         now = datetime.now(UTC)
         entry = folder / entry_name(run, now)

@@ -10,6 +10,8 @@ The loss covers the completion's tokens only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# Any: the tokenizer (transformers, imported on use) and rows as JSON.
 from typing import Any
 
 from eval_pipeline.catalog import Catalog, Dataset

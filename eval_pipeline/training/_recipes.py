@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+# Any: what a YAML file holds; training settings as JSON.
 from typing import Any, Literal
 
 import yaml

@@ -19,6 +19,8 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+# Any: training settings as JSON (any JSON type).
 from typing import Any
 
 from eval_pipeline.core.hashing import directory_hash

@@ -23,6 +23,8 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+# Any: torch and transformers objects, imported on use.
 from typing import Any
 
 from eval_pipeline.catalog import Catalog, Dataset, ModelSpec
@@ -247,7 +249,8 @@ def train_lora(
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     config = LoraConfig(
         r=recipe.rank,
-        lora_alpha=recipe.alpha,
+        # peft types it int; a float scales the update the same way (alpha / rank).
+        lora_alpha=recipe.alpha,  # type: ignore[arg-type]
         lora_dropout=recipe.dropout,
         target_modules=list(recipe.target_modules)
         if recipe.target_modules != ("all-linear",)
