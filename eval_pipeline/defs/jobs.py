@@ -36,6 +36,8 @@ SAMPLE_LIMIT_TAG = "eval_pipeline/sample_limit"
 # without the tag a run's budget is its own.
 BUDGET_TAG = "eval_pipeline/budget_usd"
 BUDGET_SCOPE_TAG = "eval_pipeline/budget_scope"
+# ``batch`` or ``online``: the route of every API model of the run, over its catalog route.
+ROUTE_TAG = "eval_pipeline/route"
 
 DATASETS_GROUP = "catalog"
 DATASETS_JOB = "datasets_job"

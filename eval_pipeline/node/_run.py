@@ -147,6 +147,7 @@ def _do(
                 partition_timeout_s=task.partition_timeout_s,
                 request_timeout_s=task.request_timeout_s,
                 budget_scope=task.budget_scope,
+                route=task.route,
                 run=RunOrigin(
                     run_id=task.run_id,
                     slurm_job_id=where["job_id"] or None,

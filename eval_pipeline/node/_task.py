@@ -71,6 +71,8 @@ class GenerationTask:
     request_timeout_s: float | None = None
     """API models: per-request deadline, over the catalog's."""
     progress_every_s: float = 10.0
+    route: str | None = None
+    """API models: ``batch`` or ``online`` over the catalog's ``route`` (a run's tag)."""
     report_dir: str | None = None
     """Where the job writes ``progress.json`` while it runs and ``report.json`` at the end."""
     imports: tuple[str, ...] = ()

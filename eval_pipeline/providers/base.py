@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Missing
+
+if TYPE_CHECKING:
+    from eval_pipeline.providers.batch import BatchApi
 
 FailureKind = Literal[
     "rate_limited",  # 429
@@ -138,6 +141,10 @@ class Provider:
 
     def close(self) -> None:
         """Release the provider; a local model may stay cached for the process."""
+        return None
+
+    def batch_api(self) -> BatchApi | None:
+        """The provider's batch endpoints (the ``batch`` route), or None where it has none."""
         return None
 
     def telemetry(self) -> dict[str, Any]:

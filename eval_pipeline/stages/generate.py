@@ -426,6 +426,7 @@ def generate(
     request_timeout_s: float | None = None,
     budget_scope: str | None = None,
     run: RunOrigin | None = None,
+    route: str | None = None,
 ) -> GenerateReport:
     """Generate the completions of ``dataset`` with ``model`` and write them.
 
@@ -438,7 +439,8 @@ def generate(
 
     ``budget_usd``, ``partition_timeout_s`` and ``request_timeout_s`` bound API providers;
     with ``budget_scope`` (a run's id) the budget is shared by everything of that run
-    (see :class:`~eval_pipeline.engine.RunControls`).
+    (see :class:`~eval_pipeline.engine.RunControls`). ``route`` (``batch`` or ``online``)
+    overrides the model's catalog ``route``.
 
     Raises:
         GenerationStopped: An API run stopped early (rejected credentials, circuit breaker,
@@ -478,6 +480,9 @@ def generate(
                 request_timeout_s=request_timeout_s,
                 budget_ledger=str(store.budget_ledger(budget_scope)) if budget_scope else None,
                 rate_leases=str(store.rate_leases_dir),
+                route=route,
+                batch_dir=str(store.runs_dir / "batches"),
+                run_id=run.run_id if run is not None else None,
             ),
         )
     finally:

@@ -14,8 +14,9 @@ Routes (as the real ``openai`` and ``anthropic`` SDKs call them):
 Each request of a batch is answered by the server's online handler, so a batch answer is
 exactly the online answer (same text, same token counts). A batch completes
 ``complete_after_s`` after it was created, on the first look after that; until then it is
-in progress. Partial failures are drawn per request from a hash of its ``custom_id``, so
-they do not depend on order; ``expire_fraction`` of a batch's requests expire instead of
+in progress. Partial failures are drawn per request from a hash of its ``custom_id`` and how
+many batches it has been in, so they do not depend on order and a request sent again can
+succeed; ``expire_fraction`` of a batch's requests expire instead of
 completing; a cancelled batch answers nothing that was not done.
 """
 
@@ -103,6 +104,8 @@ class BatchApp:
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, _Batch] = {}
         self._counter = 0
+        # How many batches each custom_id has been in: a request sent again draws anew.
+        self._seen: dict[str, int] = {}
 
     def configure(self, config: BatchConfig) -> None:
         self.config = config
@@ -169,9 +172,10 @@ class BatchApp:
         pending = []
         for line in batch.lines:
             cid = line["custom_id"]
-            if self._draw(cid, "expire") < self.config.expire_fraction:
+            nth = self._seen[cid] = self._seen.get(cid, 0) + 1
+            if self._draw(f"{cid}:{nth}", "expire") < self.config.expire_fraction:
                 batch.results[cid] = {"kind": "expired"}
-            elif self._draw(cid, "fail") < self.config.fail_fraction:
+            elif self._draw(f"{cid}:{nth}", "fail") < self.config.fail_fraction:
                 batch.results[cid] = {"kind": "errored", "status": 500}
             else:
                 pending.append(line)
@@ -282,9 +286,16 @@ class BatchApp:
             result = batch.results.get(line["custom_id"])
             if result is None:
                 continue
-            record: dict[str, Any] = {"id": self._next_id("batch_req_"), "custom_id": line["custom_id"]}
+            record: dict[str, Any] = {
+                "id": self._next_id("batch_req_"),
+                "custom_id": line["custom_id"],
+            }
             if result["kind"] == "succeeded":
-                record["response"] = {"status_code": 200, "request_id": "req", "body": result["body"]}
+                record["response"] = {
+                    "status_code": 200,
+                    "request_id": "req",
+                    "body": result["body"],
+                }
                 record["error"] = None
                 out.append(record)
             elif result["kind"] == "errored":
