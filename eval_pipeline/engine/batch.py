@@ -69,7 +69,7 @@ class Submission:
     bytes: int
     intent_at: float
     worst_usd: float
-    state: str = "intent"  # intent, submitted, collected, cancelled
+    state: str = "intent"  # intent, submitted, collected, cancelled, abandoned
     batch_id: str | None = None
     status: str = ""
     counts: dict[str, int] = field(default_factory=dict)
@@ -286,6 +286,32 @@ class BatchRoute:
         self.book.put(record)
         return record
 
+    def resume(self, hashes: set[str]) -> list[Submission]:
+        """The open submissions of this model holding any of ``hashes``, each with its batch.
+
+        A run killed after submitting finds its batches here and collects them instead of
+        sending their requests again. An intent whose batch the provider does not hold was
+        never created: it is dropped (``abandoned``).
+        """
+        found = []
+        for record in self.book.open(self.spec.slug):
+            if not hashes.intersection(record.request_hashes):
+                continue
+            if record.batch_id is None:
+                remote = self._adopt(record)
+                if remote is None:
+                    record.state = "abandoned"
+                    self.book.put(record)
+                    continue
+                self.budget.reserve(record.worst_usd)
+                record.batch_id, record.state = remote.id, "submitted"
+                record.status, record.submitted_at = remote.status, time.time()
+                self.book.put(record)
+            else:
+                self.budget.reserve(record.worst_usd)
+            found.append(record)
+        return found
+
     # -- waiting and collecting ---------------------------------------------------------
 
     def wait(
@@ -375,7 +401,9 @@ def run_batch_requests(
             except RequestFailure as failure:
                 results[r.request_hash] = GenerationResponse(None, "error", error=str(failure))
                 stats.errors += 1
-        records = []
+        records = route.resume({r.request_hash for r in sendable}) if round_ == 0 else []
+        covered = {h for record in records for h in record.request_hashes}
+        sendable = [r for r in sendable if r.request_hash not in covered]
         try:
             for chunk in split(route.api, sendable, lines):
                 records.append(route.submit(chunk, lines))
@@ -424,7 +452,7 @@ def run_batch_requests(
                     stats.errors += 1
             # A request the provider did not mention at all was not answered either.
             for h in record.request_hashes:
-                if h not in got:
+                if h not in got and h in by_hash and h not in results:
                     record.missing += 1
                     retry.append(by_hash[h])
             record.cost_usd = cost

@@ -1,0 +1,141 @@
+"""The batch route against the local server's batch endpoints, through the real SDKs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from eval_pipeline.engine.batch import BatchBook
+from eval_pipeline.providers.batch import BatchLimits
+from eval_pipeline.providers.batch.openai import OpenAIBatchApi
+from eval_pipeline.storage import Store
+from eval_pipeline_tests.apiserver import ApiServer
+from eval_pipeline_tests.batch_helpers import (
+    KEY_ENV,
+    KILL_POINTS,
+    batch_count,
+    batch_project,
+    generate_partition,
+    killed_run,
+    prepare,
+)
+
+FLAVOUR = {"oa": "openai", "an": "anthropic"}
+
+
+@pytest.fixture
+def server() -> Iterator[ApiServer]:
+    # One server per test: batches live as long as the server, and adoption looks at them.
+    with ApiServer() as started:
+        yield started
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test-key")
+
+
+def _completions(store_root: Path, model: str) -> list[str | None]:
+    return Store(store_root).read("generations", dataset="synth", model=model)["completion"].to_list()
+
+
+def test_batch_answers_equal_online_answers_at_half_the_cost(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    server.configure_batches(complete_after_s=0.2)
+    project = batch_project(tmp_path / "p", server, 30, online_twins=True)
+    batch_store, online_store = tmp_path / "batch", tmp_path / "online"
+    prepare(project, batch_store)
+    prepare(project, online_store)
+    for model in ("oa", "an"):
+        batch = generate_partition(project, batch_store, model)
+        online = generate_partition(project, online_store, f"{model}-online")
+        assert batch.stats.route == "batch" and online.stats.route == "online"
+        assert batch.errors == 0 and batch.new_rows == 30
+        assert _completions(batch_store, model) == _completions(online_store, f"{model}-online")
+        assert batch.stats.output_tokens == online.stats.output_tokens
+        assert batch.stats.cost_usd == pytest.approx(online.stats.cost_usd * 0.5)
+        assert batch_count(server, FLAVOUR[model]) == 1
+    assert server.stats()["by_path"].get("/v1/chat/completions") == 30  # the online twin only
+
+
+def test_a_batch_run_fills_the_cache_an_online_run_reuses(server: ApiServer, tmp_path: Path) -> None:
+    project = batch_project(tmp_path / "p", server, 12)
+    prepare(project, tmp_path / "s")
+    generate_partition(project, tmp_path / "s", "oa")
+    again = generate_partition(project, tmp_path / "s", "oa", route="online")
+    assert again.reused_rows == 12 and again.stats.model_calls == 0
+    assert server.stats()["requests"] == 0  # no online request at all
+
+
+def test_expired_and_failed_requests_go_again_in_a_new_batch(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    server.configure_batches(fail_fraction=0.1, expire_fraction=0.1, fault_seed=3)
+    project = batch_project(tmp_path / "p", server, 40)
+    prepare(project, tmp_path / "s")
+    for model in ("oa", "an"):
+        report = generate_partition(project, tmp_path / "s", model)
+        assert report.errors == 0, "every request answered in the end"
+        assert report.stats.batch_rounds >= 2 and report.stats.batch_retried > 0
+        assert batch_count(server, FLAVOUR[model]) == report.stats.batch_rounds
+        records = [r for r in BatchBook(Store(tmp_path / "s").runs_dir / "batches").all()]
+        assert all(r.state == "collected" for r in records)
+
+
+def test_a_cancelled_batch_leaves_its_requests_for_the_next_batch(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    server.configure_batches(complete_after_s=30)
+    client = openai.OpenAI(api_key="k", base_url=server.openai_base_url)
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}
+    uploaded = client.files.create(file=("b.jsonl", json.dumps(line).encode()), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    assert client.batches.cancel(batch.id).status == "cancelling"
+    ended = client.batches.retrieve(batch.id)
+    assert ended.status == "cancelled" and ended.output_file_id is None
+
+
+def test_the_budget_counts_a_batch_worst_case_before_it_is_created(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    project = batch_project(tmp_path / "p", server, 20)
+    prepare(project, tmp_path / "s")
+    # 20 requests of 16 max_tokens at $1/$2 per Mtok, halved: about $0.0004 at worst.
+    report = None
+    with pytest.raises(Exception, match="spend budget") as raised:
+        report = generate_partition(project, tmp_path / "s", "oa", budget_usd=0.0001)
+    assert report is None and "batch of 20 requests" in str(raised.value)
+    assert batch_count(server, "openai") == 0
+
+
+def test_batches_split_at_the_provider_limits(
+    server: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(OpenAIBatchApi, "limits", BatchLimits(max_requests=7, max_bytes=10**6))
+    project = batch_project(tmp_path / "p", server, 20)
+    prepare(project, tmp_path / "s")
+    report = generate_partition(project, tmp_path / "s", "oa")
+    assert report.errors == 0 and len(report.stats.batch_ids) == 3  # 7 + 7 + 6
+    assert sorted(b["requests"] for b in server.batches()) == [6, 7, 7]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_sigkilled_batch_run_resumes_without_a_second_batch(
+    server: ApiServer, tmp_path: Path, point: str
+) -> None:
+    project = batch_project(tmp_path / "p", server, 25)
+    store_root = tmp_path / "s"
+    prepare(project, store_root)
+    for model in ("oa", "an"):
+        killed_run(project, store_root, model, point)
+        report = generate_partition(project, store_root, model)
+        assert report.errors == 0 and report.rows == 25
+        assert batch_count(server, FLAVOUR[model]) == 1, f"{model}: a duplicate batch at {point}"
+        assert all(c and c.startswith("answer ") for c in _completions(store_root, model))
