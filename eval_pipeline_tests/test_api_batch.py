@@ -40,7 +40,9 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _completions(store_root: Path, model: str) -> list[str | None]:
-    return Store(store_root).read("generations", dataset="synth", model=model)["completion"].to_list()
+    return (
+        Store(store_root).read("generations", dataset="synth", model=model)["completion"].to_list()
+    )
 
 
 def test_batch_answers_equal_online_answers_at_half_the_cost(
@@ -63,7 +65,9 @@ def test_batch_answers_equal_online_answers_at_half_the_cost(
     assert server.stats()["by_path"].get("/v1/chat/completions") == 30  # the online twin only
 
 
-def test_a_batch_run_fills_the_cache_an_online_run_reuses(server: ApiServer, tmp_path: Path) -> None:
+def test_a_batch_run_fills_the_cache_an_online_run_reuses(
+    server: ApiServer, tmp_path: Path
+) -> None:
     project = batch_project(tmp_path / "p", server, 12)
     prepare(project, tmp_path / "s")
     generate_partition(project, tmp_path / "s", "oa")
@@ -139,3 +143,30 @@ def test_a_sigkilled_batch_run_resumes_without_a_second_batch(
         assert report.errors == 0 and report.rows == 25
         assert batch_count(server, FLAVOUR[model]) == 1, f"{model}: a duplicate batch at {point}"
         assert all(c and c.startswith("answer ") for c in _completions(store_root, model))
+
+
+def test_run_batch_sends_an_online_model_through_batches_and_records_them(
+    server: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from eval_pipeline.cli import main
+    from eval_pipeline.defs.jobs import ROUTE_TAG
+
+    project = batch_project(tmp_path / "p", server, 10, online_twins=True)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    argv = ["--root", str(project), "--store", str(tmp_path / "s"), "run", "--batch"]
+    assert main([*argv, "--model", "an-online", "--dataset", "synth", "--no-preflight"]) == 0
+    assert server.stats()["requests"] == 0, "no online request"
+    assert batch_count(server, "anthropic") == 1
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(filters=dg.RunsFilter(job_name="evaluation_job"))
+        assert run.tags[ROUTE_TAG] == "batch"
+        event = instance.get_latest_materialization_event(dg.AssetKey("generations"))
+        assert event is not None and event.asset_materialization is not None
+        metadata = event.asset_materialization.metadata
+    assert metadata["route"].value == "batch"
+    assert metadata["batch/ids"].value == server.batches()[0]["id"]
+    assert 0 < metadata["cost/actual_over_worst_case"].value < 1

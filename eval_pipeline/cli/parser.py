@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="start without first checking what the partitions need (data, sandbox, API "
         "keys, packages, judges); see eval-pipeline doctor",
     )
+    run.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the API models' uncached requests as provider batches (OpenAI Batch, "
+        "Anthropic Message Batches: half price, answered within 24 hours), waiting for "
+        "them with progress; the catalog's route: batch does the same per model",
+    )
     run.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO)")
     run.add_argument(

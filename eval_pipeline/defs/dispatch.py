@@ -145,6 +145,8 @@ def work_metadata(result: WorkResult, outcome: TaskOutcome) -> Metadata:
             retries=result.retries,
             rate_limited_responses=result.rate_limited,
         )
+        if result.route == "batch":
+            metadata.update(batch_metadata(result))
     # Where and how fast the task's model ran (every partition of the task shares it).
     prefix = "slurm/" if node.runs_on == "slurm" else "node/"
     metadata.update(
@@ -169,6 +171,21 @@ def work_metadata(result: WorkResult, outcome: TaskOutcome) -> Metadata:
             }
         )
     return metadata
+
+
+def batch_metadata(result: WorkResult) -> Metadata:
+    """A batch-route partition's provider batches, and its cost against the worst case counted."""
+    worst = result.batch_worst_usd
+    return {
+        "route": "batch",
+        "batch/ids": ", ".join(result.batch_ids),
+        "batch/count": len(result.batch_ids),
+        "batch/rounds": result.batch_rounds,
+        "batch/retried_requests": result.batch_retried,
+        "batch/waited_s": round(result.batch_waited_s, 3),
+        "cost/worst_case_usd": round(worst, 6),
+        "cost/actual_over_worst_case": round(result.cost_usd / worst, 4) if worst else 0.0,
+    }
 
 
 def collect(

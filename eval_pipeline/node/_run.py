@@ -289,6 +289,12 @@ def _stats(stats: RunStats) -> dict[str, Any]:
         "output_tokens": stats.output_tokens,
         "cost_usd": stats.cost_usd,
         "wall_s": stats.wall_s,
+        "route": stats.route,
+        "batch_ids": tuple(stats.batch_ids),
+        "batch_rounds": stats.batch_rounds,
+        "batch_retried": stats.batch_retried,
+        "batch_waited_s": stats.batch_waited_s,
+        "batch_worst_usd": stats.batch_worst_usd,
     }
 
 

@@ -107,6 +107,14 @@ class WorkResult:
     output_tokens: int = 0
     cost_usd: float = 0.0
     wall_s: float = 0.0
+    # API models: the route the requests took, and on the batch route the provider batch
+    # ids, submission rounds, requests sent again and the worst case counted beforehand.
+    route: str = "online"
+    batch_ids: tuple[str, ...] = ()
+    batch_rounds: int = 0
+    batch_retried: int = 0
+    batch_waited_s: float = 0.0
+    batch_worst_usd: float = 0.0
 
     @property
     def ok(self) -> bool:
