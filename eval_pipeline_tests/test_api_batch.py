@@ -170,3 +170,39 @@ def test_run_batch_sends_an_online_model_through_batches_and_records_them(
     assert metadata["route"].value == "batch"
     assert metadata["batch/ids"].value == server.batches()[0]["id"]
     assert 0 < metadata["cost/actual_over_worst_case"].value < 1
+
+
+def _plan(capsys: pytest.CaptureFixture[str], project: Path, store: Path, *args: str) -> list:
+    from eval_pipeline.cli import main
+
+    capsys.readouterr()
+    argv = ["--root", str(project), "--store", str(store), "plan", "--dataset", "synth"]
+    assert main([*argv, "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_plan_prints_requests_tokens_and_cost_per_route_before_any_request(
+    server: ApiServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = batch_project(tmp_path / "p", server, 40, online_twins=True)
+    store = tmp_path / "s"
+    rows = {(r["model"], r["route"]): r for r in _plan(capsys, project, store, "--full")}
+    assert server.stats()["requests"] == 0 and server.batches() == []
+    batch, online = rows[("oa", "batch")], rows[("oa-online", "online")]
+    assert batch["to_send"] == 40 and batch["basis"] == "estimated"
+    assert batch["output_tokens_worst"] == 40 * 16  # the dataset's max_tokens
+    assert batch["cost_worst_usd"] == pytest.approx(online["cost_worst_usd"] / 2, rel=1e-3)
+    assert rows[("(total)", "batch")]["to_send"] == 80
+
+    report = generate_partition(project, store, "oa")
+    again = _plan(capsys, project, store, "--full", "--model", "oa")
+    assert again[0]["cached"] == 40 and again[0]["to_send"] == 0
+    assert again[0]["cost_expected_usd"] == 0
+    # With earlier answers measured, the expected cost is close to what the run cost.
+    (measured,) = [
+        r
+        for r in _plan(capsys, project, store, "--full", "--model", "oa", "--no-cache")
+        if r["model"] == "oa"
+    ]
+    assert measured["basis"] == "measured"
+    assert measured["cost_expected_usd"] == pytest.approx(report.stats.cost_usd, rel=0.2)

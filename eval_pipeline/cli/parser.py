@@ -262,6 +262,28 @@ def _add_results_commands(sub) -> None:
     )
     costs.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
+    plan = sub.add_parser(
+        "plan",
+        help="before any request: tokens, requests and cost of a run per model, dataset and "
+        "route (online, batch, local)",
+        epilog=EXIT_CODES_HELP,
+    )
+    plan.add_argument("--model", action="append", help="model slug (repeatable; default: all)")
+    plan.add_argument("--dataset", action="append", help="dataset name (repeatable; default: all)")
+    plan_limit = plan.add_mutually_exclusive_group()
+    plan_limit.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        help=f"samples per dataset, as in run (default {DEFAULT_LIMIT})",
+    )
+    plan_limit.add_argument("--full", action="store_true", help="every sample")
+    plan.add_argument(
+        "--batch", action="store_true", help="plan the API models on the batch route (run --batch)"
+    )
+    plan.add_argument("--no-cache", action="store_true", help="count cached requests as sent")
+    plan.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
     samples = sub.add_parser(
         "samples",
         help="per-sample inputs, outputs and scores of one model x dataset",

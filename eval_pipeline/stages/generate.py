@@ -410,6 +410,29 @@ def build_requests(
     return requests
 
 
+def partition_requests(
+    catalog: Catalog, store: Store, model: str, dataset: str, sample_limit: int | None = None
+) -> tuple[pl.DataFrame, PromptTemplate, list[GenerationRequest], AnswerMode]:
+    """A partition's samples, prompt, requests (rendered, hashed) and answer mode; no model call."""
+    spec = catalog.model(model)
+    samples, prompt = load_inputs(store, dataset)
+    mode = catalog.answer_mode(model, dataset)
+    if mode == "not_applicable":
+        # Nothing to ask: an empty table says the cell ran and holds no answers.
+        samples = samples.head(0)
+    samples = limit_samples(samples, sample_limit, per_task=catalog.limits_per_task(dataset))
+    samples = expand_samples(samples, catalog.samples_per_problem(dataset))
+    sampling = sampling_for(catalog, spec, dataset)
+    plan = TaskPlan.for_model(catalog, spec, dataset)
+    if catalog.dataset_specs[dataset].lm_eval:
+        requests = build_lm_eval_requests(
+            catalog.dataset(dataset).lm_eval, spec, samples, sampling, plan
+        )
+    else:
+        requests = build_requests(spec, samples, prompt, sampling, plan)
+    return samples, prompt, requests, mode
+
+
 def generate(
     catalog: Catalog,
     store: Store,
@@ -448,21 +471,9 @@ def generate(
             not reached recorded as not attempted; the message says how to resume.
     """
     spec = catalog.model(model)
-    samples, prompt = load_inputs(store, dataset)
-    mode = catalog.answer_mode(model, dataset)
-    if mode == "not_applicable":
-        # Nothing to ask: an empty table says the cell ran and holds no answers.
-        samples = samples.head(0)
-    samples = limit_samples(samples, sample_limit, per_task=catalog.limits_per_task(dataset))
-    samples = expand_samples(samples, catalog.samples_per_problem(dataset))
-    sampling = sampling_for(catalog, spec, dataset)
-    plan = TaskPlan.for_model(catalog, spec, dataset)
-    if catalog.dataset_specs[dataset].lm_eval:
-        requests = build_lm_eval_requests(
-            catalog.dataset(dataset).lm_eval, spec, samples, sampling, plan
-        )
-    else:
-        requests = build_requests(spec, samples, prompt, sampling, plan)
+    samples, prompt, requests, mode = partition_requests(
+        catalog, store, model, dataset, sample_limit
+    )
     own_provider = provider is None
     provider = provider or create_provider(spec)
     try:
