@@ -23,8 +23,8 @@ def batch_project(
 ) -> Path:
     """A project whose models ``oa`` (OpenAI) and ``an`` (Anthropic) take the batch route.
 
-    With ``online_twins`` it also has ``oa-online`` and ``an-online``: the same models on
-    the online route (the same request hashes, so give them a store of their own).
+    With ``online_twins`` it also has ``oa-online`` and ``an-online`` on the online route,
+    under other model ids (so their requests have cache entries of their own).
     """
     models = []
     for slug, provider, url in (
@@ -33,9 +33,9 @@ def batch_project(
     ):
         models.append({**api_model(slug, provider, url, api_key_env=KEY_ENV), "route": "batch"})
         if online_twins:
-            models.append(
-                api_model(f"{slug}-online", provider, url, api_key_env=KEY_ENV, concurrency=64)
-            )
+            twin = api_model(f"{slug}-online", provider, url, api_key_env=KEY_ENV, concurrency=64)
+            # Another model id: its own cache entries (the server's answers ignore the id).
+            models.append({**twin, "model_id": f"{provider}-online-model"})
     return make_api_project(root, models, samples)
 
 

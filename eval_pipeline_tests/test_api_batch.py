@@ -206,3 +206,15 @@ def test_plan_prints_requests_tokens_and_cost_per_route_before_any_request(
     ]
     assert measured["basis"] == "measured"
     assert measured["cost_expected_usd"] == pytest.approx(report.stats.cost_usd, rel=0.2)
+
+
+def test_the_api_batch_bench_runs_at_a_tiny_size() -> None:
+    from eval_pipeline_tests.bench import api_batch
+
+    # One kill point here: the three are each tested above.
+    result = api_batch.run(rows=12, kill_rows=6, pending_s=1.0, points=("create",))
+    assert result["cost_ratio"] == pytest.approx(0.5)
+    assert result["answers_equal"] is True
+    assert result["duplicate_batches_after_kill"] == 0
+    assert 1.0 <= result["process_held_s"] < 30
+    assert abs(result["plan_error"]) <= 0.2
