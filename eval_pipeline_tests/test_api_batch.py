@@ -218,3 +218,76 @@ def test_the_api_batch_bench_runs_at_a_tiny_size() -> None:
     assert result["duplicate_batches_after_kill"] == 0
     assert 1.0 <= result["process_held_s"] < 30
     assert abs(result["plan_error"]) <= 0.2
+
+
+def test_a_submitting_run_ends_and_the_sensor_requests_the_collecting_run(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    import dagster as dg
+
+    from eval_pipeline.defs import build_definitions
+    from eval_pipeline.defs.batches import build_batch_sensors
+    from eval_pipeline.defs.jobs import BATCH_WAIT_TAG, ROUTE_TAG
+    from eval_pipeline.resources import CatalogResource, StoreResource
+
+    server.configure_batches(complete_after_s=3600)
+    project = batch_project(tmp_path / "p", server, 8, online_twins=True)
+    store = tmp_path / "s"
+    defs = build_definitions(str(project), str(store))
+    job = defs.resolve_job_def("evaluation_job")
+    (collect, _) = build_batch_sensors(poll_base_s=0.0)
+    resources = {
+        "catalog": CatalogResource(root=str(project), store_root=str(store)),
+        "store": StoreResource(root=str(store)),
+    }
+    tags = {ROUTE_TAG: "batch", BATCH_WAIT_TAG: "sensor"}
+    with dg.instance_for_test() as instance:
+        submitted = job.execute_in_process(
+            partition_key="synth|oa-online", instance=instance, tags=tags, raise_on_error=False
+        )
+        assert not submitted.success  # pending: nothing materialized, no process waits
+        assert batch_count(server, "openai") == 1
+        assert not Store(store).exists("generations", dataset="synth", model="oa-online")
+
+        def tick() -> list[dg.RunRequest]:
+            context = dg.build_sensor_context(instance=instance, resources=resources)
+            return list(collect(context).run_requests or [])
+
+        assert tick() == []  # still pending
+        server.configure_batches(complete_after_s=0)
+        (request,) = tick()
+        assert request.partition_key == "synth|oa-online"
+        collected = job.execute_in_process(
+            partition_key=request.partition_key,
+            instance=instance,
+            tags=request.tags,
+            raise_on_error=False,
+        )
+        assert collected.success
+    assert batch_count(server, "openai") == 1 and server.stats()["requests"] == 0
+    assert all(c and c.startswith("answer ") for c in _completions(store, "oa-online"))
+
+
+def test_cancelling_a_run_s_open_batches_cancels_them_at_the_provider(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.engine.batch import BatchesPending, cancel_open_batches
+    from eval_pipeline.providers import create_provider
+    from eval_pipeline.stages import RunOrigin
+
+    server.configure_batches(complete_after_s=3600)
+    project = batch_project(tmp_path / "p", server, 6)
+    prepare(project, tmp_path / "s")
+    for model in ("oa", "an"):
+        with pytest.raises(BatchesPending, match="have not ended"):
+            generate_partition(
+                project, tmp_path / "s", model, batch_wait=False, run=RunOrigin(run_id="r1")
+            )
+    book = BatchBook(Store(tmp_path / "s").runs_dir / "batches")
+    catalog = load_catalog(project)
+    assert cancel_open_batches(create_provider(catalog.model("oa")), book, "other-run") == 0
+    for model in ("oa", "an"):
+        assert cancel_open_batches(create_provider(catalog.model(model)), book, "r1") == 1
+    assert all(b["cancelled"] for b in server.batches()) and len(server.batches()) == 2
+    assert book.open() == []

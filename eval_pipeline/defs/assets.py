@@ -16,6 +16,7 @@ from eval_pipeline.defs.dispatch import (
     runners_for,
 )
 from eval_pipeline.defs.jobs import (
+    BATCH_WAIT_TAG,
     BUDGET_SCOPE_TAG,
     BUDGET_TAG,
     REPORTING_GROUP,
@@ -131,6 +132,7 @@ def build_assets(
             progress_every_s=config.progress_every_s,
             run_id=context.run.run_id,
             route=context.run.tags.get(ROUTE_TAG),
+            batch_wait=context.run.tags.get(BATCH_WAIT_TAG) != "sensor",
         )
         runners = runners_for(
             slurm.runner(cat, st, array_parallelism=config.slurm_array_parallelism)

@@ -61,6 +61,9 @@ class RunControls:
             store); the batch route needs it.
         run_id: The run the batches belong to (recorded with each submission).
         batch_poll_s: First wait between polls of open batches; it grows to a minute.
+        batch_wait: Wait for the batches in this process; else submit them and raise
+            ``BatchesPending`` (the batch sensor requests the run that collects them).
+        partition: The partition key (``dataset|model``) the requests belong to.
     """
 
     budget_usd: float | None = None
@@ -72,6 +75,8 @@ class RunControls:
     batch_dir: str | None = None
     run_id: str | None = None
     batch_poll_s: float = 1.0
+    batch_wait: bool = True
+    partition: str | None = None
 
 
 class GenerationStopped(EvalPipelineError):

@@ -80,10 +80,19 @@ class Submission:
     run_id: str | None = None
     submitted_at: float | None = None
     collected_at: float | None = None
+    # The partition (``dataset|model``) whose requests these are, for the collecting run.
+    partition: str | None = None
+    # Polling by the sensor: how many looks so far, and not before this time.
+    polls: int = 0
+    next_poll_at: float = 0.0
 
     @property
     def count(self) -> int:
         return len(self.request_hashes)
+
+
+class BatchesPending(EvalPipelineError):
+    """The partition's batches are submitted and not yet ended; a later run collects them."""
 
 
 class BatchBook:
@@ -198,7 +207,9 @@ class BatchRoute:
         poll_initial_s: float = 1.0,
         poll_max_s: float = 60.0,
         max_rounds: int = 3,
+        partition: str | None = None,
     ):
+        self.partition = partition
         api = provider.batch_api()
         if api is None:
             raise EvalPipelineError(
@@ -234,6 +245,7 @@ class BatchRoute:
                     intent_at=time.time(),
                     worst_usd=worst,
                     run_id=self.run_id,
+                    partition=self.partition,
                 )
                 self.book.put(record)  # the intent, before anything is sent
                 return record
@@ -364,11 +376,16 @@ def run_batch_requests(
     poll_initial_s: float = 1.0,
     poll_max_s: float = 60.0,
     max_rounds: int = 3,
+    wait: bool = True,
+    partition: str | None = None,
 ) -> BatchOutcome:
     """Answer ``todo`` (uncached, distinct requests) through the provider's batch API.
 
-    Waits in this process, polling with backoff, until every batch has ended; each
+    With ``wait`` this process polls, with backoff, until every batch has ended; each
     answer lands in the response cache under its request hash and in ``results``.
+    Without it, batches not yet ended raise :class:`BatchesPending` once submitted (their
+    records say which ``partition`` they belong to); the run started when they have ended
+    finds and collects them.
     """
     from eval_pipeline.engine.run import RunStats
 
@@ -383,6 +400,7 @@ def run_batch_requests(
         poll_initial_s=poll_initial_s,
         poll_max_s=poll_max_s,
         max_rounds=max_rounds,
+        partition=partition,
     )
     outcome = BatchOutcome()
     start = time.monotonic()
@@ -420,6 +438,16 @@ def run_batch_requests(
             if on_progress is not None:
                 on_progress()
 
+        if not wait:
+            open_ = [r for r in records if not route.api.retrieve(str(r.batch_id)).ended]
+            if open_:
+                raise BatchesPending(
+                    f"{len(open_)} provider batches hold {sum(r.count for r in open_)} "
+                    f"requests of {partition or spec.slug} and have not ended: "
+                    f"{', '.join(str(r.batch_id) for r in open_)}. Nothing is waiting on "
+                    "them here; the batch sensor (batch_collect_sensor) requests the run "
+                    "that collects them once they end, or materialize the partition again."
+                )
         route.wait(records, polled)
         retry: list[GenerationRequest] = []
         for record in records:
@@ -553,6 +581,8 @@ def run_batch_route(
             run_id=controls.run_id,
             on_progress=report,
             poll_initial_s=controls.batch_poll_s,
+            wait=controls.batch_wait,
+            partition=controls.partition,
         )
         stopped = outcome.stopped
         from eval_pipeline.engine.run import RunStats
@@ -564,3 +594,50 @@ def run_batch_route(
             stats.batch_waited_s = outcome.waited_s
             stats.batch_worst_usd = outcome.planned_worst_usd
     return stopped
+
+
+def poll_open_batches(
+    book: BatchBook,
+    api_for: Callable[[str], BatchApi | None],
+    *,
+    now: float | None = None,
+    base_s: float = 30.0,
+    max_s: float = 1800.0,
+) -> dict[str, list[Submission]]:
+    """Look at the open submissions that are due, with backoff; the partitions ready to collect.
+
+    A submission is looked at when its ``next_poll_at`` has come; if its batch has not
+    ended, the next look is ``base_s * 1.5**polls`` later (at most ``max_s``). A
+    partition is ready when every open submission of it has a batch that has ended.
+    ``api_for(model)`` gives the batch API of a model (None: the model is gone).
+    """
+    now = time.time() if now is None else now
+    by_partition: dict[str, list[Submission]] = {}
+    for record in book.open():
+        if record.partition and record.batch_id:
+            by_partition.setdefault(record.partition, []).append(record)
+    ready: dict[str, list[Submission]] = {}
+    for partition, records in by_partition.items():
+        ended = True
+        for record in records:
+            if record.status.startswith("ended:"):
+                continue
+            if record.next_poll_at > now:
+                ended = False
+                continue
+            api = api_for(record.model)
+            if api is None:
+                ended = False
+                continue
+            remote = api.retrieve(str(record.batch_id))
+            record.status, record.counts = remote.status, remote.counts
+            record.polls += 1
+            if remote.ended:
+                record.status = f"ended:{remote.status}"
+            else:
+                ended = False
+                record.next_poll_at = now + min(max_s, base_s * 1.5 ** (record.polls - 1))
+            book.put(record)
+        if ended:
+            ready[partition] = records
+    return ready

@@ -148,6 +148,7 @@ def _do(
                 request_timeout_s=task.request_timeout_s,
                 budget_scope=task.budget_scope,
                 route=task.route,
+                batch_wait=task.batch_wait,
                 run=RunOrigin(
                     run_id=task.run_id,
                     slurm_job_id=where["job_id"] or None,

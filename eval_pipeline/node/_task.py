@@ -73,6 +73,8 @@ class GenerationTask:
     progress_every_s: float = 10.0
     route: str | None = None
     """API models: ``batch`` or ``online`` over the catalog's ``route`` (a run's tag)."""
+    batch_wait: bool = True
+    """The batch route: wait for the batches in the task, else submit them and end."""
     report_dir: str | None = None
     """Where the job writes ``progress.json`` while it runs and ``report.json`` at the end."""
     imports: tuple[str, ...] = ()

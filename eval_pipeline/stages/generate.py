@@ -15,7 +15,7 @@ import polars as pl
 from eval_pipeline.catalog import Catalog, DatasetSpec, ModelSpec, PromptTemplate
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import code_version, stable_json
-from eval_pipeline.core.keys import PROBLEM_SEPARATOR
+from eval_pipeline.core.keys import PROBLEM_SEPARATOR, PartitionKey
 from eval_pipeline.core.provenance import versions_json
 from eval_pipeline.core.schemas import GENERATIONS
 from eval_pipeline.core.types import (
@@ -450,6 +450,7 @@ def generate(
     budget_scope: str | None = None,
     run: RunOrigin | None = None,
     route: str | None = None,
+    batch_wait: bool = True,
 ) -> GenerateReport:
     """Generate the completions of ``dataset`` with ``model`` and write them.
 
@@ -463,7 +464,8 @@ def generate(
     ``budget_usd``, ``partition_timeout_s`` and ``request_timeout_s`` bound API providers;
     with ``budget_scope`` (a run's id) the budget is shared by everything of that run
     (see :class:`~eval_pipeline.engine.RunControls`). ``route`` (``batch`` or ``online``)
-    overrides the model's catalog ``route``.
+    overrides the model's catalog ``route``; without ``batch_wait`` the batch route
+    submits and raises ``BatchesPending`` instead of waiting (nothing is written).
 
     Raises:
         GenerationStopped: An API run stopped early (rejected credentials, circuit breaker,
@@ -492,6 +494,8 @@ def generate(
                 budget_ledger=str(store.budget_ledger(budget_scope)) if budget_scope else None,
                 rate_leases=str(store.rate_leases_dir),
                 route=route,
+                batch_wait=batch_wait,
+                partition=PartitionKey(model=model, dataset=dataset).key,
                 batch_dir=str(store.runs_dir / "batches"),
                 run_id=run.run_id if run is not None else None,
             ),
