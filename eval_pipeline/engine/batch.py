@@ -468,14 +468,14 @@ def run_batch_requests(
                     cost += spec.pricing.batch_cost(response.input_tokens, response.output_tokens)
                     record.answered += 1
                     continue
-                failure = result.failure or RequestFailure("other", "no result")
-                if result.missing or failure.retryable:
+                problem = result.failure or RequestFailure("other", "no result")
+                if result.missing or problem.retryable:
                     record.missing += 1
                     retry.append(request)
                 else:
                     record.failed += 1
                     results[result.custom_id] = GenerationResponse(
-                        None, "error", error=str(failure)
+                        None, "error", error=str(problem)
                     )
                     stats.errors += 1
             # A request the provider did not mention at all was not answered either.

@@ -113,7 +113,8 @@ def plan_partition(
         first = history.unique("sample_id", keep="first", maintain_order=True)
         measured_in = dict(zip(first["sample_id"], first["input_tokens"], strict=True))
         preferred = history.filter(pl.col("preference") == history["preference"].min())
-        mean_out = float(preferred["output_tokens"].mean() or 0.0)
+        mean = preferred["output_tokens"].mean()
+        mean_out = float(mean) if isinstance(mean, int | float) else 0.0
     input_tokens = out_expected = out_worst = 0
     cost_expected = cost_worst = 0.0
     for r in todo:

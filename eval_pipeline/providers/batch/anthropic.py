@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from eval_pipeline.core.types import GenerationRequest
-from eval_pipeline.providers.base import RequestFailure
+from eval_pipeline.providers.base import FailureKind, RequestFailure
 from eval_pipeline.providers.batch._base import BatchApi, BatchLimits, BatchResult, RemoteBatch
 
 
@@ -89,7 +89,9 @@ class AnthropicBatchApi(BatchApi):
                 yield self.parsed(item.custom_id, result.message.model_dump(mode="json"))
             elif result.type == "errored":
                 error = result.error.error
-                kind = "bad_request" if error.type == "invalid_request_error" else "server"
+                kind: FailureKind = (
+                    "bad_request" if error.type == "invalid_request_error" else "server"
+                )
                 yield BatchResult(
                     item.custom_id, failure=RequestFailure(kind, str(error.message)[:500])
                 )
