@@ -251,9 +251,16 @@ def test_a_submitting_run_ends_and_the_sensor_requests_the_collecting_run(
 
         def tick() -> list[dg.RunRequest]:
             context = dg.build_sensor_context(instance=instance, resources=resources)
-            return list(collect(context).run_requests or [])
+            result = collect(context)
+            seen.extend(result.asset_events or [])
+            return list(result.run_requests or [])
 
+        seen: list[dg.AssetObservation] = []
         assert tick() == []  # still pending
+        (observed,) = seen
+        assert observed.partition == "synth|oa-online"
+        assert observed.metadata["batch/status"].value == "in_progress"
+        assert observed.metadata["batch/id"].value == server.batches()[0]["id"]
         server.configure_batches(complete_after_s=0)
         (request,) = tick()
         assert request.partition_key == "synth|oa-online"

@@ -5,12 +5,15 @@ its partitions' batches and ends (the step reports the batch ids and fails as pe
 no process waits for them. ``batch_collect_sensor`` looks at the open batches, each on
 its own backoff (30 s, then half as long again each time, at most 30 minutes), and when
 every batch of a partition has ended requests the run that collects them and
-materializes the partition. ``batch_cancel_sensor`` cancels the open batches of a run
+materializes the partition. Each look records an observation of ``generations`` for the
+partition (provider, batch id, status, counts, age), which the UI shows on the asset's
+partition, and the sensor's skip reason lists the open batches. ``batch_cancel_sensor`` cancels the open batches of a run
 that was cancelled.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import dagster as dg
@@ -19,7 +22,12 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.defs.jobs import BATCH_WAIT_TAG, ROUTE_TAG
 from eval_pipeline.defs.schedules import automation_status
-from eval_pipeline.engine.batch import BatchBook, cancel_open_batches, poll_open_batches
+from eval_pipeline.engine.batch import (
+    BatchBook,
+    Submission,
+    cancel_open_batches,
+    poll_open_batches,
+)
 from eval_pipeline.providers import create_provider
 from eval_pipeline.providers.batch import BatchApi
 from eval_pipeline.resources import CatalogResource, StoreResource
@@ -39,6 +47,33 @@ def _api_for(catalog: Catalog) -> Callable[[str], BatchApi | None]:
         return apis[model]
 
     return api_for
+
+
+def batch_line(record: Submission) -> str:
+    """One line of an open batch: partition, provider, id, status, counts, age."""
+    age = time.time() - (record.submitted_at or record.intent_at)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(record.counts.items())) or "no counts yet"
+    return (
+        f"{record.partition}: {record.provider} batch {record.batch_id} {record.status or 'new'}"
+        f" ({record.count} requests; {counts}), {age / 60:.0f} min old"
+    )
+
+
+def batch_observation(record: Submission) -> dg.AssetObservation:
+    """An observation of ``generations`` for the record's partition: the batch as it is now."""
+    return dg.AssetObservation(
+        asset_key=dg.AssetKey("generations"),
+        partition=record.partition,
+        metadata={
+            "batch/provider": record.provider,
+            "batch/id": str(record.batch_id),
+            "batch/status": record.status,
+            "batch/requests": record.count,
+            "batch/counts": dg.MetadataValue.json(dict(record.counts)),
+            "batch/age_s": round(time.time() - (record.submitted_at or record.intent_at), 1),
+            "batch/submission": record.submission_id,
+        },
+    )
 
 
 def build_batch_sensors(
@@ -64,7 +99,10 @@ def build_batch_sensors(
         response cache and materializes the partition.
         """
         book = BatchBook(store.get().runs_dir / "batches")
-        ready = poll_open_batches(book, _api_for(catalog.load()), base_s=poll_base_s)
+        polled = poll_open_batches(book, _api_for(catalog.load()), base_s=poll_base_s)
+        ready = polled.ready
+        # What the UI shows of each batch looked at: an observation on its partition.
+        events = [batch_observation(r) for r in polled.looked_at]
         requests = [
             dg.RunRequest(
                 run_key="batch-collect:"
@@ -75,9 +113,13 @@ def build_batch_sensors(
             for partition, records in ready.items()
         ]
         if not requests:
-            still = len(book.open())
-            return dg.SensorResult(skip_reason=f"{still} open provider batch submissions")
-        return dg.SensorResult(run_requests=requests)
+            lines = [batch_line(r) for r in polled.still_open]
+            return dg.SensorResult(
+                skip_reason=f"{len(lines)} open provider batches"
+                + "".join(f"\n{line}" for line in lines),
+                asset_events=events,
+            )
+        return dg.SensorResult(run_requests=requests, asset_events=events)
 
     @dg.run_status_sensor(
         name="batch_cancel_sensor",

@@ -596,6 +596,15 @@ def run_batch_route(
     return stopped
 
 
+@dataclass
+class PollResult:
+    """What one look at the open batches found."""
+
+    ready: dict[str, list[Submission]]  # partition -> its submissions, every batch ended
+    looked_at: list[Submission]  # the submissions whose batch was asked about this time
+    still_open: list[Submission]  # every open submission with a batch
+
+
 def poll_open_batches(
     book: BatchBook,
     api_for: Callable[[str], BatchApi | None],
@@ -603,7 +612,7 @@ def poll_open_batches(
     now: float | None = None,
     base_s: float = 30.0,
     max_s: float = 1800.0,
-) -> dict[str, list[Submission]]:
+) -> PollResult:
     """Look at the open submissions that are due, with backoff; the partitions ready to collect.
 
     A submission is looked at when its ``next_poll_at`` has come; if its batch has not
@@ -617,6 +626,7 @@ def poll_open_batches(
         if record.partition and record.batch_id:
             by_partition.setdefault(record.partition, []).append(record)
     ready: dict[str, list[Submission]] = {}
+    looked_at: list[Submission] = []
     for partition, records in by_partition.items():
         ended = True
         for record in records:
@@ -632,6 +642,7 @@ def poll_open_batches(
             remote = api.retrieve(str(record.batch_id))
             record.status, record.counts = remote.status, remote.counts
             record.polls += 1
+            looked_at.append(record)
             if remote.ended:
                 record.status = f"ended:{remote.status}"
             else:
@@ -640,4 +651,5 @@ def poll_open_batches(
             book.put(record)
         if ended:
             ready[partition] = records
-    return ready
+    still_open = [r for records in by_partition.values() for r in records]
+    return PollResult(ready=ready, looked_at=looked_at, still_open=still_open)
