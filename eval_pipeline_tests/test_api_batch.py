@@ -170,6 +170,10 @@ def test_run_batch_sends_an_online_model_through_batches_and_records_them(
     assert metadata["route"].value == "batch"
     assert metadata["batch/ids"].value == server.batches()[0]["id"]
     assert 0 < metadata["cost/actual_over_worst_case"].value < 1
+    # Planned from a fresh store: characters / 4 in, max_tokens out, at batch prices.
+    assert metadata["cost/planned_usd"].value == pytest.approx(
+        metadata["cost/worst_case_usd"].value, rel=0.01
+    )
 
 
 def _plan(capsys: pytest.CaptureFixture[str], project: Path, store: Path, *args: str) -> list:

@@ -147,6 +147,12 @@ def work_metadata(result: WorkResult, outcome: TaskOutcome) -> Metadata:
         )
         if result.route == "batch":
             metadata.update(batch_metadata(result))
+        if result.plan_cost_usd is not None:
+            planned = result.plan_cost_usd
+            metadata["cost/planned_usd"] = round(planned, 6)
+            # 1.0: as planned. No figure when the plan expected nothing to be spent.
+            if planned > 0:
+                metadata["cost/actual_over_planned"] = round(result.cost_usd / planned, 4)
     # Where and how fast the task's model ran (every partition of the task shares it).
     prefix = "slurm/" if node.runs_on == "slurm" else "node/"
     metadata.update(

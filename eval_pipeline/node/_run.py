@@ -29,6 +29,7 @@ from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkResul
 from eval_pipeline.node._telemetry import GpuMonitor, peak_rss_gb
 from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.stages import RunOrigin, generate, judge_partition
+from eval_pipeline.stages.plan import plan_partition
 from eval_pipeline.storage import Store, atomic_write_text
 from eval_pipeline.training import load_recipes, train_recipe, with_adapter_models
 
@@ -133,6 +134,7 @@ def _do(
     """One piece of work; its failure is recorded, not raised."""
     try:
         if work.kind == "generate":
+            planned = _planned_cost(catalog, store, provider, task, work)
             report = generate(
                 catalog,
                 store,
@@ -165,6 +167,7 @@ def _do(
                 prompt_version=report.prompt_version,
                 dataset_version=report.dataset_version,
                 answer_mode=report.answer_mode,
+                plan_cost_usd=planned,
                 **_stats(report.stats),
             )
         if work.kind == "judge":
@@ -197,6 +200,30 @@ def _do(
         raise ValueError(f"unknown kind of work {work.kind!r}")
     except Exception as exc:  # one failed piece of work must not lose the others
         return WorkResult(work=work, error=f"{type(exc).__name__}: {exc}")
+
+
+def _planned_cost(
+    catalog: Catalog, store: Store, provider: Provider, task: GenerationTask, work: Work
+) -> float | None:
+    """API models: the expected cost ``eval-pipeline plan`` gives, taken before any request.
+
+    None for local models (nothing is billed) and when the plan cannot be made (the
+    generation then reports the same problem).
+    """
+    if not provider.capabilities.async_generate:
+        return None
+    try:
+        return plan_partition(
+            catalog,
+            store,
+            task.model,
+            work.dataset,
+            sample_limit=task.sample_limit,
+            route=task.route,
+            use_cache=task.use_cache,
+        ).cost_expected_usd
+    except Exception:  # the plan is a figure for the metadata; generation decides the outcome
+        return None
 
 
 def _judge_controls(task: GenerationTask, store: Store) -> RunControls:

@@ -117,6 +117,8 @@ class WorkResult:
     batch_retried: int = 0
     batch_waited_s: float = 0.0
     batch_worst_usd: float = 0.0
+    # API models: the expected cost planned before any request (``eval-pipeline plan``).
+    plan_cost_usd: float | None = None
 
     @property
     def ok(self) -> bool:

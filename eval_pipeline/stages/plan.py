@@ -51,11 +51,16 @@ class PartitionPlan:
         return asdict(self)
 
 
-def model_route(catalog: Catalog, model: str, batch: bool = False) -> str:
-    """``local`` for models on this machine, else ``batch`` or ``online`` (``--batch`` wins)."""
+def model_route(catalog: Catalog, model: str, batch: bool = False, route: str | None = None) -> str:
+    """``local`` for models on this machine, else ``batch`` or ``online``.
+
+    ``route`` (a run's tag) wins over ``batch`` (``--batch``), which wins over the catalog.
+    """
     spec = catalog.model(model)
     if not provider_class(spec.provider).capabilities.async_generate:
         return "local"
+    if route in ("batch", "online"):
+        return route
     return "batch" if batch or spec.route == "batch" else "online"
 
 
@@ -89,10 +94,11 @@ def plan_partition(
     sample_limit: int | None = None,
     batch: bool = False,
     use_cache: bool = True,
+    route: str | None = None,
 ) -> PartitionPlan:
     """The plan of one partition (reads the dataset tables; sends nothing)."""
     spec = catalog.model(model)
-    route = model_route(catalog, model, batch)
+    route = model_route(catalog, model, batch, route)
     _, _, requests, _ = partition_requests(catalog, store, model, dataset, sample_limit)
     cache = ResponseCache(store.cache_dir)
     seen: set[str] = set()
