@@ -302,3 +302,17 @@ def test_cancelling_a_run_s_open_batches_cancels_them_at_the_provider(
         assert cancel_open_batches(create_provider(catalog.model(model)), book, "r1") == 1
     assert all(b["cancelled"] for b in server.batches()) and len(server.batches()) == 2
     assert book.open() == []
+
+
+def test_what_every_batch_left_unanswered_goes_online_when_allowed(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    server.configure_batches(expire_fraction=1.0)  # every batch expires unanswered
+    project = batch_project(tmp_path / "p", server, 6)
+    prepare(project, tmp_path / "s")
+    refused = generate_partition(project, tmp_path / "s", "an")
+    assert refused.errors == 6 and server.stats()["requests"] == 0
+    assert batch_count(server, "anthropic") == 3  # three rounds
+    allowed = generate_partition(project, tmp_path / "s", "an", batch_fallback_online=True)
+    assert allowed.errors == 0 and server.stats()["requests"] == 6
+    assert allowed.stats.cost_usd > 0

@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Anthropic Message Batches: half price, answered within 24 hours), waiting for "
         "them with progress; the catalog's route: batch does the same per model",
     )
+    run.add_argument(
+        "--batch-online-fallback",
+        action="store_true",
+        help="the batch route: send online (at online prices) what the batches left "
+        "unanswered after three rounds (expired, cancelled)",
+    )
     run.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO)")
     run.add_argument(

@@ -54,7 +54,13 @@ def run(args) -> int:
     import dagster as dg
 
     from eval_pipeline.defs import build_definitions, mark_dead_runs
-    from eval_pipeline.defs.jobs import BUDGET_SCOPE_TAG, BUDGET_TAG, REPORTING_JOB, ROUTE_TAG
+    from eval_pipeline.defs.jobs import (
+        BATCH_FALLBACK_TAG,
+        BUDGET_SCOPE_TAG,
+        BUDGET_TAG,
+        REPORTING_JOB,
+        ROUTE_TAG,
+    )
 
     use_dagster_home(root, create=True)
     defs = build_definitions(root, store_root)
@@ -81,6 +87,8 @@ def run(args) -> int:
         run_tags = {BUDGET_TAG: str(args.budget), BUDGET_SCOPE_TAG: scope}
     if getattr(args, "batch", False):
         run_tags[ROUTE_TAG] = "batch"
+    if getattr(args, "batch_online_fallback", False):
+        run_tags[BATCH_FALLBACK_TAG] = "online"
     # Standard output carries the leaderboard alone (``--json`` is parsed by scripts); the
     # node's progress lines, written to stdout for SLURM job logs, go to stderr here.
     with dg.DagsterInstance.get() as instance, contextlib.redirect_stdout(sys.stderr):

@@ -16,6 +16,7 @@ from eval_pipeline.defs.dispatch import (
     runners_for,
 )
 from eval_pipeline.defs.jobs import (
+    BATCH_FALLBACK_TAG,
     BATCH_WAIT_TAG,
     BUDGET_SCOPE_TAG,
     BUDGET_TAG,
@@ -133,6 +134,7 @@ def build_assets(
             run_id=context.run.run_id,
             route=context.run.tags.get(ROUTE_TAG),
             batch_wait=context.run.tags.get(BATCH_WAIT_TAG) != "sensor",
+            batch_fallback_online=context.run.tags.get(BATCH_FALLBACK_TAG) == "online",
         )
         runners = runners_for(
             slurm.runner(cat, st, array_parallelism=config.slurm_array_parallelism)

@@ -64,6 +64,8 @@ class RunControls:
         batch_wait: Wait for the batches in this process; else submit them and raise
             ``BatchesPending`` (the batch sensor requests the run that collects them).
         partition: The partition key (``dataset|model``) the requests belong to.
+        batch_fallback_online: Send online what the batches left unanswered after their
+            last round (expired, cancelled), instead of recording errors.
     """
 
     budget_usd: float | None = None
@@ -77,6 +79,7 @@ class RunControls:
     batch_poll_s: float = 1.0
     batch_wait: bool = True
     partition: str | None = None
+    batch_fallback_online: bool = False
 
 
 class GenerationStopped(EvalPipelineError):

@@ -48,6 +48,7 @@ from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.engine.budget import SpendBudget
 from eval_pipeline.engine.cache import ResponseCache
+from eval_pipeline.engine.run import RunStats
 from eval_pipeline.providers import Provider, RequestFailure
 from eval_pipeline.providers.batch import BatchApi, BatchResult, RemoteBatch
 
@@ -152,6 +153,8 @@ class BatchOutcome:
     retried: int = 0  # requests sent again after a batch left them unanswered
     waited_s: float = 0.0
     planned_worst_usd: float = 0.0
+    # Requests the last round's batches left unanswered (expired, cancelled, transient errors).
+    unanswered: list[GenerationRequest] = field(default_factory=list)
 
 
 def estimated_input_tokens(request: GenerationRequest) -> int:
@@ -366,7 +369,7 @@ def run_batch_requests(
     spec: ModelSpec,
     todo: Sequence[GenerationRequest],
     cache: ResponseCache | None,
-    stats: object,  # the caller's RunStats, updated in place
+    stats: RunStats,  # the caller's, updated in place
     results: dict[str, GenerationResponse],
     *,
     book: BatchBook,
@@ -387,9 +390,6 @@ def run_batch_requests(
     records say which ``partition`` they belong to); the run started when they have ended
     finds and collects them.
     """
-    from eval_pipeline.engine.run import RunStats
-
-    assert isinstance(stats, RunStats)
     route = BatchRoute(
         provider,
         spec,
@@ -495,6 +495,7 @@ def run_batch_requests(
         if retry and round_ + 1 < max_rounds:
             outcome.retried += len(retry)
         pending = retry
+    outcome.unanswered = [r for r in pending if r.request_hash not in results]
     for r in pending:
         if r.request_hash not in results:
             results[r.request_hash] = GenerationResponse(
@@ -544,7 +545,7 @@ def run_batch_route(
     spec: ModelSpec,
     todo: Sequence[GenerationRequest],
     cache: ResponseCache | None,
-    stats: object,  # the caller's RunStats
+    stats: RunStats,
     results: dict[str, GenerationResponse],
     controls: RunControls | None,
     report: Callable[[], None],
@@ -585,14 +586,26 @@ def run_batch_route(
             partition=controls.partition,
         )
         stopped = outcome.stopped
-        from eval_pipeline.engine.run import RunStats
-
-        if isinstance(stats, RunStats):
-            stats.batch_ids = list(outcome.batch_ids)
-            stats.batch_rounds = outcome.rounds
-            stats.batch_retried = outcome.retried
-            stats.batch_waited_s = outcome.waited_s
-            stats.batch_worst_usd = outcome.planned_worst_usd
+        if outcome.unanswered and controls.batch_fallback_online and stopped is None:
+            # What the batches never answered goes online, at online prices.
+            for r in outcome.unanswered:
+                results.pop(r.request_hash, None)
+            stats.errors -= len(outcome.unanswered)
+            stopped = run_api_requests(
+                provider,
+                spec,
+                outcome.unanswered,
+                cache,
+                stats,
+                results,
+                controls=controls,
+                on_progress=report,
+            ).stopped
+        stats.batch_ids = list(outcome.batch_ids)
+        stats.batch_rounds = outcome.rounds
+        stats.batch_retried = outcome.retried
+        stats.batch_waited_s = outcome.waited_s
+        stats.batch_worst_usd = outcome.planned_worst_usd
     return stopped
 
 

@@ -151,6 +151,7 @@ def _do(
                 budget_scope=task.budget_scope,
                 route=task.route,
                 batch_wait=task.batch_wait,
+                batch_fallback_online=task.batch_fallback_online,
                 run=RunOrigin(
                     run_id=task.run_id,
                     slurm_job_id=where["job_id"] or None,

@@ -75,6 +75,8 @@ class GenerationTask:
     """API models: ``batch`` or ``online`` over the catalog's ``route`` (a run's tag)."""
     batch_wait: bool = True
     """The batch route: wait for the batches in the task, else submit them and end."""
+    batch_fallback_online: bool = False
+    """The batch route: send online what the batches left unanswered."""
     report_dir: str | None = None
     """Where the job writes ``progress.json`` while it runs and ``report.json`` at the end."""
     imports: tuple[str, ...] = ()

@@ -451,6 +451,7 @@ def generate(
     run: RunOrigin | None = None,
     route: str | None = None,
     batch_wait: bool = True,
+    batch_fallback_online: bool = False,
 ) -> GenerateReport:
     """Generate the completions of ``dataset`` with ``model`` and write them.
 
@@ -465,7 +466,8 @@ def generate(
     with ``budget_scope`` (a run's id) the budget is shared by everything of that run
     (see :class:`~eval_pipeline.engine.RunControls`). ``route`` (``batch`` or ``online``)
     overrides the model's catalog ``route``; without ``batch_wait`` the batch route
-    submits and raises ``BatchesPending`` instead of waiting (nothing is written).
+    submits and raises ``BatchesPending`` instead of waiting (nothing is written); with
+    ``batch_fallback_online`` what the batches left unanswered is sent online.
 
     Raises:
         GenerationStopped: An API run stopped early (rejected credentials, circuit breaker,
@@ -495,6 +497,7 @@ def generate(
                 rate_leases=str(store.rate_leases_dir),
                 route=route,
                 batch_wait=batch_wait,
+                batch_fallback_online=batch_fallback_online,
                 partition=PartitionKey(model=model, dataset=dataset).key,
                 batch_dir=str(store.runs_dir / "batches"),
                 run_id=run.run_id if run is not None else None,
