@@ -220,7 +220,7 @@ def test_the_api_batch_bench_runs_at_a_tiny_size() -> None:
     assert result["cost_ratio"] == pytest.approx(0.5)
     assert result["answers_equal"] is True
     assert result["duplicate_batches_after_kill"] == 0
-    assert 1.0 <= result["process_held_s"] < 30
+    assert result["process_held_s"] <= 10  # the submitting process ends; a later run collects
     assert abs(result["plan_error"]) <= 0.2
 
 
