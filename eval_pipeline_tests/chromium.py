@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eval_pipeline_tests.conftest import REPO
+from eval_pipeline_tests.projects import REPO
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SHOTS = REPO / ".test-artifacts" / "screenshots"

@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from eval_pipeline_tests.conftest import FAKE_MODELS, make_project
 from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.projects import FAKE_MODELS, make_project
 
 PLANTED = "qa|fake-model"
 LIMIT = 40

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from eval_pipeline_tests.conftest import REPO, make_project
+from eval_pipeline_tests.projects import REPO, make_project
 
 # A planted monotone distortion: the fake judge is harsh in the middle of the scale.
 DISTORTION = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4}

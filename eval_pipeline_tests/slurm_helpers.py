@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from eval_pipeline.defs import build_definitions
-from eval_pipeline_tests.conftest import REPO, make_project
+from eval_pipeline_tests.projects import REPO, make_project
 
 START_SCRIPT = REPO / "scripts" / "slurm" / "start-slurm.sh"
 DRILL = "eval_pipeline_tests.slurm_drill"

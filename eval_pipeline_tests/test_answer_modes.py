@@ -11,8 +11,8 @@ from eval_pipeline.catalog import load_catalog
 from eval_pipeline.regression import compare_runs
 from eval_pipeline.stages import aggregate, leaderboard_markdown
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.projects import make_project
 from eval_pipeline_tests.test_benchmarks import (
     FAKE_SCRIPTED,
     MC_ROWS,

@@ -87,9 +87,9 @@ def test_each_continuation_is_scored_from_the_echoed_prompt_log_probabilities(ap
     assert response.ok, response.error
     for choice in choices:
         total, count = expected_loglikelihood(context, choice)
-        assert response.info["choice_logprobs"][choice] == pytest.approx(total, abs=1e-6)
-        assert response.info["choice_tokens"][choice] == count
-    scores = response.info["choice_logprobs"]
+        assert response.choice_scores.logprobs()[choice] == pytest.approx(total, abs=1e-6)
+        assert response.choice_scores.token_counts()[choice] == count
+    scores = response.choice_scores.logprobs()
     assert response.completion == max(choices, key=lambda c: scores[c])
     assert api_server.stats()["requests"] == len(choices)
 
@@ -100,8 +100,8 @@ def test_a_context_s_trailing_space_is_scored_with_the_continuation(api_server):
         [_request("Answer: ", ("yes", "no"))]
     )
     total, count = expected_loglikelihood("Answer: ", "yes")
-    assert (count, response.info["choice_tokens"]["yes"]) == (1, 1)
-    assert response.info["choice_logprobs"]["yes"] == pytest.approx(total, abs=1e-6)
+    assert (count, response.choice_scores.token_counts()["yes"]) == (1, 1)
+    assert response.choice_scores.logprobs()["yes"] == pytest.approx(total, abs=1e-6)
 
 
 def test_a_chat_format_request_is_refused_naming_the_model(api_server):

@@ -18,7 +18,7 @@ from eval_pipeline.engine import request_hash
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions, generate, score
 from eval_pipeline.stages.generate import select_fewshot
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
+from eval_pipeline_tests.projects import make_project
 
 # Hand-made choice log-likelihoods and what lm-evaluation-harness makes of them:
 #   acc       argmax(ll)
@@ -559,7 +559,7 @@ def test_a_choice_response_without_log_likelihoods_is_recorded_as_an_error():
     row = generations_frame(model, "d", "p@1", samples, [request], Result(), RunOrigin()).row(
         0, named=True
     )
-    assert row["completion"] is None and "no log-likelihood for choice ' a'" in row["error"]
+    assert row["completion"] is None and "no choice scores" in row["error"]
 
 
 # -- extending without a fork ------------------------------------------------------------

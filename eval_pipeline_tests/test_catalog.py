@@ -9,7 +9,7 @@ import yaml
 
 from eval_pipeline.catalog import load_catalog
 from eval_pipeline.core.errors import CatalogError
-from eval_pipeline_tests.conftest import REPO, make_project
+from eval_pipeline_tests.projects import REPO, make_project
 
 
 def test_the_shipped_catalog_loads_with_its_own_datasets_of_the_promised_sizes():

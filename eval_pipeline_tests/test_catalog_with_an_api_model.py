@@ -19,7 +19,7 @@ from eval_pipeline.cli import main
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.apiserver import api_model
 from eval_pipeline_tests.apiserver.fixtures import KEY_ENV, TEST_KEY, api_server_fixture
-from eval_pipeline_tests.conftest import REPO, make_project
+from eval_pipeline_tests.projects import REPO, make_project
 
 api_server = api_server_fixture()
 

@@ -18,8 +18,8 @@ import pytest
 
 from eval_pipeline.cli import main
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.projects import make_project
 
 MODELS = {
     "models": [

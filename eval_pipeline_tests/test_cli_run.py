@@ -20,7 +20,7 @@ import pytest
 from eval_pipeline.cli import main
 from eval_pipeline.defs import mark_dead_runs
 from eval_pipeline_tests import processes
-from eval_pipeline_tests.conftest import make_project
+from eval_pipeline_tests.projects import make_project
 
 # A model that fails at once: its API key variable is never set.
 NO_KEY = {

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
+from eval_pipeline_tests.projects import make_project
 
 BIN = Path(sys.executable).parent
 

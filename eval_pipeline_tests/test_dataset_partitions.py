@@ -9,8 +9,8 @@ import pytest
 
 from eval_pipeline.defs import build_definitions
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import execute_partition, materialize
+from eval_pipeline_tests.projects import make_project
 
 PER_DATASET = ("prompt_versions", "dataset_samples")
 

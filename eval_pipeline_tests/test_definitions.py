@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from eval_pipeline.defs import build_definitions
-from eval_pipeline_tests.conftest import REPO
+from eval_pipeline_tests.projects import REPO
 
 
 def test_definitions_load_with_the_expected_assets_and_partitions():

@@ -19,13 +19,20 @@ from eval_pipeline.calibration import load_calibration_document
 from eval_pipeline.catalog import ModelSpec
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import content_hash
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Message, SamplingParams
+from eval_pipeline.core.types import (
+    ChoiceScores,
+    ContinuationScore,
+    GenerationRequest,
+    GenerationResponse,
+    Message,
+    SamplingParams,
+)
 from eval_pipeline.engine import ResponseCache, request_hash, run_requests
 from eval_pipeline.judge._scorer import expected_score, verdict_choices
 from eval_pipeline.providers import create_provider
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.helpers import materialization_metadata, materialize
+from eval_pipeline_tests.projects import REPO, make_project
 
 MESSAGES = (Message("user", "Is water wet? Answer yes or no."),)
 
@@ -58,14 +65,14 @@ def test_expected_score_weights_each_verdict_by_its_probability():
     response = GenerationResponse(
         completion='{"score": 1}',
         finish_reason="stop",
-        info={
-            "choice_logprobs": {
-                '{"score": 1}': math.log(0.5),
-                '{"score": 2}': math.log(0.25),
-                '{"score": 5}': math.log(0.25),
-                "not a verdict": 0.0,  # ignored: does not parse
-            }
-        },
+        choice_scores=ChoiceScores(
+            (
+                ContinuationScore('{"score": 1}', math.log(0.5), 3),
+                ContinuationScore('{"score": 2}', math.log(0.25), 3),
+                ContinuationScore('{"score": 5}', math.log(0.25), 3),
+                ContinuationScore("not a verdict", 0.0, 3),  # ignored: does not parse
+            )
+        ),
     )
     # 0.5 * 1 + 0.25 * 2 + 0.25 * 5
     assert expected_score(response) == pytest.approx(2.25)
@@ -123,14 +130,14 @@ def test_choice_decoding_scores_each_choice_like_a_full_forward_pass():
     )
     (response,) = provider.generate([request])
     assert response.ok and response.completion in choices
-    got = response.info["choice_logprobs"]
+    got = response.choice_scores.logprobs()
     expected = {c: _full_pass_logprob(provider, request, c) for c in choices}
     for choice in choices:
         assert got[choice] == pytest.approx(expected[choice], abs=1e-4)
     assert response.completion == max(expected, key=expected.get)
     # Deterministic: the same request gives the same answer and scores.
     (again,) = provider.generate([request])
-    assert again.info["choice_logprobs"] == got
+    assert again.choice_scores.logprobs() == got
 
 
 @pytest.mark.slow
@@ -180,8 +187,8 @@ def test_completion_format_choices_on_the_real_model_equal_a_full_pass_on_lm_eva
                 logits = provider.loaded.model(input_ids=torch.tensor([ctx + cont])).logits[0]
             logprobs = logits.float().log_softmax(-1)
             expected = sum(float(logprobs[len(ctx) - 1 + j, t]) for j, t in enumerate(cont))
-            assert response.info["choice_logprobs"][choice] == pytest.approx(expected, abs=1e-4)
-            assert response.info["choice_tokens"][choice] == len(cont)
+            assert response.choice_scores.logprobs()[choice] == pytest.approx(expected, abs=1e-4)
+            assert response.choice_scores.token_counts()[choice] == len(cont)
 
 
 @pytest.mark.slow
@@ -207,13 +214,13 @@ def test_judge_requests_scored_in_one_batch_equal_a_full_pass_per_choice():
     ]
     together = provider.generate(requests)
     for request, response in zip(requests, together, strict=True):
-        got = response.info["choice_logprobs"]
+        got = response.choice_scores.logprobs()
         for choice in request.choices:
             expected = _full_pass_logprob(provider, request, choice)
             assert got[choice] == pytest.approx(expected, abs=1e-4)
         (alone,) = provider.generate([request])
         assert alone.completion == response.completion
-        assert alone.info["choice_logprobs"] == pytest.approx(got, abs=1e-4)
+        assert alone.choice_scores.logprobs() == pytest.approx(got, abs=1e-4)
     facts = provider.telemetry()
     assert facts["choice_requests"] >= len(requests)
 

@@ -24,8 +24,8 @@ from eval_pipeline.judge import (
 )
 from eval_pipeline.storage import Store
 from eval_pipeline_tests import processes
-from eval_pipeline_tests.conftest import REPO
 from eval_pipeline_tests.judge_helpers import distorted_label_answers, judged_project
+from eval_pipeline_tests.projects import REPO
 
 
 def _session(root, answers, rater="alice", **kwargs):

@@ -1,4 +1,4 @@
-"""The layering of STYLE.md.
+"""The layering of docs/architecture.md ("The pieces").
 
 Only resources/, defs/, definitions.py and cli/ import dagster; only slurm/ imports
 submitit; importing the plain layers pulls in no heavy SDK.
@@ -148,3 +148,22 @@ def test_no_module_imports_another_packages_private_modules():
         if any(part.startswith("_") for part in parts[2:])
     ]
     assert offenders == []
+
+
+def test_tests_import_helpers_from_helper_modules_not_from_conftest():
+    tests = Path(__file__).resolve().parent
+    offenders = [
+        path.relative_to(tests).as_posix()
+        for path in sorted(tests.rglob("*.py"))
+        if "eval_pipeline_tests.conftest" in _imports_full(path)
+    ]
+    assert offenders == []
+
+
+def _imports_full(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    }

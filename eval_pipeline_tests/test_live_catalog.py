@@ -22,13 +22,13 @@ from eval_pipeline.defs import build_definitions
 from eval_pipeline.defs.sensors import AGGREGATES
 from eval_pipeline.resources import CatalogResource
 from eval_pipeline.resources.webserver import WebserverResource
-from eval_pipeline_tests.conftest import FAKE_MODELS, REPO, make_project
 from eval_pipeline_tests.opsupport import (
     graphql,
     no_dangling_defs_state,
     run_suite,
     webserver,
 )
+from eval_pipeline_tests.projects import FAKE_MODELS, REPO, make_project
 
 GOOD, ECHO = FAKE_MODELS["models"]
 NEW = {**GOOD, "slug": "fake-new", "model_id": "fake/new"}

@@ -12,7 +12,7 @@ from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, Message, SamplingParams
 from eval_pipeline.providers import create_provider, llama_cpp
-from eval_pipeline_tests.conftest import REPO
+from eval_pipeline_tests.projects import REPO
 
 needs_llama = pytest.mark.skipif(
     not llama_cpp.llama_cpp_available(),

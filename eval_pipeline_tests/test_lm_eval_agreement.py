@@ -16,8 +16,8 @@ import yaml
 from eval_pipeline.catalog import load_catalog
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions, generate
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.helpers import evaluate_stages
+from eval_pipeline_tests.projects import REPO, make_project
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.report import samples_table
 from eval_pipeline.stages import checks
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import evaluate_stages, materialization_metadata, materialize
+from eval_pipeline_tests.projects import make_project
 
 CHOOSER = {"slug": "fake-mc", "provider": "fake-choices", "model_id": "fake/mc"}
 

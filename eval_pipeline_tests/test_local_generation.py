@@ -17,7 +17,7 @@ from eval_pipeline.core.types import GenerationRequest, Message, SamplingParams
 from eval_pipeline.providers import create_provider
 from eval_pipeline.providers import transformers as hf
 from eval_pipeline_tests.bench.local_generation import plain_generate
-from eval_pipeline_tests.conftest import REPO
+from eval_pipeline_tests.projects import REPO
 
 pytestmark = pytest.mark.slow
 

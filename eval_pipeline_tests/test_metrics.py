@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from eval_pipeline.cli import main
 from eval_pipeline.storage import Store
 from eval_pipeline_tests import processes
-from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.projects import REPO, make_project
 
 PARTITIONS = ("qa|fake-good", "json-extract|fake-good", "qa|fake-good")
 

@@ -18,8 +18,8 @@ from eval_pipeline.catalog import load_catalog
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.stages import checks
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import materialization_metadata, materialize
+from eval_pipeline_tests.projects import make_project
 
 PER_PROBLEM = 5
 PROBLEMS = 4

@@ -12,8 +12,8 @@ from eval_pipeline.core.schemas import VOLATILE_COLUMNS
 from eval_pipeline.providers.fake import calls_for
 from eval_pipeline.stages import checks
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import materialization_metadata, materialize, report
+from eval_pipeline_tests.projects import make_project
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from eval_pipeline_tests import processes
-from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.opsupport import ONE_MODEL, alerts_to, free_port, receiver, run_suite
+from eval_pipeline_tests.projects import REPO, make_project
 
 pytestmark = pytest.mark.postgres
 

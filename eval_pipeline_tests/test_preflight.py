@@ -27,8 +27,8 @@ from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.operations import Note, catalog_preflight, preflight
 from eval_pipeline.providers.fake import CALL_LOG
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.projects import make_project
 
 KEY = "EVAL_PIPELINE_TEST_UNSET_KEY"
 NO_KEY = {

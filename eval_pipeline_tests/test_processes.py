@@ -11,7 +11,7 @@ import time
 import pytest
 
 from eval_pipeline_tests import processes
-from eval_pipeline_tests.conftest import REPO
+from eval_pipeline_tests.projects import REPO
 
 # Starts a child of its own (in its process group), prints the child's pid once the child
 # is ready, and sleeps. With "ignore" as its argument, both ignore SIGTERM.

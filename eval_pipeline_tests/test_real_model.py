@@ -13,8 +13,8 @@ import pytest
 
 from eval_pipeline.core.schemas import VOLATILE_COLUMNS
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.helpers import materialization_metadata, materialize
+from eval_pipeline_tests.projects import REPO, make_project
 
 pytestmark = pytest.mark.slow
 

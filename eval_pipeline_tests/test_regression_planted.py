@@ -10,8 +10,8 @@ import yaml
 
 from eval_pipeline.regression import compare_runs, pin_baseline
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.projects import make_project
 
 LIMIT = 120
 

@@ -9,8 +9,8 @@ import polars as pl
 from eval_pipeline.core.schemas import TABLES
 from eval_pipeline.report import PLOTS
 from eval_pipeline.report._html import plot_cost, plot_scores, scale_groups
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import materialization_metadata, materialize, report
+from eval_pipeline_tests.projects import make_project
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -14,8 +14,8 @@ from eval_pipeline.storage import Store
 from eval_pipeline_tests import processes
 from eval_pipeline_tests.apiserver import ServerConfig, api_model, make_api_project
 from eval_pipeline_tests.apiserver.fixtures import KEY_ENV, api_key_fixture, api_server_fixture
-from eval_pipeline_tests.conftest import REPO
 from eval_pipeline_tests.judge_helpers import judged_project
+from eval_pipeline_tests.projects import REPO
 
 api_server = api_server_fixture()
 _api_key = api_key_fixture()

@@ -18,8 +18,8 @@ from eval_pipeline.providers.fake import calls_for
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.apiserver import ServerConfig, api_model, make_api_project
 from eval_pipeline_tests.apiserver.fixtures import KEY_ENV, api_key_fixture, api_server_fixture
-from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.judge_helpers import judged_project
+from eval_pipeline_tests.projects import REPO, make_project
 from eval_pipeline_tests.slurm_helpers import (
     TEST_PROFILE,
     materialize_partitions,

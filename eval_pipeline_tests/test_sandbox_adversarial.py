@@ -25,8 +25,8 @@ import pytest
 from eval_pipeline.scoring import code_detail, run_scorer
 from eval_pipeline.scoring.sandbox import _pids_cgroup_root, bwrap_path, run_sandboxed, run_tests
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.projects import make_project
 
 pytestmark = pytest.mark.skipif(
     bwrap_path() is None and os.environ.get("EVAL_PIPELINE_REQUIRE_SERVICES") != "1",

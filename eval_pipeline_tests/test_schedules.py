@@ -18,8 +18,8 @@ from eval_pipeline.defs.schedules import (
 )
 from eval_pipeline.operations import LastResult, select_due
 from eval_pipeline.resources import CatalogResource
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.opsupport import ONE_MODEL, no_dangling_defs_state, run_suite
+from eval_pipeline_tests.projects import make_project
 from eval_pipeline_tests.runseed import SeedRun, seed_runs
 
 NAME = "nightly_regression_suite_schedule"

@@ -16,7 +16,6 @@ from eval_pipeline.defs import build_definitions
 from eval_pipeline.defs.sensors import AGGREGATES, EVENT_KEY
 from eval_pipeline.resources import CatalogResource
 from eval_pipeline.resources.webserver import WebserverResource
-from eval_pipeline_tests.conftest import FAKE_MODELS, make_project
 from eval_pipeline_tests.opsupport import (
     ONE_MODEL,
     RELOADED,
@@ -26,6 +25,7 @@ from eval_pipeline_tests.opsupport import (
     receiver,
     run_suite,
 )
+from eval_pipeline_tests.projects import FAKE_MODELS, make_project
 
 PARTITION = "qa|fake-good"
 

@@ -20,7 +20,7 @@ from eval_pipeline.resources.slurm import SlurmResource
 from eval_pipeline.slurm import load_profile, submit_array
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import REPO
+from eval_pipeline_tests.projects import REPO
 from eval_pipeline_tests.slurm_helpers import (
     DRILL,
     drill_model,

@@ -13,7 +13,7 @@ from eval_pipeline.node import GenerationTask, Work, read_progress, run_node
 from eval_pipeline.slurm import load_profile, make_executor, profile_names
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import REPO
+from eval_pipeline_tests.projects import REPO
 
 GOLDEN_H100 = """\
 #!/bin/bash

@@ -247,19 +247,21 @@ def test_the_comparison_flags_a_planted_improvement_with_a_ci_above_zero():
     base = [1.0] * 24 + [0.0] * 36
     # 20 failures fixed, 2 passes broken: a planted gain of 18/60.
     tuned = [1.0] * 22 + [0.0] * 2 + [1.0] * 20 + [0.0] * 16
-    [verdict] = compare_adapter(scores("smollm2-135m", base), scores("smollm2-135m__r", tuned))
+    report = compare_adapter(scores("smollm2-135m", base), scores("smollm2-135m__r", tuned))
+    [verdict] = report.comparisons
     assert verdict.test == "mcnemar"
     assert verdict.improved and not verdict.regressed
     assert verdict.delta == pytest.approx(18 / 60)
     assert 0 < verdict.ci_low < verdict.delta < verdict.ci_high
-    assert (verdict.better, verdict.worse) == (20, 2)
-    assert (verdict.base_model, verdict.adapter_model) == ("smollm2-135m", "smollm2-135m__r")
+    assert (len(verdict.better), len(verdict.worse)) == (20, 2)
+    assert (report.baseline_name, report.current_name) == ("smollm2-135m", "smollm2-135m__r")
+    assert verdict.model == "smollm2-135m__r"
 
 
 def test_the_comparison_does_not_call_noise_an_improvement():
     base = [1.0, 0.0] * 30
     tuned = [0.0, 1.0] * 2 + [1.0, 0.0] * 28  # two flips each way
-    [verdict] = compare_adapter(scores("b", base), scores("a", tuned))
+    [verdict] = compare_adapter(scores("b", base), scores("a", tuned)).comparisons
     assert verdict.delta == 0
     assert not verdict.improved and not verdict.regressed
     assert verdict.ci_low < 0 < verdict.ci_high
@@ -270,7 +272,7 @@ def test_a_graded_metric_is_compared_with_the_paired_bootstrap():
     tuned = [min(1.0, v + 1 / 3) for v in base]
     [verdict] = compare_adapter(
         scores("b", base, "field_accuracy"), scores("a", tuned, "field_accuracy")
-    )
+    ).comparisons
     assert verdict.test == "paired_bootstrap"
     assert verdict.improved and verdict.ci_low > 0
 

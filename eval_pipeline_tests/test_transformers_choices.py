@@ -125,11 +125,11 @@ def test_batched_choice_scores_equal_a_full_pass_over_lm_eval_tokens(base_model)
         for choice in choices:
             ctx, cont = lm_eval_pair(tokenizer, context, choice)
             assert ctx[0] == tokenizer.bos_token_id  # the tokenizer's BOS, as lm-eval keeps it
-            assert response.info["choice_logprobs"][choice] == pytest.approx(
+            assert response.choice_scores.logprobs()[choice] == pytest.approx(
                 full_pass(model, ctx, cont), abs=1e-4
             )
-            assert response.info["choice_tokens"][choice] == len(cont)
-        scores = response.info["choice_logprobs"]
+            assert response.choice_scores.token_counts()[choice] == len(cont)
+        scores = response.choice_scores.logprobs()
         assert response.completion == max(choices, key=lambda c: (scores[c], -choices.index(c)))
 
 
@@ -140,7 +140,7 @@ def test_a_trailing_space_moves_into_the_continuation_tokens(base_model):
         [_mc("Take 3 steps. Turn left. Answer: ", ("yes", "no"))]
     )
     assert tokenizer.decode(cont).startswith(" ")
-    assert response.info["choice_tokens"]["yes"] == len(cont)
+    assert response.choice_scores.token_counts()["yes"] == len(cont)
     assert response.input_tokens == len(ctx)
 
 
@@ -151,7 +151,7 @@ def test_add_bos_token_false_scores_without_the_bos(base_model):
     ctx = tokenizer.encode(context, add_special_tokens=False)
     whole = tokenizer.encode(context + choices[0], add_special_tokens=False)
     expected = full_pass(model, ctx, whole[len(ctx) :])
-    assert response.info["choice_logprobs"][choices[0]] == pytest.approx(expected, abs=1e-4)
+    assert response.choice_scores.logprobs()[choices[0]] == pytest.approx(expected, abs=1e-4)
 
 
 def test_a_chat_request_on_a_tokenizer_without_chat_template_is_refused_naming_the_model(

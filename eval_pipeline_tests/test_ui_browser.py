@@ -20,7 +20,6 @@ import pytest
 from eval_pipeline.defs import build_definitions
 from eval_pipeline_tests import processes
 from eval_pipeline_tests.chromium import SHOTS, launched, need_chromium
-from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.opsupport import (
     ONE_MODEL,
     free_port,
@@ -28,6 +27,7 @@ from eval_pipeline_tests.opsupport import (
     stop_group,
     wait_for_webserver,
 )
+from eval_pipeline_tests.projects import REPO, make_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

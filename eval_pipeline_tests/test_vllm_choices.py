@@ -122,12 +122,12 @@ def test_each_continuation_is_one_prompt_whose_prompt_logprobs_are_summed(stand_
         {"prompt_token_ids": context + [ord(" "), ord("2"), ord("2")]},
     ]
     assert params.kwargs["max_tokens"] == 1 and params.kwargs["prompt_logprobs"] == 1
-    scores = response.info["choice_logprobs"]
+    scores = response.choice_scores.logprobs()
     for prompt, choice in zip(prompts, (" 4", " 22"), strict=True):
         assert scores[choice] == pytest.approx(
             _expected(prompt["prompt_token_ids"], len(context)), abs=1e-6
         )
-    assert response.info["choice_tokens"] == {" 4": 2, " 22": 3}
+    assert response.choice_scores.token_counts() == {" 4": 2, " 22": 3}
     best = max(scores, key=scores.get)
     assert response.completion == best
 
@@ -138,7 +138,7 @@ def test_a_context_s_trailing_space_moves_into_the_continuation_as_lm_eval_does(
     ((prompts, _),) = stand_in_vllm["generate"]
     context = [ord(c) for c in "Answer:"]
     assert prompts[0]["prompt_token_ids"] == context + [ord(" "), ord("y"), ord("e"), ord("s")]
-    assert response.info["choice_tokens"] == {"yes": 4, "no": 3}
+    assert response.choice_scores.token_counts() == {"yes": 4, "no": 3}
 
 
 def test_a_chat_request_on_a_model_without_a_chat_template_is_refused_naming_it(

@@ -13,8 +13,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from eval_pipeline_tests.conftest import REPO, make_project
 from eval_pipeline_tests.opsupport import ONE_MODEL, run_suite
+from eval_pipeline_tests.projects import REPO, make_project
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,12 +79,117 @@ class GenerationRequest:
     prompt_format: PromptFormat = "chat"
     # lm-evaluation-harness request types beyond choice decoding: ``loglikelihood`` scores
     # each choice and must say whether it is the greedy continuation
-    # (``info["choice_greedy"]``); ``loglikelihood_rolling`` scores the one choice, a whole
+    # (``ContinuationScore.greedy``); ``loglikelihood_rolling`` scores the one choice, a whole
     # text with no context, over rolling windows of the model's context length. Empty:
     # choice decoding when ``choices`` is set, generation otherwise.
     request_type: str = ""
     # Free-form extras for providers that need them (the fake provider reads the reference).
     extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class ContinuationScore:
+    """How likely a model finds one continuation after its context.
+
+    Attributes:
+        continuation: The continuation's text, as the request listed it.
+        logprob: The sum of the natural-log probabilities of the continuation's tokens,
+            each conditioned on the context and the continuation's tokens before it.
+        tokens: How many tokens were summed (the continuation's tokens, at least 1).
+        greedy: Whether every one of those tokens is the model's most likely next token
+            (lm-eval's ``is_greedy``); None where the provider cannot tell.
+    """
+
+    continuation: str
+    logprob: float
+    tokens: int
+    greedy: bool | None = None
+
+
+@dataclass(frozen=True)
+class ChoiceScores:
+    """The answer to one choice-scoring request: a score per choice, in request order.
+
+    Attributes:
+        scores: One :class:`ContinuationScore` per ``request.choices``, in that order.
+        context_tokens: How many tokens the context was (the request's input tokens).
+    """
+
+    scores: tuple[ContinuationScore, ...]
+    context_tokens: int = 0
+
+    def best(self) -> int:
+        """The index of the most likely continuation; the first of equals."""
+        return max(range(len(self.scores)), key=lambda i: (self.scores[i].logprob, -i))
+
+    def normalized(self, length: Callable[[str], float]) -> ChoiceScores:
+        """Each log-likelihood divided by its continuation's length (at least 1).
+
+        ``length`` measures a continuation's text (characters, bytes, words), as lm-eval's
+        ``acc_norm`` / ``acc_bytes`` do.
+        """
+        return replace(
+            self,
+            scores=tuple(
+                replace(s, logprob=s.logprob / max(length(s.continuation), 1.0))
+                for s in self.scores
+            ),
+        )
+
+    def logprobs(self) -> dict[str, float]:
+        """Each continuation's log-likelihood, by its text."""
+        return {s.continuation: s.logprob for s in self.scores}
+
+    def token_counts(self) -> dict[str, int]:
+        """Each continuation's token count, by its text."""
+        return {s.continuation: s.tokens for s in self.scores}
+
+    def greedy(self) -> list[bool] | None:
+        """Each continuation's greedy flag in order; None unless every one is known."""
+        flags = [s.greedy for s in self.scores]
+        return None if any(f is None for f in flags) else [bool(f) for f in flags]
+
+    @classmethod
+    def from_columns(
+        cls,
+        logprobs: Sequence[float],
+        tokens: Sequence[int] | None = None,
+        greedy: Sequence[bool] | None = None,
+        choices: Sequence[str] | None = None,
+    ) -> ChoiceScores:
+        """Scores from a generations row's ``choice_*`` columns.
+
+        ``choice_logprobs``, ``choice_tokens`` and ``choice_greedy`` (null ones unknown);
+        the continuations' texts are empty unless given.
+        """
+        n = len(logprobs)
+        choices = choices if choices is not None else [""] * n
+        counts: Sequence[int] = tokens if tokens is not None else [0] * n
+        flags: Sequence[bool | None] = greedy if greedy is not None else [None] * n
+        return cls(
+            tuple(
+                ContinuationScore(c, float(lp), int(k), g)
+                for c, lp, k, g in zip(choices, logprobs, counts, flags, strict=True)
+            )
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready form (the response cache stores it); :meth:`from_json` reads it."""
+        return {
+            "context_tokens": self.context_tokens,
+            "scores": [[s.continuation, s.logprob, s.tokens, s.greedy] for s in self.scores],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChoiceScores:
+        """Read :meth:`to_json`'s form back (``data`` is parsed JSON: any JSON value)."""
+        return cls(
+            tuple(
+                ContinuationScore(str(c), float(lp), int(n), None if g is None else bool(g))
+                for c, lp, n, g in data["scores"]
+            ),
+            int(data.get("context_tokens", 0)),
+        )
 
 
 @dataclass
@@ -98,6 +204,11 @@ class GenerationResponse:
     error: str | None = None
     # Provider-specific facts worth keeping (e.g. the served model name); never secrets.
     info: dict[str, Any] = field(default_factory=dict)
+    # The answer to a choice-scoring request (``request.choices``): every choice's score.
+    choice_scores: ChoiceScores | None = None
+    # The server's rate-limit headers (``x-ratelimit-*``) of an API answer, for the
+    # engine's pacing; never cached.
+    limit_headers: dict[str, str] | None = None
 
     @property
     def ok(self) -> bool:

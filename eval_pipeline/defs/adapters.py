@@ -317,15 +317,15 @@ def adapter_outcome(
             metadata={"base_model": recipe.base},
         )
     adapter_scores = store.read("scores", key.dataset, key.model)
-    comparisons = compare_adapter(base_scores, adapter_scores)
+    comparisons = compare_adapter(base_scores, adapter_scores).comparisons
     metadata: dict[str, object] = {"base_model": recipe.base}
     spec = catalog.models.get(key.model)
     if spec is not None and spec.adapter:
         metadata["adapter"] = dg.MetadataValue.path(spec.adapter)
     lines = []
     for c in comparisons:
-        metadata[f"{c.metric}/base"] = _number(c.base)
-        metadata[f"{c.metric}/adapter"] = _number(c.adapter)
+        metadata[f"{c.metric}/base"] = _number(c.baseline)
+        metadata[f"{c.metric}/adapter"] = _number(c.current)
         metadata[f"{c.metric}/delta"] = _number(c.delta)
         metadata[f"{c.metric}/ci_low"] = _number(c.ci_low)
         metadata[f"{c.metric}/ci_high"] = _number(c.ci_high)
@@ -334,7 +334,7 @@ def adapter_outcome(
             "improved" if c.improved else "regressed" if c.regressed else "no significant change"
         )
         lines.append(
-            f"{c.metric}: {_fmt(c.base)} -> {_fmt(c.adapter)} ({_signed(c.delta)}, 95% CI "
+            f"{c.metric}: {_fmt(c.baseline)} -> {_fmt(c.current)} ({_signed(c.delta)}, 95% CI "
             f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}], {c.test} p={_fmt(c.p_value)}, n={c.n}): "
             f"{verdict}"
         )

@@ -19,6 +19,7 @@ import dagster as dg
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.partitions import current_partitions
+from eval_pipeline.engine import RunStats
 from eval_pipeline.node import GenerationTask, Work, WorkResult
 from eval_pipeline.operations import preflight
 from eval_pipeline.runners import InlineRunner, Runner, Submission, TaskOutcome
@@ -119,40 +120,53 @@ def run_tasks(
     return sorted(outcomes, key=lambda o: order_of.get(id(o.task), len(tasks)))
 
 
+def stats_metadata(stats: RunStats, *, requests: bool = False) -> Metadata:
+    """The engine's counters as asset metadata: the one place they are named for Dagster.
+
+    ``requests`` adds the per-request counters (retries, rate-limited responses) that
+    only generation reports.
+    """
+    metadata: Metadata = {
+        "model_calls": stats.model_calls,
+        "input_tokens": stats.input_tokens,
+        "output_tokens": stats.output_tokens,
+        "cost_usd": round(stats.cost_usd, 6),
+        "wall_s": round(stats.wall_s, 3),
+    }
+    if requests:
+        metadata.update(retries=stats.retries, rate_limited_responses=stats.rate_limited)
+    return metadata
+
+
 def work_metadata(result: WorkResult, outcome: TaskOutcome) -> Metadata:
     """The metadata of one partition's work, wherever its task ran."""
     node = outcome.result
     assert node is not None
+    generate = result.work.kind == "generate"
     metadata: Metadata = {
         "dagster/row_count": result.rows,
         "new_rows": result.new_rows,
         "reused_rows": result.reused_rows,
-        "model_calls": result.model_calls,
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "cost_usd": round(result.cost_usd, 6),
-        "wall_s": round(result.wall_s, 3),
+        **stats_metadata(result.stats, requests=generate),
         "runs_on": node.runs_on,
     }
     if result.path:
         metadata["path"] = dg.MetadataValue.path(result.path)
-    if result.work.kind == "generate":
+    if generate:
         metadata.update(
             prompt_version=result.prompt_version,
             dataset_version=result.dataset_version,
             answer_mode=result.answer_mode,
             errors=result.errors,
-            retries=result.retries,
-            rate_limited_responses=result.rate_limited,
         )
-        if result.route == "batch":
-            metadata.update(batch_metadata(result))
+        if result.stats.route == "batch":
+            metadata.update(batch_metadata(result.stats))
         if result.plan_cost_usd is not None:
             planned = result.plan_cost_usd
             metadata["cost/planned_usd"] = round(planned, 6)
             # 1.0: as planned. No figure when the plan expected nothing to be spent.
             if planned > 0:
-                metadata["cost/actual_over_planned"] = round(result.cost_usd / planned, 4)
+                metadata["cost/actual_over_planned"] = round(result.stats.cost_usd / planned, 4)
     # Where and how fast the task's model ran (every partition of the task shares it).
     prefix = "slurm/" if node.runs_on == "slurm" else "node/"
     metadata.update(
@@ -179,18 +193,18 @@ def work_metadata(result: WorkResult, outcome: TaskOutcome) -> Metadata:
     return metadata
 
 
-def batch_metadata(result: WorkResult) -> Metadata:
+def batch_metadata(stats: RunStats) -> Metadata:
     """A batch-route partition's provider batches, and its cost against the worst case counted."""
-    worst = result.batch_worst_usd
+    worst = stats.batch_worst_usd
     return {
         "route": "batch",
-        "batch/ids": ", ".join(result.batch_ids),
-        "batch/count": len(result.batch_ids),
-        "batch/rounds": result.batch_rounds,
-        "batch/retried_requests": result.batch_retried,
-        "batch/waited_s": round(result.batch_waited_s, 3),
+        "batch/ids": ", ".join(stats.batch_ids),
+        "batch/count": len(stats.batch_ids),
+        "batch/rounds": stats.batch_rounds,
+        "batch/retried_requests": stats.batch_retried,
+        "batch/waited_s": round(stats.batch_waited_s, 3),
         "cost/worst_case_usd": round(worst, 6),
-        "cost/actual_over_worst_case": round(result.cost_usd / worst, 4) if worst else 0.0,
+        "cost/actual_over_worst_case": round(stats.cost_usd / worst, 4) if worst else 0.0,
     }
 
 

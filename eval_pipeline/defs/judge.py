@@ -88,7 +88,7 @@ def log_calibrations(
             context.log_event(
                 dg.AssetMaterialization(
                     asset_key=calibration_key(judge, rubric),
-                    metadata=calibration_metadata(report, result.model_calls),
+                    metadata=calibration_metadata(report, result.stats.model_calls),
                 )
             )
 
@@ -155,6 +155,6 @@ def _calibration_asset(judge: str, rubric: str) -> dg.AssetsDefinition:
         report = calibrate_judge(cat, st, judge, rubric)
         if report.result is None:
             context.log.warning(f"judge {judge} on {rubric}: {report.message}")
-        return dg.MaterializeResult(metadata=calibration_metadata(report, result.model_calls))
+        return dg.MaterializeResult(metadata=calibration_metadata(report, result.stats.model_calls))
 
     return _asset

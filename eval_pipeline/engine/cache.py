@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from eval_pipeline.core.hashing import content_hash
-from eval_pipeline.core.types import GenerationResponse, Message, SamplingParams
+from eval_pipeline.core.types import (
+    ChoiceScores,
+    ContinuationScore,
+    GenerationResponse,
+    Message,
+    SamplingParams,
+)
 
 
 def request_hash(
@@ -71,6 +77,7 @@ class ResponseCache:
             output_tokens=data.get("output_tokens", 0),
             latency_s=data.get("latency_s", 0.0),
             info=data.get("info", {}),
+            choice_scores=_choice_scores(data),
         )
 
     def put(self, key: str, response: GenerationResponse) -> None:
@@ -83,7 +90,7 @@ class ResponseCache:
         if not response.ok:
             return
         path = self._path(key)
-        record = {
+        record: dict[str, object] = {
             "completion": response.completion,
             "finish_reason": response.finish_reason,
             "input_tokens": response.input_tokens,
@@ -91,6 +98,8 @@ class ResponseCache:
             "latency_s": response.latency_s,
             "info": response.info,
         }
+        if response.choice_scores is not None:
+            record["choice_scores"] = response.choice_scores.to_json()
         data = json.dumps(record, sort_keys=True).encode()
         tmp = path.parent / f".{key}.{os.urandom(6).hex()}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -113,3 +122,27 @@ class ResponseCache:
 
     def __contains__(self, key: str) -> bool:
         return self._path(key).exists()
+
+
+def _choice_scores(data: dict[str, Any]) -> ChoiceScores | None:
+    """A cached response's choice scores (``data`` is a parsed entry: any JSON).
+
+    Entries written before scores had their own field keep them in ``info`` as
+    ``choice_logprobs`` / ``choice_tokens`` / ``choice_greedy`` (choice text -> value);
+    those are read into the same type and taken out of ``info``.
+    """
+    if "choice_scores" in data:
+        return ChoiceScores.from_json(data["choice_scores"])
+    info = data.get("info") or {}
+    logprobs = info.pop("choice_logprobs", None)
+    if not isinstance(logprobs, dict):
+        return None
+    tokens = info.pop("choice_tokens", None) or {}
+    greedy = info.pop("choice_greedy", None) or {}
+    return ChoiceScores(
+        tuple(
+            ContinuationScore(c, float(lp), int(tokens.get(c, 0)), greedy.get(c))
+            for c, lp in logprobs.items()
+        ),
+        int(data.get("input_tokens", 0)),
+    )

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eval_pipeline.core.types import GenerationResponse
-from eval_pipeline.providers import LIMIT_HEADERS_INFO
 
 
 class RateLimiter:
@@ -376,9 +375,8 @@ class AdaptiveRate:
         self.on_response(epoch, rate_limited=rate_limited, limits=parse_limit_headers(headers))
 
     def observe_answer(self, epoch: int, response: GenerationResponse) -> None:
-        """Report an answer, taking its rate-limit headers out of ``response.info``."""
-        headers = response.info.pop(LIMIT_HEADERS_INFO, None)
-        self.observe(epoch, rate_limited=False, headers=headers)
+        """Report an answer with its rate-limit headers (``response.limit_headers``)."""
+        self.observe(epoch, rate_limited=False, headers=response.limit_headers)
 
     def _apply(self, limits: ServerLimits, now: float) -> None:
         if limits.limit_per_min:

@@ -93,10 +93,11 @@ def verdict_choices(provider: str) -> tuple[str, ...]:
 def expected_score(response: GenerationResponse | None) -> float | None:
     """The probability-weighted score of a choice-decoded verdict, or None.
 
-    Reads ``info["choice_logprobs"]`` (verdict text -> log-likelihood); choices that do not
-    parse as a verdict on the scale are left out.
+    Reads ``choice_scores`` (verdict text -> log-likelihood); choices that do not parse as
+    a verdict on the scale are left out.
     """
-    logprobs = (response.info or {}).get("choice_logprobs") if response else None
+    scores = response.choice_scores if response else None
+    logprobs = scores.logprobs() if scores else None
     if not logprobs:
         return None
     scored = [

@@ -94,9 +94,9 @@ def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> 
     finally:
         provider.close()
 
-    generation_s = sum(r.wall_s for r in results)
+    generation_s = sum(r.stats.wall_s for r in results)
     # Cached rows cost no model time, so only newly generated tokens count towards speed.
-    new_tokens = sum(r.output_tokens for r in results)
+    new_tokens = sum(r.stats.output_tokens for r in results)
     result = NodeResult(
         model=task.model,
         runs_on=where["runs_on"],
@@ -169,7 +169,7 @@ def _do(
                 dataset_version=report.dataset_version,
                 answer_mode=report.answer_mode,
                 plan_cost_usd=planned,
-                **_stats(report.stats),
+                stats=report.stats,
             )
         if work.kind == "judge":
             stats = judge_partition(
@@ -181,9 +181,7 @@ def _do(
                 provider=provider,
                 controls=_judge_controls(task, store),
             )
-            return WorkResult(
-                work=work, rows=stats.total, reused_rows=stats.cached, **_stats(stats)
-            )
+            return WorkResult(work=work, rows=stats.total, reused_rows=stats.cached, stats=stats)
         if work.kind == "train":
             return _train(catalog, store, task, work)
         if work.kind == "calibrate":
@@ -196,7 +194,10 @@ def _do(
                 controls=_judge_controls(task, store),
             )
             return WorkResult(
-                work=work, path=str(report.path), rows=report.labels, model_calls=report.judge_calls
+                work=work,
+                path=str(report.path),
+                rows=report.labels,
+                stats=RunStats(model_calls=report.judge_calls),
             )
         raise ValueError(f"unknown kind of work {work.kind!r}")
     except Exception as exc:  # one failed piece of work must not lose the others
@@ -254,10 +255,10 @@ def _write_telemetry(
                 "dataset": result.work.dataset,
                 **where,
                 "model_load_s": round(load_s, 3),
-                "generation_s": round(result.wall_s, 3),
-                "new_output_tokens": result.output_tokens,
-                "tokens_per_s": round(result.output_tokens / result.wall_s, 2)
-                if result.wall_s > 0
+                "generation_s": round(result.stats.wall_s, 3),
+                "new_output_tokens": result.stats.output_tokens,
+                "tokens_per_s": round(result.stats.output_tokens / result.stats.wall_s, 2)
+                if result.stats.wall_s > 0
                 else 0.0,
                 "peak_rss_gb": peak_rss_gb(),
                 "gpu_peak_mem_gb": gpu.peak_mem_gb,
@@ -304,33 +305,16 @@ def _train(catalog: Catalog, store: Store, task: GenerationTask, work: Work) -> 
         reused_rows=1 if adapter.reused else 0,
         prompt_version=adapter.prompt_version,
         dataset_version=adapter.train_version,
-        input_tokens=0 if adapter.reused else report.train_tokens,
-        wall_s=0.0 if adapter.reused else report.wall_s,
+        stats=RunStats()
+        if adapter.reused
+        else RunStats(input_tokens=report.train_tokens, wall_s=report.wall_s),
     )
-
-
-def _stats(stats: RunStats) -> dict[str, Any]:
-    return {
-        "model_calls": stats.model_calls,
-        "retries": stats.retries,
-        "rate_limited": stats.rate_limited,
-        "input_tokens": stats.input_tokens,
-        "output_tokens": stats.output_tokens,
-        "cost_usd": stats.cost_usd,
-        "wall_s": stats.wall_s,
-        "route": stats.route,
-        "batch_ids": tuple(stats.batch_ids),
-        "batch_rounds": stats.batch_rounds,
-        "batch_retried": stats.batch_retried,
-        "batch_waited_s": stats.batch_waited_s,
-        "batch_worst_usd": stats.batch_worst_usd,
-    }
 
 
 def _summary(result: WorkResult) -> str:
     if result.error is not None:
         return f"FAILED: {result.error}"
-    return f"{result.rows} rows ({result.model_calls} model calls)"
+    return f"{result.rows} rows ({result.stats.model_calls} model calls)"
 
 
 def read_progress(report_dir: str | os.PathLike[str]) -> dict[str, Any] | None:

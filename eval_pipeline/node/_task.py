@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from eval_pipeline.engine import RunStats
+
 WorkKind = Literal["generate", "judge", "calibrate", "train"]
 
 
@@ -104,21 +106,8 @@ class WorkResult:
     prompt_version: str = ""
     dataset_version: str = ""
     answer_mode: str = ""  # generate work: how the model answered (core.types.AnswerMode)
-    model_calls: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    wall_s: float = 0.0
-    # API models: the route the requests took, and on the batch route the provider batch
-    # ids, submission rounds, requests sent again and the worst case counted beforehand.
-    route: str = "online"
-    batch_ids: tuple[str, ...] = ()
-    batch_rounds: int = 0
-    batch_retried: int = 0
-    batch_waited_s: float = 0.0
-    batch_worst_usd: float = 0.0
+    stats: RunStats = field(default_factory=RunStats)
+    """The engine's counters of the work, as the engine left them (calls, tokens, cost)."""
     # API models: the expected cost planned before any request (``eval-pipeline plan``).
     plan_cost_usd: float | None = None
 

@@ -1,13 +1,15 @@
 """Plain operations logic behind the schedule, the sensors and the CLI (no Dagster here).
 
-Alert payloads and their delivery to a webhook, the regression events read from check
+Alerts (``_alerts.py``: regression events, payloads and their delivery to a webhook), the regression events read from check
 results, which partitions the nightly suite is due to re-evaluate, the Prometheus
 metrics of the stored results, the preflight of a planned run, and whether a STARTED
 run's process is gone (the Dagster side, ``eval_pipeline.defs.mark_dead_runs``, marks it).
 """
 
 from eval_pipeline.operations._alerts import (
+    PostResult,
     RegressionEvent,
+    post_json,
     regression_alert,
     regression_events,
     run_failure_alert,
@@ -36,7 +38,6 @@ from eval_pipeline.operations._preflight import (
     preflight,
 )
 from eval_pipeline.operations._run_history import HOST_TAG, DeadRun, host_tags, process_gone
-from eval_pipeline.operations._webhook import PostResult, post_json
 
 __all__ = [
     "HOST_TAG",

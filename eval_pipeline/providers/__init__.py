@@ -5,23 +5,27 @@ and progress live in ``eval_pipeline.engine`` above them. Heavy SDKs are importe
 provider is built, so importing this package is cheap.
 """
 
-from eval_pipeline.providers._api import LIMIT_HEADERS_INFO, ApiOptions
+from eval_pipeline.core.types import ChoiceScores, ContinuationScore
+from eval_pipeline.providers._api import ApiOptions
 from eval_pipeline.providers.base import (
     Capabilities,
     FailureKind,
     Provider,
     RequestFailure,
+    UnsupportedRequest,
 )
 from eval_pipeline.providers.registry import PROVIDERS, create_provider, provider_class
 
 __all__ = [
-    "LIMIT_HEADERS_INFO",
     "PROVIDERS",
     "ApiOptions",
     "Capabilities",
+    "ChoiceScores",
+    "ContinuationScore",
     "FailureKind",
     "Provider",
     "RequestFailure",
+    "UnsupportedRequest",
     "create_provider",
     "provider_class",
 ]

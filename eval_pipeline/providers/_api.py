@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.core.types import GenerationRequest
 from eval_pipeline.providers.base import Capabilities, FailureKind, Provider, RequestFailure
 
 
@@ -101,9 +102,6 @@ def parse_retry_after(headers: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-# Key of ``GenerationResponse.info`` holding the answer's rate-limit headers; the engine
-# takes it out before the response is cached.
-LIMIT_HEADERS_INFO = "limit_headers"
 # Raw-response mode of the SDKs' generic ``post``: the parsed body and the headers.
 _RAW_RESPONSE = {"X-Stainless-Raw-Response": "raw"}
 
@@ -190,8 +188,9 @@ class ApiProviderBase(Provider):
     """What the HTTP API providers share: the key, and one SDK client per event loop.
 
     Subclasses name their options model, SDK module, async client class, default endpoint
-    and request path, and implement their wire format: :meth:`payload` (request to JSON
-    body) and :meth:`parse` (JSON answer to text, finish reason and token counts).
+    and request path, and implement their wire format: :meth:`body` (the request's
+    messages and sampling as JSON fields; :meth:`payload` adds what every API shares) and
+    :meth:`parse` (JSON answer to text, finish reason and token counts).
     """
 
     capabilities = Capabilities(async_generate=True)
@@ -203,8 +202,30 @@ class ApiProviderBase(Provider):
     path: str  # posted to, relative to the endpoint
     answer_kind: str  # what a well-formed answer is, for the "malformed" message
 
-    def payload(self, request: Any) -> dict[str, Any]:
+    def payload(self, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON body for ``request``: the shared opening, then :meth:`body`'s fields.
+
+        Every API takes the model id and a token limit (named by :meth:`max_tokens_field`)
+        and answers one completion per request (``sampling.n`` 1, else ``bad_request``).
+        """
+        sampling = request.sampling
+        if sampling.n != 1:
+            raise RequestFailure(
+                "bad_request", f"sampling.n={sampling.n}: one completion per request only"
+            )
+        return {
+            "model": self.spec.model_id,
+            **self.body(request),
+            self.max_tokens_field(): sampling.max_tokens,
+        }
+
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The wire format's own fields: the prompt (messages) and the sampling settings."""
         raise NotImplementedError
+
+    def max_tokens_field(self) -> str:
+        """The body field that caps the answer's tokens."""
+        return "max_tokens"
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
         """``(text, finish reason, input tokens, output tokens)`` from the JSON answer."""
@@ -225,10 +246,7 @@ class ApiProviderBase(Provider):
         except Exception as exc:
             raise classify_sdk_error(self._sdk, exc, self.secrets) from None
         latency = time.perf_counter() - start
-        info: dict[str, Any] = {}
         found = limit_headers(raw.headers)
-        if found:
-            info[LIMIT_HEADERS_INFO] = found
         try:
             text, reason, input_tokens, output_tokens = self.parse(data)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -241,7 +259,8 @@ class ApiProviderBase(Provider):
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             latency_s=latency,
-            info={**info, "served_model": redact(str(data.get("model") or ""), self.secrets)},
+            info={"served_model": redact(str(data.get("model") or ""), self.secrets)},
+            limit_headers=found or None,
         )
 
     def __init__(self, spec: Any):

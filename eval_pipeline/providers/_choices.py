@@ -11,7 +11,12 @@ from typing import Any
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec, chat_template_problem
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import (
+    ChoiceScores,
+    ContinuationScore,
+    GenerationRequest,
+    GenerationResponse,
+)
 
 
 def completion_context(request: GenerationRequest) -> str:
@@ -86,44 +91,46 @@ def encode_pair(
     return context_enc, whole[len(context_enc) :]
 
 
-def choice_response(
+def choice_scores(
     request: GenerationRequest,
     logprobs: Sequence[float],
     tokens: Sequence[int],
-    input_tokens: int,
+    context_tokens: int,
+    greedy: Sequence[bool] | None = None,
+) -> ChoiceScores:
+    """A request's :class:`ChoiceScores` from per-choice lists in request order.
+
+    Log-likelihoods are rounded to 6 decimals (the digits a float32 model gives).
+    """
+    flags: Sequence[bool | None] = greedy if greedy is not None else [None] * len(logprobs)
+    return ChoiceScores(
+        tuple(
+            ContinuationScore(c, round(float(lp), 6), int(n), None if g is None else bool(g))
+            for c, lp, n, g in zip(request.choices, logprobs, tokens, flags, strict=True)
+        ),
+        context_tokens,
+    )
+
+
+def choice_response(
+    request: GenerationRequest,
+    scores: ChoiceScores,
     latency_s: float,
     info: dict[str, Any] | None = None,
-    greedy: Sequence[bool] | None = None,
 ) -> GenerationResponse:
-    """The answer to a choice request.
+    """The answer to a choice request: the continuation of highest log-likelihood.
 
-    The continuation of highest log-likelihood (the first on ties), with every
-    continuation's log-likelihood and token count, and whether each is the model's greedy
-    continuation when ``greedy`` is given (``info["choice_greedy"]``).
+    The first of equals wins; every choice's score travels in ``choice_scores``.
     """
-    best = max(range(len(logprobs)), key=lambda i: (logprobs[i], -i))
+    best = scores.best()
     return GenerationResponse(
         completion=request.choices[best],
         finish_reason="stop",
-        input_tokens=input_tokens,
-        output_tokens=int(tokens[best]),
+        input_tokens=scores.context_tokens,
+        output_tokens=scores.scores[best].tokens,
         latency_s=latency_s,
-        info={
-            **(info or {}),
-            "choice_logprobs": {
-                c: round(float(s), 6) for c, s in zip(request.choices, logprobs, strict=True)
-            },
-            "choice_tokens": {c: int(n) for c, n in zip(request.choices, tokens, strict=True)},
-            **(
-                {
-                    "choice_greedy": {
-                        c: bool(g) for c, g in zip(request.choices, greedy, strict=True)
-                    }
-                }
-                if greedy is not None
-                else {}
-            ),
-        },
+        info=dict(info or {}),
+        choice_scores=scores,
     )
 
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from eval_pipeline.core.types import GenerationRequest
 from eval_pipeline.providers._api import ApiOptions, ApiProviderBase, answer_text
-from eval_pipeline.providers.base import RequestFailure
 
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
@@ -46,18 +45,12 @@ class AnthropicProvider(ApiProviderBase):
 
         return AnthropicBatchApi(self)
 
-    def payload(self, request: GenerationRequest) -> dict[str, Any]:
-        """The messages-API request body for ``request``."""
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The messages-API fields for ``request``; system messages become ``system``."""
         sampling = request.sampling
-        if sampling.n != 1:
-            raise RequestFailure(
-                "bad_request", f"sampling.n={sampling.n}: one completion per request only"
-            )
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         kwargs: dict[str, Any] = {
-            "model": self.spec.model_id,
             "messages": [m.as_dict() for m in request.messages if m.role != "system"],
-            "max_tokens": sampling.max_tokens,
         }
         if system:
             kwargs["system"] = system

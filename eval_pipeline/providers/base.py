@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from eval_pipeline.core.specs import ModelSpec
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Missing
+from eval_pipeline.core.types import (
+    ChoiceScores,
+    ContinuationScore,
+    GenerationRequest,
+    GenerationResponse,
+    Missing,
+)
 
 if TYPE_CHECKING:
     from eval_pipeline.providers.batch import BatchApi
@@ -36,6 +42,10 @@ RETRYABLE: frozenset[str] = frozenset(
 )
 # Failures that say the provider as a whole is unusable: the partition stops at once.
 FATAL: frozenset[str] = frozenset({"auth"})
+
+
+class UnsupportedRequest(NotImplementedError):
+    """The provider does not implement this kind of request (its capabilities say so)."""
 
 
 class RequestFailure(Exception):
@@ -81,9 +91,11 @@ class Capabilities:
         async_generate: :meth:`Provider.agenerate` answers one request on an event loop and
             raises :class:`RequestFailure`; the engine drives it with concurrency, rate
             limits, retries, a circuit breaker and a budget (HTTP API providers).
-        choices: Choice decoding: a request with ``choices`` is answered with the listed
-            string of highest log-likelihood, every choice's log-likelihood kept in
-            ``info["choice_logprobs"]``.
+        choices: Choice scoring: the provider implements :meth:`Provider.loglikelihood`
+            (and, where lm-eval's rolling requests are supported,
+            :meth:`Provider.loglikelihood_rolling`); a request with ``choices`` is
+            answered with the listed string of highest log-likelihood and every choice's
+            score in ``GenerationResponse.choice_scores``.
     """
 
     batch_generate: bool = True
@@ -134,6 +146,63 @@ class Provider:
     async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
         """Answer one request; raises :class:`RequestFailure` when it fails."""
         raise NotImplementedError(f"provider {self.name!r} has no async generate")
+
+    # -- choice scoring (providers whose capabilities say ``choices``) -----------------
+
+    def loglikelihood(self, requests: Sequence[GenerationRequest]) -> list[ChoiceScores]:
+        """Score every choice of every request; one :class:`ChoiceScores` per request, in order.
+
+        For each request the *context* is its messages: the one user message's text as-is
+        for ``prompt_format == "completion"``, the chat template's rendering (with the
+        generation prompt, or continuing a final assistant turn) for ``"chat"``. For each
+        string in ``request.choices``, in order, the result holds the sum over the
+        continuation's tokens of ``log P(token | context, the continuation's tokens
+        before it)`` (natural log), the number of tokens summed, and whether every one of
+        them is the model's most likely next token (``greedy``; lm-eval's ``is_greedy``).
+
+        The tokenization boundary is lm-eval's ``_encode_pair`` for completion format:
+        the context's trailing whitespace moves to the start of the continuation, the
+        whole text ``context + continuation`` is tokenized once, and the continuation's
+        tokens are those after ``len(encode(context))`` (so a token that merges across
+        the boundary counts as the continuation's); an empty context is the prefix token
+        (BOS, or EOS without one). Chat format appends each choice's own tokens to the
+        template's. A request whose ``request_type`` is ``loglikelihood`` must have
+        every ``greedy`` flag set; for plain choice decoding ``greedy`` may be None
+        where the provider cannot tell.
+
+        Raises:
+            UnsupportedRequest: The provider cannot score continuations (the default).
+        """
+        raise UnsupportedRequest(f"provider {self.name!r} does not score choices")
+
+    def loglikelihood_rolling(
+        self, requests: Sequence[GenerationRequest]
+    ) -> list[ContinuationScore]:
+        """The log-likelihood of each request's one choice, a whole text, with no context.
+
+        For lm-eval's ``loglikelihood_rolling`` requests (perplexity tasks): the text
+        ``request.choices[0]`` is tokenized alone (completion format, the tokenizer's own
+        special tokens as lm-eval's ``tok_encode``), cut into disjoint windows of at most
+        the model's context length ``L``, the first conditioned on the prefix token
+        (BOS, or EOS without one) and each later one on as many of the tokens before it
+        as fit in ``L`` positions, so that every token is scored exactly once. The
+        result sums every token's log-probability (natural log), counts the tokens, and
+        says whether every token was the most likely one (``greedy``).
+
+        Raises:
+            UnsupportedRequest: The provider cannot score rolling windows (the default).
+        """
+        raise UnsupportedRequest(f"provider {self.name!r} does not score rolling windows")
+
+    async def aloglikelihood(self, request: GenerationRequest) -> ChoiceScores:
+        """:meth:`loglikelihood` for one request on an event loop (async providers).
+
+        Same semantics; a failed request raises :class:`RequestFailure`.
+
+        Raises:
+            UnsupportedRequest: The provider cannot score continuations (the default).
+        """
+        raise UnsupportedRequest(f"provider {self.name!r} does not score choices")
 
     async def aclose(self) -> None:
         """Release what the async path holds (connection pools of the current loop)."""

@@ -15,8 +15,7 @@ The ``fake-choices`` provider (:class:`FakeChoicesProvider`) is the same fake wi
 decoding declared, for multiple-choice datasets scored by log-likelihood. (The plain
 ``fake`` declares none, so judges on it write their verdicts.) A choice request
 (``request.choices``) is answered as a model with choice decoding would: the completion is the continuation of highest log-likelihood, and
-``info["choice_logprobs"]`` / ``info["choice_tokens"]`` hold every continuation's
-log-likelihood and token count (tokens: whitespace-separated words, at least 1).
+``choice_scores`` holds every continuation's log-likelihood and token count (tokens: whitespace-separated words, at least 1).
 Unscripted log-likelihoods are deterministic: ``-tokens * (0.5 + u)`` with ``u`` in
 [0, 1) from a hash of the model, the context and the continuation; in ``reference``
 mode the continuation whose text is the reference gets ``-0.1 * tokens`` instead, so it
@@ -32,7 +31,12 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from eval_pipeline.core.specs import ModelSpec
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import (
+    ChoiceScores,
+    ContinuationScore,
+    GenerationRequest,
+    GenerationResponse,
+)
 from eval_pipeline.providers.base import Capabilities, Provider
 
 # Every request any FakeProvider served in this process, as (model slug, request hash).
@@ -100,7 +104,7 @@ class FakeProvider(Provider):
                 )
                 continue
             if request.choices:
-                out.append(self._choose(request, prompt_tokens))
+                out.append(self._choose(request))
                 continue
             text = self._answer(request)
             out.append(
@@ -136,12 +140,24 @@ class FakeProvider(Provider):
             scores.append(-tokens * (0.5 + int.from_bytes(digest[:8], "big") / 2**64))
         return scores
 
-    def _choose(self, request: GenerationRequest, prompt_tokens: int) -> GenerationResponse:
+    def loglikelihood(self, requests: Sequence[GenerationRequest]) -> list[ChoiceScores]:
+        """Scripted or hash-based scores per choice (see the module's docstring).
+
+        Greedy: the best choice of several; a lone continuation (lm-eval's
+        ``loglikelihood`` requests) when it is the reference in reference mode, else when
+        it scores above -1 per token.
+        """
+        return [self._scores(r) for r in requests]
+
+    def loglikelihood_rolling(
+        self, requests: Sequence[GenerationRequest]
+    ) -> list[ContinuationScore]:
+        """A whole text scored as a lone continuation (see :meth:`loglikelihood`)."""
+        return [self._scores(r).scores[0] for r in requests]
+
+    def _scores(self, request: GenerationRequest) -> ChoiceScores:
         scores = self._choice_logprobs(request)
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # first of equals
-        # Greedy: the best choice of several; a lone continuation (lm-eval's loglikelihood
-        # requests) when it is the reference in reference mode, else when it scores above
-        # -1 per token.
         if len(scores) > 1:
             greedy = [i == best for i in range(len(scores))]
         else:
@@ -151,16 +167,23 @@ class FakeProvider(Provider):
                 (self.options.mode == "reference" and lone.strip() == target)
                 or scores[0] > -_tokens(lone)
             ]
+        prompt_tokens = sum(len(m.content.split()) for m in request.messages)
+        return ChoiceScores(
+            tuple(
+                ContinuationScore(c, lp, _tokens(c), g)
+                for c, lp, g in zip(request.choices, scores, greedy, strict=True)
+            ),
+            prompt_tokens,
+        )
+
+    def _choose(self, request: GenerationRequest) -> GenerationResponse:
+        scores = self._scores(request)
         return GenerationResponse(
-            completion=request.choices[best],
+            completion=request.choices[scores.best()],
             finish_reason="stop",
-            input_tokens=prompt_tokens,
+            input_tokens=scores.context_tokens,
             output_tokens=0,
-            info={
-                "choice_logprobs": dict(zip(request.choices, scores, strict=True)),
-                "choice_tokens": {c: _tokens(c) for c in request.choices},
-                "choice_greedy": dict(zip(request.choices, greedy, strict=True)),
-            },
+            choice_scores=scores,
         )
 
 

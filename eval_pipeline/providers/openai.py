@@ -23,14 +23,19 @@ import time
 from typing import Any, Literal
 
 from eval_pipeline.core.errors import EvalPipelineError
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import ChoiceScores, GenerationRequest, GenerationResponse
 from eval_pipeline.providers._api import (
     ApiOptions,
     ApiProviderBase,
     answer_text,
     classify_sdk_error,
 )
-from eval_pipeline.providers._choices import choice_response, completion_context, split_pair
+from eval_pipeline.providers._choices import (
+    choice_response,
+    choice_scores,
+    completion_context,
+    split_pair,
+)
 from eval_pipeline.providers.base import Capabilities, RequestFailure
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
@@ -86,19 +91,15 @@ class OpenAIProvider(ApiProviderBase):
 
         return OpenAIBatchApi(self)
 
-    def payload(self, request: GenerationRequest) -> dict[str, Any]:
-        """The chat-completions request body for ``request``."""
-        sampling = request.sampling
-        if sampling.n != 1:
-            raise RequestFailure(
-                "bad_request", f"sampling.n={sampling.n}: one completion per request only"
-            )
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The chat-completions fields for ``request``."""
         return {
-            "model": self.spec.model_id,
             "messages": [m.as_dict() for m in request.messages],
-            **_sampling_fields(sampling),
-            self.options.max_tokens_param: sampling.max_tokens,
+            **_sampling_fields(request.sampling),
         }
+
+    def max_tokens_field(self) -> str:
+        return str(self.options.max_tokens_param)
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
         """The answer; no choice or ``content: null`` is a ``malformed`` failure."""
@@ -147,15 +148,12 @@ class OpenAICompletionsProvider(OpenAIProvider):
         except EvalPipelineError as exc:
             raise RequestFailure("bad_request", str(exc)) from None
 
-    def payload(self, request: GenerationRequest) -> dict[str, Any]:
-        """The completions body for a request without choices."""
-        sampling = request.sampling
-        return {
-            "model": self.spec.model_id,
-            "prompt": self._context(request),
-            **_sampling_fields(sampling),
-            "max_tokens": sampling.max_tokens,
-        }
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The completions fields for a request without choices."""
+        return {"prompt": self._context(request), **_sampling_fields(request.sampling)}
+
+    def max_tokens_field(self) -> str:
+        return "max_tokens"
 
     def parse(self, data: Any) -> tuple[str, str, int, int]:
         """A text completion's answer; no choice or no text is a ``malformed`` failure."""
@@ -172,16 +170,18 @@ class OpenAICompletionsProvider(OpenAIProvider):
         """A text completion, or for a choice request every continuation's log-likelihood."""
         if not request.choices:
             return await super().agenerate(request)
-        context = self._context(request)
         start = time.perf_counter()
+        scores = await self.aloglikelihood(request)
+        return choice_response(request, scores, time.perf_counter() - start)
+
+    async def aloglikelihood(self, request: GenerationRequest) -> ChoiceScores:
+        """Every choice's score (see :meth:`Provider.loglikelihood`); ``greedy`` is None.
+
+        One echo request per continuation, posted together.
+        """
+        context = self._context(request)
         scored = await asyncio.gather(*(self._loglikelihood(context, c) for c in request.choices))
-        return choice_response(
-            request,
-            [s[0] for s in scored],
-            [s[1] for s in scored],
-            scored[0][2],
-            time.perf_counter() - start,
-        )
+        return choice_scores(request, [s[0] for s in scored], [s[1] for s in scored], scored[0][2])
 
     async def _loglikelihood(self, context: str, continuation: str) -> tuple[float, int, int]:
         """(summed log-prob, token count) of ``continuation`` after ``context``.

@@ -39,7 +39,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,10 +49,17 @@ from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.installed import missing_modules, module_spec
 from eval_pipeline.core.paths import user_cache_dir
 from eval_pipeline.core.specs import ModelSpec
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Missing
+from eval_pipeline.core.types import (
+    ChoiceScores,
+    ContinuationScore,
+    GenerationRequest,
+    GenerationResponse,
+    Missing,
+)
 from eval_pipeline.providers._choices import (
     chat_template_hash,
     choice_response,
+    choice_scores,
     choice_token_ids,
     context_text,
     lm_encode,
@@ -567,19 +574,44 @@ class TransformersProvider(Provider):
     def score_choices(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """Choice decoding: answer each request with its most likely choice.
 
+        Choice requests are scored as :meth:`loglikelihood` scores them and
+        ``loglikelihood_rolling`` ones as :meth:`loglikelihood_rolling` does, all in one
+        batch; every choice's score travels in ``GenerationResponse.choice_scores``.
+        """
+        start = time.perf_counter()
+        scored = self._score(requests)
+        per_request = (time.perf_counter() - start) / len(requests)
+        info = self._info()
+        return [
+            choice_response(r, s, per_request, info) for r, s in zip(requests, scored, strict=True)
+        ]
+
+    def loglikelihood(self, requests: Sequence[GenerationRequest]) -> list[ChoiceScores]:
+        """Every choice's score (see :meth:`Provider.loglikelihood`).
+
         The token prefix every prompt shares (a judge's system message and rubric) runs
         through the model once and its key/value cache is kept for the next call with
         the same prefix. The rest of every prompt, with the prefix its choices share,
         then runs as one padded batch on that cache, and the remaining tokens of every
-        choice as a second batch on the cache of its own prompt. The log-likelihood of
-        each whole choice after its prompt is kept in ``info["choice_logprobs"]``, and
-        whether each is the greedy continuation (every token the most likely one) in
-        ``info["choice_greedy"]``.
-
-        A ``loglikelihood_rolling`` request scores its one choice, a whole text, as
-        lm-eval's ``loglikelihood_rolling`` does: disjoint windows of at most the model's
-        context length, the first after the prefix token, the log-likelihoods summed.
+        choice as a second batch on the cache of its own prompt.
         """
+        if any(r.request_type == "loglikelihood_rolling" for r in requests):
+            raise EvalPipelineError("loglikelihood: a rolling request; use loglikelihood_rolling")
+        return self._score(requests)
+
+    def loglikelihood_rolling(
+        self, requests: Sequence[GenerationRequest]
+    ) -> list[ContinuationScore]:
+        """Each whole text's score (see :meth:`Provider.loglikelihood_rolling`).
+
+        The windows of every text (:meth:`_rolling_windows`) are scored as the
+        continuations of :meth:`loglikelihood` are, in the same batches.
+        """
+        rolling = [replace(r, request_type="loglikelihood_rolling") for r in requests]
+        return [s.scores[0] for s in self._score(rolling)]
+
+    def _score(self, requests: Sequence[GenerationRequest]) -> list[ChoiceScores]:
+        """Choice and rolling requests' scores, batched together."""
         import torch
 
         self._use_threads()
@@ -622,7 +654,7 @@ class TransformersProvider(Provider):
         elapsed = time.perf_counter() - start
         self._stats.choice_requests += len(requests)
         self._stats.choice_s += elapsed
-        out = []
+        out: list[ChoiceScores] = []
         for index, request in enumerate(requests):
             mine = [u for u, o in enumerate(owner) if o == index]
             if request.request_type == "loglikelihood_rolling":
@@ -638,17 +670,7 @@ class TransformersProvider(Provider):
                     greedy[u],
                     len(prompts[u]),
                 )
-            out.append(
-                choice_response(
-                    request,
-                    per,
-                    [len(c) for c in ids],
-                    prompt_tokens,
-                    elapsed / len(requests),
-                    self._info(),
-                    greedy=flags,
-                )
-            )
+            out.append(choice_scores(request, per, [len(c) for c in ids], prompt_tokens, flags))
         return out
 
     def max_length(self) -> int:

@@ -40,6 +40,7 @@ from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.installed import module_spec
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import (
+    ChoiceScores,
     GenerationRequest,
     GenerationResponse,
     Missing,
@@ -48,6 +49,7 @@ from eval_pipeline.core.types import (
 from eval_pipeline.providers._choices import (
     chat_template_hash,
     choice_response,
+    choice_scores,
     choice_token_ids,
     context_text,
 )
@@ -316,14 +318,29 @@ class VLLMProvider(Provider):
         return responses
 
     def score_choices(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
-        """Choice decoding: one prompt per context + continuation, its prompt log-probs summed.
+        """Choice decoding: each request answered with its most likely choice."""
+        start = time.perf_counter()
+        scored = self.loglikelihood(requests)
+        per_request = (time.perf_counter() - start) / len(requests)
+        info = {
+            "backend": "vllm",
+            "chat_template_sha256": chat_template_hash(self.loaded.tokenizer),
+        }
+        return [
+            choice_response(r, s, per_request, info) for r, s in zip(requests, scored, strict=True)
+        ]
 
-        Tokens are split as lm-evaluation-harness does (see
+    def loglikelihood(self, requests: Sequence[GenerationRequest]) -> list[ChoiceScores]:
+        """Every choice's score (see :meth:`Provider.loglikelihood`); ``greedy`` is None.
+
+        One prompt per context + continuation, its prompt log-probs summed. Tokens are
+        split as lm-evaluation-harness does (see
         :func:`~eval_pipeline.providers._choices.choice_token_ids`) and sent as token ids,
         so vLLM scores exactly those tokens.
         """
         from vllm import SamplingParams as VSamplingParams
 
+        self.load()
         encoded = [
             choice_token_ids(self.loaded.tokenizer, r, self.options.add_bos_token, self.prompt_text)
             for r in requests
@@ -337,27 +354,15 @@ class VLLMProvider(Provider):
                 prompts.append({"prompt_token_ids": context + cont})
                 spans.append((i, len(context)))
         params = VSamplingParams(max_tokens=1, prompt_logprobs=1, temperature=0.0)
-        start = time.perf_counter()
         outputs = self.loaded.llm.generate(
             prompts, params, lora_request=self._lora(), use_tqdm=False
         )
-        elapsed = time.perf_counter() - start
         scores: list[list[float]] = [[] for _ in requests]
         for prompt, (i, begin), output in zip(prompts, spans, outputs, strict=True):
             ids = prompt["prompt_token_ids"]
             scores[i].append(continuation_logprob(output.prompt_logprobs, ids, begin))
         return [
-            choice_response(
-                request,
-                per,
-                [len(c) for c in continuations],
-                len(context),
-                elapsed / len(requests),
-                {
-                    "backend": "vllm",
-                    "chat_template_sha256": chat_template_hash(self.loaded.tokenizer),
-                },
-            )
+            choice_scores(request, per, [len(c) for c in continuations], len(context))
             for request, per, (context, continuations) in zip(
                 requests, scores, encoded, strict=True
             )

@@ -17,7 +17,13 @@ from eval_pipeline.regression._baselines import (
     load_baseline,
     pin_baseline,
 )
-from eval_pipeline.regression._compare import (
+from eval_pipeline.regression._report import (
+    RegressionOutcome,
+    partition_outcome,
+    regression_report,
+    write_report,
+)
+from eval_pipeline.regression._run_vs_baseline import (
     DEFAULT_ALPHA,
     DEFAULT_THRESHOLD,
     FlippedSample,
@@ -25,12 +31,6 @@ from eval_pipeline.regression._compare import (
     RegressionReport,
     compare_runs,
     report_json_text,
-)
-from eval_pipeline.regression._report import (
-    RegressionOutcome,
-    partition_outcome,
-    regression_report,
-    write_report,
 )
 from eval_pipeline.regression._runs import (
     RunScores,

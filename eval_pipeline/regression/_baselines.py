@@ -21,7 +21,7 @@ from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import validate_slug
 from eval_pipeline.core.schemas import SCORES
-from eval_pipeline.regression._compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+from eval_pipeline.regression._run_vs_baseline import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from eval_pipeline.storage import Store, conform, with_missing_columns
 
 BASELINES_DIR = "baselines"

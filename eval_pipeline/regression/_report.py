@@ -9,7 +9,11 @@ from typing import Any
 import polars as pl
 
 from eval_pipeline.regression._baselines import BaselineError, baseline_name, load_baseline
-from eval_pipeline.regression._compare import RegressionReport, compare_runs, report_json_text
+from eval_pipeline.regression._run_vs_baseline import (
+    RegressionReport,
+    compare_runs,
+    report_json_text,
+)
 from eval_pipeline.storage import Store, atomic_write_text
 
 

@@ -1,4 +1,8 @@
-"""The ``alerts`` resource: where the sensors send alerts, and how runs are linked."""
+"""The ``alerts`` resource: where the sensors send alerts, and how runs are linked.
+
+The bodies and their delivery are plain code in ``eval_pipeline/operations/_alerts.py``;
+the sensors that post them are in ``eval_pipeline/defs/sensors.py``.
+"""
 
 from __future__ import annotations
 

@@ -8,14 +8,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 from eval_pipeline.node import GenerationTask, read_progress, run_node
 from eval_pipeline.runners._base import Log, Runner, Submission, TaskOutcome
 from eval_pipeline.slurm import JobStatus, SlurmBatch, load_profile, profiles_dir, submit_array
 
 
-@dataclass(frozen=True)
-class SlurmSettings:
-    """How the SLURM runner submits and watches jobs (the ``slurm`` resource's fields)."""
+class SlurmSettings(BaseModel):
+    """How models whose catalog entry says ``runs_on: slurm`` are submitted and watched.
+
+    Each task (one model and its work in the run) becomes one SLURM job; the jobs of models
+    sharing a profile form one job array whose parallelism is capped by the profile's
+    ``array_parallelism`` (or ``array_parallelism`` here). The Dagster ``slurm`` resource
+    (``SlurmResource``, one layer up) is these settings, configurable per deployment.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     folder: str | None = None
     """Where submitit keeps job scripts, logs and results (a shared filesystem); None:
@@ -32,7 +41,7 @@ class SlurmSettings:
     """Lines of a failed job's log shown with its failure."""
     cluster: str | None = None
     """submitit cluster: None detects SLURM; ``local`` or ``debug`` run without one."""
-    imports: tuple[str, ...] = ()
+    imports: list[str] = []
     """Modules the jobs import before loading the catalog (extra providers)."""
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import polars as pl
+
+from eval_pipeline.core.types import ChoiceScores
 
 LETTERS = string.ascii_uppercase
 # One capital letter, optionally in parentheses or followed by "." or ")", optionally after
@@ -41,14 +43,6 @@ def parse_letter(reply: str | None, n_choices: int) -> int | None:
         return None
     index = LETTERS.index(match.group(1).upper())
     return index if index < n_choices else None
-
-
-def _argmax(values: Sequence[float]) -> int:
-    best = 0
-    for i, v in enumerate(values):
-        if v > values[best]:
-            best = i
-    return best
 
 
 def _choice_scorer(
@@ -72,10 +66,10 @@ def _choice_scorer(
         choices = list(choices or [])
         targets = set(targets or [])
         if logprobs is not None:
-            scores = list(logprobs)
+            scores = ChoiceScores.from_columns(logprobs, choices=choices)
             if length is not None:
-                scores = [lp / max(length(c), 1.0) for lp, c in zip(scores, choices, strict=True)]
-            picked = _argmax(scores)
+                scores = scores.normalized(length)
+            picked = scores.best()
             hit = choices[picked] in targets
             values.append(float(hit))
             details.append(

@@ -22,6 +22,7 @@ import polars as pl
 
 from eval_pipeline.catalog import Catalog, LmEvalSource, item_value, metric_key
 from eval_pipeline.core.keys import PROBLEM_SEPARATOR, problem_id
+from eval_pipeline.core.types import ChoiceScores
 from eval_pipeline.scoring import parse_letter, stats
 from eval_pipeline.stages.generate import LETTERS, doc_ref
 
@@ -115,12 +116,14 @@ def _score_document(
         hit = picked is not None and choices[picked] in gold
         answer = LETTERS[picked] if picked is not None else None
         return {"acc": (float(hit), answer)}, None
-    logprobs = list(row["choice_logprobs"] or [])
-    greedy = list(row.get("choice_greedy") or [False] * len(logprobs))
+    scores = ChoiceScores.from_columns(
+        row["choice_logprobs"] or [], row.get("choice_tokens"), row.get("choice_greedy")
+    )
     if kind in ("multiple_choice", "loglikelihood"):
-        responses: list[Any] = list(zip(logprobs, greedy, strict=True))
+        # lm-eval's (log-likelihood, is_greedy) per continuation; unknown greedy is False.
+        responses: list[Any] = [(s.logprob, bool(s.greedy)) for s in scores.scores]
     elif kind == "loglikelihood_rolling":
-        responses = [logprobs[0]]
+        responses = [scores.scores[0].logprob]
     else:  # every sample of the document, in order (lm-eval's repeats)
         responses = [r["completion"] for r in rows]
     try:

@@ -606,23 +606,14 @@ def _choice_columns(
     """
     if not request.choices or not response.ok:
         return None, None, None, response.error
-    scores = response.info.get("choice_logprobs") or {}
-    counts = response.info.get("choice_tokens") or {}
-    flags = response.info.get("choice_greedy") or {}
-    missing = [c for c in request.choices if c not in scores]
-    if missing:
-        return None, None, None, f"provider returned no log-likelihood for choice {missing[0]!r}"
-    lps = [float(scores[c]) for c in request.choices]
-    toks = (
-        [int(counts[c]) for c in request.choices]
-        if all(c in counts for c in request.choices)
-        else None
-    )
-    greedy = (
-        [bool(flags[c]) for c in request.choices]
-        if all(c in flags for c in request.choices)
-        else None
-    )
+    scores = response.choice_scores
+    if scores is None:
+        return None, None, None, "provider returned no choice scores"
+    if [s.continuation for s in scores.scores] != list(request.choices):
+        return None, None, None, "provider's choice scores do not match the request's choices"
+    lps = [s.logprob for s in scores.scores]
+    toks = [s.tokens for s in scores.scores]
+    greedy = scores.greedy()
     if request.request_type == "loglikelihood" and greedy is None:
         return None, None, None, "provider returned no greedy flags for a loglikelihood request"
     return lps, toks, greedy, None

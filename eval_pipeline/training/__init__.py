@@ -14,7 +14,7 @@
 Plain Python, no Dagster; torch, transformers and peft load only when training starts.
 """
 
-from eval_pipeline.training._compare import AdapterComparison, compare_adapter
+from eval_pipeline.training._adapter_vs_base import compare_adapter
 from eval_pipeline.training._data import (
     TrainExample,
     check_disjoint,
@@ -47,7 +47,6 @@ __all__ = [
     "ADAPTER_SEPARATOR",
     "RECIPES_FILE",
     "TRAINING_FORMAT",
-    "AdapterComparison",
     "Recipe",
     "TrainExample",
     "TrainedAdapter",

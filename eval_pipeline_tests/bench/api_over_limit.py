@@ -29,13 +29,15 @@ CONCURRENCY = 32
 LATENCY_S = 0.1
 
 
-def _run(server: ApiServer, root: Path, config: ServerConfig, rpm: float) -> dict[str, Any]:
+def _run(
+    server: ApiServer, root: Path, config: ServerConfig, rpm: float, requests: int
+) -> dict[str, Any]:
     from eval_pipeline.stages import generate
 
     catalog, store = prepare(
         root,
         server.openai_base_url,
-        REQUESTS,
+        requests,
         concurrency=CONCURRENCY,
         requests_per_minute=rpm,
     )
@@ -53,19 +55,19 @@ def _run(server: ApiServer, root: Path, config: ServerConfig, rpm: float) -> dic
     }
 
 
-def run() -> dict[str, Any]:
+def run(requests: int = REQUESTS) -> dict[str, Any]:
     plain = ServerConfig(latency_s=LATENCY_S, rate_limit_rpm=SERVER_RPM)
     headers = ServerConfig(latency_s=LATENCY_S, rate_limit_rpm=SERVER_RPM, rate_limit_headers=True)
     with ApiServer(plain) as server, tempfile.TemporaryDirectory() as tmp:
-        matched = _run(server, Path(tmp) / "matched", plain, SERVER_RPM)
-        over = _run(server, Path(tmp) / "over", plain, CATALOG_RPM)
-        with_headers = _run(server, Path(tmp) / "headers", headers, CATALOG_RPM)
+        matched = _run(server, Path(tmp) / "matched", plain, SERVER_RPM, requests)
+        over = _run(server, Path(tmp) / "over", plain, CATALOG_RPM, requests)
+        with_headers = _run(server, Path(tmp) / "headers", headers, CATALOG_RPM, requests)
     return {
         "ratio": round(over["wall_s"] / matched["wall_s"], 4),
         "rate_limited_share": over["rate_limited_share"],
         "target": "ratio <= 1.15 and rate_limited_share <= 0.05",
         "inputs": {
-            "requests": REQUESTS,
+            "requests": requests,
             "server_rpm": SERVER_RPM,
             "catalog_rpm": CATALOG_RPM,
             "concurrency": CONCURRENCY,

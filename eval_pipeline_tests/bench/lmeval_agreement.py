@@ -72,7 +72,7 @@ def _group_yaml() -> str:
 
 
 def _project(root: Path) -> Path:
-    from eval_pipeline_tests.conftest import make_project
+    from eval_pipeline_tests.projects import make_project
 
     models = yaml.safe_load((REPO / "models.yaml").read_text())
     project = make_project(root, models=models, datasets=())

@@ -8,37 +8,9 @@ baseline: a positive delta whose CI excludes zero is an improvement.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import polars as pl
 
-from eval_pipeline.regression import DEFAULT_ALPHA, MetricComparison, compare_runs
-
-
-@dataclass(frozen=True)
-class AdapterComparison:
-    """One metric of one dataset, adapter against base, on the samples both scored."""
-
-    base_model: str
-    adapter_model: str
-    dataset: str
-    metric: str
-    test: str
-    n: int
-    base: float | None
-    adapter: float | None
-    delta: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    improved: bool
-    """The gain is significant (p < alpha) and above ``threshold``."""
-    regressed: bool
-    better: int
-    worse: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from eval_pipeline.regression import DEFAULT_ALPHA, RegressionReport, compare_runs
 
 
 def compare_adapter(
@@ -50,7 +22,7 @@ def compare_adapter(
     threshold: float = 0.0,
     resamples: int = 10000,
     seed: int = 20240605,
-) -> list[AdapterComparison]:
+) -> RegressionReport:
     """Compare two ``scores`` tables of one dataset: base model first, adapter second.
 
     Args:
@@ -63,7 +35,11 @@ def compare_adapter(
         seed: Bootstrap seed (the result is reproducible).
 
     Returns:
-        One comparison per dataset x metric, in the order the adapter's scores list them.
+        The regression gate's report with the base as the baseline
+        (``baseline_name``) and the adapter as the current run (``current_name``, the
+        ``model`` of every comparison): one comparison per dataset x metric, in the order
+        the adapter's scores list them; ``baseline`` is the base's value, ``current`` the
+        adapter's.
     """
     base_model = _single(base_scores, "base")
     adapter_model = _single(adapter_scores, "adapter")
@@ -72,7 +48,7 @@ def compare_adapter(
         adapter_scores = adapter_scores.filter(pl.col("metric").is_in(metrics))
     # The paired tests pair rows by model too: one label for both sides.
     same = pl.lit(adapter_model).alias("model")
-    report = compare_runs(
+    return compare_runs(
         base_scores.with_columns(same),
         adapter_scores.with_columns(same),
         alpha=alpha,
@@ -82,7 +58,6 @@ def compare_adapter(
         resamples=resamples,
         seed=seed,
     )
-    return [_verdict(base_model, c) for c in report.comparisons]
 
 
 def _single(scores: pl.DataFrame, side: str) -> str:
@@ -90,24 +65,3 @@ def _single(scores: pl.DataFrame, side: str) -> str:
     if len(models) != 1:
         raise ValueError(f"the {side} scores must hold one model, got {sorted(models)}")
     return models[0]
-
-
-def _verdict(base_model: str, c: MetricComparison) -> AdapterComparison:
-    return AdapterComparison(
-        base_model=base_model,
-        adapter_model=c.model,
-        dataset=c.dataset,
-        metric=c.metric,
-        test=c.test,
-        n=c.n,
-        base=c.baseline,
-        adapter=c.current,
-        delta=c.delta,
-        ci_low=c.ci_low,
-        ci_high=c.ci_high,
-        p_value=c.p_value,
-        improved=c.improved,
-        regressed=c.regressed,
-        better=len(c.better),
-        worse=len(c.worse),
-    )
