@@ -49,6 +49,7 @@ HANDLERS = {
     "baseline": "compare:baseline",
     "report": "report:report",
     "costs": "costs:costs",
+    "plan": "plan:plan",
     "label": "judge:label",
     "calibrations": "judge:calibrations",
     "train": "train:train",

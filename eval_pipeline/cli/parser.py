@@ -46,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="start without first checking what the partitions need (data, sandbox, API "
         "keys, packages, judges); see eval-pipeline doctor",
     )
+    run.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the API models' uncached requests as provider batches (OpenAI Batch, "
+        "Anthropic Message Batches: half price, answered within 24 hours), waiting for "
+        "them with progress; the catalog's route: batch does the same per model",
+    )
+    run.add_argument(
+        "--batch-online-fallback",
+        action="store_true",
+        help="the batch route: send online (at online prices) what the batches left "
+        "unanswered after three rounds (expired, cancelled)",
+    )
     run.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO)")
     run.add_argument(
@@ -254,6 +267,28 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         help="group spend by (default: model)",
     )
     costs.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
+    plan = sub.add_parser(
+        "plan",
+        help="before any request: tokens, requests and cost of a run per model, dataset and "
+        "route (online, batch, local)",
+        epilog=EXIT_CODES_HELP,
+    )
+    plan.add_argument("--model", action="append", help="model slug (repeatable; default: all)")
+    plan.add_argument("--dataset", action="append", help="dataset name (repeatable; default: all)")
+    plan_limit = plan.add_mutually_exclusive_group()
+    plan_limit.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        help=f"samples per dataset, as in run (default {DEFAULT_LIMIT})",
+    )
+    plan_limit.add_argument("--full", action="store_true", help="every sample")
+    plan.add_argument(
+        "--batch", action="store_true", help="plan the API models on the batch route (run --batch)"
+    )
+    plan.add_argument("--no-cache", action="store_true", help="count cached requests as sent")
+    plan.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
     samples = sub.add_parser(
         "samples",

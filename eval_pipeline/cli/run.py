@@ -59,7 +59,13 @@ def run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from eval_pipeline.defs import build_definitions, mark_dead_runs
-    from eval_pipeline.defs.jobs import BUDGET_SCOPE_TAG, BUDGET_TAG, REPORTING_JOB
+    from eval_pipeline.defs.jobs import (
+        BATCH_FALLBACK_TAG,
+        BUDGET_SCOPE_TAG,
+        BUDGET_TAG,
+        REPORTING_JOB,
+        ROUTE_TAG,
+    )
 
     use_dagster_home(root, create=True)
     defs = build_definitions(root, store_root)
@@ -79,11 +85,15 @@ def run(args: argparse.Namespace) -> int:
         "loggers": {"console": {"config": {"log_level": args.log_level}}},
     }
     failed = []
-    budget_tags: dict[str, str] = {}
+    run_tags: dict[str, str] = {}
     if args.budget is not None:
         # One scope for every run of this invocation: they share one budget.
         scope = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-        budget_tags = {BUDGET_TAG: str(args.budget), BUDGET_SCOPE_TAG: scope}
+        run_tags = {BUDGET_TAG: str(args.budget), BUDGET_SCOPE_TAG: scope}
+    if getattr(args, "batch", False):
+        run_tags[ROUTE_TAG] = "batch"
+    if getattr(args, "batch_online_fallback", False):
+        run_tags[BATCH_FALLBACK_TAG] = "online"
     # Standard output carries the leaderboard alone (``--json`` is parsed by scripts); the
     # node's progress lines, written to stdout for SLURM job logs, go to stderr here.
     with dg.DagsterInstance.get() as instance, contextlib.redirect_stdout(sys.stderr):
@@ -111,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                     instance=instance,
                     run_config=run_config,
                     raise_on_error=False,
-                    tags={**host_tags(), **budget_tags},
+                    tags={**host_tags(), **run_tags},
                 )
                 calls = _metadata_value(result, "generations", "model_calls")
                 status = "ok" if result.success else "FAILED"

@@ -53,13 +53,35 @@ class _Strict(BaseModel):
 
 
 class Pricing(_Strict):
-    """US dollars per million tokens."""
+    """US dollars per million tokens, online and through the provider's batch API.
+
+    Batch prices are ``batch_input_per_mtok`` / ``batch_output_per_mtok`` where given, else
+    the online prices times ``batch_discount`` (0.5: OpenAI's and Anthropic's batch APIs
+    charge half).
+    """
 
     input_per_mtok: float = Field(0.0, ge=0)
     output_per_mtok: float = Field(0.0, ge=0)
+    batch_discount: float = Field(0.5, ge=0, le=1)
+    batch_input_per_mtok: float | None = Field(None, ge=0)
+    batch_output_per_mtok: float | None = Field(None, ge=0)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+    def batch_cost(self, input_tokens: int, output_tokens: int) -> float:
+        """What the same tokens cost through the batch API."""
+        inp = self.batch_input_per_mtok
+        out = self.batch_output_per_mtok
+        inp = self.input_per_mtok * self.batch_discount if inp is None else inp
+        out = self.output_per_mtok * self.batch_discount if out is None else out
+        return (input_tokens * inp + output_tokens * out) / 1e6
+
+    def route_cost(self, route: str, input_tokens: int, output_tokens: int) -> float:
+        """The cost of the tokens on ``route`` (``batch``, else the online price)."""
+        if route == "batch":
+            return self.batch_cost(input_tokens, output_tokens)
+        return self.cost(input_tokens, output_tokens)
 
 
 class RateLimits(_Strict):
@@ -89,6 +111,9 @@ class ModelSpec(_Strict):
     limits: RateLimits = RateLimits()
     runs_on: Literal["inline", "slurm"] = "inline"
     slurm_profile: str | None = None
+    # API models: ``batch`` sends a partition's uncached requests as provider batches
+    # (half price, answered within 24 hours); ``online`` one request at a time.
+    route: Literal["online", "batch"] = "online"
     # ``chat`` renders prompts through the model's chat template; ``completion`` sends the
     # rendered template text as-is (a base model without a chat template). A dataset's
     # own ``prompt_format`` overrides it.

@@ -17,7 +17,15 @@ from eval_pipeline.defs.dispatch import (
     run_tasks,
     runners_for,
 )
-from eval_pipeline.defs.jobs import BUDGET_SCOPE_TAG, BUDGET_TAG, REPORTING_GROUP, SAMPLE_LIMIT_TAG
+from eval_pipeline.defs.jobs import (
+    BATCH_FALLBACK_TAG,
+    BATCH_WAIT_TAG,
+    BUDGET_SCOPE_TAG,
+    BUDGET_TAG,
+    REPORTING_GROUP,
+    ROUTE_TAG,
+    SAMPLE_LIMIT_TAG,
+)
 from eval_pipeline.defs.judge import judging_failures, log_calibrations
 from eval_pipeline.defs.partitions import BY_DATASET, current_partitions, dataset_partitions
 from eval_pipeline.node import generation_tasks, judging_tasks
@@ -126,6 +134,9 @@ def build_assets(
             request_timeout_s=config.request_timeout_s,
             progress_every_s=config.progress_every_s,
             run_id=context.run.run_id,
+            route=context.run.tags.get(ROUTE_TAG),
+            batch_wait=context.run.tags.get(BATCH_WAIT_TAG) != "sensor",
+            batch_fallback_online=context.run.tags.get(BATCH_FALLBACK_TAG) == "online",
         )
         runners = runners_for(
             slurm.runner(cat, st, array_parallelism=config.slurm_array_parallelism)

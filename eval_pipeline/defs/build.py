@@ -7,6 +7,7 @@ import dagster as dg
 from eval_pipeline.catalog import load_catalog
 from eval_pipeline.defs.adapters import adapter_models, build_adapter_defs, generation_deps
 from eval_pipeline.defs.assets import build_assets
+from eval_pipeline.defs.batches import build_batch_sensors
 from eval_pipeline.defs.checks import build_checks
 from eval_pipeline.defs.jobs import build_jobs
 from eval_pipeline.defs.judge import build_calibration_assets
@@ -58,7 +59,7 @@ def build_definitions(
         ],
         jobs=[*build_jobs(), *adapters.jobs],
         schedules=build_schedules(grid),
-        sensors=[*build_sensors(grid), *adapters.sensors],
+        sensors=[*build_sensors(grid), *adapters.sensors, *build_batch_sensors()],
         # Materializations from the UI (the implicit asset job) run in process too: one
         # partition's chain of steps gains nothing from a process per step (see jobs.py).
         executor=dg.in_process_executor,

@@ -161,6 +161,14 @@ def work_metadata(result: WorkResult, outcome: TaskOutcome) -> Metadata:
             answer_mode=result.answer_mode,
             errors=result.errors,
         )
+        if result.stats.route == "batch":
+            metadata.update(batch_metadata(result.stats))
+        if result.plan_cost_usd is not None:
+            planned = result.plan_cost_usd
+            metadata["cost/planned_usd"] = round(planned, 6)
+            # 1.0: as planned. No figure when the plan expected nothing to be spent.
+            if planned > 0:
+                metadata["cost/actual_over_planned"] = round(result.stats.cost_usd / planned, 4)
     # Where and how fast the task's model ran (every partition of the task shares it).
     prefix = "slurm/" if node.runs_on == "slurm" else "node/"
     metadata.update(
@@ -185,6 +193,21 @@ def work_metadata(result: WorkResult, outcome: TaskOutcome) -> Metadata:
             }
         )
     return metadata
+
+
+def batch_metadata(stats: RunStats) -> Metadata:
+    """A batch-route partition's provider batches, and its cost against the worst case counted."""
+    worst = stats.batch_worst_usd
+    return {
+        "route": "batch",
+        "batch/ids": ", ".join(stats.batch_ids),
+        "batch/count": len(stats.batch_ids),
+        "batch/rounds": stats.batch_rounds,
+        "batch/retried_requests": stats.batch_retried,
+        "batch/waited_s": round(stats.batch_waited_s, 3),
+        "cost/worst_case_usd": round(worst, 6),
+        "cost/actual_over_worst_case": round(stats.cost_usd / worst, 4) if worst else 0.0,
+    }
 
 
 def collect(

@@ -36,6 +36,13 @@ SAMPLE_LIMIT_TAG = "eval_pipeline/sample_limit"
 # without the tag a run's budget is its own.
 BUDGET_TAG = "eval_pipeline/budget_usd"
 BUDGET_SCOPE_TAG = "eval_pipeline/budget_scope"
+# ``batch`` or ``online``: the route of every API model of the run, over its catalog route.
+ROUTE_TAG = "eval_pipeline/route"
+# ``sensor``: the batch route submits and the step ends; ``batch_collect_sensor`` requests
+# the run that collects the batches once they end. Otherwise the step waits for them.
+BATCH_WAIT_TAG = "eval_pipeline/batch_wait"
+# ``online``: what the batches left unanswered after their last round is sent online.
+BATCH_FALLBACK_TAG = "eval_pipeline/batch_fallback"
 
 DATASETS_GROUP = "catalog"
 DATASETS_JOB = "datasets_job"

@@ -59,6 +59,16 @@ class RunControls:
             ``budget_usd`` is the whole run's budget rather than this partition's.
         rate_leases: A folder where the processes running the same model at once hold
             leases; the catalog's requests per minute are split between them.
+        route: ``batch`` or ``online`` over the catalog's ``route`` (``--batch``, a run tag).
+        batch_dir: Where the batch route records its submissions (``runs/batches`` of the
+            store); the batch route needs it.
+        run_id: The run the batches belong to (recorded with each submission).
+        batch_poll_s: First wait between polls of open batches; it grows to a minute.
+        batch_wait: Wait for the batches in this process; else submit them and raise
+            ``BatchesPending`` (the batch sensor requests the run that collects them).
+        partition: The partition key (``dataset|model``) the requests belong to.
+        batch_fallback_online: Send online what the batches left unanswered after their
+            last round (expired, cancelled), instead of recording errors.
     """
 
     budget_usd: float | None = None
@@ -66,6 +76,13 @@ class RunControls:
     request_timeout_s: float | None = None
     budget_ledger: str | None = None
     rate_leases: str | None = None
+    route: str | None = None
+    batch_dir: str | None = None
+    run_id: str | None = None
+    batch_poll_s: float = 1.0
+    batch_wait: bool = True
+    partition: str | None = None
+    batch_fallback_online: bool = False
 
 
 class GenerationStopped(EvalPipelineError):

@@ -116,6 +116,14 @@ class RunStats:
     not_attempted: int = 0
     in_flight: int = 0
     last_error: str | None = None
+    # The batch route: provider batch ids, submission rounds, requests sent again,
+    # seconds waited for batches, and the worst case counted against the budget.
+    route: str = "online"
+    batch_ids: list[str] = field(default_factory=list)
+    batch_rounds: int = 0
+    batch_retried: int = 0
+    batch_waited_s: float = 0.0
+    batch_worst_usd: float = 0.0
 
 
 @dataclass
@@ -212,6 +220,14 @@ def run_requests(
             stats=stats,
             stopped=stopped,
         )
+
+    route = controls.route if controls is not None and controls.route else spec.route
+    if route == "batch" and provider.capabilities.async_generate:
+        from eval_pipeline.engine.batch import run_batch_route
+
+        stats.route = "batch"
+        stopped = run_batch_route(provider, spec, todo, cache, stats, by_hash, controls, report)
+        return finish(stopped)
 
     if provider.capabilities.async_generate:
         from eval_pipeline.engine.api import run_api_requests

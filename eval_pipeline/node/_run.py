@@ -31,6 +31,7 @@ from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkResul
 from eval_pipeline.node._telemetry import GpuMonitor, peak_rss_gb
 from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.stages import RunOrigin, generate, judge_partition
+from eval_pipeline.stages.plan import plan_partition
 from eval_pipeline.storage import Store, atomic_write_text
 from eval_pipeline.training import load_recipes, train_recipe, with_adapter_models
 
@@ -135,6 +136,7 @@ def _do(
     """One piece of work; its failure is recorded, not raised."""
     try:
         if work.kind == "generate":
+            planned = _planned_cost(catalog, store, provider, task, work)
             report = generate(
                 catalog,
                 store,
@@ -149,6 +151,9 @@ def _do(
                 partition_timeout_s=task.partition_timeout_s,
                 request_timeout_s=task.request_timeout_s,
                 budget_scope=task.budget_scope,
+                route=task.route,
+                batch_wait=task.batch_wait,
+                batch_fallback_online=task.batch_fallback_online,
                 run=RunOrigin(
                     run_id=task.run_id,
                     slurm_job_id=where["job_id"] or None,
@@ -165,6 +170,7 @@ def _do(
                 prompt_version=report.prompt_version,
                 dataset_version=report.dataset_version,
                 answer_mode=report.answer_mode,
+                plan_cost_usd=planned,
                 stats=report.stats,
             )
         if work.kind == "judge":
@@ -198,6 +204,30 @@ def _do(
         raise ValueError(f"unknown kind of work {work.kind!r}")
     except Exception as exc:  # one failed piece of work must not lose the others
         return WorkResult(work=work, error=f"{type(exc).__name__}: {exc}")
+
+
+def _planned_cost(
+    catalog: Catalog, store: Store, provider: Provider, task: GenerationTask, work: Work
+) -> float | None:
+    """API models: the expected cost ``eval-pipeline plan`` gives, taken before any request.
+
+    None for local models (nothing is billed) and when the plan cannot be made (the
+    generation then reports the same problem).
+    """
+    if not provider.capabilities.async_generate:
+        return None
+    try:
+        return plan_partition(
+            catalog,
+            store,
+            task.model,
+            work.dataset,
+            sample_limit=task.sample_limit,
+            route=task.route,
+            use_cache=task.use_cache,
+        ).cost_expected_usd
+    except Exception:  # the plan is a figure for the metadata; generation decides the outcome
+        return None
 
 
 def _judge_controls(task: GenerationTask, store: Store) -> RunControls:

@@ -73,6 +73,12 @@ class GenerationTask:
     request_timeout_s: float | None = None
     """API models: per-request deadline, over the catalog's."""
     progress_every_s: float = 10.0
+    route: str | None = None
+    """API models: ``batch`` or ``online`` over the catalog's ``route`` (a run's tag)."""
+    batch_wait: bool = True
+    """The batch route: wait for the batches in the task, else submit them and end."""
+    batch_fallback_online: bool = False
+    """The batch route: send online what the batches left unanswered."""
     report_dir: str | None = None
     """Where the job writes ``progress.json`` while it runs and ``report.json`` at the end."""
     imports: tuple[str, ...] = ()
@@ -102,6 +108,8 @@ class WorkResult:
     answer_mode: str = ""  # generate work: how the model answered (core.types.AnswerMode)
     stats: RunStats = field(default_factory=RunStats)
     """The engine's counters of the work, as the engine left them (calls, tokens, cost)."""
+    # API models: the expected cost planned before any request (``eval-pipeline plan``).
+    plan_cost_usd: float | None = None
 
     @property
     def ok(self) -> bool:

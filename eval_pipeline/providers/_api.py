@@ -280,6 +280,11 @@ class ApiProviderBase(Provider):
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
+    def api_key(self) -> str | None:
+        """The key read from ``api_key_env`` (for the provider's own SDK clients only)."""
+        return self._api_key
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         return (self._api_key,) if self._api_key else ()
 

@@ -40,6 +40,12 @@ class AnthropicProvider(ApiProviderBase):
     path = "/v1/messages"
     answer_kind = "a message"
 
+    def batch_api(self) -> Any:
+        """Message Batches on this provider's endpoint (see :mod:`eval_pipeline.providers.batch`)."""
+        from eval_pipeline.providers.batch.anthropic import AnthropicBatchApi
+
+        return AnthropicBatchApi(self)
+
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         """The messages-API fields for ``request``; system messages become ``system``."""
         sampling = request.sampling

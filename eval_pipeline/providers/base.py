@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Any: a provider's own loaded model object, and telemetry as JSON.
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import (
@@ -24,6 +24,9 @@ from eval_pipeline.core.types import (
     GenerationResponse,
     Missing,
 )
+
+if TYPE_CHECKING:
+    from eval_pipeline.providers.batch import BatchApi
 
 FailureKind = Literal[
     "rate_limited",  # 429
@@ -209,6 +212,10 @@ class Provider:
 
     def close(self) -> None:
         """Release the provider; a local model may stay cached for the process."""
+        return None
+
+    def batch_api(self) -> BatchApi | None:
+        """The provider's batch endpoints (the ``batch`` route), or None where it has none."""
         return None
 
     def telemetry(self) -> dict[str, Any]:

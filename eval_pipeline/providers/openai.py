@@ -92,6 +92,12 @@ class OpenAIProvider(ApiProviderBase):
     path = "/chat/completions"
     answer_kind = "a chat completion"
 
+    def batch_api(self) -> Any:
+        """OpenAI Batch on this provider's endpoint (see :mod:`eval_pipeline.providers.batch`)."""
+        from eval_pipeline.providers.batch.openai import OpenAIBatchApi
+
+        return OpenAIBatchApi(self)
+
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         """The chat-completions fields for ``request``."""
         return {

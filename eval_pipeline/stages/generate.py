@@ -17,7 +17,7 @@ import polars as pl
 from eval_pipeline.catalog import Catalog, DatasetSpec, ModelSpec, PromptTemplate
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import code_version, stable_json
-from eval_pipeline.core.keys import PROBLEM_SEPARATOR
+from eval_pipeline.core.keys import PROBLEM_SEPARATOR, PartitionKey
 from eval_pipeline.core.provenance import versions_json
 from eval_pipeline.core.schemas import GENERATIONS
 from eval_pipeline.core.types import (
@@ -413,41 +413,10 @@ def build_requests(
     return requests
 
 
-def generate(
-    catalog: Catalog,
-    store: Store,
-    model: str,
-    dataset: str,
-    *,
-    sample_limit: int | None = None,
-    use_cache: bool = True,
-    provider: Provider | None = None,
-    progress: Callable[[Progress], None] | None = None,
-    progress_every_s: float = 10.0,
-    budget_usd: float | None = None,
-    partition_timeout_s: float | None = None,
-    request_timeout_s: float | None = None,
-    budget_scope: str | None = None,
-    run: RunOrigin | None = None,
-) -> GenerateReport:
-    """Generate the completions of ``dataset`` with ``model`` and write them.
-
-    One completion per sample, or ``samples_per_problem`` of them when the dataset asks
-    for several (see :func:`expand_samples`); ``sample_limit`` counts problems.
-
-    Requests whose hash is in the response cache are not sent again, so a re-run with
-    nothing changed makes no model calls and an edited prompt re-generates only the rows
-    whose rendered messages changed.
-
-    ``budget_usd``, ``partition_timeout_s`` and ``request_timeout_s`` bound API providers;
-    with ``budget_scope`` (a run's id) the budget is shared by everything of that run
-    (see :class:`~eval_pipeline.engine.RunControls`).
-
-    Raises:
-        GenerationStopped: An API run stopped early (rejected credentials, circuit breaker,
-            budget, wall-clock cap). The generations file is written first, with the rows
-            not reached recorded as not attempted; the message says how to resume.
-    """
+def partition_requests(
+    catalog: Catalog, store: Store, model: str, dataset: str, sample_limit: int | None = None
+) -> tuple[pl.DataFrame, PromptTemplate, list[GenerationRequest], AnswerMode]:
+    """A partition's samples, prompt, requests (rendered, hashed) and answer mode; no model call."""
     spec = catalog.model(model)
     samples, prompt = load_inputs(store, dataset)
     mode = catalog.answer_mode(model, dataset)
@@ -464,6 +433,54 @@ def generate(
         )
     else:
         requests = build_requests(spec, samples, prompt, sampling, plan)
+    return samples, prompt, requests, mode
+
+
+def generate(
+    catalog: Catalog,
+    store: Store,
+    model: str,
+    dataset: str,
+    *,
+    sample_limit: int | None = None,
+    use_cache: bool = True,
+    provider: Provider | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    progress_every_s: float = 10.0,
+    budget_usd: float | None = None,
+    partition_timeout_s: float | None = None,
+    request_timeout_s: float | None = None,
+    budget_scope: str | None = None,
+    run: RunOrigin | None = None,
+    route: str | None = None,
+    batch_wait: bool = True,
+    batch_fallback_online: bool = False,
+) -> GenerateReport:
+    """Generate the completions of ``dataset`` with ``model`` and write them.
+
+    One completion per sample, or ``samples_per_problem`` of them when the dataset asks
+    for several (see :func:`expand_samples`); ``sample_limit`` counts problems.
+
+    Requests whose hash is in the response cache are not sent again, so a re-run with
+    nothing changed makes no model calls and an edited prompt re-generates only the rows
+    whose rendered messages changed.
+
+    ``budget_usd``, ``partition_timeout_s`` and ``request_timeout_s`` bound API providers;
+    with ``budget_scope`` (a run's id) the budget is shared by everything of that run
+    (see :class:`~eval_pipeline.engine.RunControls`). ``route`` (``batch`` or ``online``)
+    overrides the model's catalog ``route``; without ``batch_wait`` the batch route
+    submits and raises ``BatchesPending`` instead of waiting (nothing is written); with
+    ``batch_fallback_online`` what the batches left unanswered is sent online.
+
+    Raises:
+        GenerationStopped: An API run stopped early (rejected credentials, circuit breaker,
+            budget, wall-clock cap). The generations file is written first, with the rows
+            not reached recorded as not attempted; the message says how to resume.
+    """
+    spec = catalog.model(model)
+    samples, prompt, requests, mode = partition_requests(
+        catalog, store, model, dataset, sample_limit
+    )
     own_provider = provider is None
     provider = provider or create_provider(spec)
     try:
@@ -481,6 +498,12 @@ def generate(
                 request_timeout_s=request_timeout_s,
                 budget_ledger=str(store.budget_ledger(budget_scope)) if budget_scope else None,
                 rate_leases=str(store.rate_leases_dir),
+                route=route,
+                batch_wait=batch_wait,
+                batch_fallback_online=batch_fallback_online,
+                partition=PartitionKey(model=model, dataset=dataset).key,
+                batch_dir=str(store.runs_dir / "batches"),
+                run_id=run.run_id if run is not None else None,
             ),
         )
     finally:

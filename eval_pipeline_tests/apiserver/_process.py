@@ -101,3 +101,11 @@ class ApiServer:
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/_control/stats")
+
+    def configure_batches(self, **fields: Any) -> None:
+        """Set the batch endpoints' :class:`~._batch.BatchConfig` (completion delay, faults)."""
+        self._call("POST", "/_control/batch_config", fields)
+
+    def batches(self) -> list[dict[str, Any]]:
+        """Every batch created so far, both flavours: id, flavour, request count, metadata."""
+        return self._call("GET", "/_control/batches")

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from eval_pipeline_tests.apiserver._batch import BatchApp
+
 # New kinds go at the end: a fault is drawn by walking this order, so appending keeps the
 # faults of existing seeds where they were.
 FAULT_KINDS = ("429", "500", "503", "hang", "drop", "malformed", "empty", "blank")
@@ -141,6 +143,7 @@ class ApiServerApp:
     """Request handling and counters, independent of the socket plumbing."""
 
     def __init__(self, config: ServerConfig | None = None):
+        self.batches = BatchApp()
         self.configure(config or ServerConfig())
 
     def configure(self, config: ServerConfig) -> None:
@@ -197,6 +200,9 @@ class ApiServerApp:
         self, method: str, path: str, headers: dict[str, str], raw: bytes
     ) -> tuple[int, dict[str, str], bytes] | str:
         """Answer one request: (status, headers, body), or ``"drop"`` to close the socket."""
+        path, _, query = path.partition("?")
+        if self.batches.owns(path):
+            return await self.batches.handle(method, path, query, headers, raw, self._serve)
         if path.startswith("/_control/"):
             return self._control(method, path, raw)
         flavours = {
@@ -507,7 +513,7 @@ async def _connection(
                 headers[name.strip().lower()] = value.strip()
             length = int(headers.get("content-length", "0") or 0)
             raw = await reader.readexactly(length) if length else b""
-            result = await app.handle(method, path.split("?", 1)[0], headers, raw)
+            result = await app.handle(method, path, headers, raw)
             if result == "drop":
                 writer.transport.abort()
                 return

@@ -27,6 +27,7 @@ BENCHMARKS = (
     "api_faults",
     "api_cached_rerun",
     "api_peers",
+    "api_batch",
     "local_generation",
     "scale",
     "lmeval_agreement",
