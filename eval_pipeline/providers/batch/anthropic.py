@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+
+# Any: SDK objects and the JSON lines of batch files (the SDKs type them loosely).
 from typing import Any
 
 from eval_pipeline.core.types import GenerationRequest
