@@ -14,6 +14,7 @@ from eval_pipeline.defs.partitions import grid_partitions
 from eval_pipeline.defs.regression import build_regression_defs
 from eval_pipeline.defs.schedules import build_schedules
 from eval_pipeline.defs.sensors import build_sensors
+from eval_pipeline.defs.versions import version_specs
 from eval_pipeline.resources import (
     CatalogResource,
     StoreResource,
@@ -50,7 +51,7 @@ def build_definitions(
     regression_check, regression_report = build_regression_defs(grid, by_name["aggregates"])
     adapters = build_adapter_defs(grid, recipes, by_name["aggregates"])
     return dg.Definitions(
-        assets=[*assets, *calibrations, regression_report, *adapters.assets],
+        assets=[*assets, *calibrations, regression_report, *adapters.assets, *version_specs(grid)],
         asset_checks=[
             *build_checks(grid, by_name["generations"], by_name["scores"]),
             regression_check,
