@@ -24,6 +24,11 @@ def test_definitions_load_with_the_expected_assets_and_partitions():
         "judge_calibration/smollm2_135m/helpfulness",
         "train_samples",
         "adapters",
+        # Per-partition versions of what the grid's cells read (defs/versions.py).
+        "versions/model",
+        "versions/dataset",
+        "versions/scorers",
+        "versions/judges",
     }
     gens = defs.resolve_assets_def("generations")
     grid = gens.partitions_def
