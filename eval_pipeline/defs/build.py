@@ -45,7 +45,7 @@ def build_definitions(
     assets = build_assets(
         grid,
         score_deps=[a.key for a in calibrations],
-        generation_deps=generation_deps(recipes, grid),
+        generation_deps=generation_deps(recipes),
     )
     by_name = {a.key.to_user_string(): a for a in assets}
     regression_check, regression_report = build_regression_defs(grid, by_name["aggregates"])
