@@ -28,9 +28,11 @@ from eval_pipeline.defs.jobs import PARTITION_JOBS, REPORTING_JOB
 from eval_pipeline.defs.schedules import (
     REGRESSION_SUITE_JOB,
     automation_status,
-    run_tags,
+    batch_by_model,
+    batch_request,
 )
 from eval_pipeline.operations import (
+    DuePartition,
     RegressionEvent,
     catalog_additions,
     catalog_fingerprint,
@@ -207,13 +209,10 @@ def catalog_sensor(grid: dg.MultiPartitionsDefinition) -> dg.SensorDefinition:
                 skip_reason=f"{reloaded}no new partition to evaluate", cursor=cursor
             )
         fingerprints = partition_fingerprints(cat, todo)
+        due = [DuePartition(k, fingerprints[k], "added to the catalog") for k in todo]
+        # A new model's datasets in one run (one model load), as the nightly suite does.
         requests = [
-            dg.RunRequest(
-                run_key=f"catalog:{k}:{fingerprints[k]}",
-                partition_key=k,
-                tags=run_tags(cat, k, fingerprints[k], "added to the catalog"),
-            )
-            for k in todo
+            batch_request(cat, batch, "catalog") for batch in batch_by_model(due, cat.dataset_names)
         ]
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 

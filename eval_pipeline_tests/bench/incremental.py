@@ -32,6 +32,7 @@ from typing import TypedDict
 import dagster as dg
 import yaml
 
+from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs import build_definitions
 from eval_pipeline.defs.automation import versions_sensor
 from eval_pipeline.defs.partitions import grid_partitions
@@ -155,40 +156,63 @@ class Harness:
     def execute(self, defs: dg.Definitions, requested: dict[str, list[str]]) -> int:
         """Materialize the requested partitions; returns the number of runs.
 
-        Partitions that need the same assets and lie next to each other in the grid's key
-        order (one dataset's models) go in one run, as a single-run backfill would.
+        Partitions that need the same assets go in one run per rectangle of the grid
+        (Dagster's partition range tags): one model's neighbouring datasets or one
+        dataset's neighbouring models, whichever makes fewer runs.
         """
         assets_of: dict[str, tuple[str, ...]] = defaultdict(tuple)
-        for name, keys in requested.items():
-            for key in keys:
+        for name in EVALUATED:
+            for key in requested.get(name, []):
                 assets_of[key] = (*assets_of[key], name)
-        order = [
-            str(k)
-            for k in defs.resolve_job_def("evaluation_job").partitions_def.get_partition_keys()
-        ]
-        runs: list[tuple[tuple[str, ...], list[str]]] = []
-        for key in order:
-            if key not in assets_of:
-                continue
-            names = assets_of[key]
-            last = runs[-1] if runs else None
-            if last and last[0] == names and order.index(last[1][-1]) == order.index(key) - 1:
-                last[1].append(key)
-            else:
-                runs.append((names, [key]))
+        grid = defs.resolve_job_def("evaluation_job").partitions_def
+        assert isinstance(grid, dg.MultiPartitionsDefinition)
+        runs = min((_rectangles(assets_of, grid, along) for along in ("dataset", "model")), key=len)
         job = defs.resolve_job_def("evaluation_job")
-        for names, keys in runs:
+        for names, first, last in runs:
             config = {"ops": {"generations": {"config": {"sample_limit": SAMPLE_LIMIT}}}}
             job.execute_in_process(
                 instance=self.instance,
                 asset_selection=[dg.AssetKey(n) for n in names],
                 run_config=config if "generations" in names else {},
                 tags={
-                    "dagster/asset_partition_range_start": keys[0],
-                    "dagster/asset_partition_range_end": keys[-1],
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
                 },
             )
         return len(runs)
+
+
+def _rectangles(
+    assets_of: dict[str, tuple[str, ...]], grid: dg.MultiPartitionsDefinition, along: str
+) -> list[tuple[tuple[str, ...], str, str]]:
+    """Runs ``(assets, first key, last key)`` over the requested partitions.
+
+    A run holds partitions with the same assets that lie next to each other along the
+    dimension ``along``, the other one fixed.
+    """
+    other = "model" if along == "dataset" else "dataset"
+    order = grid.get_partitions_def_for_dimension(along).get_partition_keys()
+    lines: dict[tuple[tuple[str, ...], str], list[int]] = defaultdict(list)
+    for key, names in assets_of.items():
+        cell = PartitionKey.parse(key)
+        fixed, moving = (
+            (cell.model, cell.dataset) if along == "dataset" else (cell.dataset, cell.model)
+        )
+        lines[(names, fixed)].append(order.index(moving))
+    runs = []
+    for (names, fixed), positions in sorted(lines.items()):
+        positions.sort()
+        start = prev = positions[0]
+        for pos in [*positions[1:], None]:
+            if pos is not None and pos == prev + 1:
+                prev = pos
+                continue
+            ends = [{along: order[i], other: fixed} for i in (start, prev)]
+            first, last = (PartitionKey(model=e["model"], dataset=e["dataset"]).key for e in ends)
+            runs.append((names, first, last))
+            if pos is not None:
+                start = prev = pos
+    return runs
 
 
 def calls() -> tuple[int, int]:
