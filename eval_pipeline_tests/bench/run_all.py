@@ -29,6 +29,7 @@ BENCHMARKS = (
     "api_peers",
     "local_generation",
     "scale",
+    "incremental",
     "lmeval_agreement",
     "lmeval_tasks",
     "newcomer",
