@@ -75,6 +75,8 @@ def test_jobs_and_blocking_checks_are_defined():
         "scores_complete": True,
         "aggregates_regression": False,
         "adapter_vs_base": False,
+        "aggregates_calibration": False,
+        "aggregates_sandbox": False,
     }
 
 

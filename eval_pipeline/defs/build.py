@@ -11,6 +11,7 @@ from eval_pipeline.defs.checks import build_checks
 from eval_pipeline.defs.jobs import build_jobs
 from eval_pipeline.defs.judge import build_calibration_assets
 from eval_pipeline.defs.partitions import grid_partitions
+from eval_pipeline.defs.quality_checks import build_quality_checks
 from eval_pipeline.defs.regression import build_regression_defs
 from eval_pipeline.defs.schedules import build_schedules
 from eval_pipeline.defs.sensors import build_sensors
@@ -55,6 +56,7 @@ def build_definitions(
         asset_checks=[
             *build_checks(grid, by_name["generations"], by_name["scores"]),
             regression_check,
+            *build_quality_checks(grid, by_name["aggregates"]),
             *adapters.checks,
         ],
         jobs=[*build_jobs(), *adapters.jobs],
