@@ -21,7 +21,9 @@ from eval_pipeline.storage import Store
 # Held-out mean absolute error (1-5 scale) above which a fitted calibration is too poor.
 MAX_CALIBRATED_MAE = 1.0
 
-Outcome = tuple[bool, str, dict[str, object]]
+# A check outcome: passed, description, metadata.
+Metadata = dict[str, float | int | str]
+Outcome = tuple[bool, str, Metadata]
 
 
 def build_quality_checks(
@@ -73,7 +75,7 @@ def calibration_outcome(catalog: Catalog, store: Store, key: PartitionKey) -> Ou
         return True, "no judge metrics", {"judges": 0}
     stored = {(r.judge, r.rubric): r for r in stored_calibrations(store)}
     problems: list[str] = []
-    metadata: dict[str, object] = {"judges": len(pairs)}
+    metadata: Metadata = {"judges": len(pairs)}
     for judge, rubric in pairs:
         name = f"{judge}/{rubric}"
         report = stored.get((judge, rubric))
@@ -108,7 +110,7 @@ def sandbox_outcome(store: Store, key: PartitionKey) -> Outcome:
     if not counts:
         return True, "no code metrics", {"suspicious": 0}
     total = sum(counts.values())
-    metadata: dict[str, object] = {"suspicious": total}
+    metadata: Metadata = {"suspicious": total}
     metadata.update({f"{metric}/suspicious": n for metric, n in counts.items()})
     if total:
         return False, f"{total} suspicious program(s) in {key.key}", metadata

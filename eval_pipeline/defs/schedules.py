@@ -200,7 +200,7 @@ def build_schedules(
     )
     def nightly_regression_suite_schedule(
         context: dg.ScheduleEvaluationContext, catalog: CatalogResource
-    ):
+    ) -> dg.SkipReason | list[dg.RunRequest]:
         """Runs the regression suite for every model x dataset that needs it.
 
         A partition is due when it has never been evaluated by the suite, when its inputs

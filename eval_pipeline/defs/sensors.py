@@ -79,7 +79,9 @@ def regression_sensor() -> dg.SensorDefinition:
     @dg.sensor(
         name="regression_sensor", minimum_interval_seconds=60, default_status=_sensor_status()
     )
-    def regression_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
+    def regression_sensor(
+        context: dg.SensorEvaluationContext, alerts: AlertsResource
+    ) -> dg.SensorResult:
         """Alerts on every failed ``aggregates_regression`` check result.
 
         Each newly materialized ``aggregates`` partition is checked against its pinned
@@ -155,7 +157,7 @@ def catalog_sensor(grid: dg.MultiPartitionsDefinition) -> dg.SensorDefinition:
         context: dg.SensorEvaluationContext,
         catalog: CatalogResource,
         webserver: WebserverResource,
-    ):
+    ) -> dg.SensorResult:
         """Evaluates a model or dataset as soon as it is added to the catalog.
 
         Compares the catalog on disk with the models and datasets this sensor has seen (its
@@ -225,7 +227,7 @@ def run_failure_sensor() -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name="run_failure_sensor", minimum_interval_seconds=30, default_status=_sensor_status()
     )
-    def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
+    def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
         """Alerts on every failed run with its partition, failing steps and their errors.
 
         Dagster keeps this sensor's cursor (the last run status event it handled), so each
@@ -263,7 +265,7 @@ def reporting_sensor() -> dg.SensorDefinition:
         minimum_interval_seconds=300,
         default_status=_sensor_status(),
     )
-    def reporting_sensor(context: dg.SensorEvaluationContext):
+    def reporting_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         """Rebuilds the leaderboard and reports once evaluation runs have finished.
 
         Requests ``reporting_job`` when ``aggregates`` has a materialization newer than the

@@ -47,6 +47,17 @@ EVALUATED = ("aggregates", "generations", "scores")
 SAMPLE_LIMIT = 3
 
 
+class IncrementalResult(TypedDict):
+    """What ``.bench/incremental.json`` holds (besides the machine's facts)."""
+
+    grid: str
+    sample_limit: int
+    initial_s: float
+    initial_requested: int
+    edits: dict[str, EditOutcome]
+    table: dict[str, dict[str, int]]
+
+
 class EditOutcome(TypedDict):
     """What one edit made the automation do."""
 
@@ -121,7 +132,7 @@ class Harness:
     def __init__(self, project: Path, store: Path, instance: dg.DagsterInstance) -> None:
         self.project, self.store, self.instance = project, store, instance
         self.sensor_cursor: str | None = None
-        self.automation_cursor: object = None
+        self.previous: dg.EvaluateAutomationConditionsResult | None = None
 
     def defs(self) -> dg.Definitions:
         # Built again after every edit, as a code location reload does.
@@ -145,9 +156,11 @@ class Harness:
     def evaluate(self, defs: dg.Definitions) -> dict[str, list[str]]:
         """One evaluation of the automation conditions: partitions requested per asset."""
         result = dg.evaluate_automation_conditions(
-            defs=defs, instance=self.instance, cursor=self.automation_cursor
+            defs=defs,
+            instance=self.instance,
+            cursor=self.previous.cursor if self.previous else None,
         )
-        self.automation_cursor = result.cursor
+        self.previous = result
         return {
             name: sorted(str(k) for k in result.get_requested_partitions(dg.AssetKey(name)))
             for name in EVALUATED
@@ -241,7 +254,7 @@ def run_edit(harness: Harness, which: str) -> EditOutcome:
     )
 
 
-def run(scratch: Path) -> dict[str, object]:
+def run(scratch: Path) -> IncrementalResult:
     project = make_project(scratch / "project")
     store, home = scratch / "store", scratch / "home"
     home.mkdir()
@@ -257,28 +270,30 @@ def run(scratch: Path) -> dict[str, object]:
         edits = {
             which: run_edit(harness, which) for which in ("rubric", "prompt", "scorer", "revision")
         }
-    return {
-        "grid": f"{len(MODELS) + 1} models (3 + the judge) x {len(DATASETS)} datasets",
-        "sample_limit": SAMPLE_LIMIT,
-        "initial_s": initial_s,
-        "initial_requested": sum(len(v) for v in first.values()),
-        "edits": edits,
-        "table": {
-            which: {
-                **{name: len(keys) for name, keys in outcome["requested"].items()},
-                "model_calls": outcome["model_calls"],
-                "judge_calls": outcome["judge_calls"],
-                "runs": outcome["runs"],
-            }
-            for which, outcome in edits.items()
-        },
-    }
+    return IncrementalResult(
+        **{
+            "grid": f"{len(MODELS) + 1} models (3 + the judge) x {len(DATASETS)} datasets",
+            "sample_limit": SAMPLE_LIMIT,
+            "initial_s": initial_s,
+            "initial_requested": sum(len(v) for v in first.values()),
+            "edits": edits,
+            "table": {
+                which: {
+                    **{name: len(keys) for name, keys in outcome["requested"].items()},
+                    "model_calls": outcome["model_calls"],
+                    "judge_calls": outcome["judge_calls"],
+                    "runs": outcome["runs"],
+                }
+                for which, outcome in edits.items()
+            },
+        }
+    )
 
 
 def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="incremental-bench-") as tmp:
         result = run(Path(tmp))
-    path = write_result("incremental", result)
+    path = write_result("incremental", dict(result))
     print(json.dumps(result["table"], indent=2), f"-> {path}", sep="\n")
     return 0
 
