@@ -13,6 +13,9 @@ folder; nothing calls a real model. Figures, each with the bound it is held to:
   for every partition (10,000 runs; a few partitions changed, a few in flight) (<= 5 s);
   ``first_night_tick_s``: the tick on an empty instance, requesting all 10,000 partitions
   as ``first_night_runs`` runs (one per model, each a range of its datasets)
+- ``versions_tick_s``: a tick of ``versions_sensor`` over the grid (hashing every model
+  entry and each dataset's prompt, rows, scorers and judges) after its first
+  (``versions_first_tick_s``)
 - ``single_partition_s``: ``eval-pipeline run`` of one partition on every sample, the
   whole command (interpreter start, definitions, the run, the reporting run) (<= 5 s)
 - ``leaderboard_s`` / ``leaderboard_rss_mb``: ``reporting_job`` over a store holding the
@@ -210,6 +213,25 @@ def schedule_ticks(project: Path, instance, prefix: str = "") -> dict[str, Any]:
         f"{prefix}schedule_tick_partitions": sum(_covered(r) for r in data.run_requests or []),
         **{f"{prefix}{k}": v for k, v in seeded.items()},
         "partitions": len(keys),
+    }
+
+
+def versions_tick(project: Path, instance) -> dict[str, float]:
+    """Two ``versions_sensor`` ticks over the grid (the first records, the second compares).
+
+    ``versions_tick_s`` is the second: what the sensor costs every minute.
+    """
+    from eval_pipeline_tests.bench.incremental import Harness
+
+    harness = Harness(project, project / "store", instance)
+    start = time.perf_counter()
+    harness.tick_versions()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    harness.tick_versions()
+    return {
+        "versions_first_tick_s": round(first, 2),
+        "versions_tick_s": round(time.perf_counter() - start, 2),
     }
 
 
@@ -821,6 +843,7 @@ def run(
             result.update(catalog_reload(project, scratch))
             with dg.instance_for_test(temp_dir=str(home)) as instance:
                 result.update(schedule_ticks(project, instance))
+                result.update(versions_tick(project, instance))
             result.update(single_partition(project, scratch))
             result.update(leaderboard(project, scratch / "store"))
     result["within_bounds"] = {
