@@ -33,16 +33,14 @@ from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.defs.jobs import VERSIONS_GROUP
 from eval_pipeline.judge import JudgeParams, rubric_prompt
 from eval_pipeline.node import judge_rubrics
+from eval_pipeline.operations import behavioural_entry
 
 JUDGE_SCORER = "llm_judge"
-# Fields of a model entry that do not change what the model answers.
-_NON_BEHAVIOURAL = ("description", "pricing", "limits")
 
 
 def model_version(catalog: Catalog, model: str) -> str:
     """The model's revision, sampling parameters and load options, hashed."""
-    entry = catalog.models[model].model_dump(mode="json")
-    return content_hash({k: v for k, v in entry.items() if k not in _NON_BEHAVIOURAL}, 16)
+    return content_hash(behavioural_entry(catalog.models[model].model_dump(mode="json")), 16)
 
 
 def dataset_version(catalog: Catalog, dataset: str) -> str:
