@@ -370,7 +370,7 @@ def judge_calls(outcomes: Sequence[TaskOutcome]) -> dict[str, int]:
             work = result.work
             if work.kind == "judge":
                 key = f"{work.dataset}|{work.judged_model}"
-                calls[key] = calls.get(key, 0) + result.model_calls
+                calls[key] = calls.get(key, 0) + result.stats.model_calls
     return calls
 
 
