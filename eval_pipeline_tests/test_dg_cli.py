@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from eval_pipeline_tests import processes
-from eval_pipeline_tests.conftest import REPO, make_project
+from eval_pipeline_tests.projects import REPO, make_project
 
 DG = Path(sys.executable).parent / "dg"
 
