@@ -129,7 +129,7 @@ def stand_in_regression_check(
 def run_suite(
     project: Path,
     store: Path,
-    partition: str,
+    partition: str | None,
     instance: dg.DagsterInstance,
     *,
     tags: dict[str, str] | None = None,
@@ -138,6 +138,8 @@ def run_suite(
     job: str = "regression_suite_job",
 ) -> dg.ExecuteInProcessResult:
     """Run ``job`` for one partition on a few samples, as the schedule would launch it.
+
+    ``partition`` None: the partitions ``tags`` select (a partition range).
 
     With ``regression`` set, the stand-in ``aggregates_regression`` check joins the job and
     passes (True) or fails (False).

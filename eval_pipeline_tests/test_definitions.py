@@ -24,6 +24,11 @@ def test_definitions_load_with_the_expected_assets_and_partitions():
         "judge_calibration/smollm2_135m/helpfulness",
         "train_samples",
         "adapters",
+        # Per-partition versions of what the grid's cells read (defs/versions.py).
+        "versions/model",
+        "versions/dataset",
+        "versions/scorers",
+        "versions/judges",
     }
     gens = defs.resolve_assets_def("generations")
     grid = gens.partitions_def
@@ -39,19 +44,18 @@ def test_definitions_load_with_the_expected_assets_and_partitions():
         "smollm2-135m__json-extract-lora",
         "smollm2-135m__qa-lora",
     ]
-    parents = graph.get_parent_partition_keys_for_child(
-        "json-extract|smollm2-135m__json-extract-lora",
-        dg.AssetKey("adapters"),
-        dg.AssetKey("generations"),
-    )
-    assert set(parents.partitions_subset.get_partition_keys()) == {
-        "smollm2-135m__json-extract-lora"
-    }
-    base = graph.get_parent_partition_keys_for_child(
-        "qa|smollm2-135m", dg.AssetKey("adapters"), dg.AssetKey("generations")
-    )
-    assert not set(base.partitions_subset.get_partition_keys())
-    assert not base.required_but_nonexistent_subset.get_partition_keys()
+    # Every grid cell lists every adapter upstream: no Dagster partition mapping maps a
+    # subset of the `model` dimension to its cells and passes `dg check defs`
+    # (defs/adapters.py: generation_deps).
+    for cell in ("json-extract|smollm2-135m__json-extract-lora", "qa|smollm2-135m"):
+        parents = graph.get_parent_partition_keys_for_child(
+            cell, dg.AssetKey("adapters"), dg.AssetKey("generations")
+        )
+        assert set(parents.partitions_subset.get_partition_keys()) == {
+            "smollm2-135m__json-extract-lora",
+            "smollm2-135m__qa-lora",
+        }
+        assert not parents.required_but_nonexistent_subset.get_partition_keys()
     # Each adapter reads the train split of its recipe's dataset.
     split = graph.get_parent_partition_keys_for_child(
         "smollm2-135m__qa-lora", dg.AssetKey("train_samples"), dg.AssetKey("adapters")
@@ -71,6 +75,8 @@ def test_jobs_and_blocking_checks_are_defined():
         "scores_complete": True,
         "aggregates_regression": False,
         "adapter_vs_base": False,
+        "aggregates_calibration": False,
+        "aggregates_sandbox": False,
     }
 
 

@@ -13,10 +13,12 @@ from eval_pipeline.defs import build_definitions
 from eval_pipeline.defs.schedules import (
     INPUTS_TAG,
     NightlySettings,
+    batch_by_model,
     build_schedules,
+    run_inputs,
     suite_history,
 )
-from eval_pipeline.operations import LastResult, select_due
+from eval_pipeline.operations import DuePartition, LastResult, select_due
 from eval_pipeline.resources import CatalogResource
 from eval_pipeline_tests.opsupport import ONE_MODEL, no_dangling_defs_state, run_suite
 from eval_pipeline_tests.projects import make_project
@@ -43,23 +45,50 @@ def evaluate(project: Path, instance, when: dt.datetime | None = None):
         return defs.resolve_schedule_def(NAME).evaluate_tick(context)
 
 
+def covered(request: dg.RunRequest) -> dict[str, str | None]:
+    """The partitions a request covers, with the inputs fingerprint of each."""
+    if request.partition_key:
+        return {request.partition_key: request.tags[INPUTS_TAG]}
+    return run_inputs(request.tags)
+
+
 def run_requested(project: Path, instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-    """Run a requested partition as the daemon would, with the request's tags."""
+    """Run a requested partition (or range) as the daemon would, with the request's tags."""
     return run_suite(
         project, project / "store", request.partition_key, instance, tags=dict(request.tags)
     )
 
 
-def test_the_first_night_requests_every_partition_with_inputs_and_provider_tags(project):
+def test_the_first_night_requests_each_model_once_with_inputs_and_provider_tags(project):
     with dg.instance_for_test() as instance:
         data = evaluate(project, instance)
-        requests = {r.partition_key: r for r in data.run_requests}
-        assert sorted(requests) == ["json-extract|fake-good", "qa|fake-good"]
-        qa = requests["qa|fake-good"]
-        assert qa.tags["eval_pipeline/reason"] == "never evaluated"
-        assert qa.tags["eval_pipeline/provider"] == "fake"
-        assert qa.tags["eval_pipeline/runs_on"] == "inline"
-        assert len(qa.tags[INPUTS_TAG]) == 16
+        # One model, two datasets next to each other: one run over both.
+        [request] = data.run_requests
+        assert request.partition_key is None
+        assert request.tags["dagster/asset_partition_range_start"] == "json-extract|fake-good"
+        assert request.tags["dagster/asset_partition_range_end"] == "qa|fake-good"
+        inputs = covered(request)
+        assert sorted(inputs) == ["json-extract|fake-good", "qa|fake-good"]
+        assert all(len(fingerprint or "") == 16 for fingerprint in inputs.values())
+        assert request.tags["eval_pipeline/reason"] == "never evaluated"
+        assert request.tags["eval_pipeline/provider"] == "fake"
+        assert request.tags["eval_pipeline/runs_on"] == "inline"
+        # The range run materializes both partitions, and the next tick finds them done.
+        assert run_requested(project, instance, request).success
+        assert evaluate(project, instance).run_requests == []
+
+
+def test_due_partitions_are_batched_per_model_over_neighbouring_datasets():
+    def due(*keys: str) -> list[DuePartition]:
+        return [DuePartition(key=k, fingerprint=k[-1], reason="never evaluated") for k in keys]
+
+    datasets = ["a", "b", "c", "d"]
+    batches = batch_by_model(due("a|m", "b|m", "d|m", "a|n", "c|n", "b|n"), datasets)
+    assert [[d.key for d in batch] for batch in batches] == [
+        ["a|m", "b|m"],
+        ["d|m"],
+        ["a|n", "b|n", "c|n"],
+    ]
 
 
 def test_a_repeated_tick_for_the_same_night_asks_with_the_same_run_keys(project):
@@ -67,7 +96,7 @@ def test_a_repeated_tick_for_the_same_night_asks_with_the_same_run_keys(project)
     with dg.instance_for_test() as instance:
         first = sorted(r.run_key for r in evaluate(project, instance, night).run_requests)
         again = sorted(r.run_key for r in evaluate(project, instance, night).run_requests)
-        assert first == again and len(set(first)) == 2
+        assert first == again and len(set(first)) == 1
         assert all(k.startswith("nightly:2026-11-20:") for k in first)
 
 
@@ -80,7 +109,7 @@ def test_partitions_evaluated_with_unchanged_inputs_are_skipped_until_they_are_t
         eight_days = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
         stale = evaluate(project, instance, eight_days).run_requests
         assert {r.tags["eval_pipeline/reason"] for r in stale} == {"last result older than 168h"}
-        assert len(stale) == 2
+        assert sum(len(covered(r)) for r in stale) == 2
 
 
 def test_an_edited_prompt_makes_only_its_datasets_partitions_due(project):
@@ -104,7 +133,7 @@ def test_an_edited_model_entry_makes_its_partitions_due_but_a_price_change_does_
         models.write_text(models.read_text() + "  revision: r2\n")
         due = evaluate(project, instance).run_requests
         assert {r.tags["eval_pipeline/reason"] for r in due} == {"inputs changed"}
-        assert len(due) == 2
+        assert sum(len(covered(r)) for r in due) == 2
 
 
 def test_a_partition_with_a_run_in_flight_is_not_requested_again(project):

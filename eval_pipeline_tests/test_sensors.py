@@ -192,9 +192,14 @@ def test_a_new_model_reloads_the_webserver_once_and_is_requested_once_definition
         assert "not in this sensor's definitions yet" in data.skip_message
 
         data, cursor = _catalog_tick(project, instance, cursor, _base(web))  # after the reload
-        requested = sorted(r.partition_key for r in data.run_requests)
-        assert requested == ["json-extract|fake-echo", "qa|fake-echo"]
-        request = data.run_requests[0]
+        # The new model's two datasets in one run over both (one model load).
+        [request] = data.run_requests
+        assert sorted(json.loads(request.tags["eval_pipeline/inputs"])) == [
+            "json-extract|fake-echo",
+            "qa|fake-echo",
+        ]
+        assert request.tags["dagster/asset_partition_range_start"] == "json-extract|fake-echo"
+        assert request.tags["dagster/asset_partition_range_end"] == "qa|fake-echo"
         assert request.tags["eval_pipeline/provider"] == "fake"
         assert request.tags["eval_pipeline/reason"] == "added to the catalog"
         assert request.run_key.startswith("catalog:")

@@ -70,22 +70,22 @@ def recipes_by_model(catalog: Catalog) -> dict[str, Recipe]:
     return {adapter_slug(r.base, r.name): r for r in load_recipes(catalog.root, catalog).values()}
 
 
-def generation_deps(
-    recipes: dict[str, Recipe], grid: dg.MultiPartitionsDefinition
-) -> list[dg.AssetDep]:
-    """``generations``' lineage to ``adapters``.
+def generation_deps(recipes: dict[str, Recipe]) -> list[dg.AssetDep]:
+    """``generations``' lineage to ``adapters``: every cell lists every adapter upstream.
 
-    Grid cell ``d|<base>__<r>`` reads adapter ``<base>__<r>`` (the grid's ``model`` key is
-    the adapter's partition key); cells of other models read none.
+    Cell ``d|<base>__<r>`` loads adapter ``<base>__<r>`` (the grid's ``model`` key is the
+    adapter's partition key) and cells of other models load none, but no Dagster
+    partition mapping says that: ``StaticPartitionMapping`` maps only between two static
+    partitionings (``dg check defs`` rejects it towards the grid), and
+    ``MultiToSingleDimensionPartitionMapping`` needs the adapters' partitions to be the
+    whole ``model`` dimension. So the dependency is on all the adapters' partitions
+    (a handful); ``require_models`` fails a cell whose own adapter is not trained, and
+    the evaluation assets' automation ignores adapter updates (``adapter_sensor``
+    requests a retrained adapter's cells).
     """
     if not recipes:
         return []
-    datasets = grid.get_partitions_def_for_dimension("dataset").get_partition_keys()
-    cells = {
-        model: {PartitionKey(model=model, dataset=d).key for d in datasets}
-        for model in adapter_models(recipes)
-    }
-    return [dg.AssetDep(ADAPTERS, partition_mapping=dg.StaticPartitionMapping(cells))]
+    return [dg.AssetDep(ADAPTERS, partition_mapping=dg.AllPartitionMapping())]
 
 
 def build_adapter_defs(

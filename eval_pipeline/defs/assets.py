@@ -22,17 +22,35 @@ from eval_pipeline.defs.jobs import (
     BATCH_WAIT_TAG,
     BUDGET_SCOPE_TAG,
     BUDGET_TAG,
+    DATASETS_GROUP,
     REPORTING_GROUP,
     ROUTE_TAG,
     SAMPLE_LIMIT_TAG,
+    TRAINING_GROUP,
 )
 from eval_pipeline.defs.judge import judging_failures, log_calibrations
 from eval_pipeline.defs.partitions import BY_DATASET, current_partitions, dataset_partitions
+from eval_pipeline.defs.versions import (
+    GENERATION_SOURCES,
+    SCORE_SOURCES,
+    SOURCES,
+    version_deps,
+)
 from eval_pipeline.node import generation_tasks, judging_tasks
 from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.resources.slurm import SlurmResource
+from eval_pipeline.runners import TaskOutcome
 
 KINDS = {"polars", "parquet"}
+# The version of each asset's own computation (Dagster's ``code_version``): raise it when
+# the code that writes the asset changes what it writes, and every partition turns stale.
+# What one partition reads (a prompt, a model's revision, a dataset's scorers, a rubric)
+# is versioned per partition by the ``versions/*`` assets instead (defs/versions.py).
+CODE_VERSIONS = {"generations": "1", "scores": "1", "aggregates": "1", "leaderboard": "1"}
+# Concurrency pools (dagster.yaml ``concurrency.pools``): steps that call models, and steps
+# that score (judges included). A pool holds one asset's steps whatever their partition.
+GENERATION_POOL = "eval_generation"
+SCORING_POOL = "eval_scoring"
 # A backfill of grid partitions runs as one run whose steps see every partition at once:
 # `generations` can then give each SLURM job all the datasets of one model (one model
 # load) and submit the models as a job array. See docs/slurm.md.
@@ -84,18 +102,41 @@ def build_assets(
     so the per-partition jobs leave the calibration assets out.
     """
     prompt_versions, dataset_samples = build_dataset_assets(dataset_partitions(grid))
+    generations = generations_asset(
+        grid,
+        [
+            dg.AssetDep(prompt_versions, partition_mapping=BY_DATASET),
+            dg.AssetDep(dataset_samples, partition_mapping=BY_DATASET),
+            *version_deps(GENERATION_SOURCES),
+            *generation_deps,
+        ],
+    )
+    scores = scores_asset(grid, [generations.key, *score_deps, *version_deps(SCORE_SOURCES)])
+    aggregates = aggregates_asset(grid, scores)
+    return [
+        prompt_versions,
+        dataset_samples,
+        generations,
+        scores,
+        aggregates,
+        leaderboard_asset(aggregates),
+    ]
+
+
+def generations_asset(
+    grid: dg.MultiPartitionsDefinition, deps: Sequence[dg.AssetDep | dg.AssetKey]
+) -> dg.AssetsDefinition:
+    """``generations`` over ``grid``, reading ``deps``."""
 
     @dg.asset(
         partitions_def=grid,
-        # Each grid partition reads its dataset's partition of the per-dataset tables.
-        deps=[
-            dg.AssetDep(prompt_versions, partition_mapping=BY_DATASET),
-            dg.AssetDep(dataset_samples, partition_mapping=BY_DATASET),
-            *generation_deps,
-        ],
+        deps=deps,
         group_name="evaluation",
         kinds=KINDS,
         backfill_policy=SINGLE_RUN,
+        code_version=CODE_VERSIONS["generations"],
+        automation_condition=evaluation_condition(),
+        pool=GENERATION_POOL,
     )
     def generations(
         context: dg.AssetExecutionContext,
@@ -147,12 +188,23 @@ def build_assets(
             *collect(context, outcomes, lambda task, work: f"{work.dataset}|{task.model}"),
         )
 
+    return generations
+
+
+def scores_asset(
+    grid: dg.MultiPartitionsDefinition, deps: Sequence[dg.AssetDep | dg.AssetKey]
+) -> dg.AssetsDefinition:
+    """``scores`` over ``grid``, reading ``deps`` (``generations`` first)."""
+
     @dg.asset(
         partitions_def=grid,
-        deps=[generations, *score_deps],
+        deps=deps,
         group_name="evaluation",
         kinds=KINDS,
         backfill_policy=SINGLE_RUN,
+        code_version=CODE_VERSIONS["scores"],
+        automation_condition=evaluation_condition(),
+        pool=SCORING_POOL,
     )
     def scores(
         context: dg.AssetExecutionContext,
@@ -171,16 +223,19 @@ def build_assets(
         keys = current_partitions(context)
         judging = judging_tasks(cat, st, keys, **run_budget(context))
         failures: dict[str, str] = {}
+        calls: dict[str, int] = {}
         if judging:
             outcomes = run_tasks(context, cat, runners_for(slurm.runner(cat, st)), judging)
             log_calibrations(context, cat, st, outcomes)
             failures = judging_failures(context, outcomes)
+            calls = judge_calls(outcomes)
 
         def build(key: PartitionKey) -> Metadata:
             report = stages.score(cat, st, key.model, key.dataset)
             return {
                 "dagster/row_count": report.rows,
                 "path": dg.MetadataValue.path(str(report.path)),
+                "judge_calls": calls.get(key.key, 0),
                 **{f"mean/{m}": v for m, v in report.means.items() if v is not None},
             }
 
@@ -188,12 +243,22 @@ def build_assets(
             context, build, keys=[k for k in keys if k.key not in failures], failures=failures
         )
 
+    return scores
+
+
+def aggregates_asset(
+    grid: dg.MultiPartitionsDefinition, scores: dg.AssetsDefinition
+) -> dg.AssetsDefinition:
+    """``aggregates`` over ``grid``, reading ``scores``."""
+
     @dg.asset(
         partitions_def=grid,
         deps=[scores],
         group_name="evaluation",
         kinds=KINDS,
         backfill_policy=SINGLE_RUN,
+        code_version=CODE_VERSIONS["aggregates"],
+        automation_condition=evaluation_condition(),
     )
     def aggregates(
         context: dg.AssetExecutionContext, catalog: CatalogResource, store: StoreResource
@@ -203,41 +268,54 @@ def build_assets(
         Per partition also tokens, cost, latency p50/p95, cache hit rate and error count.
         """
         materialize_each(
-            context, lambda key: _aggregate_metadata(catalog, store, key, context.run.run_id)
+            context, lambda key: aggregate_metadata(catalog, store, key, context.run.run_id)
         )
 
-    def _aggregate_metadata(
-        catalog: CatalogResource, store: StoreResource, key: PartitionKey, run_id: str
-    ) -> Metadata:
-        st = store.get().with_run(run_id)
-        report = stages.aggregate(catalog.load(), st, key.model, key.dataset)
-        frame = report.frame
-        first = frame.row(0, named=True)
-        metadata: Metadata = {
-            "dagster/row_count": frame.height,
-            "path": dg.MetadataValue.path(str(report.path)),
-            "prompt_version": first["prompt_version"],
-            "samples": first["samples"],
-            "error_count": first["error_count"],
-            "output_tokens": first["output_tokens"],
-            "cost_usd": first["cost_usd"],
-            "latency_p50_s": first["latency_p50_s"] or 0.0,
-            "latency_p95_s": first["latency_p95_s"] or 0.0,
-            "cache_hit_rate": first["cache_hit_rate"] or 0.0,
-        }
-        # How the latest generation step ran (numeric: the UI plots them over runs).
-        for name in ("model_load_s", "tokens_per_s", "peak_rss_gb", "gpu_peak_mem_gb"):
-            if first[name] is not None:
-                metadata[f"telemetry/{name}"] = first[name]
-        for row in frame.iter_rows(named=True):
-            if row["mean"] is not None:
-                # Numeric metadata: the UI plots each metric over materializations.
-                metadata[f"{row['metric']}/mean"] = row["mean"]
-                metadata[f"{row['metric']}/ci_low"] = row["ci_low"]
-                metadata[f"{row['metric']}/ci_high"] = row["ci_high"]
-        return metadata
+    return aggregates
 
-    @dg.asset(deps=[aggregates], group_name=REPORTING_GROUP, kinds=KINDS)
+
+def aggregate_metadata(
+    catalog: CatalogResource, store: StoreResource, key: PartitionKey, run_id: str
+) -> Metadata:
+    """The metadata of one ``aggregates`` partition's materialization."""
+    st = store.get().with_run(run_id)
+    report = stages.aggregate(catalog.load(), st, key.model, key.dataset)
+    frame = report.frame
+    first = frame.row(0, named=True)
+    metadata: Metadata = {
+        "dagster/row_count": frame.height,
+        "path": dg.MetadataValue.path(str(report.path)),
+        "prompt_version": first["prompt_version"],
+        "samples": first["samples"],
+        "error_count": first["error_count"],
+        "output_tokens": first["output_tokens"],
+        "cost_usd": first["cost_usd"],
+        "latency_p50_s": first["latency_p50_s"] or 0.0,
+        "latency_p95_s": first["latency_p95_s"] or 0.0,
+        "cache_hit_rate": first["cache_hit_rate"] or 0.0,
+    }
+    # How the latest generation step ran (numeric: the UI plots them over runs).
+    for name in ("model_load_s", "tokens_per_s", "peak_rss_gb", "gpu_peak_mem_gb"):
+        if first[name] is not None:
+            metadata[f"telemetry/{name}"] = first[name]
+    for row in frame.iter_rows(named=True):
+        if row["mean"] is not None:
+            # Numeric metadata: the UI plots each metric over materializations.
+            metadata[f"{row['metric']}/mean"] = row["mean"]
+            metadata[f"{row['metric']}/ci_low"] = row["ci_low"]
+            metadata[f"{row['metric']}/ci_high"] = row["ci_high"]
+    return metadata
+
+
+def leaderboard_asset(aggregates: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """``leaderboard``: every partition of ``aggregates`` in one table (unpartitioned)."""
+
+    @dg.asset(
+        deps=[aggregates],
+        group_name=REPORTING_GROUP,
+        kinds=KINDS,
+        code_version=CODE_VERSIONS["leaderboard"],
+    )
     def leaderboard(
         context: dg.AssetExecutionContext, catalog: CatalogResource, store: StoreResource
     ) -> dg.MaterializeResult:
@@ -262,7 +340,45 @@ def build_assets(
             }
         )
 
-    return [prompt_versions, dataset_samples, generations, scores, aggregates, leaderboard]
+    return leaderboard
+
+
+def evaluation_condition() -> dg.AutomationCondition:
+    """When the automation sensor requests a grid partition of an evaluation asset.
+
+    Dagster's ``eager()`` narrowed to what this graph needs: a partition is requested when
+    a partition it reads was updated since the last tick (a ``versions/*`` partition whose
+    version changed, or the partition upstream in the same cell), unless something it reads
+    is missing or in progress, or it is in progress itself. Updates of the per-dataset
+    tables, calibrations and adapters are left out: the runs that read them write them,
+    and ``catalog_sensor`` and ``adapter_sensor`` request new and retrained cells.
+    A ``versions/*`` partition never recorded does not count as missing: it is recorded
+    only when it changes (see defs/versions.py). New partitions (``newly_missing``) are
+    ``catalog_sensor``'s, which must reload the code location first.
+    """
+    quiet = dg.AssetSelection.groups(DATASETS_GROUP, "judging", TRAINING_GROUP)
+    return (
+        dg.AutomationCondition.any_deps_updated().ignore(quiet).since_last_handled()
+        & ~dg.AutomationCondition.any_deps_missing().ignore(
+            quiet | dg.AssetSelection.assets(*(s.key for s in SOURCES))
+        )
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("eager_on_versions")
+
+
+def judge_calls(outcomes: Sequence[TaskOutcome]) -> dict[str, int]:
+    """Judge requests sent per partition (``dataset|model``) by the judging tasks."""
+    calls: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome.result is None:
+            continue
+        for result in outcome.result.results:
+            work = result.work
+            if work.kind == "judge":
+                key = f"{work.dataset}|{work.judged_model}"
+                calls[key] = calls.get(key, 0) + result.stats.model_calls
+    return calls
 
 
 def run_budget(context: dg.AssetExecutionContext) -> dict[str, object]:

@@ -12,9 +12,11 @@ from eval_pipeline.defs.checks import build_checks
 from eval_pipeline.defs.jobs import build_jobs
 from eval_pipeline.defs.judge import build_calibration_assets
 from eval_pipeline.defs.partitions import grid_partitions
+from eval_pipeline.defs.quality_checks import build_quality_checks
 from eval_pipeline.defs.regression import build_regression_defs
 from eval_pipeline.defs.schedules import build_schedules
 from eval_pipeline.defs.sensors import build_sensors
+from eval_pipeline.defs.versions import version_specs
 from eval_pipeline.resources import (
     CatalogResource,
     StoreResource,
@@ -45,16 +47,17 @@ def build_definitions(
     assets = build_assets(
         grid,
         score_deps=[a.key for a in calibrations],
-        generation_deps=generation_deps(recipes, grid),
+        generation_deps=generation_deps(recipes),
     )
     by_name = {a.key.to_user_string(): a for a in assets}
     regression_check, regression_report = build_regression_defs(grid, by_name["aggregates"])
     adapters = build_adapter_defs(grid, recipes, by_name["aggregates"])
     return dg.Definitions(
-        assets=[*assets, *calibrations, regression_report, *adapters.assets],
+        assets=[*assets, *calibrations, regression_report, *adapters.assets, *version_specs(grid)],
         asset_checks=[
             *build_checks(grid, by_name["generations"], by_name["scores"]),
             regression_check,
+            *build_quality_checks(grid, by_name["aggregates"]),
             *adapters.checks,
         ],
         jobs=[*build_jobs(), *adapters.jobs],

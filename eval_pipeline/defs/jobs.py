@@ -51,6 +51,9 @@ REPORTING_JOB = "reporting_job"
 # The fine-tuning assets (``adapters``, partitioned by recipe) and their job.
 TRAINING_GROUP = "training"
 TRAINING_JOB = "training_job"
+# The external ``versions/*`` assets (defs/versions.py): recorded by versions_sensor,
+# never run by a job.
+VERSIONS_GROUP = "versions"
 # The jobs whose runs materialize grid partitions (the reporting sensor waits for them).
 PARTITION_JOBS = ("evaluation_job", "ci_suite_job", "regression_suite_job")
 
@@ -69,6 +72,7 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         - reporting
         - datasets
         - dg.AssetSelection.groups(TRAINING_GROUP)
+        - dg.AssetSelection.groups(VERSIONS_GROUP)
     )
     evaluation_job = dg.define_asset_job(
         "evaluation_job",

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from eval_pipeline.catalog import Catalog
+from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.core.keys import PartitionKey
-from eval_pipeline.operations import LastResult, partition_fingerprints, select_due
+from eval_pipeline.operations import DuePartition, LastResult, partition_fingerprints, select_due
 from eval_pipeline.resources import CatalogResource
 
 REGRESSION_SUITE_JOB = "regression_suite_job"
@@ -24,6 +27,13 @@ REASON_TAG = "eval_pipeline/reason"
 PROVIDER_TAG = "eval_pipeline/provider"
 RUNS_ON_TAG = "eval_pipeline/runs_on"
 PARTITION_TAG = "dagster/partition"
+# A run over a rectangle of the grid (one model, datasets next to each other in the grid's
+# order): Dagster's partition range tags. Its INPUTS_TAG is then a JSON object, the inputs
+# fingerprint of every partition it covers.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+# The model of a run over several partitions (what finds it in the history).
+BATCH_TAG = "eval_pipeline/batch_model"
 
 CRON_ENV = "EVAL_PIPELINE_NIGHTLY_CRON"
 TIMEZONE_ENV = "EVAL_PIPELINE_NIGHTLY_TIMEZONE"
@@ -93,8 +103,8 @@ def suite_history(
     1. successful suite runs created since ``window_start`` (the nightly age limit); the
        newest per partition is its latest (any later one was created later still);
     2. only for partitions without one, which are due anyway: their newest successful run
-       of any age (a light query over the runs table's partition column), then those runs'
-       records;
+       of any age (a light query over the runs table's partition column, then those runs'
+       records, and the runs over several partitions of their models);
     3. queued or running suite runs.
 
     Returns:
@@ -124,18 +134,43 @@ def suite_history(
                 )
             )
         ]
+    older: list[dg.RunRecord] = []
     for start in range(0, len(older_ids), _KEYS_PER_QUERY):
-        records = instance.get_run_records(
+        older += instance.get_run_records(
             dg.RunsFilter(run_ids=older_ids[start : start + _KEYS_PER_QUERY])
         )
-        _keep_latest(records, wanted, last)
+    # Runs over several partitions name no partition: find them by their model.
+    models = sorted({PartitionKey.parse(k).model for k in missing})
+    if models:
+        older += instance.get_run_records(
+            dg.RunsFilter(
+                job_name=REGRESSION_SUITE_JOB,
+                statuses=[dg.DagsterRunStatus.SUCCESS],
+                tags={BATCH_TAG: models},
+            )
+        )
+    _keep_latest(older, set(missing), last)
     in_flight = {
-        data.partition
-        for data in instance.run_storage.get_run_partition_data(
+        key
+        for record in instance.get_run_records(
             dg.RunsFilter(job_name=REGRESSION_SUITE_JOB, statuses=_IN_FLIGHT)
         )
+        for key in run_inputs(record.dagster_run.tags)
     }
     return last, in_flight & wanted
+
+
+def run_inputs(tags: Mapping[str, str]) -> dict[str, str | None]:
+    """The partitions a suite run covers, each with the inputs fingerprint it evaluated.
+
+    A run of one partition names it (``dagster/partition``) and its fingerprint; a run of
+    several (:func:`batch_by_model`) carries a JSON object of them in ``INPUTS_TAG``.
+    """
+    inputs = tags.get(INPUTS_TAG)
+    if tags.get(RANGE_START_TAG) and inputs and inputs.startswith("{"):
+        return dict(json.loads(inputs))
+    key = tags.get(PARTITION_TAG)
+    return {key: inputs} if key else {}
 
 
 def _keep_latest(
@@ -143,13 +178,10 @@ def _keep_latest(
 ) -> None:
     """Record each wanted partition's newest run of ``records`` (storage id order)."""
     for record in sorted(records, key=lambda r: r.storage_id, reverse=True):
-        key = record.dagster_run.tags.get(PARTITION_TAG)
-        if key not in wanted or key in last:
-            continue
         finished = record.end_time or record.update_timestamp.timestamp()
-        last[key] = LastResult(
-            fingerprint=record.dagster_run.tags.get(INPUTS_TAG), finished_at=finished
-        )
+        for key, fingerprint in run_inputs(record.dagster_run.tags).items():
+            if key in wanted and key not in last:
+                last[key] = LastResult(fingerprint=fingerprint, finished_at=finished)
 
 
 def build_schedules(
@@ -191,12 +223,61 @@ def build_schedules(
             return dg.SkipReason(f"all {len(current)} partitions are up to date{busy}")
         night = context.scheduled_execution_time.date().isoformat()
         return [
-            dg.RunRequest(
-                run_key=f"nightly:{night}:{d.key}:{d.fingerprint}",
-                partition_key=d.key,
-                tags=run_tags(cat, d.key, d.fingerprint, d.reason),
-            )
-            for d in due
+            batch_request(cat, batch, f"nightly:{night}")
+            for batch in batch_by_model(due, cat.dataset_names)
         ]
 
     return [nightly_regression_suite_schedule]
+
+
+def batch_by_model(
+    due: Sequence[DuePartition], datasets: Sequence[str]
+) -> list[list[DuePartition]]:
+    """Due partitions grouped into runs, one model each (one model load per run).
+
+    A run holds one model's due datasets that lie next to each other in the grid's
+    dataset order: a rectangle of the grid, which Dagster's partition range tags select.
+    The first night of a grid is then one run per model instead of one per partition.
+    """
+    position = {name: i for i, name in enumerate(datasets)}
+    by_model: dict[str, list[tuple[int, DuePartition]]] = defaultdict(list)
+    for item in due:
+        key = PartitionKey.parse(item.key)
+        by_model[key.model].append((position.get(key.dataset, -1), item))
+    batches: list[list[DuePartition]] = []
+    for model in sorted(by_model):
+        previous = None
+        for index, item in sorted(by_model[model], key=lambda pair: pair[0]):
+            if previous is not None and index == previous + 1 and index >= 0:
+                batches[-1].append(item)
+            else:
+                batches.append([item])
+            previous = index
+    return batches
+
+
+def batch_request(catalog: Catalog, batch: Sequence[DuePartition], prefix: str) -> dg.RunRequest:
+    """The run request of one batch: a partition, or a range of one model's datasets.
+
+    Its run key is ``prefix`` and what the batch evaluates, so a repeated tick requests
+    nothing twice.
+    """
+    first, last = batch[0], batch[-1]
+    if len(batch) == 1:
+        return dg.RunRequest(
+            run_key=f"{prefix}:{first.key}:{first.fingerprint}",
+            partition_key=first.key,
+            tags=run_tags(catalog, first.key, first.fingerprint, first.reason),
+        )
+    inputs = {d.key: d.fingerprint for d in batch}
+    reasons = sorted({d.reason for d in batch})
+    tags = run_tags(catalog, first.key, json.dumps(inputs, sort_keys=True), "; ".join(reasons))
+    return dg.RunRequest(
+        run_key=f"{prefix}:{first.key}..{last.key}:{content_hash(inputs, 16)}",
+        tags={
+            **tags,
+            RANGE_START_TAG: first.key,
+            RANGE_END_TAG: last.key,
+            BATCH_TAG: PartitionKey.parse(first.key).model,
+        },
+    )

@@ -23,13 +23,16 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.adapters import recipes_by_model
+from eval_pipeline.defs.automation import automation_sensor, versions_sensor
 from eval_pipeline.defs.jobs import PARTITION_JOBS, REPORTING_JOB
 from eval_pipeline.defs.schedules import (
     REGRESSION_SUITE_JOB,
     automation_status,
-    run_tags,
+    batch_by_model,
+    batch_request,
 )
 from eval_pipeline.operations import (
+    DuePartition,
     RegressionEvent,
     catalog_additions,
     catalog_fingerprint,
@@ -56,8 +59,22 @@ def _sensor_status() -> dg.DefaultSensorStatus:
     return dg.DefaultSensorStatus(automation_status().value)
 
 
-def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinition]:
-    """The regression, catalog and run-failure sensors over ``grid``."""
+def build_sensors(
+    grid: dg.MultiPartitionsDefinition,
+) -> list[dg.SensorDefinition]:
+    """Every sensor over ``grid``: alerts, the catalog, reporting, versions and automation."""
+    return [
+        regression_sensor(),
+        catalog_sensor(grid),
+        run_failure_sensor(),
+        reporting_sensor(),
+        versions_sensor(grid),
+        automation_sensor(),
+    ]
+
+
+def regression_sensor() -> dg.SensorDefinition:
+    """``regression_sensor``: alerts on each failed regression check result."""
 
     @dg.sensor(
         name="regression_sensor", minimum_interval_seconds=60, default_status=_sensor_status()
@@ -127,6 +144,12 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
             cursor=cursor,
         )
 
+    return regression_sensor
+
+
+def catalog_sensor(grid: dg.MultiPartitionsDefinition) -> dg.SensorDefinition:
+    """``catalog_sensor``: reloads the code location and evaluates new grid partitions."""
+
     @dg.sensor(
         name="catalog_sensor",
         job_name=REGRESSION_SUITE_JOB,
@@ -191,15 +214,18 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
                 skip_reason=f"{reloaded}no new partition to evaluate", cursor=cursor
             )
         fingerprints = partition_fingerprints(cat, todo)
+        due = [DuePartition(k, fingerprints[k], "added to the catalog") for k in todo]
+        # A new model's datasets in one run (one model load), as the nightly suite does.
         requests = [
-            dg.RunRequest(
-                run_key=f"catalog:{k}:{fingerprints[k]}",
-                partition_key=k,
-                tags=run_tags(cat, k, fingerprints[k], "added to the catalog"),
-            )
-            for k in todo
+            batch_request(cat, batch, "catalog") for batch in batch_by_model(due, cat.dataset_names)
         ]
         return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+    return catalog_sensor
+
+
+def run_failure_sensor() -> dg.SensorDefinition:
+    """``run_failure_sensor``: alerts on each failed run."""
 
     @dg.run_failure_sensor(
         name="run_failure_sensor", minimum_interval_seconds=30, default_status=_sensor_status()
@@ -230,6 +256,12 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
         if result is not None and not result.ok:
             raise dg.Failure(f"could not deliver the run-failure alert: {result.error}")
 
+    return run_failure_sensor
+
+
+def reporting_sensor() -> dg.SensorDefinition:
+    """``reporting_sensor``: one reporting run once evaluation runs have finished."""
+
     @dg.sensor(
         name="reporting_sensor",
         job_name=REPORTING_JOB,
@@ -257,7 +289,7 @@ def build_sensors(grid: dg.MultiPartitionsDefinition) -> list[dg.SensorDefinitio
             run_requests=[dg.RunRequest(run_key=f"reporting:{newest}")], cursor=str(newest)
         )
 
-    return [regression_sensor, catalog_sensor, run_failure_sensor, reporting_sensor]
+    return reporting_sensor
 
 
 def _reload(

@@ -17,6 +17,7 @@ from eval_pipeline.operations._alerts import (
 from eval_pipeline.operations._due import (
     DuePartition,
     LastResult,
+    behavioural_entry,
     catalog_additions,
     catalog_fingerprint,
     inputs_fingerprint,
@@ -58,6 +59,7 @@ __all__ = [
     "catalog_preflight",
     "gate_power",
     "host_tags",
+    "behavioural_entry",
     "inputs_fingerprint",
     "partition_fingerprints",
     "post_json",

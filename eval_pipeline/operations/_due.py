@@ -33,11 +33,16 @@ class DuePartition:
     reason: str
 
 
+def behavioural_entry(model_entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A model entry without the fields that do not change its answers."""
+    return {k: v for k, v in model_entry.items() if k not in _NON_BEHAVIOURAL}
+
+
 def inputs_fingerprint(
     model_entry: Mapping[str, Any], prompt_version: str, dataset_version: str
 ) -> str:
     """A short hash of everything a partition's result depends on."""
-    entry = {k: v for k, v in model_entry.items() if k not in _NON_BEHAVIOURAL}
+    entry = behavioural_entry(model_entry)
     return content_hash(
         {"model": entry, "prompt_version": prompt_version, "dataset_version": dataset_version}, 16
     )

@@ -30,6 +30,7 @@ BENCHMARKS = (
     "api_batch",
     "local_generation",
     "scale",
+    "incremental",
     "lmeval_agreement",
     "lmeval_tasks",
     "newcomer",

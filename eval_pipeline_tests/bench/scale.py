@@ -11,7 +11,11 @@ folder; nothing calls a real model. Figures, each with the bound it is held to:
   loaded; ``webserver_start_s``: the webserver up with the location loaded
 - ``schedule_tick_s``: one nightly schedule tick with a successful suite run recorded
   for every partition (10,000 runs; a few partitions changed, a few in flight) (<= 5 s);
-  ``first_night_tick_s``: the tick on an empty instance, requesting all 10,000
+  ``first_night_tick_s``: the tick on an empty instance, requesting all 10,000 partitions
+  as ``first_night_runs`` runs (one per model, each a range of its datasets)
+- ``versions_tick_s``: a tick of ``versions_sensor`` over the grid (hashing every model
+  entry and each dataset's prompt, rows, scorers and judges) after its first
+  (``versions_first_tick_s``)
 - ``single_partition_s``: ``eval-pipeline run`` of one partition on every sample, the
   whole command (interpreter start, definitions, the run, the reporting run) (<= 5 s)
 - ``leaderboard_s`` / ``leaderboard_rss_mb``: ``reporting_job`` over a store holding the
@@ -195,16 +199,47 @@ def schedule_ticks(project: Path, instance, prefix: str = "") -> dict[str, Any]:
     first_s, first = tick(defs, instance, project, now)
     seeded = seed_suite_history(instance, catalog, keys, now.timestamp())
     seconds, data = tick(defs, instance, project, now)
-    # The tick's answer: 1% of partitions have new inputs, minus those in flight.
+    # The tick's answer: 1% of partitions have new inputs, minus those in flight (runs,
+    # and the partitions they cover).
     due = len(data.run_requests or [])
     return {
         f"{prefix}first_night_tick_s": round(first_s, 2),
-        f"{prefix}first_night_requests": len(first.run_requests or []),
+        # Runs the first night requests (one per model: a range of its datasets each), and
+        # the partitions they cover.
+        f"{prefix}first_night_runs": len(first.run_requests or []),
+        f"{prefix}first_night_partitions": sum(_covered(r) for r in first.run_requests or []),
         f"{prefix}schedule_tick_s": round(seconds, 2),
         f"{prefix}schedule_tick_requests": due,
+        f"{prefix}schedule_tick_partitions": sum(_covered(r) for r in data.run_requests or []),
         **{f"{prefix}{k}": v for k, v in seeded.items()},
         "partitions": len(keys),
     }
+
+
+def versions_tick(project: Path, instance) -> dict[str, float]:
+    """Two ``versions_sensor`` ticks over the grid (the first records, the second compares).
+
+    ``versions_tick_s`` is the second: what the sensor costs every minute.
+    """
+    from eval_pipeline_tests.bench.incremental import Harness
+
+    harness = Harness(project, project / "store", instance)
+    start = time.perf_counter()
+    harness.tick_versions()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    harness.tick_versions()
+    return {
+        "versions_first_tick_s": round(first, 2),
+        "versions_tick_s": round(time.perf_counter() - start, 2),
+    }
+
+
+def _covered(request) -> int:
+    """How many partitions a run request covers (one, or its range's inputs)."""
+    from eval_pipeline.defs.schedules import run_inputs
+
+    return 1 if request.partition_key else len(run_inputs(request.tags))
 
 
 def write_aggregates(store_root: Path, models: int, datasets: int) -> float:
@@ -808,6 +843,7 @@ def run(
             result.update(catalog_reload(project, scratch))
             with dg.instance_for_test(temp_dir=str(home)) as instance:
                 result.update(schedule_ticks(project, instance))
+                result.update(versions_tick(project, instance))
             result.update(single_partition(project, scratch))
             result.update(leaderboard(project, scratch / "store"))
     result["within_bounds"] = {
