@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval_pipeline.calibration import (
+from eval_pipeline.judge import (
     CalibrationError,
     fit_calibration,
     fit_isotonic,

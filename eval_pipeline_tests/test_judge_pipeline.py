@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from eval_pipeline.calibration import load_calibration_document
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.defs import build_definitions
+from eval_pipeline.judge import load_calibration_document
 from eval_pipeline.providers.fake import calls_for
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.helpers import materialization_metadata, materialize

@@ -177,8 +177,12 @@ JUDGEMENTS = pl.Schema(
         "sample_id": pl.String,
         "metric": pl.String,
         "judge": pl.String,
-        "rubric_version": pl.String,
-        "request_hash": pl.String,  # null when nothing was sent (no answer to judge)
+        "judge_revision": pl.String,  # the judge's catalog revision (null: none pinned)
+        "judge_identity": pl.String,  # hash of the judge's identity (provider, id, revision, adapter)
+        "prompt_kind": pl.String,  # rubric (pointwise 1-5)
+        "rubric_version": pl.String,  # the judge prompt's version (name@content hash)
+        "request_hash": pl.String,  # the judge request's; null when nothing was sent
+        "judged_hash": pl.String,  # request hash of the judged generation row
         "verdict": pl.String,  # the judge's reply as it came
         "status": pl.String,  # ok | malformed | out_of_range | no_response
         "score": pl.Float64,  # null unless status is ok

@@ -61,7 +61,7 @@ class GenerationConfig(dg.Config):
 
 def build_assets(
     grid: dg.MultiPartitionsDefinition,
-    score_deps: Sequence[dg.AssetKey] = (),
+    judge_deps: Sequence[dg.AssetKey] = (),
     generation_deps: Sequence[dg.AssetDep] = (),
 ) -> list[dg.AssetsDefinition]:
     """The asset graph over the model x dataset ``grid``.
@@ -69,8 +69,8 @@ def build_assets(
     ``generation_deps`` are further upstreams of ``generations`` (the fine-tuned
     adapters its adapter models load, see defs/adapters.py).
 
-    ``score_deps`` are the judge calibrations that ``scores`` reads, shown as its upstreams
-    for lineage; ``scores`` calibrates what its partitions' judge metrics use as it runs,
+    ``judge_deps`` are the judge calibrations that ``judgements`` applies, shown as its
+    upstreams for lineage; its judge tasks calibrate what their rubrics need as they run,
     so the per-partition jobs leave the calibration assets out.
     """
     prompt_versions, dataset_samples = build_dataset_assets(dataset_partitions(grid))
@@ -136,7 +136,50 @@ def build_assets(
 
     @dg.asset(
         partitions_def=grid,
-        deps=[generations, *score_deps],
+        deps=[generations, *judge_deps],
+        group_name="evaluation",
+        kinds=KINDS,
+        backfill_policy=SINGLE_RUN,
+    )
+    def judgements(
+        context: dg.AssetExecutionContext,
+        catalog: CatalogResource,
+        store: StoreResource,
+        slurm: SlurmResource,
+    ) -> None:
+        """The judges' verdicts: one row per sample x judge metric x judge.
+
+        One judge task per judge model the partitions' datasets use: it calibrates its
+        rubrics, then rates the completions and writes its rows here, where its catalog
+        entry says it runs (inline, or a SLURM job). Each row keeps the judge request's
+        hash, the judge and its revision, the rubric version, the raw reply, the parsed
+        score, tokens and cost. Partitions without judge metrics load no judge.
+        """
+        cat, st = catalog.load(), store.get().with_run(context.run.run_id)
+        keys = current_partitions(context)
+        judging = judging_tasks(cat, st, keys, **run_budget(context))
+        failures: dict[str, str] = {}
+        judged: dict[str, int] = {}
+        if judging:
+            outcomes = run_tasks(context, cat, runners_for(slurm.runner(cat, st)), judging)
+            log_calibrations(context, cat, st, outcomes)
+            failures = judging_failures(context, outcomes)
+            for outcome in outcomes:
+                for result in outcome.result.results if outcome.result is not None else ():
+                    if result.work.kind == "judge":
+                        key = f"{result.work.dataset}|{result.work.judged_model}"
+                        judged[key] = judged.get(key, 0) + result.rows
+
+        def build(key) -> dict:
+            return {"dagster/row_count": judged.get(key.key, 0), "judge_tasks": len(judging)}
+
+        materialize_each(
+            context, build, keys=[k for k in keys if k.key not in failures], failures=failures
+        )
+
+    @dg.asset(
+        partitions_def=grid,
+        deps=[judgements],
         group_name="evaluation",
         kinds=KINDS,
         backfill_policy=SINGLE_RUN,
@@ -145,23 +188,14 @@ def build_assets(
         context: dg.AssetExecutionContext,
         catalog: CatalogResource,
         store: StoreResource,
-        slurm: SlurmResource,
     ) -> None:
         """One row per sample x metric from the dataset's scorers (null: not applicable).
 
-        Judge metrics first: each judge model the partitions' datasets use calibrates its
-        rubrics and rates the completions, where its catalog entry says it runs (inline or
-        a SLURM job); scoring then reads the verdicts from the response cache. Datasets
-        without judge metrics load no judge.
+        Judge metrics read the ``judgements`` rows of the partition, as the other scorers
+        read ``generations``: no judge model is called or loaded here, and a missing
+        verdict fails the partition naming the judge task to run.
         """
         cat, st = catalog.load(), store.get().with_run(context.run.run_id)
-        keys = current_partitions(context)
-        judging = judging_tasks(cat, st, keys, **run_budget(context))
-        failures: dict[str, str] = {}
-        if judging:
-            outcomes = run_tasks(context, cat, runners_for(slurm.runner(cat, st)), judging)
-            log_calibrations(context, cat, st, outcomes)
-            failures = judging_failures(context, outcomes)
 
         def build(key) -> dict:
             report = stages.score(cat, st, key.model, key.dataset)
@@ -171,9 +205,7 @@ def build_assets(
                 **{f"mean/{m}": v for m, v in report.means.items() if v is not None},
             }
 
-        materialize_each(
-            context, build, keys=[k for k in keys if k.key not in failures], failures=failures
-        )
+        materialize_each(context, build)
 
     @dg.asset(
         partitions_def=grid,
@@ -249,7 +281,15 @@ def build_assets(
             }
         )
 
-    return [prompt_versions, dataset_samples, generations, scores, aggregates, leaderboard]
+    return [
+        prompt_versions,
+        dataset_samples,
+        generations,
+        judgements,
+        scores,
+        aggregates,
+        leaderboard,
+    ]
 
 
 def run_budget(context: dg.AssetExecutionContext) -> dict[str, object]:

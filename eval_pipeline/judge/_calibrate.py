@@ -12,20 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval_pipeline.calibration import (
-    CalibrationError,
-    CalibrationResult,
-    fit_calibration,
-    load_calibration_document,
-    save_calibration,
-)
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.engine import RunControls
+from eval_pipeline.judge._calibration_store import load_calibration_document, save_calibration
+from eval_pipeline.judge._call import JudgeItem, run_judge, verdict_choices
+from eval_pipeline.judge._fit import CalibrationError, CalibrationResult, fit_calibration
 from eval_pipeline.judge._labelling import HUMAN_LABELS_FILE, RULE_LABELS_FILE, read_jsonl
 from eval_pipeline.judge._rubrics import SCALE, discover_rubrics, rubric_prompt
-from eval_pipeline.judge._scorer import JudgeItem, run_judge, verdict_choices
 from eval_pipeline.providers import Provider
 from eval_pipeline.storage import Store
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eval_pipeline.catalog import PromptTemplate, load_prompt
-from eval_pipeline.scoring import JUDGE_RUBRICS
 
-RUBRICS = JUDGE_RUBRICS  # the shipped rubrics; see discover_rubrics for a project's own
+# The rubrics the project ships; a project adds its own by adding a template (see
+# discover_rubrics).
+RUBRICS = ("coherence", "relevance", "factual-accuracy", "grammar", "helpfulness")
 SCALE = (1, 5)
 _RUBRIC = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 JUDGE_SCORER = "llm_judge"

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from eval_pipeline.calibration._maps import METHODS, CalibrationMap, fit_map
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import content_hash
+from eval_pipeline.judge._maps import METHODS, CalibrationMap, fit_map
 from eval_pipeline.scoring import stats
 
 # Below this many labelled responses (with a readable verdict) a fitted map says more

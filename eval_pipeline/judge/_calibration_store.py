@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval_pipeline.calibration._fit import CalibrationResult
+from eval_pipeline.judge._fit import CalibrationResult
 from eval_pipeline.storage import Store, atomic_write_text
 
 
