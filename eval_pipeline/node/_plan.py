@@ -8,7 +8,7 @@ from typing import Any
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.judge import JUDGE_SCORER, JudgeParams
-from eval_pipeline.node._task import GenerationTask, Work
+from eval_pipeline.node._task import ModelTask, Work
 from eval_pipeline.storage import Store
 
 
@@ -17,10 +17,10 @@ def generation_tasks(
     store: Store,
     keys: Iterable[PartitionKey],
     **limits: Any,
-) -> list[GenerationTask]:
+) -> list[ModelTask]:
     """One task per model generating every dataset of ``keys`` that it is paired with.
 
-    ``limits`` are the run's :class:`GenerationTask` fields (``sample_limit``,
+    ``limits`` are the run's :class:`ModelTask` fields (``sample_limit``,
     ``use_cache``, ``budget_usd``, ``partition_timeout_s``, ``request_timeout_s``,
     ``progress_every_s``).
     """
@@ -46,13 +46,13 @@ def judge_rubrics(catalog: Catalog, dataset: str) -> list[tuple[str, str]]:
 
 def judging_tasks(
     catalog: Catalog, store: Store, keys: Sequence[PartitionKey], **limits: Any
-) -> list[GenerationTask]:
+) -> list[ModelTask]:
     """One task per judge model the partitions' datasets use: calibrate, then judge.
 
     A judge first calibrates each rubric it rates (reused when nothing changed), then
     rates every partition whose dataset names it. Datasets without judge metrics need no
     task at all, so evaluating them never loads a judge. ``limits`` are the run's
-    :class:`GenerationTask` fields (the budget and its scope, the request deadline).
+    :class:`ModelTask` fields (the budget and its scope, the request deadline).
     """
     by_judge: dict[str, dict[Work, None]] = {}
     for key in keys:
@@ -68,7 +68,7 @@ def judging_tasks(
 
 def training_tasks(
     catalog: Catalog, store: Store, recipes: Sequence[Any], **limits: Any
-) -> list[GenerationTask]:
+) -> list[ModelTask]:
     """One task per base model training every recipe of ``recipes`` that sits on it.
 
     ``recipes`` are :class:`eval_pipeline.training.Recipe` values; each becomes a ``train``
@@ -83,15 +83,15 @@ def training_tasks(
     return [_task(catalog, store, base, work, **limits) for base, work in by_base.items()]
 
 
-def calibration_task(catalog: Catalog, store: Store, judge: str, rubric: str) -> GenerationTask:
+def calibration_task(catalog: Catalog, store: Store, judge: str, rubric: str) -> ModelTask:
     """The task that calibrates ``judge`` on ``rubric`` alone."""
     return _task(catalog, store, judge, [Work("calibrate", rubric=rubric)])
 
 
 def _task(
     catalog: Catalog, store: Store, model: str, work: Sequence[Work], **limits: Any
-) -> GenerationTask:
-    return GenerationTask(
+) -> ModelTask:
+    return ModelTask(
         project_root=str(catalog.root),
         store_root=str(store.root),
         model=model,
