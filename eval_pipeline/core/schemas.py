@@ -58,6 +58,9 @@ GENERATIONS = pl.Schema(
         # chat template; null for completion prompts, API models and older cached answers.
         "chat_template_hash": pl.String,
         "fewshot_ids": pl.List(pl.String),  # sample ids of the few-shot examples, in order
+        # A multi-turn sample's answer to each user turn, in order (null: single turn);
+        # ``completion`` is the last turn's, ``messages`` the whole conversation.
+        "turn_completions": pl.List(pl.String),
         # Multiple choice scored by log-likelihood: per choice, in the sample's choice
         # order, the continuation's summed log-probability and its token count.
         "choice_logprobs": pl.List(pl.Float64),

@@ -49,16 +49,19 @@ from eval_pipeline.judge._maps import (
     fit_platt,
     pool_adjacent_violators,
 )
+from eval_pipeline.judge._mtbench import MT_BENCH_SCORER
+from eval_pipeline.judge._mtbench import questions as mt_bench_rows
 from eval_pipeline.judge._rubrics import (
     JUDGE_SCORER,
     RUBRICS,
     SCALE,
     JudgeParams,
+    MtBenchParams,
     discover_rubrics,
     judge_metric_names,
     rubric_prompt,
 )
-from eval_pipeline.judge._scorer import JudgeScores, VerdictsMissing, judge_scores
+from eval_pipeline.judge._scorer import JudgeScores, VerdictsMissing, judge_scores, mt_bench_scores
 from eval_pipeline.judge._stage import (
     JudgedPartition,
     judge_frame,
@@ -81,6 +84,7 @@ __all__ = [
     "MALFORMED",
     "METHODS",
     "MIN_LABELS",
+    "MT_BENCH_SCORER",
     "NO_RESPONSE",
     "OK",
     "OUT_OF_RANGE",
@@ -94,6 +98,7 @@ __all__ = [
     "JudgeCall",
     "JudgeItem",
     "JudgeParams",
+    "MtBenchParams",
     "JudgeScores",
     "JudgedPartition",
     "LabelSession",
@@ -119,6 +124,8 @@ __all__ = [
     "load_calibration",
     "load_calibration_document",
     "load_labels",
+    "mt_bench_rows",
+    "mt_bench_scores",
     "parse_verdict",
     "pool_adjacent_violators",
     "rubric_prompt",

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from eval_pipeline.catalog import Catalog, PromptTemplate
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Message
 from eval_pipeline.engine import (
     GenerationStopped,
     ResponseCache,
@@ -99,6 +99,71 @@ def expected_score(response: GenerationResponse | None) -> float | None:
     return float(np.dot(values, weights) / weights.sum())
 
 
+Answered = tuple[GenerationRequest, GenerationResponse, bool]
+
+
+def ask_judge(
+    catalog: Catalog,
+    store: Store,
+    judge: str,
+    conversations: Sequence[tuple[str, tuple[Message, ...]] | None],
+    choices: tuple[str, ...],
+    *,
+    max_tokens: int,
+    provider: Provider | None = None,
+    controls: RunControls | None = None,
+) -> list[Answered | None]:
+    """Send each ``(sample id, messages)`` to ``judge`` through the engine; None stays None.
+
+    Greedy decoding (a verdict should not depend on the sampling seed); with ``choices``
+    the judge picks the most likely of them. Answers come from the response cache when
+    the same request was answered before.
+
+    Raises:
+        GenerationStopped: An API judge stopped early (budget, credentials, breaker); the
+            verdicts answered so far are cached.
+    """
+    spec = catalog.model(judge)
+    sampling = spec.sampling.merged({"temperature": 0.0, "max_tokens": max_tokens})
+    identity = spec.identity()
+    requests: list[GenerationRequest | None] = [
+        None
+        if c is None
+        else GenerationRequest(
+            request_hash=request_hash(identity, sampling, c[1], choices),
+            sample_id=c[0],
+            messages=c[1],
+            sampling=sampling,
+            choices=choices,
+            extras={"role": "judge"},
+        )
+        for c in conversations
+    ]
+    to_send = [r for r in requests if r is not None]
+    if not to_send:
+        return [None] * len(requests)
+    own = provider is None
+    provider = provider or create_provider(spec)
+    try:
+        result = run_requests(
+            provider, spec, to_send, ResponseCache(store.cache_dir), controls=controls
+        )
+    finally:
+        if own:
+            provider.close()
+    if result.stopped:
+        raise GenerationStopped(f"judge {judge}: {result.stopped}")
+    replies = iter(zip(result.responses, result.cached, strict=True))
+    out: list[Answered | None] = []
+    for r in requests:
+        if r is None:
+            out.append(None)
+        else:
+            response, cached = next(replies)
+            out.append((r, response, cached))
+    return out
+
+
 def run_judge(
     catalog: Catalog,
     store: Store,
@@ -119,46 +184,30 @@ def run_judge(
             verdicts answered so far are cached.
     """
     spec = catalog.model(judge)
-    # Greedy decoding: a verdict should not depend on the sampling seed.
-    sampling = spec.sampling.merged({"temperature": 0.0, "max_tokens": max_tokens})
-    identity = spec.identity()
     choices = verdict_choices(spec.provider)
-    requests: list[GenerationRequest | None] = []
-    for item in items:
-        if item.answer is None:
-            requests.append(None)
-            continue
-        messages = prompt.render(
-            {"question": item.question, "answer": item.answer, "reference": item.reference}
+    conversations: list[tuple[str, tuple[Message, ...]] | None] = [
+        None
+        if item.answer is None
+        else (
+            item.sample_id,
+            prompt.render(
+                {"question": item.question, "answer": item.answer, "reference": item.reference}
+            ),
         )
-        requests.append(
-            GenerationRequest(
-                request_hash=request_hash(identity, sampling, messages, choices),
-                sample_id=item.sample_id,
-                messages=messages,
-                sampling=sampling,
-                choices=choices,
-                extras={"target": item.reference, "role": "judge"},
-            )
-        )
-    to_send = [r for r in requests if r is not None]
-    responses: dict[int, tuple[GenerationResponse, bool]] = {}
-    if to_send:
-        own = provider is None
-        provider = provider or create_provider(spec)
-        try:
-            result = run_requests(
-                provider, spec, to_send, ResponseCache(store.cache_dir), controls=controls
-            )
-        finally:
-            if own:
-                provider.close()
-        if result.stopped:
-            raise GenerationStopped(f"judge {judge}: {result.stopped}")
-        answered = iter(zip(result.responses, result.cached, strict=True))
-        for i, r in enumerate(requests):
-            if r is not None:
-                responses[i] = next(answered)
+        for item in items
+    ]
+    answered = ask_judge(
+        catalog,
+        store,
+        judge,
+        conversations,
+        choices,
+        max_tokens=max_tokens,
+        provider=provider,
+        controls=controls,
+    )
+    requests = [a[0] if a is not None else None for a in answered]
+    responses = {i: (a[1], a[2]) for i, a in enumerate(answered) if a is not None}
     calls = []
     for i, (item, request) in enumerate(zip(items, requests, strict=True)):
         if request is None:

@@ -50,6 +50,22 @@ class JudgeParams(BaseModel):
         return value
 
 
+class MtBenchParams(BaseModel):
+    """Parameters of an ``mt_bench`` scorer: MT-Bench's single-answer grading, per turn.
+
+    Example::
+
+        - name: mt_bench
+          metric: mt-bench
+          params: {judges: [smollm2-135m], max_tokens: 256}
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    judges: list[str] = Field(min_length=1)
+    max_tokens: int = Field(256, ge=8, le=4096)
+
+
 def discover_rubrics(root: str | Path) -> list[str]:
     """The rubrics a project has: every ``prompts/judge-<rubric>.jinja`` under ``root``.
 

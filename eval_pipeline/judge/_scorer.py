@@ -8,6 +8,7 @@ the judge task to run, never a reason to call the judge here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,12 @@ import polars as pl
 
 from eval_pipeline.catalog import Catalog, ScorerSpec
 from eval_pipeline.core.errors import EvalPipelineError
-from eval_pipeline.judge._rubrics import JudgeParams, judge_metric_names, rubric_prompt
+from eval_pipeline.judge._rubrics import (
+    JudgeParams,
+    MtBenchParams,
+    judge_metric_names,
+    rubric_prompt,
+)
 from eval_pipeline.judge._stage import judge_identity
 
 
@@ -105,6 +111,81 @@ def judge_scores(
         )
     )
     return JudgeScores(frames=frames)
+
+
+def mt_bench_scores(
+    catalog: Catalog,
+    model: str,
+    dataset: str,
+    scorer: ScorerSpec,
+    frame: pl.DataFrame,
+    judgements: pl.DataFrame | None,
+) -> JudgeScores:
+    """Score an ``mt_bench`` scorer from its per-turn ``judgements`` rows.
+
+    Metrics: ``<metric>:turn<k>`` (each turn's 1-10 rating, the mean over judges) and
+    ``<metric>`` (the mean of the sample's readable turn ratings, MT-Bench's score).
+
+    Raises:
+        VerdictsMissing: A judge has no current rating for some turn of some sample.
+    """
+    params = MtBenchParams.model_validate(scorer.params)
+    metric = scorer.metric_name
+    sample_ids = frame["sample_id"].to_list()
+    n_turns = max(
+        (len(json.loads(f).get("turns") or []) for f in frame["fields"].to_list() if f),
+        default=1,
+    )
+    per_turn: dict[int, dict[str, list[float | None]]] = {}
+    details: dict[int, list[str]] = {}
+    for turn in range(1, n_turns + 1):
+        name = f"{metric}:turn{turn}"
+        wanted = frame.select("sample_id", pl.col("request_hash").alias("judged_hash"))
+        per_turn[turn] = {}
+        for judge in params.judges:
+            rows = _rows_of(catalog, judgements, judge, name)
+            found = wanted.join(
+                rows,
+                on=["sample_id", "judged_hash"],
+                how="left",
+                maintain_order="left",
+                nulls_equal=True,
+            )
+            missing = found.filter(pl.col("status").is_null())["sample_id"].to_list()
+            if missing:
+                raise VerdictsMissing(
+                    f"scores of {dataset}|{model}: judge '{judge}' has no current MT-Bench "
+                    f"rating of turn {turn} for {len(missing)} of {len(sample_ids)} samples "
+                    f"(first: {missing[0]}). Run the judge task first: materialize the "
+                    f"`judgements` asset of partition {dataset}|{model} (`eval-pipeline run` "
+                    f"does both), which runs judge {judge} where its catalog entry says."
+                )
+            per_turn[turn][judge] = found["score"].to_list()
+            details[turn] = [
+                "" if status == "ok" else f"{status}: {problem}"
+                for status, problem in found.select("status", "problem").iter_rows()
+            ]
+    turn_means = {t: _mean_over(v) for t, v in per_turn.items()}
+    overall = _mean_over({str(t): v for t, v in turn_means.items()})
+    frames = [_frame(sample_ids, metric, overall, [""] * len(sample_ids))]
+    for turn, values in turn_means.items():
+        frames.append(_frame(sample_ids, f"{metric}:turn{turn}", values, details[turn]))
+    return JudgeScores(frames=frames)
+
+
+def _rows_of(
+    catalog: Catalog, judgements: pl.DataFrame | None, judge: str, metric: str
+) -> pl.DataFrame:
+    columns = ["sample_id", "judged_hash", "status", "score", "problem"]
+    if judgements is None:
+        return pl.DataFrame(schema={c: pl.String for c in columns}).with_columns(
+            pl.col("score").cast(pl.Float64)
+        )
+    return judgements.filter(
+        (pl.col("judge") == judge)
+        & (pl.col("metric") == metric)
+        & (pl.col("judge_identity") == judge_identity(catalog, judge))
+    ).select(columns)
 
 
 def _current_rows(

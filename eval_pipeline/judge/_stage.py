@@ -13,6 +13,7 @@ beside that file, so neither loses the other's verdicts.
 from __future__ import annotations
 
 import fcntl
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,14 +25,23 @@ import polars as pl
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version, content_hash
 from eval_pipeline.core.schemas import JUDGEMENTS
+from eval_pipeline.core.types import GenerationResponse, Message
 from eval_pipeline.engine import RunControls, RunStats
 from eval_pipeline.judge._calibration_store import load_calibration
-from eval_pipeline.judge._call import items_from_frame, run_judge
-from eval_pipeline.judge._rubrics import JUDGE_SCORER, JudgeParams, rubric_prompt
+from eval_pipeline.judge._call import ask_judge, items_from_frame, run_judge, verdict_choices
+from eval_pipeline.judge._mtbench import (
+    MT_BENCH_SCORER,
+    judge_messages,
+    parse_rating,
+    rating_choices,
+)
+from eval_pipeline.judge._rubrics import JUDGE_SCORER, JudgeParams, MtBenchParams, rubric_prompt
+from eval_pipeline.judge._verdict import MALFORMED, NO_RESPONSE, OK
 from eval_pipeline.providers import Provider
 from eval_pipeline.storage import Store
 
 RUBRIC = "rubric"  # prompt_kind of a pointwise rubric verdict
+MT_BENCH_SINGLE = "mt-bench-single"  # prompt_kind of an MT-Bench single-answer rating
 
 
 def judge_identity(catalog: Catalog, judge: str) -> str:
@@ -85,6 +95,23 @@ def judge_frame(
     stats = RunStats()
     rows: list[dict[str, object]] = []
     for scorer in spec.scorers:
+        if scorer.name == MT_BENCH_SCORER:
+            mt = MtBenchParams.model_validate(scorer.params)
+            if judge in mt.judges:
+                rows += _mt_bench_rows(
+                    catalog,
+                    store,
+                    judge,
+                    model,
+                    dataset,
+                    scorer.metric_name,
+                    mt,
+                    frame,
+                    provider=provider,
+                    controls=controls,
+                    stats=stats,
+                )
+            continue
         if scorer.name != JUDGE_SCORER:
             continue
         params = JudgeParams.model_validate(scorer.params)
@@ -157,6 +184,126 @@ def judge_frame(
                 }
             )
     return JudgedPartition(rows=pl.DataFrame(rows, schema=JUDGEMENTS), stats=stats)
+
+
+def _mt_bench_rows(
+    catalog: Catalog,
+    store: Store,
+    judge: str,
+    model: str,
+    dataset: str,
+    metric: str,
+    params: MtBenchParams,
+    frame: pl.DataFrame,
+    *,
+    provider: Provider | None,
+    controls: RunControls | None,
+    stats: RunStats,
+) -> list[dict[str, object]]:
+    """Rate every turn of every answered conversation 1-10 as MT-Bench does."""
+    judge_spec = catalog.model(judge)
+    choices = rating_choices() if verdict_choices(judge_spec.provider) else ()
+    keys: list[tuple[str, str | None, str | None, int]] = []
+    conversations: list[tuple[str, tuple[Message, ...]] | None] = []
+    versions: list[str] = []
+    for row in frame.iter_rows(named=True):
+        fields = json.loads(row["fields"]) if row["fields"] else {}
+        turns = [str(t) for t in fields.get("turns") or []]
+        answers = list(row.get("turn_completions") or [row["completion"]])
+        category = str(fields.get("category", ""))
+        references = [str(r) for r in fields.get("references") or []]
+        for turn in range(1, len(turns) + 1):
+            keys.append((row["sample_id"], row["prompt_version"], row["request_hash"], turn))
+            given = answers[:turn]
+            prompt, messages = judge_messages(
+                category, turn, turns, [a or "" for a in given], references
+            )
+            versions.append(prompt.version)
+            done = len(given) == turn and all(a is not None for a in given)
+            conversations.append((row["sample_id"], messages) if done else None)
+    answered = ask_judge(
+        catalog,
+        store,
+        judge,
+        conversations,
+        choices,
+        max_tokens=params.max_tokens,
+        provider=provider,
+        controls=controls,
+    )
+    identity = judge_identity(catalog, judge)
+    rows: list[dict[str, object]] = []
+    for (sample_id, prompt_version, judged_hash, turn), version, reply in zip(
+        keys, versions, answered, strict=True
+    ):
+        request, response, cached = reply if reply is not None else (None, None, False)
+        text = response.completion if response is not None and response.ok else None
+        score = _expected_rating(response) if choices else parse_rating(text)
+        status = OK if score is not None else (NO_RESPONSE if text is None else MALFORMED)
+        problem = ""
+        if reply is None:
+            problem = f"no answer to turn {turn} to judge"
+        elif status == NO_RESPONSE:
+            problem = f"judge call failed: {response.error if response else ''}"
+        elif status == MALFORMED:
+            problem = "no [[rating]] from 1 to 10 in the reply"
+        tokens_in = response.input_tokens if response else 0
+        tokens_out = response.output_tokens if response else 0
+        cost = judge_spec.pricing.cost(tokens_in, tokens_out)
+        if request is not None:
+            stats.total += 1
+            if cached:
+                stats.cached += 1
+            elif response is not None:
+                stats.model_calls += 1
+                stats.input_tokens += tokens_in
+                stats.output_tokens += tokens_out
+                stats.wall_s += response.latency_s
+                stats.cost_usd += cost
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "prompt_version": prompt_version,
+                "sample_id": sample_id,
+                "metric": f"{metric}:turn{turn}",
+                "judge": judge,
+                "judge_revision": judge_spec.revision,
+                "judge_identity": identity,
+                "prompt_kind": MT_BENCH_SINGLE,
+                "rubric_version": version,
+                "request_hash": request.request_hash if request else None,
+                "judged_hash": judged_hash,
+                "verdict": response.completion if response else None,
+                "status": status,
+                "score": score,
+                "reason": "",
+                "problem": problem,
+                "calibrated": None,
+                "calibration_version": None,
+                "input_tokens": tokens_in,
+                "output_tokens": tokens_out,
+                "cost_usd": cost,
+                "cached": cached,
+                "latency_s": response.latency_s if response else 0.0,
+                "code_version": code_version(),
+            }
+        )
+    return rows
+
+
+def _expected_rating(response: GenerationResponse | None) -> float | None:
+    """A choice-decoded rating: the probability-weighted mean over 1-10 (None if absent)."""
+    logprobs = (response.info or {}).get("choice_logprobs") if response else None
+    if not logprobs:
+        return parse_rating(response.completion) if response and response.ok else None
+    scored = [(parse_rating(t), float(lp)) for t, lp in logprobs.items()]
+    pairs = [(v, lp) for v, lp in scored if v is not None]
+    if not pairs:
+        return None
+    top = max(lp for _, lp in pairs)
+    weights = np.exp(np.array([lp - top for _, lp in pairs]))
+    return float(np.dot(np.array([v for v, _ in pairs]), weights) / weights.sum())
 
 
 def write_judgements(

@@ -7,7 +7,7 @@ from typing import Any
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
-from eval_pipeline.judge import JUDGE_SCORER, JudgeParams
+from eval_pipeline.judge import JUDGE_SCORER, MT_BENCH_SCORER, JudgeParams, MtBenchParams
 from eval_pipeline.node._task import ModelTask, Work
 from eval_pipeline.storage import Store
 
@@ -44,6 +44,15 @@ def judge_rubrics(catalog: Catalog, dataset: str) -> list[tuple[str, str]]:
     return list(pairs)
 
 
+def mt_bench_judges(catalog: Catalog, dataset: str) -> list[str]:
+    """The judges of the ``mt_bench`` scorers of ``dataset``, in order."""
+    judges: dict[str, None] = {}
+    for scorer in catalog.dataset_specs[dataset].scorers:
+        if scorer.name == MT_BENCH_SCORER:
+            judges.update(dict.fromkeys(MtBenchParams.model_validate(scorer.params).judges))
+    return list(judges)
+
+
 def judging_tasks(
     catalog: Catalog, store: Store, keys: Sequence[PartitionKey], **limits: Any
 ) -> list[ModelTask]:
@@ -60,6 +69,11 @@ def judging_tasks(
             work = by_judge.setdefault(judge, {})
             work[Work("calibrate", rubric=rubric)] = None
             work[Work("judge", dataset=key.dataset, judged_model=key.model)] = None
+        for judge in mt_bench_judges(catalog, key.dataset):
+            # MT-Bench grades on its own 1-10 scale: no calibration.
+            by_judge.setdefault(judge, {})[
+                Work("judge", dataset=key.dataset, judged_model=key.model)
+            ] = None
     return [
         _task(catalog, store, judge, sorted(work, key=lambda w: w.kind != "calibrate"), **limits)
         for judge, work in by_judge.items()

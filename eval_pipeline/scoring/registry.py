@@ -63,6 +63,8 @@ MC_SCORERS = frozenset({"acc", "acc_norm", "acc_bytes"})
 # (eval_pipeline.judge), which writes the ``judgements`` table; the score stage reads it.
 # Only their parameters are checked here.
 JUDGE_SCORER = "llm_judge"
+MT_BENCH_SCORER = "mt_bench"  # MT-Bench's single-answer 1-10 grading, per turn
+_MT_BENCH_PARAMS = frozenset({"judges", "max_tokens"})
 _RUBRIC_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _JUDGE_PARAMS = frozenset({"rubric", "judges", "max_tokens", "question_field"})
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -93,7 +95,7 @@ def get_scorer(name: str) -> ScorerFn:
         return _import(name)
     raise KeyError(
         f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))} (and {JUDGE_SCORER}, "
-        "run by the judge stage), or "
+        f"{MT_BENCH_SCORER}, run by the judge stage), or "
         "'package.module:function'"
     )
 
@@ -102,10 +104,24 @@ def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
     """Return a problem description if ``params`` do not fit scorer ``name``, else None."""
     if name == JUDGE_SCORER:
         return judge_params_problem(params)
+    if name == MT_BENCH_SCORER:
+        unknown = sorted(set(params) - _MT_BENCH_PARAMS)
+        if unknown:
+            return (
+                f"scorer '{name}' takes no parameter {unknown[0]!r} (accepted: judges, max_tokens)"
+            )
+        judges = params.get("judges")
+        if (
+            not isinstance(judges, list)
+            or not judges
+            or not all(isinstance(j, str) for j in judges)
+        ):
+            return f"scorer '{name}': judges must be a non-empty list of model slugs"
+        return None
     if name not in SCORERS:
         if not is_import_path(name):
             return (
-                f"unknown scorer '{name}' (known: {', '.join(sorted([*SCORERS, JUDGE_SCORER]))}, or "
+                f"unknown scorer '{name}' (known: {', '.join(sorted([*SCORERS, JUDGE_SCORER, MT_BENCH_SCORER]))}, or "
                 "'package.module:function')"
             )
         try:

@@ -11,7 +11,7 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import PROBLEM_SEPARATOR
 from eval_pipeline.core.schemas import SCORES
-from eval_pipeline.judge import JUDGE_SCORER, judge_scores
+from eval_pipeline.judge import JUDGE_SCORER, MT_BENCH_SCORER, judge_scores, mt_bench_scores
 from eval_pipeline.scoring import run_scorer
 from eval_pipeline.stages._lm_eval import score_frame as lm_eval_scores
 from eval_pipeline.storage import Store
@@ -44,7 +44,11 @@ def scoring_frame(catalog: Catalog, store: Store, model: str, dataset: str) -> p
     """
     generations = _with_columns(
         store.read("generations", dataset=dataset, model=model),
-        {"choice_logprobs": pl.List(pl.Float64), "choice_greedy": pl.List(pl.Boolean)},
+        {
+            "choice_logprobs": pl.List(pl.Float64),
+            "choice_greedy": pl.List(pl.Boolean),
+            "turn_completions": pl.List(pl.String),
+        },
     )
     samples = _with_columns(
         store.read("dataset_samples", dataset=dataset),
@@ -57,6 +61,7 @@ def scoring_frame(catalog: Catalog, store: Store, model: str, dataset: str) -> p
         "request_hash",
         "choice_logprobs",
         "choice_greedy",
+        "turn_completions",
     )
     # Several completions per problem: ``<problem>#<index>`` rows take their problem's row.
     problem = (
@@ -102,12 +107,13 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
         # lm-eval's filters and process_results score the documents (stages._lm_eval).
         frames.append(lm_eval_scores(catalog, model, dataset, joined))
     judgements = None
-    if any(s.name == JUDGE_SCORER for s in spec.scorers):
+    if any(s.name in (JUDGE_SCORER, MT_BENCH_SCORER) for s in spec.scorers):
         # The judge stage wrote the verdicts (the judge task, inline or on SLURM).
         judgements = store.read_optional("judgements", dataset=dataset, model=model)
     for scorer in spec.scorers if not spec.lm_eval else ():
-        if scorer.name == JUDGE_SCORER:
-            judged = judge_scores(catalog, model, dataset, scorer, joined, judgements)
+        if scorer.name in (JUDGE_SCORER, MT_BENCH_SCORER):
+            read = judge_scores if scorer.name == JUDGE_SCORER else mt_bench_scores
+            judged = read(catalog, model, dataset, scorer, joined, judgements)
             for metric_frame in judged.frames:
                 frames.append(
                     joined.select("sample_id", "prompt_version", "request_hash").hstack(
