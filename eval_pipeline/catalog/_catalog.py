@@ -138,7 +138,7 @@ class Catalog:
         """The judge models the judge scorers of ``dataset`` name, in order, once each."""
         slugs: dict[str, None] = {}
         for scorer in self.dataset_specs[dataset].scorers:
-            if scorer.name in (JUDGE_SCORER, "mt_bench"):
+            if scorer.name in (JUDGE_SCORER, "mt_bench", "pairwise_judge"):
                 slugs.update(dict.fromkeys(scorer.params.get("judges") or []))
         return list(slugs)
 
@@ -407,7 +407,7 @@ def _check_judges(
     """
     shown = display(spec_path, root)
     for i, scorer in enumerate(spec.scorers):
-        if scorer.name not in (JUDGE_SCORER, "mt_bench"):
+        if scorer.name not in (JUDGE_SCORER, "mt_bench", "pairwise_judge"):
             continue
         for j, judge in enumerate(scorer.params.get("judges") or []):
             if judge not in models:
@@ -418,7 +418,7 @@ def _check_judges(
                     f"(known: {', '.join(sorted(models))})",
                 )
         if scorer.name != JUDGE_SCORER:
-            continue  # mt_bench: MT-Bench's own judge prompts, no rubric template
+            continue  # MT-Bench's own judge prompts (from its wheel), no rubric template
         question_field = scorer.params.get("question_field", "question")
         if question_field not in spec.fields:
             raise CatalogError(

@@ -51,6 +51,14 @@ from eval_pipeline.judge._maps import (
 )
 from eval_pipeline.judge._mtbench import MT_BENCH_SCORER
 from eval_pipeline.judge._mtbench import questions as mt_bench_rows
+from eval_pipeline.judge._pairwise import (
+    PAIRWISE_SCORER,
+    PairwiseParams,
+    alpaca_eval_rows,
+    consistent_outcome,
+    length_controlled_win_rate,
+    parse_preference,
+)
 from eval_pipeline.judge._rubrics import (
     JUDGE_SCORER,
     RUBRICS,
@@ -61,7 +69,13 @@ from eval_pipeline.judge._rubrics import (
     judge_metric_names,
     rubric_prompt,
 )
-from eval_pipeline.judge._scorer import JudgeScores, VerdictsMissing, judge_scores, mt_bench_scores
+from eval_pipeline.judge._scorer import (
+    JudgeScores,
+    VerdictsMissing,
+    judge_scores,
+    mt_bench_scores,
+    pairwise_scores,
+)
 from eval_pipeline.judge._stage import (
     JudgedPartition,
     judge_frame,
@@ -88,6 +102,7 @@ __all__ = [
     "NO_RESPONSE",
     "OK",
     "OUT_OF_RANGE",
+    "PAIRWISE_SCORER",
     "RUBRICS",
     "SCALE",
     "Agreement",
@@ -99,12 +114,15 @@ __all__ = [
     "JudgeItem",
     "JudgeParams",
     "MtBenchParams",
+    "PairwiseParams",
     "JudgeScores",
     "JudgedPartition",
     "LabelSession",
     "Verdict",
     "VerdictsMissing",
+    "alpaca_eval_rows",
     "calibrate_judge",
+    "consistent_outcome",
     "calibration_markdown",
     "cross_validated_predictions",
     "discover_rubrics",
@@ -121,11 +139,14 @@ __all__ = [
     "judge_scores",
     "label_session",
     "labels_source",
+    "length_controlled_win_rate",
     "load_calibration",
     "load_calibration_document",
     "load_labels",
     "mt_bench_rows",
     "mt_bench_scores",
+    "pairwise_scores",
+    "parse_preference",
     "parse_verdict",
     "pool_adjacent_violators",
     "rubric_prompt",

@@ -46,7 +46,7 @@ def package_folder() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _file(relative: Path) -> Path:
+def wheel_file(relative: Path) -> Path:
     folder = package_folder()
     if folder is None or not (folder / relative).is_file():
         raise CatalogError(
@@ -73,9 +73,9 @@ def questions(split: str | None = None) -> list[dict[str, object]]:
     """
     if split is not None:
         raise CatalogError("datasets/mt-bench/dataset.yaml", "fewshot", "MT-Bench has no splits")
-    references = {str(r["question_id"]): r for r in _jsonl(_file(REFERENCES))}
+    references = {str(r["question_id"]): r for r in _jsonl(wheel_file(REFERENCES))}
     rows = []
-    for q in _jsonl(_file(QUESTIONS)):
+    for q in _jsonl(wheel_file(QUESTIONS)):
         qid, category = str(q["question_id"]), str(q["category"])
         refs: list[str] = []
         if category in REFERENCE_CATEGORIES and qid in references:
@@ -111,7 +111,7 @@ class JudgePrompt:
 def judge_prompts() -> dict[str, JudgePrompt]:
     """The wheel's single-answer judge prompts, by name."""
     prompts = {}
-    for row in _jsonl(_file(JUDGE_PROMPTS)):
+    for row in _jsonl(wheel_file(JUDGE_PROMPTS)):
         if row.get("type") == "single":
             name = str(row["name"])
             prompts[name] = JudgePrompt(

@@ -16,6 +16,11 @@ import polars as pl
 
 from eval_pipeline.catalog import Catalog, ScorerSpec
 from eval_pipeline.core.errors import EvalPipelineError
+from eval_pipeline.judge._pairwise import (
+    PairwiseParams,
+    baseline_answers,
+    consistent_outcome,
+)
 from eval_pipeline.judge._rubrics import (
     JudgeParams,
     MtBenchParams,
@@ -23,6 +28,7 @@ from eval_pipeline.judge._rubrics import (
     rubric_prompt,
 )
 from eval_pipeline.judge._stage import judge_identity
+from eval_pipeline.storage import Store
 
 
 class VerdictsMissing(EvalPipelineError):
@@ -171,6 +177,73 @@ def mt_bench_scores(
     for turn, values in turn_means.items():
         frames.append(_frame(sample_ids, f"{metric}:turn{turn}", values, details[turn]))
     return JudgeScores(frames=frames)
+
+
+def pairwise_scores(
+    catalog: Catalog,
+    store: Store,
+    model: str,
+    dataset: str,
+    scorer: ScorerSpec,
+    frame: pl.DataFrame,
+    judgements: pl.DataFrame | None,
+) -> JudgeScores:
+    """Score a ``pairwise_judge`` scorer from the two orders' ``judgements`` rows.
+
+    Metrics: ``<metric>`` (the order-consistent outcome, 1 win / 0.5 tie / 0 loss: its
+    mean is the win rate), ``<metric>:position_consistent`` (1 where both orders agreed)
+    and ``<metric>:length_diff`` (the model's answer's length minus the baseline's, in
+    characters: the aggregates fit the length-controlled win rate on it).
+
+    Raises:
+        VerdictsMissing: A judge has no current verdict for some order of some sample.
+    """
+    params = PairwiseParams.model_validate(scorer.params)
+    metric = scorer.metric_name
+    sample_ids = frame["sample_id"].to_list()
+    wanted = frame.select("sample_id", pl.col("request_hash").alias("judged_hash"))
+    outcomes: dict[str, list[float | None]] = {}
+    agreed: dict[str, list[float | None]] = {}
+    for judge in params.judges:
+        by_order: list[list[float | None]] = []
+        for suffix in ("model-first", "model-second"):
+            rows = _rows_of(catalog, judgements, judge, f"{metric}:{suffix}")
+            found = wanted.join(
+                rows,
+                on=["sample_id", "judged_hash"],
+                how="left",
+                maintain_order="left",
+                nulls_equal=True,
+            )
+            missing = found.filter(pl.col("status").is_null())["sample_id"].to_list()
+            if missing:
+                raise VerdictsMissing(
+                    f"scores of {dataset}|{model}: judge '{judge}' has no current pairwise "
+                    f"verdict ({suffix}) for {len(missing)} of {len(sample_ids)} samples "
+                    f"(first: {missing[0]}). Run the judge task first: materialize the "
+                    f"`judgements` asset of partition {dataset}|{model} (`eval-pipeline run` "
+                    f"does both), which runs judge {judge} where its catalog entry says."
+                )
+            by_order.append(found["score"].to_list())
+        pairs = [consistent_outcome(a, b) for a, b in zip(*by_order, strict=True)]
+        outcomes[judge] = [p[0] for p in pairs]
+        agreed[judge] = [
+            None if a is None or b is None else float(ok)
+            for (a, b), (_, ok) in zip(zip(*by_order, strict=True), pairs, strict=True)
+        ]
+    baselines = baseline_answers(store, params, dataset, frame)
+    lengths: list[float | None] = [
+        None if answer is None or base is None else float(len(answer) - len(base))
+        for answer, base in zip(frame["completion"].to_list(), baselines, strict=True)
+    ]
+    blank = [""] * len(sample_ids)
+    return JudgeScores(
+        frames=[
+            _frame(sample_ids, metric, _mean_over(outcomes), blank),
+            _frame(sample_ids, f"{metric}:position_consistent", _mean_over(agreed), blank),
+            _frame(sample_ids, f"{metric}:length_diff", lengths, blank),
+        ]
+    )
 
 
 def _rows_of(

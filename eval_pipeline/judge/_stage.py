@@ -25,7 +25,7 @@ import polars as pl
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version, content_hash
 from eval_pipeline.core.schemas import JUDGEMENTS
-from eval_pipeline.core.types import GenerationResponse, Message
+from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Message
 from eval_pipeline.engine import RunControls, RunStats
 from eval_pipeline.judge._calibration_store import load_calibration
 from eval_pipeline.judge._call import ask_judge, items_from_frame, run_judge, verdict_choices
@@ -35,6 +35,16 @@ from eval_pipeline.judge._mtbench import (
     parse_rating,
     rating_choices,
 )
+from eval_pipeline.judge._pairwise import (
+    PAIRWISE_SCORER,
+    PREFERENCE_CHOICES,
+    PairwiseParams,
+    baseline_answers,
+    model_outcome,
+    pair_messages,
+    pair_prompt,
+    parse_preference,
+)
 from eval_pipeline.judge._rubrics import JUDGE_SCORER, JudgeParams, MtBenchParams, rubric_prompt
 from eval_pipeline.judge._verdict import MALFORMED, NO_RESPONSE, OK
 from eval_pipeline.providers import Provider
@@ -42,6 +52,9 @@ from eval_pipeline.storage import Store
 
 RUBRIC = "rubric"  # prompt_kind of a pointwise rubric verdict
 MT_BENCH_SINGLE = "mt-bench-single"  # prompt_kind of an MT-Bench single-answer rating
+PAIRWISE = "pairwise"  # prompt_kind of a pairwise comparison with a baseline
+# The metric suffix of each order's judgement: the model's answer shown first, or second.
+ORDERS = (("model-first", True), ("model-second", False))
 
 
 def judge_identity(catalog: Catalog, judge: str) -> str:
@@ -106,6 +119,23 @@ def judge_frame(
                     dataset,
                     scorer.metric_name,
                     mt,
+                    frame,
+                    provider=provider,
+                    controls=controls,
+                    stats=stats,
+                )
+            continue
+        if scorer.name == PAIRWISE_SCORER:
+            pair = PairwiseParams.model_validate(scorer.params)
+            if judge in pair.judges:
+                rows += _pairwise_rows(
+                    catalog,
+                    store,
+                    judge,
+                    model,
+                    dataset,
+                    scorer.metric_name,
+                    pair,
                     frame,
                     provider=provider,
                     controls=controls,
@@ -290,6 +320,175 @@ def _mt_bench_rows(
             }
         )
     return rows
+
+
+def _pairwise_rows(
+    catalog: Catalog,
+    store: Store,
+    judge: str,
+    model: str,
+    dataset: str,
+    metric: str,
+    params: PairwiseParams,
+    frame: pl.DataFrame,
+    *,
+    provider: Provider | None,
+    controls: RunControls | None,
+    stats: RunStats,
+) -> list[dict[str, object]]:
+    """Judge every completion against its baseline in both orders."""
+    judge_spec = catalog.model(judge)
+    choices = PREFERENCE_CHOICES if verdict_choices(judge_spec.provider) else ()
+    baselines = baseline_answers(store, params, dataset, frame)
+    keys: list[tuple[str, str | None, str | None, str, bool]] = []
+    conversations: list[tuple[str, tuple[Message, ...]] | None] = []
+    for row, baseline in zip(frame.iter_rows(named=True), baselines, strict=True):
+        fields = json.loads(row["fields"]) if row["fields"] else {}
+        question = str(fields.get(params.question_field, ""))
+        answer = row["completion"]
+        for suffix, model_first in ORDERS:
+            keys.append(
+                (row["sample_id"], row["prompt_version"], row["request_hash"], suffix, model_first)
+            )
+            if answer is None or baseline is None:
+                conversations.append(None)
+                continue
+            a, b = (answer, baseline) if model_first else (baseline, answer)
+            conversations.append((row["sample_id"], pair_messages(question, a, b)))
+    answered = ask_judge(
+        catalog,
+        store,
+        judge,
+        conversations,
+        choices,
+        max_tokens=params.max_tokens,
+        provider=provider,
+        controls=controls,
+    )
+    identity = judge_identity(catalog, judge)
+    version = pair_prompt().version
+    rows: list[dict[str, object]] = []
+    for (sample_id, prompt_version, judged_hash, suffix, model_first), reply in zip(
+        keys, answered, strict=True
+    ):
+        request, response, cached = reply if reply is not None else (None, None, False)
+        text = response.completion if response is not None and response.ok else None
+        preference = parse_preference(text)
+        score = model_outcome(preference, model_first)
+        status = OK if score is not None else (NO_RESPONSE if text is None else MALFORMED)
+        problem = ""
+        if reply is None:
+            problem = "no answer (or no baseline answer) to compare"
+        elif status == NO_RESPONSE:
+            problem = f"judge call failed: {response.error if response else ''}"
+        elif status == MALFORMED:
+            problem = "no [[A]], [[B]] or [[C]] in the reply"
+        tokens_in = response.input_tokens if response else 0
+        tokens_out = response.output_tokens if response else 0
+        cost = judge_spec.pricing.cost(tokens_in, tokens_out)
+        _count(stats, request, response, cached, cost)
+        rows.append(
+            _row(
+                model,
+                dataset,
+                prompt_version,
+                sample_id,
+                f"{metric}:{suffix}",
+                judge,
+                judge_spec.revision,
+                identity,
+                PAIRWISE,
+                version,
+                request.request_hash if request else None,
+                judged_hash,
+                response.completion if response else None,
+                status,
+                score,
+                preference or "",
+                problem,
+                tokens_in,
+                tokens_out,
+                cost,
+                cached,
+                response.latency_s if response else 0.0,
+            )
+        )
+    return rows
+
+
+def _count(
+    stats: RunStats,
+    request: GenerationRequest | None,
+    response: GenerationResponse | None,
+    cached: bool,
+    cost: float,
+) -> None:
+    """Add one judge call to the task's counts."""
+    if request is None:
+        return
+    stats.total += 1
+    if cached:
+        stats.cached += 1
+    elif response is not None:
+        stats.model_calls += 1
+        stats.input_tokens += response.input_tokens
+        stats.output_tokens += response.output_tokens
+        stats.wall_s += response.latency_s
+        stats.cost_usd += cost
+
+
+def _row(
+    model: str,
+    dataset: str,
+    prompt_version: str | None,
+    sample_id: str,
+    metric: str,
+    judge: str,
+    revision: str | None,
+    identity: str,
+    kind: str,
+    version: str,
+    request_hash: str | None,
+    judged_hash: str | None,
+    verdict: str | None,
+    status: str,
+    score: float | None,
+    reason: str,
+    problem: str,
+    tokens_in: int,
+    tokens_out: int,
+    cost: float,
+    cached: bool,
+    latency_s: float,
+) -> dict[str, object]:
+    """One uncalibrated ``judgements`` row."""
+    return {
+        "model": model,
+        "dataset": dataset,
+        "prompt_version": prompt_version,
+        "sample_id": sample_id,
+        "metric": metric,
+        "judge": judge,
+        "judge_revision": revision,
+        "judge_identity": identity,
+        "prompt_kind": kind,
+        "rubric_version": version,
+        "request_hash": request_hash,
+        "judged_hash": judged_hash,
+        "verdict": verdict,
+        "status": status,
+        "score": score,
+        "reason": reason,
+        "problem": problem,
+        "calibrated": None,
+        "calibration_version": None,
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
+        "cost_usd": cost,
+        "cached": cached,
+        "latency_s": latency_s,
+        "code_version": code_version(),
+    }
 
 
 def _expected_rating(response: GenerationResponse | None) -> float | None:

@@ -7,7 +7,14 @@ from typing import Any
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
-from eval_pipeline.judge import JUDGE_SCORER, MT_BENCH_SCORER, JudgeParams, MtBenchParams
+from eval_pipeline.judge import (
+    JUDGE_SCORER,
+    MT_BENCH_SCORER,
+    PAIRWISE_SCORER,
+    JudgeParams,
+    MtBenchParams,
+    PairwiseParams,
+)
 from eval_pipeline.node._task import ModelTask, Work
 from eval_pipeline.storage import Store
 
@@ -45,11 +52,13 @@ def judge_rubrics(catalog: Catalog, dataset: str) -> list[tuple[str, str]]:
 
 
 def mt_bench_judges(catalog: Catalog, dataset: str) -> list[str]:
-    """The judges of the ``mt_bench`` scorers of ``dataset``, in order."""
+    """The judges of the ``mt_bench`` and ``pairwise_judge`` scorers of ``dataset``, in order."""
     judges: dict[str, None] = {}
     for scorer in catalog.dataset_specs[dataset].scorers:
         if scorer.name == MT_BENCH_SCORER:
             judges.update(dict.fromkeys(MtBenchParams.model_validate(scorer.params).judges))
+        elif scorer.name == PAIRWISE_SCORER:
+            judges.update(dict.fromkeys(PairwiseParams.model_validate(scorer.params).judges))
     return list(judges)
 
 

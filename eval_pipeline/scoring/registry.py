@@ -65,8 +65,13 @@ MC_SCORERS = frozenset({"acc", "acc_norm", "acc_bytes"})
 JUDGE_SCORER = "llm_judge"
 MT_BENCH_SCORER = "mt_bench"  # MT-Bench's single-answer 1-10 grading, per turn
 _MT_BENCH_PARAMS = frozenset({"judges", "max_tokens"})
+PAIRWISE_SCORER = "pairwise_judge"  # pairwise judging against a baseline, both orders
+_PAIRWISE_PARAMS = frozenset(
+    {"judges", "max_tokens", "baseline_field", "baseline_model", "question_field"}
+)
 _RUBRIC_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _JUDGE_PARAMS = frozenset({"rubric", "judges", "max_tokens", "question_field"})
+JUDGED = (JUDGE_SCORER, MT_BENCH_SCORER, PAIRWISE_SCORER)
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
@@ -95,7 +100,7 @@ def get_scorer(name: str) -> ScorerFn:
         return _import(name)
     raise KeyError(
         f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))} (and {JUDGE_SCORER}, "
-        f"{MT_BENCH_SCORER}, run by the judge stage), or "
+        f"{MT_BENCH_SCORER}, {PAIRWISE_SCORER}, run by the judge stage), or "
         "'package.module:function'"
     )
 
@@ -104,11 +109,12 @@ def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
     """Return a problem description if ``params`` do not fit scorer ``name``, else None."""
     if name == JUDGE_SCORER:
         return judge_params_problem(params)
-    if name == MT_BENCH_SCORER:
-        unknown = sorted(set(params) - _MT_BENCH_PARAMS)
+    if name in (MT_BENCH_SCORER, PAIRWISE_SCORER):
+        accepted = _MT_BENCH_PARAMS if name == MT_BENCH_SCORER else _PAIRWISE_PARAMS
+        unknown = sorted(set(params) - accepted)
         if unknown:
             return (
-                f"scorer '{name}' takes no parameter {unknown[0]!r} (accepted: judges, max_tokens)"
+                f"scorer '{name}' takes no parameter {unknown[0]!r} (accepted: {sorted(accepted)})"
             )
         judges = params.get("judges")
         if (
@@ -117,11 +123,13 @@ def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
             or not all(isinstance(j, str) for j in judges)
         ):
             return f"scorer '{name}': judges must be a non-empty list of model slugs"
+        if name == PAIRWISE_SCORER and ("baseline_field" in params) == ("baseline_model" in params):
+            return f"scorer '{name}': give exactly one of baseline_field and baseline_model"
         return None
     if name not in SCORERS:
         if not is_import_path(name):
             return (
-                f"unknown scorer '{name}' (known: {', '.join(sorted([*SCORERS, JUDGE_SCORER, MT_BENCH_SCORER]))}, or "
+                f"unknown scorer '{name}' (known: {', '.join(sorted([*SCORERS, *JUDGED]))}, or "
                 "'package.module:function')"
             )
         try:

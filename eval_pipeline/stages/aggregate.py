@@ -5,17 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import problem_id
 from eval_pipeline.core.schemas import AGGREGATES, SLICE_AGGREGATES
-from eval_pipeline.judge import JUDGE_SCORER, JudgeParams
+from eval_pipeline.judge import (
+    JUDGE_SCORER,
+    PAIRWISE_SCORER,
+    JudgeParams,
+    length_controlled_win_rate,
+)
 from eval_pipeline.scoring import count_suspicious, stats
 from eval_pipeline.storage import Store
 
 BOOTSTRAP_SEED = 20240601
+LC_RESAMPLES = 500  # bootstrap refits of the length-controlled win rate
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,7 @@ def aggregate(
         if metric in code_metrics and spec.samples_per_problem > 1:
             rows.extend(_pass_at_k_rows(row, applicable, spec.samples_per_problem))
     rows.extend(_judge_agreement_rows(spec, scores, rows[0] if rows else None))
+    rows.extend(_length_controlled_rows(spec, scores, rows[0] if rows else None, confidence))
     frame = pl.DataFrame(rows, schema=AGGREGATES)
     path = store.write("aggregates", frame, dataset=dataset, model=model)
     samples = store.read_optional("dataset_samples", dataset=dataset)
@@ -171,6 +179,60 @@ def _pass_at_k_rows(row: dict, applicable: pl.DataFrame, samples_per_problem: in
                 "ci_low": None,
                 "ci_high": None,
                 "pass_at_1": None,
+            }
+        )
+    return out
+
+
+def _length_controlled_rows(
+    spec, scores: pl.DataFrame, template: dict | None, confidence: float
+) -> list[dict]:
+    """Each ``pairwise_judge`` metric's length-controlled win rate (AlpacaEval 2.0).
+
+    Beside the raw win rate (the metric's mean): ``<metric>:length_controlled``, fitted by
+    :func:`eval_pipeline.judge.length_controlled_win_rate` on the samples with an outcome
+    and a length difference; its interval a seeded bootstrap over those samples, refitting
+    on each resample.
+    """
+    if template is None:
+        return []
+    out = []
+    for scorer in spec.scorers:
+        if scorer.name != PAIRWISE_SCORER:
+            continue
+        metric = scorer.metric_name
+        wide = (
+            scores.filter(pl.col("metric").is_in([metric, f"{metric}:length_diff"]))
+            .pivot(on="metric", index="sample_id", values="value")
+            .drop_nulls()
+        )
+        if metric not in wide.columns or f"{metric}:length_diff" not in wide.columns:
+            wide = pl.DataFrame({metric: [], f"{metric}:length_diff": []})
+        y = wide[metric].to_numpy().astype(float)
+        d = wide[f"{metric}:length_diff"].to_numpy().astype(float)
+        value = length_controlled_win_rate(y, d)
+        low = high = None
+        if value is not None:
+            rng = np.random.default_rng(BOOTSTRAP_SEED)
+            fits = []
+            for _ in range(LC_RESAMPLES):
+                pick = rng.integers(0, y.size, y.size)
+                fit = length_controlled_win_rate(y[pick], d[pick])
+                if fit is not None:
+                    fits.append(fit)
+            tail = (1 - confidence) / 2 * 100
+            low, high = (float(v) for v in np.percentile(fits, [tail, 100 - tail]))
+        out.append(
+            {
+                **template,
+                "metric": f"{metric}:length_controlled",
+                "n": int(y.size),
+                "mean": value,
+                "stderr": None,
+                "ci_low": low,
+                "ci_high": high,
+                "pass_at_1": None,
+                "suspicious": None,
             }
         )
     return out

@@ -11,11 +11,20 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import PROBLEM_SEPARATOR
 from eval_pipeline.core.schemas import SCORES
-from eval_pipeline.judge import JUDGE_SCORER, MT_BENCH_SCORER, judge_scores, mt_bench_scores
+from eval_pipeline.judge import (
+    JUDGE_SCORER,
+    MT_BENCH_SCORER,
+    PAIRWISE_SCORER,
+    judge_scores,
+    mt_bench_scores,
+    pairwise_scores,
+)
 from eval_pipeline.scoring import run_scorer
 from eval_pipeline.stages._lm_eval import score_frame as lm_eval_scores
 from eval_pipeline.storage import Store
 
+# Scorers whose verdicts the judge stage writes to ``judgements`` (eval_pipeline.judge).
+JUDGED = (JUDGE_SCORER, MT_BENCH_SCORER, PAIRWISE_SCORER)
 # What a scorer sees (see eval_pipeline.scoring.registry).
 SCORER_COLUMNS = (
     "sample_id",
@@ -107,13 +116,16 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
         # lm-eval's filters and process_results score the documents (stages._lm_eval).
         frames.append(lm_eval_scores(catalog, model, dataset, joined))
     judgements = None
-    if any(s.name in (JUDGE_SCORER, MT_BENCH_SCORER) for s in spec.scorers):
+    if any(s.name in JUDGED for s in spec.scorers):
         # The judge stage wrote the verdicts (the judge task, inline or on SLURM).
         judgements = store.read_optional("judgements", dataset=dataset, model=model)
     for scorer in spec.scorers if not spec.lm_eval else ():
-        if scorer.name in (JUDGE_SCORER, MT_BENCH_SCORER):
-            read = judge_scores if scorer.name == JUDGE_SCORER else mt_bench_scores
-            judged = read(catalog, model, dataset, scorer, joined, judgements)
+        if scorer.name in JUDGED:
+            if scorer.name == PAIRWISE_SCORER:
+                judged = pairwise_scores(catalog, store, model, dataset, scorer, joined, judgements)
+            else:
+                read = judge_scores if scorer.name == JUDGE_SCORER else mt_bench_scores
+                judged = read(catalog, model, dataset, scorer, joined, judgements)
             for metric_frame in judged.frames:
                 frames.append(
                     joined.select("sample_id", "prompt_version", "request_hash").hstack(
