@@ -85,3 +85,18 @@ def test_each_judge_of_a_panel_replaces_only_its_own_rows(tmp_path):
     write_judgements(store, "open-qa", "fake-good", "fake-judge", ours.head(0))
     left = store.read("judgements", dataset="open-qa", model="fake-good")
     assert set(left["judge"]) == {"fake-good"}
+
+
+def test_the_judging_bench_recovers_a_planted_position_bias_at_a_tiny_size(tmp_path, monkeypatch):
+    from eval_pipeline_tests.bench import judging
+
+    monkeypatch.setenv("EVAL_PIPELINE_BENCH_DIR", str(tmp_path / "bench"))
+    result = judging.run(
+        bias_samples=40, mtbench_questions=0, alpacaeval_instructions=0, real=False
+    )
+    assert result["planted_bias_recovered"] is True
+    assert 0 < result["position_bias_rate"] < 1
+    assert result["pairwise_judge_calls_per_sample"] == 2
+    assert result["judge_loads_in_dagster_step"] == 0
+    assert result["self_consistency"] == 1.0
+    assert result["mtbench_wall_s"] is None  # wall-time runs left out at this size

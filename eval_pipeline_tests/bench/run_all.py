@@ -33,6 +33,7 @@ BENCHMARKS = (
     "lmeval_tasks",
     "newcomer",
     "finetune",
+    "judging",
 )
 
 
