@@ -83,3 +83,26 @@ def test_too_few_labels_refuse_with_a_clear_message():
     message = str(info.value)
     assert "judge j on rubric coherence: only 12 labelled responses" in message
     assert "at least 20" in message
+
+
+def _document(n: int, seed: int) -> tuple[dict, list[float]]:
+    from eval_pipeline.judge import fit_calibration
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(1, 6, n)
+    raw = np.clip(labels - 1 + rng.normal(0, 0.7, n), 1, 5)
+    result = fit_calibration(raw.tolist(), labels.astype(float).tolist(), methods=("linear",))
+    verdicts = [{"score": float(r), "label": int(lab)} for r, lab in zip(raw, labels, strict=True)]
+    samples = np.clip(rng.integers(1, 6, 200) - 1 + rng.normal(0, 0.7, 200), 1, 5).tolist()
+    return {"status": "fitted", "result": result.to_json(), "verdicts": verdicts}, samples
+
+
+def test_a_calibrated_interval_is_wider_when_the_calibration_had_fewer_labels():
+    from eval_pipeline.judge import calibrated_mean_interval
+
+    few, samples = _document(20, 1)
+    many, _ = _document(2000, 1)
+    low_few, high_few = calibrated_mean_interval(samples, few, resamples=300)
+    low_many, high_many = calibrated_mean_interval(samples, many, resamples=300)
+    assert high_few - low_few > 1.5 * (high_many - low_many)
+    assert calibrated_mean_interval(samples, {"status": "refused"}) is None

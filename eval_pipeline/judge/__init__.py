@@ -36,6 +36,7 @@ from eval_pipeline.judge._fit import (
     Agreement,
     CalibrationError,
     CalibrationResult,
+    calibrated_mean_interval,
     cross_validated_predictions,
     fit_calibration,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "VerdictsMissing",
     "alpaca_eval_rows",
     "calibrate_judge",
+    "calibrated_mean_interval",
     "consistent_outcome",
     "calibration_markdown",
     "cross_validated_predictions",

@@ -16,7 +16,9 @@ from eval_pipeline.judge import (
     JUDGE_SCORER,
     PAIRWISE_SCORER,
     JudgeParams,
+    calibrated_mean_interval,
     length_controlled_win_rate,
+    load_calibration_document,
 )
 from eval_pipeline.scoring import count_suspicious, stats
 from eval_pipeline.storage import Store
@@ -93,6 +95,7 @@ def aggregate(
         rows.append(row)
         if metric in code_metrics and spec.samples_per_problem > 1:
             rows.extend(_pass_at_k_rows(row, applicable, spec.samples_per_problem))
+    _widen_calibrated_intervals(spec, store, scores, rows, confidence)
     rows.extend(_judge_agreement_rows(spec, scores, rows[0] if rows else None))
     rows.extend(_length_controlled_rows(spec, scores, rows[0] if rows else None, confidence))
     frame = pl.DataFrame(rows, schema=AGGREGATES)
@@ -182,6 +185,36 @@ def _pass_at_k_rows(row: dict, applicable: pl.DataFrame, samples_per_problem: in
             }
         )
     return out
+
+
+def _widen_calibrated_intervals(
+    spec, store: Store, scores: pl.DataFrame, rows: list[dict], confidence: float
+) -> None:
+    """Give each single-judge ``<metric>:calibrated`` row an interval with the fit's error.
+
+    The interval resamples the calibration labels with the samples
+    (:func:`eval_pipeline.judge.calibrated_mean_interval`); panels keep the plain bootstrap.
+    """
+    for scorer in spec.scorers:
+        if scorer.name != JUDGE_SCORER:
+            continue
+        params = JudgeParams.model_validate(scorer.params)
+        if len(params.judges) != 1:
+            continue
+        document = load_calibration_document(store, params.judges[0], params.rubric)
+        if document is None:
+            continue
+        raw = (
+            scores.filter((pl.col("metric") == scorer.metric_name) & pl.col("value").is_not_null())[
+                "value"
+            ]
+            .cast(pl.Float64)
+            .to_list()
+        )
+        interval = calibrated_mean_interval(raw, document, confidence=confidence)
+        for row in rows:
+            if row["metric"] == f"{scorer.metric_name}:calibrated" and row["n"] and interval:
+                row["ci_low"], row["ci_high"] = interval
 
 
 def _length_controlled_rows(
