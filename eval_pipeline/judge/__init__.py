@@ -40,6 +40,7 @@ from eval_pipeline.judge._fit import (
     cross_validated_predictions,
     fit_calibration,
 )
+from eval_pipeline.judge._import import PAIRWISE_LABELS_FILE, LabelImport, import_labels
 from eval_pipeline.judge._labelling import HUMAN_LABELS_FILE, LabelSession, label_session
 from eval_pipeline.judge._maps import (
     METHODS,
@@ -103,6 +104,7 @@ __all__ = [
     "NO_RESPONSE",
     "OK",
     "OUT_OF_RANGE",
+    "PAIRWISE_LABELS_FILE",
     "PAIRWISE_SCORER",
     "RUBRICS",
     "SCALE",
@@ -118,6 +120,7 @@ __all__ = [
     "PairwiseParams",
     "JudgeScores",
     "JudgedPartition",
+    "LabelImport",
     "LabelSession",
     "Verdict",
     "VerdictsMissing",
@@ -134,6 +137,7 @@ __all__ = [
     "fit_linear",
     "fit_map",
     "fit_platt",
+    "import_labels",
     "items_from_frame",
     "judge_frame",
     "judge_identity",
