@@ -106,3 +106,25 @@ def test_a_calibrated_interval_is_wider_when_the_calibration_had_fewer_labels():
     low_many, high_many = calibrated_mean_interval(samples, many, resamples=300)
     assert high_few - low_few > 1.5 * (high_many - low_many)
     assert calibrated_mean_interval(samples, {"status": "refused"}) is None
+
+
+def test_krippendorffs_alpha_matches_a_hand_computed_value_and_perfect_agreement():
+    from eval_pipeline.judge import krippendorff_alpha
+
+    # Pooled ratings 1, 2, 2, 3: observed disagreement 1, expected 16 / 12.
+    assert krippendorff_alpha([[1, 2], [2, 3]]) == pytest.approx(0.25)
+    assert krippendorff_alpha([[1, 1, 1], [4, 4, None], [2, 2, 2]]) == pytest.approx(1.0)
+    assert krippendorff_alpha([[3, None], [4, None]]) is None  # no unit rated twice
+
+
+def test_judge_human_agreement_comes_with_an_interval_that_holds_the_value():
+    from eval_pipeline.judge import judge_human_agreement
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(1, 6, 80).astype(float)
+    scores = np.clip(labels + rng.normal(0, 0.8, 80), 1, 5)
+    figures = judge_human_agreement(scores.tolist(), labels.tolist())
+    for name in ("kappa", "spearman"):
+        figure = figures[name]
+        assert figure["ci_low"] <= figure["value"] <= figure["ci_high"]
+        assert figure["ci_high"] - figure["ci_low"] < 0.5

@@ -49,6 +49,10 @@ def calibration_metadata(report: CalibrationReport, judge_calls: int) -> dict[st
         "reused": judge_calls == 0,
         "path": dg.MetadataValue.path(str(report.path)),
     }
+    for name, figure in report.agreement.items():
+        for key, value in figure.items():
+            if value is not None:
+                metadata[f"judge_human/{name}{'' if key == 'value' else '_' + key}"] = float(value)
     if report.result is not None:
         result = report.result
         metadata["method"] = result.method

@@ -9,11 +9,13 @@ strictly, and the rows land in the ``judgements`` table. The ``llm_judge`` score
 Calibration fits a monotone map from the judge's scores to human labels.
 """
 
+from eval_pipeline.judge._agreement import agreement_interval, krippendorff_alpha
 from eval_pipeline.judge._calibrate import (
     LABELS_FILE,
     CalibrationReport,
     calibrate_judge,
     calibration_markdown,
+    judge_human_agreement,
     labels_source,
     load_labels,
     stored_calibrations,
@@ -124,6 +126,7 @@ __all__ = [
     "LabelSession",
     "Verdict",
     "VerdictsMissing",
+    "agreement_interval",
     "alpaca_eval_rows",
     "calibrate_judge",
     "calibrated_mean_interval",
@@ -140,9 +143,11 @@ __all__ = [
     "import_labels",
     "items_from_frame",
     "judge_frame",
+    "judge_human_agreement",
     "judge_identity",
     "judge_metric_names",
     "judge_scores",
+    "krippendorff_alpha",
     "label_session",
     "labels_source",
     "length_controlled_win_rate",

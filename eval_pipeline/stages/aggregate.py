@@ -17,6 +17,7 @@ from eval_pipeline.judge import (
     PAIRWISE_SCORER,
     JudgeParams,
     calibrated_mean_interval,
+    krippendorff_alpha,
     length_controlled_win_rate,
     load_calibration_document,
 )
@@ -299,6 +300,32 @@ def _judge_agreement_rows(spec, scores: pl.DataFrame, template: dict | None) -> 
                     kappas.append(kappa)
                 if rho is not None:
                     rhos.append(rho)
+        # Krippendorff's alpha over the whole panel, with a bootstrap interval over samples.
+        units = wide.select([f"{metric}:{j}" for j in params.judges]).rows()
+        alpha = krippendorff_alpha(units)
+        low = high = None
+        if alpha is not None:
+            rng = np.random.default_rng(BOOTSTRAP_SEED)
+            draws = [
+                krippendorff_alpha([units[i] for i in rng.integers(0, len(units), len(units))])
+                for _ in range(500)
+            ]
+            kept = [d for d in draws if d is not None]
+            if kept:
+                low, high = (float(v) for v in np.percentile(kept, [2.5, 97.5]))
+        out.append(
+            {
+                **template,
+                "metric": f"{metric}:agreement_alpha",
+                "n": len(units),
+                "mean": alpha,
+                "stderr": None,
+                "ci_low": low,
+                "ci_high": high,
+                "pass_at_1": None,
+                "suspicious": None,
+            }
+        )
         for name, found in (("kappa", kappas), ("spearman", rhos)):
             out.append(
                 {
