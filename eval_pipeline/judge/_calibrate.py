@@ -19,7 +19,12 @@ from eval_pipeline.engine import RunControls
 from eval_pipeline.judge._agreement import agreement_interval
 from eval_pipeline.judge._calibration_store import load_calibration_document, save_calibration
 from eval_pipeline.judge._call import JudgeItem, run_judge, verdict_choices
-from eval_pipeline.judge._fit import CalibrationError, CalibrationResult, fit_calibration
+from eval_pipeline.judge._fit import (
+    MIN_LABELS,
+    CalibrationError,
+    CalibrationResult,
+    fit_calibration,
+)
 from eval_pipeline.judge._labelling import HUMAN_LABELS_FILE, RULE_LABELS_FILE, read_jsonl
 from eval_pipeline.judge._rubrics import SCALE, discover_rubrics, rubric_prompt
 from eval_pipeline.providers import Provider
@@ -194,7 +199,6 @@ def calibrate_judge(
     document["judge_human_agreement"] = judge_human_agreement(
         [p[0] for p in pairs], [p[1] for p in pairs]
     )
-    kwargs = {} if min_labels is None else {"min_labels": min_labels}
     try:
         result = fit_calibration(
             [p[0] for p in pairs],
@@ -202,7 +206,7 @@ def calibrate_judge(
             low=SCALE[0],
             high=SCALE[1],
             label=f"judge {judge} on rubric {rubric}",
-            **kwargs,
+            min_labels=MIN_LABELS if min_labels is None else min_labels,
         )
     except CalibrationError as exc:
         document.update(status="refused", message=str(exc))
@@ -213,8 +217,16 @@ def calibrate_judge(
     return _report(store, judge, rubric, prompt.version, document, reused=False, calls=sent)
 
 
-def _report(store, judge, rubric, rubric_version, document, *, reused, calls) -> CalibrationReport:
-
+def _report(
+    store: Store,
+    judge: str,
+    rubric: str,
+    rubric_version: str,
+    document: dict[str, Any],
+    *,
+    reused: bool,
+    calls: int,
+) -> CalibrationReport:
     result = (
         CalibrationResult.from_json(document["result"]) if document["status"] == "fitted" else None
     )
@@ -273,7 +285,7 @@ def calibration_markdown(reports: list[CalibrationReport]) -> str:
         "|---|---|---:|---|---:|---|---|---|---|",
     ]
 
-    def f(value) -> str:
+    def f(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     for r in reports:

@@ -62,7 +62,9 @@ class JudgeCall:
         if not self.verdict.ok:
             return None
         expected = expected_score(self.response)
-        return expected if expected is not None else float(self.verdict.score)
+        if expected is not None:
+            return expected
+        return None if self.verdict.score is None else float(self.verdict.score)
 
 
 def verdict_choices(provider: str) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import content_hash
-from eval_pipeline.judge._maps import METHODS, CalibrationMap, fit_map
+from eval_pipeline.judge._maps import METHODS, CalibrationMap, Scores, fit_map
 from eval_pipeline.scoring import stats
 
 # Below this many labelled responses (with a readable verdict) a fitted map says more
@@ -33,7 +33,8 @@ class Agreement:
     mae: float | None
 
     @classmethod
-    def of(cls, scores: Sequence[float], labels: Sequence[float], low: int, high: int) -> Agreement:
+    def of(cls, scores: Scores, labels: Scores, low: int, high: int) -> Agreement:
+        scores, labels = [float(v) for v in scores], [float(v) for v in labels]
         return cls(
             spearman=stats.spearman(scores, labels),
             kappa=stats.quadratic_weighted_kappa(scores, labels, low, high),
@@ -64,7 +65,7 @@ class CalibrationResult:
     def method(self) -> str:
         return self.map.method
 
-    def apply(self, raw: Sequence[float]) -> np.ndarray:
+    def apply(self, raw: Scores) -> np.ndarray:
         return self.map.apply(raw)
 
     def to_json(self) -> dict[str, Any]:
@@ -111,8 +112,8 @@ def cross_validated_predictions(
 
 
 def fit_calibration(
-    raw: Sequence[float],
-    human: Sequence[float],
+    raw: Scores,
+    human: Scores,
     *,
     low: int = 1,
     high: int = 5,
@@ -172,7 +173,7 @@ def fit_calibration(
 
 
 def calibrated_mean_interval(
-    raw: Sequence[float],
+    raw: Scores,
     document: dict[str, Any],
     *,
     confidence: float = 0.95,

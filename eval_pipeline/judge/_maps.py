@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 METHODS = ("identity", "isotonic", "platt", "linear")
+# Scores or labels: a sequence of numbers or an array of them.
+Scores = Sequence[float] | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class CalibrationMap:
     low: float = 1.0
     high: float = 5.0
 
-    def apply(self, raw: Sequence[float] | np.ndarray) -> np.ndarray:
+    def apply(self, raw: Scores) -> np.ndarray:
         """Map raw scores onto the human scale."""
         x = np.asarray(raw, dtype=float)
         if self.method == "identity":
@@ -49,9 +51,7 @@ class CalibrationMap:
         return cls(data["method"], dict(data["params"]), data["low"], data["high"])
 
 
-def pool_adjacent_violators(
-    y: Sequence[float], weights: Sequence[float] | None = None
-) -> np.ndarray:
+def pool_adjacent_violators(y: Scores, weights: Scores | None = None) -> np.ndarray:
     """The non-decreasing sequence closest to ``y`` in weighted least squares (PAV).
 
     Adjacent blocks that violate the order are merged into their weighted mean until
@@ -75,7 +75,7 @@ def pool_adjacent_violators(
     return np.repeat(means, counts)
 
 
-def fit_isotonic(raw: Sequence[float], human: Sequence[float], low: float = 1, high: float = 5):
+def fit_isotonic(raw: Scores, human: Scores, low: float = 1, high: float = 5) -> CalibrationMap:
     """Isotonic regression of human labels on raw scores (ties in ``raw`` pooled first)."""
     x = np.asarray(raw, dtype=float)
     y = np.asarray(human, dtype=float)
@@ -87,8 +87,8 @@ def fit_isotonic(raw: Sequence[float], human: Sequence[float], low: float = 1, h
 
 
 def fit_platt(
-    raw: Sequence[float],
-    human: Sequence[float],
+    raw: Scores,
+    human: Scores,
     low: float = 1,
     high: float = 5,
     ridge: float = 1e-3,
@@ -115,7 +115,7 @@ def fit_platt(
     return CalibrationMap("platt", {"a": float(theta[0]), "b": float(theta[1])}, low, high)
 
 
-def fit_linear(raw: Sequence[float], human: Sequence[float], low: float = 1, high: float = 5):
+def fit_linear(raw: Scores, human: Scores, low: float = 1, high: float = 5) -> CalibrationMap:
     """Least-squares line (predictions clipped to the scale); flat when ``raw`` is constant."""
     x = np.asarray(raw, dtype=float)
     y = np.asarray(human, dtype=float)
@@ -128,8 +128,8 @@ def fit_linear(raw: Sequence[float], human: Sequence[float], low: float = 1, hig
 
 
 def fit_map(
-    method: str, raw: Sequence[float], human: Sequence[float], low: float = 1, high: float = 5
-):
+    method: str, raw: Scores, human: Scores, low: float = 1, high: float = 5
+) -> CalibrationMap:
     """Fit calibration ``method`` (one of :data:`METHODS`)."""
     if method == "identity":
         return CalibrationMap("identity", {}, low, high)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash
@@ -74,24 +75,30 @@ def questions(split: str | None = None) -> list[dict[str, object]]:
     if split is not None:
         raise CatalogError("datasets/mt-bench/dataset.yaml", "fewshot", "MT-Bench has no splits")
     references = {str(r["question_id"]): r for r in _jsonl(wheel_file(REFERENCES))}
-    rows = []
+    rows: list[dict[str, object]] = []
     for q in _jsonl(wheel_file(QUESTIONS)):
         qid, category = str(q["question_id"]), str(q["category"])
         refs: list[str] = []
         if category in REFERENCE_CATEGORIES and qid in references:
-            choice = references[qid]["choices"][0]  # type: ignore[index]
-            refs = [str(t) for t in choice["turns"]]  # type: ignore[index]
+            choice = _listed(references[qid]["choices"])[0]
+            refs = [str(t) for t in _listed(choice["turns"])]
         rows.append(
             {
                 "id": qid,
                 "category": category,
-                "turns": [str(t) for t in q["turns"]],  # type: ignore[union-attr]
+                "turns": [str(t) for t in _listed(q["turns"])],
                 "references": refs,
                 "reference": refs[0] if refs else "",
                 "tags": [category],
             }
         )
     return rows
+
+
+def _listed(value: object) -> list[Any]:  # JSON from the wheel: a list of any JSON values
+    if not isinstance(value, list):
+        raise CatalogError(str(QUESTIONS), "turns", f"expected a list, got {type(value).__name__}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,10 @@ def consistent_outcome(first: float | None, second: float | None) -> tuple[float
 
 
 def length_controlled_win_rate(
-    outcomes: Sequence[float], length_differences: Sequence[float], *, ridge: float = 1e-3
+    outcomes: Sequence[float] | np.ndarray,
+    length_differences: Sequence[float] | np.ndarray,
+    *,
+    ridge: float = 1e-3,
 ) -> float | None:
     """AlpacaEval 2.0's length-controlled win rate, from the model's side of each pair.
 

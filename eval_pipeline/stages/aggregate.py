@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from eval_pipeline.catalog import Catalog
+from eval_pipeline.catalog import Catalog, DatasetSpec
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import problem_id
 from eval_pipeline.core.schemas import AGGREGATES, SLICE_AGGREGATES
@@ -189,7 +189,11 @@ def _pass_at_k_rows(row: dict, applicable: pl.DataFrame, samples_per_problem: in
 
 
 def _widen_calibrated_intervals(
-    spec, store: Store, scores: pl.DataFrame, rows: list[dict], confidence: float
+    spec: DatasetSpec,
+    store: Store,
+    scores: pl.DataFrame,
+    rows: list[dict[str, object]],
+    confidence: float,
 ) -> None:
     """Give each single-judge ``<metric>:calibrated`` row an interval with the fit's error.
 
@@ -219,7 +223,7 @@ def _widen_calibrated_intervals(
 
 
 def _length_controlled_rows(
-    spec, scores: pl.DataFrame, template: dict | None, confidence: float
+    spec: DatasetSpec, scores: pl.DataFrame, template: dict | None, confidence: float
 ) -> list[dict]:
     """Each ``pairwise_judge`` metric's length-controlled win rate (AlpacaEval 2.0).
 
@@ -272,7 +276,9 @@ def _length_controlled_rows(
     return out
 
 
-def _judge_agreement_rows(spec, scores: pl.DataFrame, template: dict | None) -> list[dict]:
+def _judge_agreement_rows(
+    spec: DatasetSpec, scores: pl.DataFrame, template: dict[str, object] | None
+) -> list[dict[str, object]]:
     # Several judges on one rubric: how far they agree, as mean pairwise quadratic-weighted
     # kappa and Spearman over the samples both judges could score.
     if template is None:
