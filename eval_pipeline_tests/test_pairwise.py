@@ -121,3 +121,34 @@ def test_length_control_removes_a_win_rate_that_only_tracks_length():
     assert wins_long.mean() > 0.6
     assert length_controlled_win_rate(wins, diff) == pytest.approx(0.5, abs=0.04)
     assert length_controlled_win_rate(wins_long, shifted) < wins_long.mean()
+
+
+def test_another_catalog_model_can_be_the_baseline_once_it_has_answered(tmp_path):
+    from eval_pipeline.core.errors import EvalPipelineError
+
+    models = _models("[[A]]")
+    models["models"].append(
+        {
+            "slug": "fake-long",
+            "provider": "fake",
+            "model_id": "fake/long",
+            "options": {"mode": "fixed", "text": "A much longer answer than the short one gives."},
+        }
+    )
+    root = make_project(tmp_path / "p", models=models, datasets=("alpacaeval",))
+    spec_path = root / "datasets" / "alpacaeval" / "dataset.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["scorers"][0]["params"] = {"judges": ["fake-pairjudge"], "baseline_model": "fake-long"}
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    catalog, store = load_catalog(root), Store(tmp_path / "s")
+    build_prompt_versions(catalog, store, "alpacaeval")
+    build_dataset_samples(catalog, store, "alpacaeval")
+    stages.generate(catalog, store, "fake-short", "alpacaeval", sample_limit=3)
+    with pytest.raises(EvalPipelineError, match="baseline fake-long has no generations"):
+        stages.judge_partition(catalog, store, "fake-pairjudge", "fake-short", "alpacaeval")
+    stages.generate(catalog, store, "fake-long", "alpacaeval", sample_limit=3)
+    stages.judge_partition(catalog, store, "fake-pairjudge", "fake-short", "alpacaeval")
+    report = stages.score(catalog, store, "fake-short", "alpacaeval")
+    short, long = "A short answer.", "A much longer answer than the short one gives."
+    assert report.means["win_rate:length_diff"] == len(short) - len(long)
+    assert report.means["win_rate"] == 0.5  # the first position always won
