@@ -280,44 +280,32 @@ def _mt_bench_rows(
         tokens_in = response.input_tokens if response else 0
         tokens_out = response.output_tokens if response else 0
         cost = judge_spec.pricing.cost(tokens_in, tokens_out)
-        if request is not None:
-            stats.total += 1
-            if cached:
-                stats.cached += 1
-            elif response is not None:
-                stats.model_calls += 1
-                stats.input_tokens += tokens_in
-                stats.output_tokens += tokens_out
-                stats.wall_s += response.latency_s
-                stats.cost_usd += cost
+        _count(stats, request, response, cached, cost)
         rows.append(
-            {
-                "model": model,
-                "dataset": dataset,
-                "prompt_version": prompt_version,
-                "sample_id": sample_id,
-                "metric": f"{metric}:turn{turn}",
-                "judge": judge,
-                "judge_revision": judge_spec.revision,
-                "judge_identity": identity,
-                "prompt_kind": MT_BENCH_SINGLE,
-                "rubric_version": version,
-                "request_hash": request.request_hash if request else None,
-                "judged_hash": judged_hash,
-                "verdict": response.completion if response else None,
-                "status": status,
-                "score": score,
-                "reason": "",
-                "problem": problem,
-                "calibrated": None,
-                "calibration_version": None,
-                "input_tokens": tokens_in,
-                "output_tokens": tokens_out,
-                "cost_usd": cost,
-                "cached": cached,
-                "latency_s": response.latency_s if response else 0.0,
-                "code_version": code_version(),
-            }
+            _row(
+                model,
+                dataset,
+                prompt_version,
+                sample_id,
+                f"{metric}:turn{turn}",
+                judge,
+                judge_spec.revision,
+                identity,
+                MT_BENCH_SINGLE,
+                version,
+                request.request_hash if request else None,
+                judged_hash,
+                response.completion if response else None,
+                status,
+                score,
+                "",
+                problem,
+                tokens_in,
+                tokens_out,
+                cost,
+                cached,
+                response.latency_s if response else 0.0,
+            )
         )
     return rows
 
