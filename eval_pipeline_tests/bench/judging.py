@@ -155,8 +155,12 @@ def _resend(catalog: Any, store: Any, judge: str, judged: pl.DataFrame) -> float
     return round(float((both["verdict"] == both["again"]).mean()), 4)
 
 
-def _wall(tmp: Path, dataset: str, samples: int, real: bool) -> tuple[float, float]:
-    """The partition's wall time, and its judge's self-consistency (every request again)."""
+def _wall(tmp: Path, dataset: str, samples: int, real: bool) -> tuple[float, float, float | None]:
+    """Wall time, self-consistency and (pairwise datasets) position-bias rate of a partition.
+
+    Self-consistency: every judge request sent again. Position bias: None but for a
+    pairwise dataset.
+    """
     from eval_pipeline.catalog import load_catalog
     from eval_pipeline.storage import Store
     from eval_pipeline_tests.helpers import materialize
@@ -176,7 +180,10 @@ def _wall(tmp: Path, dataset: str, samples: int, real: bool) -> tuple[float, flo
     store = Store(tmp / f"{dataset}-store")
     judged = store.read("judgements", dataset=dataset, model=model)
     consistency = _resend(load_catalog(project), store, judge, judged)
-    return round(took["wall_s"], 1), consistency
+    scores = store.read("scores", dataset=dataset, model=model)
+    kept = scores.filter(pl.col("metric").str.ends_with(":position_consistent"))["value"]
+    bias = round(1.0 - float(kept.mean()), 4) if kept.len() else None
+    return round(took["wall_s"], 1), consistency, bias
 
 
 def run(
@@ -189,13 +196,15 @@ def run(
         tmp = Path(name)
         figures = _bias_figures(tmp, bias_samples)
         # 0 leaves a wall-time run out (the fast test; the partitions' own tests cover them).
-        mtbench, mtbench_consistency = (
-            _wall(tmp, "mt-bench", mtbench_questions, real) if mtbench_questions else (None, None)
+        mtbench, mtbench_consistency, _ = (
+            _wall(tmp, "mt-bench", mtbench_questions, real)
+            if mtbench_questions
+            else (None, None, None)
         )
-        alpaca, alpaca_consistency = (
+        alpaca, alpaca_consistency, shipped_bias = (
             _wall(tmp, "alpacaeval", alpacaeval_instructions, real)
             if alpacaeval_instructions
-            else (None, None)
+            else (None, None, None)
         )
     return {
         "ratio": figures["position_bias_rate"],
@@ -206,6 +215,7 @@ def run(
         "alpacaeval_wall_s": alpaca,
         "wall_model": "smollm2-135m (answerer and judge)" if real else "fake",
         # The shipped judge asked every request of each partition a second time.
+        "shipped_judge_position_bias_rate": shipped_bias,
         "shipped_judge_self_consistency": {
             "mt-bench": mtbench_consistency,
             "alpacaeval": alpaca_consistency,
