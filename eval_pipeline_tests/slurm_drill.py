@@ -1,6 +1,6 @@
 """A provider for SLURM drills, registered as ``drill`` when this module is imported.
 
-SLURM jobs import it through ``GenerationTask.imports`` (the ``slurm`` resource's
+SLURM jobs import it through ``ModelTask.imports`` (the ``slurm`` resource's
 ``imports``), so the node knows the provider too. It answers like the fake provider and
 can be told to be slow on a job's first attempt (to be timed out, requeued and resumed),
 to be slow always (to be cancelled), or to fail while loading.

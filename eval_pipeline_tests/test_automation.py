@@ -85,14 +85,16 @@ def test_the_evaluation_assets_declare_code_versions_conditions_and_pools(tmp_pa
 
     project = incremental.make_project(tmp_path / "project")
     graph = build_definitions(str(project), str(tmp_path / "store")).resolve_asset_graph()
-    for name in ("generations", "scores", "aggregates", "leaderboard"):
+    for name in ("generations", "judgements", "scores", "aggregates", "leaderboard"):
         assert graph.get(dg.AssetKey(name)).code_version, name
-    for name in ("generations", "scores", "aggregates"):
+    for name in ("generations", "judgements", "scores", "aggregates"):
         node = graph.get(dg.AssetKey(name))
         assert node.automation_condition is not None
         assert node.automation_condition.get_label() == "eager_on_versions"
     parents = graph.get(dg.AssetKey("generations")).parent_keys
     assert {dg.AssetKey(["versions", "model"]), dg.AssetKey(["versions", "dataset"])} <= parents
+    parents = graph.get(dg.AssetKey("judgements")).parent_keys
+    assert {dg.AssetKey("generations"), dg.AssetKey(["versions", "judges"])} <= parents
     parents = graph.get(dg.AssetKey("scores")).parent_keys
     assert {dg.AssetKey(["versions", "scorers"]), dg.AssetKey(["versions", "judges"])} <= parents
 
@@ -107,10 +109,11 @@ def test_an_edit_rematerializes_only_the_cells_that_read_it(tmp_path: Path) -> N
     def cells(datasets: list[str], row: list[str]) -> list[str]:
         return sorted(f"{d}|{m}" for d in datasets for m in row)
 
-    # (a) a rubric: only the judged dataset's scores and aggregates, nothing generated.
+    # (a) a rubric: only the judged dataset's verdicts, scores and aggregates, nothing generated.
     rubric = edits["rubric"]
     assert rubric["requested"] == {
         "generations": [],
+        "judgements": cells(["open-qa"], models),
         "scores": cells(["open-qa"], models),
         "aggregates": cells(["open-qa"], models),
     }
@@ -123,6 +126,7 @@ def test_an_edit_rematerializes_only_the_cells_that_read_it(tmp_path: Path) -> N
     scorer = edits["scorer"]
     assert scorer["requested"] == {
         "generations": [],
+        "judgements": [],
         "scores": cells(["json-extract"], models),
         "aggregates": cells(["json-extract"], models),
     }

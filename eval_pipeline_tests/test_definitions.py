@@ -17,6 +17,7 @@ def test_definitions_load_with_the_expected_assets_and_partitions():
         "prompt_versions",
         "dataset_samples",
         "generations",
+        "judgements",
         "scores",
         "aggregates",
         "leaderboard",

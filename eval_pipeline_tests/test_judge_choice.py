@@ -15,7 +15,6 @@ import polars as pl
 import pytest
 import yaml
 
-from eval_pipeline.calibration import load_calibration_document
 from eval_pipeline.catalog import ModelSpec
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import content_hash
@@ -28,7 +27,7 @@ from eval_pipeline.core.types import (
     SamplingParams,
 )
 from eval_pipeline.engine import ResponseCache, request_hash, run_requests
-from eval_pipeline.judge._scorer import expected_score, verdict_choices
+from eval_pipeline.judge import expected_score, load_calibration_document, verdict_choices
 from eval_pipeline.providers import create_provider
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.helpers import materialization_metadata, materialize

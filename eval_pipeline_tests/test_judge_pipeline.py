@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from eval_pipeline.calibration import load_calibration_document
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.defs import build_definitions
+from eval_pipeline.judge import load_calibration_document
 from eval_pipeline.providers.fake import calls_for
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.helpers import materialization_metadata, materialize
@@ -129,6 +129,9 @@ def test_two_judges_give_per_judge_scores_and_their_agreement(tmp_path, store_ro
     # Judge 1 always says 4, so its ratings carry no information: the observed weighted
     # disagreement (one 4-vs-2 pair in four) equals the chance-expected one, kappa = 0.
     assert agreement["mean"] == pytest.approx(0.0)
+    # Krippendorff's alpha over the panel: the same ratings, observed = expected disagreement.
+    alpha = aggregates.filter(pl.col("metric") == "helpfulness:agreement_alpha").row(0, named=True)
+    assert (alpha["n"], alpha["mean"]) == (4, pytest.approx(0.0))
 
 
 def test_an_unknown_judge_model_is_refused_when_the_definitions_load(tmp_path, store_root):

@@ -90,7 +90,6 @@ LAYERS = {
     "storage": 1,
     "slurm": 1,
     "catalog": 2,
-    "calibration": 2,
     "regression": 2,
     "report": 2,
     "engine": 2,

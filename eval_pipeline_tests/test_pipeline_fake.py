@@ -54,6 +54,7 @@ def test_one_partition_materializes_every_asset_into_hive_parquet(small_project,
         "prompt_versions",
         "dataset_samples",
         "generations",
+        "judgements",
         "scores",
         "aggregates",
     }

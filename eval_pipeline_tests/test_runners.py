@@ -121,9 +121,13 @@ def test_a_judge_that_runs_on_slurm_judges_in_a_slurm_job(tmp_path):
         tmp_path / "store",
         "open-qa|fake-good",
         "open-qa|fake-good",
-        assets=("generations", "scores"),
+        assets=("generations", "judgements", "scores"),
     )
     assert outcome.success, step_failure(outcome, "scores")
+    # The SLURM job wrote the judgements table itself; scores read it from there.
+    judgements = Store(tmp_path / "store").read("judgements", dataset="open-qa", model="fake-good")
+    assert judgements["judge"].to_list() == ["fake-judge"] * 3
+    assert judgements["judged_hash"].null_count() == 0
     scores = Store(tmp_path / "store").read("scores", dataset="open-qa", model="fake-good")
     judged = scores.filter(pl.col("metric") == "helpfulness")
     assert judged.height == 3 and judged["value"].to_list() == [4.0, 4.0, 4.0]

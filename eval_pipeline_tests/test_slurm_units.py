@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from eval_pipeline.core.errors import CatalogError
-from eval_pipeline.node import GenerationTask, Work, read_progress, run_node
+from eval_pipeline.node import ModelTask, Work, read_progress, run_node
 from eval_pipeline.slurm import load_profile, make_executor, profile_names
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions
 from eval_pipeline.storage import Store
@@ -89,7 +89,7 @@ def test_the_node_entry_point_loads_the_model_once_for_all_datasets(tmp_path, pr
     for dataset in ("qa", "json-extract"):
         build_dataset_samples(catalog, store, dataset)
         build_prompt_versions(catalog, store, dataset)
-    task = GenerationTask(
+    task = ModelTask(
         project_root=str(project),
         store_root=str(store.root),
         model="fake-good",
@@ -124,5 +124,5 @@ def test_the_node_entry_point_and_the_launcher_do_not_import_dagster():
 def test_a_task_is_plain_picklable_data(tmp_path):
     import pickle
 
-    task = GenerationTask("/p", "/s", "m", (Work("generate", "a"),), sample_limit=3)
+    task = ModelTask("/p", "/s", "m", (Work("generate", "a"),), sample_limit=3)
     assert pickle.loads(pickle.dumps(task)) == task

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eval_pipeline.catalog import load_catalog
-from eval_pipeline.node import GenerationTask, Work, run_node
+from eval_pipeline.node import ModelTask, Work, run_node
 from eval_pipeline.storage import Store
 from eval_pipeline.training import Recipe, load_base, train_recipe
 from eval_pipeline_tests.slurm_helpers import (
@@ -100,7 +100,7 @@ def test_the_trained_adapter_loads_with_peft_and_generates(trained):
 
 def test_a_train_work_item_finds_the_adapter_its_recipe_already_has(trained, project):
     _, store, adapter = trained
-    task = GenerationTask(
+    task = ModelTask(
         project_root=str(project),
         store_root=str(store.root),
         model="smollm2-135m",
@@ -118,7 +118,7 @@ def test_the_adapter_model_generates_through_run_node_by_its_catalog_slug(traine
     catalog, store, adapter = trained
     build_prompt_versions(catalog, store, "json-extract")
     build_dataset_samples(catalog, store, "json-extract")
-    task = GenerationTask(
+    task = ModelTask(
         project_root=str(project),
         store_root=str(store.root),
         model="smollm2-135m__tiny",

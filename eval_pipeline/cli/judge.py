@@ -1,4 +1,4 @@
-"""``label`` (rate judge-calibration responses by hand) and ``calibrations``."""
+"""``label`` (rate judge-calibration responses by hand, or import a file of ratings) and ``calibrations``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ import sys
 from types import FrameType
 from typing import NoReturn
 
-from eval_pipeline.cli._common import EXIT_NO_DATA, EXIT_OK, roots
-from eval_pipeline.judge import calibration_markdown, label_session, stored_calibrations
+from eval_pipeline.cli._common import EXIT_NO_DATA, EXIT_OK, EXIT_USAGE, roots
+from eval_pipeline.judge import (
+    calibration_markdown,
+    import_labels,
+    label_session,
+    stored_calibrations,
+)
 from eval_pipeline.storage import Store
 
 
@@ -48,8 +53,21 @@ def calibrations(args: argparse.Namespace) -> int:
 
 
 def label(args: argparse.Namespace) -> int:
-    """Ask for human ratings of one rubric's calibration responses."""
+    """Ask for human ratings of one rubric's calibration responses, or import a file of them."""
     root, _ = roots(args)
+    if args.action == "import":
+        if not args.file:
+            print("eval-pipeline label import: name the file to import", file=sys.stderr)
+            return EXIT_USAGE
+        report = import_labels(root, args.file)
+        print(
+            f"{report.rows} {report.kind} labels read from {args.file}, {report.added} new, "
+            f"saved in {report.path}"
+        )
+        return EXIT_OK
+    if not args.rubric or not args.rater:
+        print("eval-pipeline label: --rubric and --rater are required to rate", file=sys.stderr)
+        return EXIT_USAGE
 
     def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt

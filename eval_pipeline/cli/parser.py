@@ -323,8 +323,19 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         ),
         epilog=EXIT_CODES_HELP,
     )
-    label.add_argument("--rubric", required=True, help="rubric to rate on (e.g. helpfulness)")
-    label.add_argument("--rater", required=True, help="your name, a slug (e.g. alice)")
+    label.add_argument(
+        "action",
+        nargs="?",
+        choices=["import"],
+        help=(
+            "import FILE: add the ratings of a JSONL or CSV file, pointwise (prompt, response, "
+            "rubric, score, rater) or pairwise (prompt, answer_a, answer_b, preferred: A, B "
+            "or tie, rater); a bad row is refused naming its line and field"
+        ),
+    )
+    label.add_argument("file", nargs="?", help="the file to import (with `import`)")
+    label.add_argument("--rubric", help="rubric to rate on (e.g. helpfulness)")
+    label.add_argument("--rater", help="your name, a slug (e.g. alice)")
     label.add_argument("--limit", type=int, help="stop after this many ratings")
 
     baseline = sub.add_parser("baseline", help="pin the stored scores as a named baseline")

@@ -66,6 +66,9 @@ GENERATIONS = table_schema(
         # chat template; null for completion prompts, API models and older cached answers.
         "chat_template_hash": pl.String,
         "fewshot_ids": pl.List(pl.String),  # sample ids of the few-shot examples, in order
+        # A multi-turn sample's answer to each user turn, in order (null: single turn);
+        # ``completion`` is the last turn's, ``messages`` the whole conversation.
+        "turn_completions": pl.List(pl.String),
         # Multiple choice scored by log-likelihood: per choice, in the sample's choice
         # order, the continuation's summed log-probability and its token count.
         "choice_logprobs": pl.List(pl.Float64),
@@ -185,8 +188,12 @@ JUDGEMENTS = table_schema(
         "sample_id": pl.String,
         "metric": pl.String,
         "judge": pl.String,
-        "rubric_version": pl.String,
-        "request_hash": pl.String,  # null when nothing was sent (no answer to judge)
+        "judge_revision": pl.String,  # the judge's catalog revision (null: none pinned)
+        "judge_identity": pl.String,  # hash of the judge's identity (provider, id, revision, adapter)
+        "prompt_kind": pl.String,  # rubric (pointwise 1-5)
+        "rubric_version": pl.String,  # the judge prompt's version (name@content hash)
+        "request_hash": pl.String,  # the judge request's; null when nothing was sent
+        "judged_hash": pl.String,  # request hash of the judged generation row
         "verdict": pl.String,  # the judge's reply as it came
         "status": pl.String,  # ok | malformed | out_of_range | no_response
         "score": pl.Float64,  # null unless status is ok

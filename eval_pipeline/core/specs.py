@@ -263,6 +263,10 @@ class DatasetSpec(_Strict):
     # Completions per problem for pass@k; sample ids of the extra samples read
     # ``<problem id>#<index>`` (see eval_pipeline.core.keys.problem_id).
     samples_per_problem: int = Field(1, ge=1, le=1000)
+    # A multi-turn dataset: the row field holding the list of user turns. The prompt
+    # renders the first turn; each later turn is sent after the model's own earlier
+    # answers, and every turn's answer is kept (``generations.turn_completions``).
+    turns_field: str | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -32,6 +32,7 @@ from eval_pipeline.defs.judge import judging_failures, log_calibrations
 from eval_pipeline.defs.partitions import BY_DATASET, current_partitions, dataset_partitions
 from eval_pipeline.defs.versions import (
     GENERATION_SOURCES,
+    JUDGE_SOURCES,
     SCORE_SOURCES,
     SOURCES,
     version_deps,
@@ -46,7 +47,13 @@ KINDS = {"polars", "parquet"}
 # the code that writes the asset changes what it writes, and every partition turns stale.
 # What one partition reads (a prompt, a model's revision, a dataset's scorers, a rubric)
 # is versioned per partition by the ``versions/*`` assets instead (defs/versions.py).
-CODE_VERSIONS = {"generations": "1", "scores": "1", "aggregates": "1", "leaderboard": "1"}
+CODE_VERSIONS = {
+    "generations": "1",
+    "judgements": "1",
+    "scores": "1",
+    "aggregates": "1",
+    "leaderboard": "1",
+}
 # Concurrency pools (dagster.yaml ``concurrency.pools``): steps that call models, and steps
 # that score (judges included). A pool holds one asset's steps whatever their partition.
 GENERATION_POOL = "eval_generation"
@@ -89,7 +96,7 @@ class GenerationConfig(dg.Config):
 
 def build_assets(
     grid: dg.MultiPartitionsDefinition,
-    score_deps: Sequence[dg.AssetKey] = (),
+    judge_deps: Sequence[dg.AssetKey] = (),
     generation_deps: Sequence[dg.AssetDep] = (),
 ) -> list[dg.AssetsDefinition]:
     """The asset graph over the model x dataset ``grid``.
@@ -97,8 +104,8 @@ def build_assets(
     ``generation_deps`` are further upstreams of ``generations`` (the fine-tuned
     adapters its adapter models load, see defs/adapters.py).
 
-    ``score_deps`` are the judge calibrations that ``scores`` reads, shown as its upstreams
-    for lineage; ``scores`` calibrates what its partitions' judge metrics use as it runs,
+    ``judge_deps`` are the judge calibrations that ``judgements`` applies, shown as its
+    upstreams for lineage; its judge tasks calibrate what their rubrics need as they run,
     so the per-partition jobs leave the calibration assets out.
     """
     prompt_versions, dataset_samples = build_dataset_assets(dataset_partitions(grid))
@@ -111,12 +118,16 @@ def build_assets(
             *generation_deps,
         ],
     )
-    scores = scores_asset(grid, [generations.key, *score_deps, *version_deps(SCORE_SOURCES)])
+    judgements = judgements_asset(
+        grid, [generations.key, *judge_deps, *version_deps(JUDGE_SOURCES)]
+    )
+    scores = scores_asset(grid, [generations.key, judgements.key, *version_deps(SCORE_SOURCES)])
     aggregates = aggregates_asset(grid, scores)
     return [
         prompt_versions,
         dataset_samples,
         generations,
+        judgements,
         scores,
         aggregates,
         leaderboard_asset(aggregates),
@@ -191,6 +202,62 @@ def generations_asset(
     return generations
 
 
+def judgements_asset(
+    grid: dg.MultiPartitionsDefinition, deps: Sequence[dg.AssetDep | dg.AssetKey]
+) -> dg.AssetsDefinition:
+    """``judgements`` over ``grid``, reading ``deps`` (``generations`` first)."""
+
+    @dg.asset(
+        partitions_def=grid,
+        deps=deps,
+        group_name="evaluation",
+        kinds=KINDS,
+        backfill_policy=SINGLE_RUN,
+        code_version=CODE_VERSIONS["judgements"],
+        automation_condition=evaluation_condition(),
+        pool=SCORING_POOL,
+    )
+    def judgements(
+        context: dg.AssetExecutionContext,
+        catalog: CatalogResource,
+        store: StoreResource,
+        slurm: SlurmResource,
+    ) -> None:
+        """The judges' verdicts: one row per sample x judge metric x judge.
+
+        One judge task per judge model the partitions' datasets use: it calibrates its
+        rubrics, then rates the completions and writes its rows here, where its catalog
+        entry says it runs (inline, or a SLURM job). Each row keeps the judge request's
+        hash, the judge and its revision, the rubric version, the raw reply, the parsed
+        score, tokens and cost. Partitions without judge metrics load no judge.
+        """
+        cat, st = catalog.load(), store.get().with_run(context.run.run_id)
+        keys = current_partitions(context)
+        judging = judging_tasks(cat, st, keys, **run_budget(context))
+        failures: dict[str, str] = {}
+        judged: dict[str, int] = {}
+        calls: dict[str, int] = {}
+        if judging:
+            outcomes = run_tasks(context, cat, runners_for(slurm.runner(cat, st)), judging)
+            log_calibrations(context, cat, st, outcomes)
+            failures = judging_failures(context, outcomes)
+            judged = judged_rows(outcomes)
+            calls = judge_calls(outcomes)
+
+        def build(key: PartitionKey) -> Metadata:
+            return {
+                "dagster/row_count": judged.get(key.key, 0),
+                "judge_calls": calls.get(key.key, 0),
+                "judge_tasks": len(judging),
+            }
+
+        materialize_each(
+            context, build, keys=[k for k in keys if k.key not in failures], failures=failures
+        )
+
+    return judgements
+
+
 def scores_asset(
     grid: dg.MultiPartitionsDefinition, deps: Sequence[dg.AssetDep | dg.AssetKey]
 ) -> dg.AssetsDefinition:
@@ -210,38 +277,24 @@ def scores_asset(
         context: dg.AssetExecutionContext,
         catalog: CatalogResource,
         store: StoreResource,
-        slurm: SlurmResource,
     ) -> None:
         """One row per sample x metric from the dataset's scorers (null: not applicable).
 
-        Judge metrics first: each judge model the partitions' datasets use calibrates its
-        rubrics and rates the completions, where its catalog entry says it runs (inline or
-        a SLURM job); scoring then reads the verdicts from the response cache. Datasets
-        without judge metrics load no judge.
+        Judge metrics read the ``judgements`` rows of the partition, as the other scorers
+        read ``generations``: no judge model is called or loaded here, and a missing
+        verdict fails the partition naming the judge task to run.
         """
         cat, st = catalog.load(), store.get().with_run(context.run.run_id)
-        keys = current_partitions(context)
-        judging = judging_tasks(cat, st, keys, **run_budget(context))
-        failures: dict[str, str] = {}
-        calls: dict[str, int] = {}
-        if judging:
-            outcomes = run_tasks(context, cat, runners_for(slurm.runner(cat, st)), judging)
-            log_calibrations(context, cat, st, outcomes)
-            failures = judging_failures(context, outcomes)
-            calls = judge_calls(outcomes)
 
         def build(key: PartitionKey) -> Metadata:
             report = stages.score(cat, st, key.model, key.dataset)
             return {
                 "dagster/row_count": report.rows,
                 "path": dg.MetadataValue.path(str(report.path)),
-                "judge_calls": calls.get(key.key, 0),
                 **{f"mean/{m}": v for m, v in report.means.items() if v is not None},
             }
 
-        materialize_each(
-            context, build, keys=[k for k in keys if k.key not in failures], failures=failures
-        )
+        materialize_each(context, build)
 
     return scores
 
@@ -379,6 +432,20 @@ def judge_calls(outcomes: Sequence[TaskOutcome]) -> dict[str, int]:
                 key = f"{work.dataset}|{work.judged_model}"
                 calls[key] = calls.get(key, 0) + result.stats.model_calls
     return calls
+
+
+def judged_rows(outcomes: Sequence[TaskOutcome]) -> dict[str, int]:
+    """Judgement rows written per partition (``dataset|model``) by the judging tasks."""
+    rows: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome.result is None:
+            continue
+        for result in outcome.result.results:
+            work = result.work
+            if work.kind == "judge":
+                key = f"{work.dataset}|{work.judged_model}"
+                rows[key] = rows.get(key, 0) + result.rows
+    return rows
 
 
 def run_budget(context: dg.AssetExecutionContext) -> dict[str, object]:

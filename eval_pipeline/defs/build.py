@@ -46,7 +46,7 @@ def build_definitions(
     calibrations = build_calibration_assets(catalog)
     assets = build_assets(
         grid,
-        score_deps=[a.key for a in calibrations],
+        judge_deps=[a.key for a in calibrations],
         generation_deps=generation_deps(recipes),
     )
     by_name = {a.key.to_user_string(): a for a in assets}

@@ -2,7 +2,7 @@
 
 A single-run backfill hands a grid asset the rectangle of partitions it covers. Work that
 calls models (``generations``, and the judging inside ``scores``) becomes one
-:class:`~eval_pipeline.node.GenerationTask` per model, run where the catalog says
+:class:`~eval_pipeline.node.ModelTask` per model, run where the catalog says
 (``runs_on``): inline in the step or as a SLURM job, both through the same node function.
 :func:`run_tasks` submits them, :func:`collect` turns the outcomes into one
 materialization (with its metadata) or one failure per partition. Other grid assets loop
@@ -20,7 +20,7 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.engine import RunStats
-from eval_pipeline.node import GenerationTask, Work, WorkResult
+from eval_pipeline.node import ModelTask, Work, WorkResult
 from eval_pipeline.operations import preflight
 from eval_pipeline.runners import InlineRunner, Runner, Submission, TaskOutcome
 
@@ -86,7 +86,7 @@ def run_tasks(
     context: dg.AssetExecutionContext,
     catalog: Catalog,
     runners: Mapping[str, Runner],
-    tasks: Sequence[GenerationTask],
+    tasks: Sequence[ModelTask],
 ) -> list[TaskOutcome]:
     """Run every task on the runner its model's ``runs_on`` names; one outcome per task.
 
@@ -94,7 +94,7 @@ def run_tasks(
     inline tasks work in this process. Terminating the run (or any error while waiting)
     cancels the jobs that are still queued or running.
     """
-    by_runner: dict[str, list[GenerationTask]] = {}
+    by_runner: dict[str, list[ModelTask]] = {}
     for task in tasks:
         by_runner.setdefault(catalog.model(task.model).runs_on, []).append(task)
     # Inline last to submit (nothing starts until waited on) and first to wait for.
@@ -213,7 +213,7 @@ def batch_metadata(stats: RunStats) -> Metadata:
 def collect(
     context: dg.AssetExecutionContext,
     outcomes: Sequence[TaskOutcome],
-    partition_of: Callable[[GenerationTask, Work], str],
+    partition_of: Callable[[ModelTask, Work], str],
 ) -> tuple[dict[str, Metadata], dict[str, str], Metadata]:
     """One failure loop over the outcomes of every runner.
 

@@ -59,7 +59,7 @@ PARTITION_JOBS = ("evaluation_job", "ci_suite_job", "regression_suite_job")
 
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
-    # The calibration assets stay out: ``scores`` calibrates what its partitions' judge
+    # The calibration assets stay out: ``judgements`` calibrates what its partitions' judge
     # metrics use as it runs, so a partition without judge metrics never loads a judge.
     # The reporting assets stay out too: they read every partition (reporting_job). So do
     # the per-dataset assets (another partitioning: `generations` keeps them current) and

@@ -1,4 +1,4 @@
-"""Judge calibration assets (one per judge x rubric in use) and the judging part of ``scores``."""
+"""Judge calibration assets (one per judge x rubric in use) and the judge tasks' outcomes."""
 
 import re
 from collections.abc import Sequence
@@ -49,6 +49,10 @@ def calibration_metadata(report: CalibrationReport, judge_calls: int) -> Metadat
         "reused": judge_calls == 0,
         "path": dg.MetadataValue.path(str(report.path)),
     }
+    for name, figure in report.agreement.items():
+        for key, value in figure.items():
+            if value is not None:
+                metadata[f"judge_human/{name}{'' if key == 'value' else '_' + key}"] = float(value)
     if report.result is not None:
         result = report.result
         metadata["method"] = result.method
@@ -136,7 +140,7 @@ def _calibration_asset(judge: str, rubric: str) -> dg.AssetsDefinition:
             "quadratic-weighted kappa and MAE before and after. Refuses (status `refused`, "
             "scores stay uncalibrated) when fewer than 20 labelled responses get a readable "
             "verdict. The judge runs where its catalog entry says (inline or SLURM); "
-            "`scores` also calibrates what its partitions use as it runs."
+            "`judgements` also calibrates what its partitions use as it runs."
         ),
     )
     def _asset(

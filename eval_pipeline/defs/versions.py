@@ -120,6 +120,8 @@ SOURCES = (
 )
 GENERATION_SOURCES = ("model", "dataset")
 SCORE_SOURCES = ("scorers", "judges")
+# What one partition's verdicts depend on beyond its generations: the rubric and judges.
+JUDGE_SOURCES = ("judges",)
 
 
 def version_specs(grid: dg.MultiPartitionsDefinition) -> list[dg.AssetSpec]:

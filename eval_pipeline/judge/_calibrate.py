@@ -8,28 +8,29 @@ response, its question, a reference answer and a 1-5 label.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Any: labels and calibration documents as JSON (any JSON type).
 from typing import Any
 
-from eval_pipeline.calibration import (
-    MIN_LABELS,
-    CalibrationError,
-    CalibrationResult,
-    fit_calibration,
-    load_calibration_document,
-    save_calibration,
-)
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.engine import RunControls
+from eval_pipeline.judge._agreement import agreement_interval
+from eval_pipeline.judge._calibration_store import load_calibration_document, save_calibration
+from eval_pipeline.judge._call import JudgeItem, run_judge, verdict_choices
+from eval_pipeline.judge._fit import (
+    MIN_LABELS,
+    CalibrationError,
+    CalibrationResult,
+    fit_calibration,
+)
 from eval_pipeline.judge._labelling import HUMAN_LABELS_FILE, RULE_LABELS_FILE, read_jsonl
 from eval_pipeline.judge._rubrics import SCALE, discover_rubrics, rubric_prompt
-from eval_pipeline.judge._scorer import JudgeItem, run_judge, verdict_choices
 from eval_pipeline.providers import Provider
+from eval_pipeline.scoring import stats
 from eval_pipeline.storage import Store
 
 LABELS_FILE = RULE_LABELS_FILE
@@ -56,6 +57,9 @@ class CalibrationReport:
     reused: bool
     judge_calls: int
     labels_source: str = "rule"
+    # Judge-human agreement of the raw scores with 95% bootstrap intervals:
+    # {"kappa": {"value", "ci_low", "ci_high"}, "spearman": {...}}.
+    agreement: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 def load_labels(root: str | Path, rubric: str) -> list[dict[str, Any]]:
@@ -194,6 +198,9 @@ def calibrate_judge(
             for c, row in zip(calls, labels, strict=True)
         ],
     }
+    document["judge_human_agreement"] = judge_human_agreement(
+        [p[0] for p in pairs], [p[1] for p in pairs]
+    )
     try:
         result = fit_calibration(
             [p[0] for p in pairs],
@@ -222,7 +229,6 @@ def _report(
     reused: bool,
     calls: int,
 ) -> CalibrationReport:
-
     result = (
         CalibrationResult.from_json(document["result"]) if document["status"] == "fitted" else None
     )
@@ -239,7 +245,27 @@ def _report(
         reused=reused,
         judge_calls=calls,
         labels_source=document.get("labels_source", "rule"),
+        agreement=document.get("judge_human_agreement", {}),
     )
+
+
+def judge_human_agreement(
+    scores: list[float], labels: list[float]
+) -> dict[str, dict[str, float | None]]:
+    """Quadratic-weighted kappa and Spearman of judge scores with labels, with 95% CIs."""
+    out: dict[str, dict[str, float | None]] = {}
+    figures = {
+        "kappa": lambda x, y: stats.quadratic_weighted_kappa(x, y, SCALE[0], SCALE[1]),
+        "spearman": stats.spearman,
+    }
+    for name, statistic in figures.items():
+        interval = agreement_interval(statistic, scores, labels)
+        out[name] = {
+            "value": statistic(scores, labels) if len(scores) >= 2 else None,
+            "ci_low": interval[0] if interval else None,
+            "ci_high": interval[1] if interval else None,
+        }
+    return out
 
 
 def stored_calibrations(store: Store) -> list[CalibrationReport]:

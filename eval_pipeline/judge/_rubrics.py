@@ -8,9 +8,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eval_pipeline.catalog import PromptTemplate, load_prompt
-from eval_pipeline.scoring import JUDGE_RUBRICS
 
-RUBRICS = JUDGE_RUBRICS  # the shipped rubrics; see discover_rubrics for a project's own
+# The rubrics the project ships; a project adds its own by adding a template (see
+# discover_rubrics).
+RUBRICS = ("coherence", "relevance", "factual-accuracy", "grammar", "helpfulness")
 SCALE = (1, 5)
 _RUBRIC = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 JUDGE_SCORER = "llm_judge"
@@ -47,6 +48,22 @@ class JudgeParams(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"judges must be unique, got {value}")
         return value
+
+
+class MtBenchParams(BaseModel):
+    """Parameters of an ``mt_bench`` scorer: MT-Bench's single-answer grading, per turn.
+
+    Example::
+
+        - name: mt_bench
+          metric: mt-bench
+          params: {judges: [smollm2-135m], max_tokens: 256}
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    judges: list[str] = Field(min_length=1)
+    max_tokens: int = Field(256, ge=8, le=4096)
 
 
 def discover_rubrics(root: str | Path) -> list[str]:

@@ -1,6 +1,6 @@
-"""What one generation job does, wherever it runs (in the Dagster step or on a SLURM node).
+"""What one model job does, wherever it runs (in the Dagster step or on a SLURM node).
 
-A :class:`GenerationTask` names one model and the work to do with it (generate datasets,
+A :class:`ModelTask` names one model and the work to do with it (generate datasets,
 judge partitions, calibrate rubrics); :func:`run_node` loads the model once, does the work
 and returns a :class:`NodeResult`. Plain data in, plain data out, no Dagster: the runners
 (:mod:`eval_pipeline.runners`) decide where it runs.
@@ -14,10 +14,10 @@ from eval_pipeline.node._plan import (
     training_tasks,
 )
 from eval_pipeline.node._run import read_progress, run_node
-from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkKind, WorkResult
+from eval_pipeline.node._task import ModelTask, NodeResult, Work, WorkKind, WorkResult
 
 __all__ = [
-    "GenerationTask",
+    "ModelTask",
     "NodeResult",
     "Work",
     "WorkKind",

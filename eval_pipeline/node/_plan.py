@@ -9,8 +9,15 @@ from typing import Any
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
-from eval_pipeline.judge import JUDGE_SCORER, JudgeParams
-from eval_pipeline.node._task import GenerationTask, Work
+from eval_pipeline.judge import (
+    JUDGE_SCORER,
+    MT_BENCH_SCORER,
+    PAIRWISE_SCORER,
+    JudgeParams,
+    MtBenchParams,
+    PairwiseParams,
+)
+from eval_pipeline.node._task import ModelTask, Work
 from eval_pipeline.storage import Store
 
 
@@ -19,10 +26,10 @@ def generation_tasks(
     store: Store,
     keys: Iterable[PartitionKey],
     **limits: Any,
-) -> list[GenerationTask]:
+) -> list[ModelTask]:
     """One task per model generating every dataset of ``keys`` that it is paired with.
 
-    ``limits`` are the run's :class:`GenerationTask` fields (``sample_limit``,
+    ``limits`` are the run's :class:`ModelTask` fields (``sample_limit``,
     ``use_cache``, ``budget_usd``, ``partition_timeout_s``, ``request_timeout_s``,
     ``progress_every_s``).
     """
@@ -46,15 +53,26 @@ def judge_rubrics(catalog: Catalog, dataset: str) -> list[tuple[str, str]]:
     return list(pairs)
 
 
+def mt_bench_judges(catalog: Catalog, dataset: str) -> list[str]:
+    """The judges of the ``mt_bench`` and ``pairwise_judge`` scorers of ``dataset``, in order."""
+    judges: dict[str, None] = {}
+    for scorer in catalog.dataset_specs[dataset].scorers:
+        if scorer.name == MT_BENCH_SCORER:
+            judges.update(dict.fromkeys(MtBenchParams.model_validate(scorer.params).judges))
+        elif scorer.name == PAIRWISE_SCORER:
+            judges.update(dict.fromkeys(PairwiseParams.model_validate(scorer.params).judges))
+    return list(judges)
+
+
 def judging_tasks(
     catalog: Catalog, store: Store, keys: Sequence[PartitionKey], **limits: Any
-) -> list[GenerationTask]:
+) -> list[ModelTask]:
     """One task per judge model the partitions' datasets use: calibrate, then judge.
 
     A judge first calibrates each rubric it rates (reused when nothing changed), then
     rates every partition whose dataset names it. Datasets without judge metrics need no
     task at all, so evaluating them never loads a judge. ``limits`` are the run's
-    :class:`GenerationTask` fields (the budget and its scope, the request deadline).
+    :class:`ModelTask` fields (the budget and its scope, the request deadline).
     """
     by_judge: dict[str, dict[Work, None]] = {}
     for key in keys:
@@ -62,6 +80,11 @@ def judging_tasks(
             work = by_judge.setdefault(judge, {})
             work[Work("calibrate", rubric=rubric)] = None
             work[Work("judge", dataset=key.dataset, judged_model=key.model)] = None
+        for judge in mt_bench_judges(catalog, key.dataset):
+            # MT-Bench grades on its own 1-10 scale: no calibration.
+            by_judge.setdefault(judge, {})[
+                Work("judge", dataset=key.dataset, judged_model=key.model)
+            ] = None
     return [
         _task(catalog, store, judge, sorted(work, key=lambda w: w.kind != "calibrate"), **limits)
         for judge, work in by_judge.items()
@@ -70,7 +93,7 @@ def judging_tasks(
 
 def training_tasks(
     catalog: Catalog, store: Store, recipes: Sequence[Any], **limits: Any
-) -> list[GenerationTask]:
+) -> list[ModelTask]:
     """One task per base model training every recipe of ``recipes`` that sits on it.
 
     ``recipes`` are :class:`eval_pipeline.training.Recipe` values; each becomes a ``train``
@@ -85,15 +108,15 @@ def training_tasks(
     return [_task(catalog, store, base, work, **limits) for base, work in by_base.items()]
 
 
-def calibration_task(catalog: Catalog, store: Store, judge: str, rubric: str) -> GenerationTask:
+def calibration_task(catalog: Catalog, store: Store, judge: str, rubric: str) -> ModelTask:
     """The task that calibrates ``judge`` on ``rubric`` alone."""
     return _task(catalog, store, judge, [Work("calibrate", rubric=rubric)])
 
 
 def _task(
     catalog: Catalog, store: Store, model: str, work: Sequence[Work], **limits: Any
-) -> GenerationTask:
-    return GenerationTask(
+) -> ModelTask:
+    return ModelTask(
         project_root=str(catalog.root),
         store_root=str(store.root),
         model=model,

@@ -2,7 +2,7 @@
 
 :func:`run_node` is what a generation job runs, wherever it runs: in the Dagster step
 (the inline runner), on a SLURM node (the SLURM runner, through submitit), in a unit test.
-It takes one frozen :class:`~eval_pipeline.node.GenerationTask`, never imports Dagster,
+It takes one frozen :class:`~eval_pipeline.node.ModelTask`, never imports Dagster,
 and writes through the same stages (and so the same shared response cache) everywhere: a
 SLURM job requeued after a timeout or a preemption reuses every row already answered.
 """
@@ -27,7 +27,7 @@ from eval_pipeline.catalog import Catalog, load_catalog
 from eval_pipeline.core.schemas import TELEMETRY
 from eval_pipeline.engine import Progress, RunControls, RunStats
 from eval_pipeline.judge import calibrate_judge
-from eval_pipeline.node._task import GenerationTask, NodeResult, Work, WorkResult
+from eval_pipeline.node._task import ModelTask, NodeResult, Work, WorkResult
 from eval_pipeline.node._telemetry import GpuMonitor, peak_rss_gb
 from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.stages import RunOrigin, generate, judge_partition
@@ -38,7 +38,7 @@ from eval_pipeline.training import load_recipes, train_recipe, with_adapter_mode
 ProgressCallback = Callable[[Work, Progress], None]
 
 
-def run_node(task: GenerationTask, progress: ProgressCallback | None = None) -> NodeResult:
+def run_node(task: ModelTask, progress: ProgressCallback | None = None) -> NodeResult:
     """Load ``task.model`` once and do every piece of ``task.work`` with it.
 
     A piece of work that fails is recorded with its error and the others go on; a model
@@ -128,7 +128,7 @@ def _do(
     catalog: Catalog,
     store: Store,
     provider: Provider,
-    task: GenerationTask,
+    task: ModelTask,
     work: Work,
     progress: Callable[[Progress], None],
     where: dict[str, str],
@@ -207,7 +207,7 @@ def _do(
 
 
 def _planned_cost(
-    catalog: Catalog, store: Store, provider: Provider, task: GenerationTask, work: Work
+    catalog: Catalog, store: Store, provider: Provider, task: ModelTask, work: Work
 ) -> float | None:
     """API models: the expected cost ``eval-pipeline plan`` gives, taken before any request.
 
@@ -230,7 +230,7 @@ def _planned_cost(
         return None
 
 
-def _judge_controls(task: GenerationTask, store: Store) -> RunControls:
+def _judge_controls(task: ModelTask, store: Store) -> RunControls:
     """The run's limits for a judge's API calls: its budget (shared with the run) and deadline."""
     return RunControls(
         budget_usd=task.budget_usd,
@@ -281,7 +281,7 @@ def _local_telemetry(before: dict[str, Any], after: dict[str, Any]) -> dict[str,
     return {"batches": batches, "padding_share": after.get("padding_share")}
 
 
-def _train(catalog: Catalog, store: Store, task: GenerationTask, work: Work) -> WorkResult:
+def _train(catalog: Catalog, store: Store, task: ModelTask, work: Work) -> WorkResult:
     """Train (or find) the adapter of ``work.recipe``; the task's model is its base.
 
     The base is already loaded by the task's provider: training copies that load.
@@ -328,7 +328,7 @@ def read_progress(report_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def _write_progress(
-    report_dir: Path | None, task: GenerationTask, work: Work, index: int, p: Progress
+    report_dir: Path | None, task: ModelTask, work: Work, index: int, p: Progress
 ) -> None:
     if report_dir is None:
         return

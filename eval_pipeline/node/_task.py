@@ -1,4 +1,4 @@
-"""What a generation job is given and what it gives back: plain, frozen data.
+"""What a model job is given and what it gives back: plain, frozen data.
 
 The same task runs in the Dagster step (the inline runner) and on a SLURM node (the
 SLURM runner), and both hand back the same :class:`NodeResult`; the Dagster side builds
@@ -22,8 +22,8 @@ class Work:
 
     ``generate``: answer ``dataset``'s samples (the partition ``dataset|<task model>``).
     ``judge``: rate ``judged_model``'s generations on ``dataset`` with every rubric of the
-    dataset's ``llm_judge`` scorers that names the task's model as a judge (the verdicts
-    land in the response cache; the score stage reads them from there).
+    dataset's ``llm_judge`` scorers that names the task's model as a judge, writing the
+    judge's rows of the partition's ``judgements`` (the score stage reads them there).
     ``calibrate``: rate the labelled responses of ``rubric`` and fit its calibration.
     ``train``: train the LoRA adapter of ``recipe`` (``recipes.yaml``) on the task's model,
     which must be the recipe's base, or find it in the store when nothing changed (see
@@ -49,8 +49,13 @@ class Work:
 
 
 @dataclass(frozen=True)
-class GenerationTask:
-    """Everything one job needs: a model, the work to do with it, and the run's limits."""
+class ModelTask:
+    """Everything one job needs: a model, the work to do with it, and the run's limits.
+
+    The job loads the model once and does every piece of its work: generate datasets
+    (a generator), calibrate rubrics and judge partitions (a judge), or train adapters
+    (a recipe's base).
+    """
 
     project_root: str
     """The project checkout (``models.yaml``, ``datasets/``): on a shared filesystem for SLURM."""

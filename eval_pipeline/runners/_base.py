@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from eval_pipeline.node import GenerationTask, NodeResult
+from eval_pipeline.node import ModelTask, NodeResult
 
 
 class Log(Protocol):
@@ -29,7 +29,7 @@ class TaskOutcome:
     ``result.results``.
     """
 
-    task: GenerationTask
+    task: ModelTask
     result: NodeResult | None
     error: str | None = None
     job_id: str = ""
@@ -64,5 +64,5 @@ class Runner(ABC):
     runs_on: str
 
     @abstractmethod
-    def submit(self, tasks: Sequence[GenerationTask], *, run_id: str) -> Submission:
+    def submit(self, tasks: Sequence[ModelTask], *, run_id: str) -> Submission:
         """Hand over ``tasks`` (one model each) without waiting for them."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from eval_pipeline.engine import Progress
-from eval_pipeline.node import GenerationTask, Work, run_node
+from eval_pipeline.node import ModelTask, Work, run_node
 from eval_pipeline.runners._base import Log, Runner, Submission, TaskOutcome
 
 
 class InlineSubmission(Submission):
-    def __init__(self, tasks: Sequence[GenerationTask]):
+    def __init__(self, tasks: Sequence[ModelTask]):
         self.tasks = list(tasks)
 
     def wait(self, log: Log | None = None) -> list[TaskOutcome]:
@@ -42,5 +42,5 @@ class InlineRunner(Runner):
 
     runs_on = "inline"
 
-    def submit(self, tasks: Sequence[GenerationTask], *, run_id: str) -> Submission:
+    def submit(self, tasks: Sequence[ModelTask], *, run_id: str) -> Submission:
         return InlineSubmission(tasks)

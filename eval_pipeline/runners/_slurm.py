@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from eval_pipeline.node import GenerationTask, read_progress, run_node
+from eval_pipeline.node import ModelTask, read_progress, run_node
 from eval_pipeline.runners._base import Log, Runner, Submission, TaskOutcome
 from eval_pipeline.slurm import JobStatus, SlurmBatch, load_profile, profiles_dir, submit_array
 
@@ -49,7 +49,7 @@ class SlurmSettings(BaseModel):
 class SlurmSubmission(Submission):
     """The jobs of one submission: one per task, as one array per cluster profile."""
 
-    tasks: list[GenerationTask]
+    tasks: list[ModelTask]
     batch: SlurmBatch
     settings: SlurmSettings
     _last: dict[str, tuple[str, str | None]] = field(default_factory=dict)
@@ -139,18 +139,18 @@ class SlurmRunner(Runner):
         base = Path(self.settings.folder) if self.settings.folder else self.store_runs_dir / "slurm"
         return base / run_id
 
-    def submit(self, tasks: Sequence[GenerationTask], *, run_id: str) -> SlurmSubmission:
+    def submit(self, tasks: Sequence[ModelTask], *, run_id: str) -> SlurmSubmission:
         folder = self.run_folder(run_id)
         root = (
             Path(self.settings.profiles_dir)
             if self.settings.profiles_dir
             else profiles_dir(self.project_root)
         )
-        by_profile: dict[str, list[GenerationTask]] = {}
+        by_profile: dict[str, list[ModelTask]] = {}
         for task in tasks:
             by_profile.setdefault(self.profiles.get(task.model) or "cpu", []).append(task)
         batches = []
-        prepared: list[GenerationTask] = []
+        prepared: list[ModelTask] = []
         try:
             for profile_name, group in sorted(by_profile.items()):
                 profile = load_profile(root, profile_name)

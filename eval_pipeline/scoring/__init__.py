@@ -7,11 +7,9 @@ A scorer takes a frame with ``sample_id``, ``completion``, ``target`` and ``fiel
 
 from eval_pipeline.scoring._choice import parse_letter
 from eval_pipeline.scoring._code import code_detail, count_suspicious
-from eval_pipeline.scoring._judge import JUDGE_RUBRICS
 from eval_pipeline.scoring.registry import SCORERS, check_scorer_params, get_scorer, run_scorer
 
 __all__ = [
-    "JUDGE_RUBRICS",
     "SCORERS",
     "check_scorer_params",
     "code_detail",

@@ -21,7 +21,6 @@ import polars as pl
 
 from eval_pipeline.scoring._choice import acc, acc_bytes, acc_norm
 from eval_pipeline.scoring._json import json_fields
-from eval_pipeline.scoring._judge import judge_params_problem, llm_judge
 from eval_pipeline.scoring._text import exact_match, normalized_match, numeric_match, regex_match
 
 
@@ -53,8 +52,6 @@ SCORERS: dict[str, ScorerFn] = {
     "regex_match": regex_match,
     "json_fields": json_fields,
     "code_execution": _code_execution,
-    # Validated here, run by eval_pipeline.judge through the score stage.
-    "llm_judge": llm_judge,
     # An lm_eval dataset's own metrics: run by the score stage through lm-eval's task.
     "lm_eval": _lm_eval_metrics,
     # Multiple choice (lm-evaluation-harness definitions).
@@ -64,6 +61,19 @@ SCORERS: dict[str, ScorerFn] = {
 }
 # Scorers that need the choices of a ``task: multiple_choice`` dataset.
 MC_SCORERS = frozenset({"acc", "acc_norm", "acc_bytes"})
+# Model-graded scorers: judge models rate the completions in the judge stage
+# (eval_pipeline.judge), which writes the ``judgements`` table; the score stage reads it.
+# Only their parameters are checked here.
+JUDGE_SCORER = "llm_judge"
+MT_BENCH_SCORER = "mt_bench"  # MT-Bench's single-answer 1-10 grading, per turn
+_MT_BENCH_PARAMS = frozenset({"judges", "max_tokens"})
+PAIRWISE_SCORER = "pairwise_judge"  # pairwise judging against a baseline, both orders
+_PAIRWISE_PARAMS = frozenset(
+    {"judges", "max_tokens", "baseline_field", "baseline_model", "question_field"}
+)
+_RUBRIC_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_JUDGE_PARAMS = frozenset({"rubric", "judges", "max_tokens", "question_field"})
+JUDGED = (JUDGE_SCORER, MT_BENCH_SCORER, PAIRWISE_SCORER)
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
@@ -91,17 +101,37 @@ def get_scorer(name: str) -> ScorerFn:
     if is_import_path(name):
         return _import(name)
     raise KeyError(
-        f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}, or "
+        f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))} (and {JUDGE_SCORER}, "
+        f"{MT_BENCH_SCORER}, {PAIRWISE_SCORER}, run by the judge stage), or "
         "'package.module:function'"
     )
 
 
 def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
     """Return a problem description if ``params`` do not fit scorer ``name``, else None."""
+    if name == JUDGE_SCORER:
+        return judge_params_problem(params)
+    if name in (MT_BENCH_SCORER, PAIRWISE_SCORER):
+        accepted = _MT_BENCH_PARAMS if name == MT_BENCH_SCORER else _PAIRWISE_PARAMS
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            return (
+                f"scorer '{name}' takes no parameter {unknown[0]!r} (accepted: {sorted(accepted)})"
+            )
+        judges = params.get("judges")
+        if (
+            not isinstance(judges, list)
+            or not judges
+            or not all(isinstance(j, str) for j in judges)
+        ):
+            return f"scorer '{name}': judges must be a non-empty list of model slugs"
+        if name == PAIRWISE_SCORER and ("baseline_field" in params) == ("baseline_model" in params):
+            return f"scorer '{name}': give exactly one of baseline_field and baseline_model"
+        return None
     if name not in SCORERS:
         if not is_import_path(name):
             return (
-                f"unknown scorer '{name}' (known: {', '.join(sorted(SCORERS))}, or "
+                f"unknown scorer '{name}' (known: {', '.join(sorted([*SCORERS, *JUDGED]))}, or "
                 "'package.module:function')"
             )
         try:
@@ -114,7 +144,7 @@ def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
     else:
         function = SCORERS[name]
         sig = _code_params() if name == "code_execution" else inspect.signature(function)
-    accepted = {p for p in list(sig.parameters)[1:]}
+    accepted = frozenset(list(sig.parameters)[1:])
     unknown = sorted(set(params) - accepted)
     if unknown:
         return f"scorer '{name}' takes no parameter {unknown[0]!r} (accepted: {sorted(accepted)})"
@@ -126,8 +156,6 @@ def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
     missing = [p for p in required if p not in params]
     if missing:
         return f"scorer '{name}' needs parameter {missing[0]!r}"
-    if name == "llm_judge":
-        return judge_params_problem(params)
     isolation = params.get("isolation", "bwrap")
     if name == "code_execution" and isolation not in ("bwrap", "process"):
         return f"scorer 'code_execution': isolation must be 'bwrap' or 'process', not {isolation!r}"
@@ -146,3 +174,27 @@ def run_scorer(name: str, frame: pl.DataFrame, params: dict[str, Any]) -> pl.Dat
     if out.height != frame.height:
         raise RuntimeError(f"scorer {name} returned {out.height} rows for {frame.height} samples")
     return out
+
+
+def judge_params_problem(params: dict[str, Any]) -> str | None:
+    """A problem with an ``llm_judge`` scorer's parameters, or None.
+
+    The full model is :class:`eval_pipeline.judge.JudgeParams`; this pure check lets the
+    catalog refuse a bad spec without importing the judge package.
+    """
+    unknown = sorted(set(params) - _JUDGE_PARAMS)
+    if unknown:
+        return (
+            f"scorer '{JUDGE_SCORER}' takes no parameter {unknown[0]!r} "
+            f"(accepted: {sorted(_JUDGE_PARAMS)})"
+        )
+    rubric = params.get("rubric")
+    if not isinstance(rubric, str) or not _RUBRIC_NAME.match(rubric):
+        return (
+            f"scorer '{JUDGE_SCORER}': rubric {rubric!r} must be the slug of a template "
+            "prompts/judge-<rubric>.jinja"
+        )
+    judges = params.get("judges")
+    if not isinstance(judges, list) or not judges or not all(isinstance(j, str) for j in judges):
+        return f"scorer '{JUDGE_SCORER}': judges must be a non-empty list of model slugs"
+    return None

@@ -11,6 +11,7 @@ from eval_pipeline.stages.catalog_tables import (
     build_train_samples,
 )
 from eval_pipeline.stages.generate import GenerateReport, RunOrigin, build_requests, generate
+from eval_pipeline.stages.judge import judge_partition
 from eval_pipeline.stages.leaderboard import (
     build_leaderboard,
     explorer_dir,
@@ -18,7 +19,7 @@ from eval_pipeline.stages.leaderboard import (
     write_explorer,
     write_leaderboard_report,
 )
-from eval_pipeline.stages.score import ScoreReport, judge_partition, score, scoring_frame
+from eval_pipeline.stages.score import ScoreReport, score, scoring_frame
 
 __all__ = [
     "AggregateReport",

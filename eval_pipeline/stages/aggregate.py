@@ -8,17 +8,27 @@ from pathlib import Path
 # Any: aggregate rows (any column value).
 from typing import Any, cast
 
+import numpy as np
 import polars as pl
 
 from eval_pipeline.catalog import Catalog, DatasetSpec
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import problem_id
 from eval_pipeline.core.schemas import AGGREGATES, SLICE_AGGREGATES
-from eval_pipeline.judge import JUDGE_SCORER, JudgeParams
+from eval_pipeline.judge import (
+    JUDGE_SCORER,
+    PAIRWISE_SCORER,
+    JudgeParams,
+    calibrated_mean_interval,
+    krippendorff_alpha,
+    length_controlled_win_rate,
+    load_calibration_document,
+)
 from eval_pipeline.scoring import count_suspicious, stats
 from eval_pipeline.storage import Store
 
 BOOTSTRAP_SEED = 20240601
+LC_RESAMPLES = 500  # bootstrap refits of the length-controlled win rate
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,9 @@ def aggregate(
         rows.append(row)
         if metric in code_metrics and spec.samples_per_problem > 1:
             rows.extend(_pass_at_k_rows(row, applicable, spec.samples_per_problem))
+    _widen_calibrated_intervals(spec, store, scores, rows, confidence)
     rows.extend(_judge_agreement_rows(spec, scores, rows[0] if rows else None))
+    rows.extend(_length_controlled_rows(spec, scores, rows[0] if rows else None, confidence))
     frame = pl.DataFrame(rows, schema=AGGREGATES)
     path = store.write("aggregates", frame, dataset=dataset, model=model)
     samples = store.read_optional("dataset_samples", dataset=dataset)
@@ -180,6 +192,94 @@ def _pass_at_k_rows(row: dict, applicable: pl.DataFrame, samples_per_problem: in
     return out
 
 
+def _widen_calibrated_intervals(
+    spec: DatasetSpec,
+    store: Store,
+    scores: pl.DataFrame,
+    rows: list[dict[str, object]],
+    confidence: float,
+) -> None:
+    """Give each single-judge ``<metric>:calibrated`` row an interval with the fit's error.
+
+    The interval resamples the calibration labels with the samples
+    (:func:`eval_pipeline.judge.calibrated_mean_interval`); panels keep the plain bootstrap.
+    """
+    for scorer in spec.scorers:
+        if scorer.name != JUDGE_SCORER:
+            continue
+        params = JudgeParams.model_validate(scorer.params)
+        if len(params.judges) != 1:
+            continue
+        document = load_calibration_document(store, params.judges[0], params.rubric)
+        if document is None:
+            continue
+        raw = (
+            scores.filter((pl.col("metric") == scorer.metric_name) & pl.col("value").is_not_null())[
+                "value"
+            ]
+            .cast(pl.Float64)
+            .to_list()
+        )
+        interval = calibrated_mean_interval(raw, document, confidence=confidence)
+        for row in rows:
+            if row["metric"] == f"{scorer.metric_name}:calibrated" and row["n"] and interval:
+                row["ci_low"], row["ci_high"] = interval
+
+
+def _length_controlled_rows(
+    spec: DatasetSpec, scores: pl.DataFrame, template: dict | None, confidence: float
+) -> list[dict]:
+    """Each ``pairwise_judge`` metric's length-controlled win rate (AlpacaEval 2.0).
+
+    Beside the raw win rate (the metric's mean): ``<metric>:length_controlled``, fitted by
+    :func:`eval_pipeline.judge.length_controlled_win_rate` on the samples with an outcome
+    and a length difference; its interval a seeded bootstrap over those samples, refitting
+    on each resample.
+    """
+    if template is None:
+        return []
+    out = []
+    for scorer in spec.scorers:
+        if scorer.name != PAIRWISE_SCORER:
+            continue
+        metric = scorer.metric_name
+        wide = (
+            scores.filter(pl.col("metric").is_in([metric, f"{metric}:length_diff"]))
+            .pivot(on="metric", index="sample_id", values="value")
+            .drop_nulls()
+        )
+        if metric not in wide.columns or f"{metric}:length_diff" not in wide.columns:
+            wide = pl.DataFrame({metric: [], f"{metric}:length_diff": []})
+        y = wide[metric].to_numpy().astype(float)
+        d = wide[f"{metric}:length_diff"].to_numpy().astype(float)
+        value = length_controlled_win_rate(y, d)
+        low = high = None
+        if value is not None:
+            rng = np.random.default_rng(BOOTSTRAP_SEED)
+            fits = []
+            for _ in range(LC_RESAMPLES):
+                pick = rng.integers(0, y.size, y.size)
+                fit = length_controlled_win_rate(y[pick], d[pick])
+                if fit is not None:
+                    fits.append(fit)
+            tail = (1 - confidence) / 2 * 100
+            low, high = (float(v) for v in np.percentile(fits, [tail, 100 - tail]))
+        out.append(
+            {
+                **template,
+                "metric": f"{metric}:length_controlled",
+                "n": int(y.size),
+                "mean": value,
+                "stderr": None,
+                "ci_low": low,
+                "ci_high": high,
+                "pass_at_1": None,
+                "suspicious": None,
+            }
+        )
+    return out
+
+
 def _judge_agreement_rows(
     spec: DatasetSpec, scores: pl.DataFrame, template: dict[str, object] | None
 ) -> list[dict[str, object]]:
@@ -210,6 +310,32 @@ def _judge_agreement_rows(
                     kappas.append(kappa)
                 if rho is not None:
                     rhos.append(rho)
+        # Krippendorff's alpha over the whole panel, with a bootstrap interval over samples.
+        units = wide.select([f"{metric}:{j}" for j in params.judges]).rows()
+        alpha = krippendorff_alpha(units)
+        low = high = None
+        if alpha is not None:
+            rng = np.random.default_rng(BOOTSTRAP_SEED)
+            draws = [
+                krippendorff_alpha([units[i] for i in rng.integers(0, len(units), len(units))])
+                for _ in range(500)
+            ]
+            kept = [d for d in draws if d is not None]
+            if kept:
+                low, high = (float(v) for v in np.percentile(kept, [2.5, 97.5]))
+        out.append(
+            {
+                **template,
+                "metric": f"{metric}:agreement_alpha",
+                "n": len(units),
+                "mean": alpha,
+                "stderr": None,
+                "ci_low": low,
+                "ci_high": high,
+                "pass_at_1": None,
+                "suspicious": None,
+            }
+        )
         for name, found in (("kappa", kappas), ("spearman", rhos)):
             out.append(
                 {

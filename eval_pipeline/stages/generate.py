@@ -39,6 +39,7 @@ from eval_pipeline.engine import (
     run_requests,
 )
 from eval_pipeline.providers import Provider, create_provider
+from eval_pipeline.stages._turns import converse, user_turns
 from eval_pipeline.storage import Store
 
 LETTERS = string.ascii_uppercase
@@ -483,35 +484,50 @@ def generate(
     )
     own_provider = provider is None
     provider = provider or create_provider(spec)
-    try:
-        result = run_requests(
+    controls = RunControls(
+        budget_usd=budget_usd,
+        partition_timeout_s=partition_timeout_s,
+        request_timeout_s=request_timeout_s,
+        budget_ledger=str(store.budget_ledger(budget_scope)) if budget_scope else None,
+        rate_leases=str(store.rate_leases_dir),
+        route=route,
+        batch_wait=batch_wait,
+        batch_fallback_online=batch_fallback_online,
+        partition=PartitionKey(model=model, dataset=dataset).key,
+        batch_dir=str(store.runs_dir / "batches"),
+        run_id=run.run_id if run is not None else None,
+    )
+
+    def send(batch: list[GenerationRequest]) -> EngineResult:
+        return run_requests(
             provider,
             spec,
-            requests,
+            batch,
             ResponseCache(store.cache_dir),
             use_cache=use_cache,
             progress=progress,
             progress_every_s=progress_every_s,
-            controls=RunControls(
-                budget_usd=budget_usd,
-                partition_timeout_s=partition_timeout_s,
-                request_timeout_s=request_timeout_s,
-                budget_ledger=str(store.budget_ledger(budget_scope)) if budget_scope else None,
-                rate_leases=str(store.rate_leases_dir),
-                route=route,
-                batch_wait=batch_wait,
-                batch_fallback_online=batch_fallback_online,
-                partition=PartitionKey(model=model, dataset=dataset).key,
-                batch_dir=str(store.runs_dir / "batches"),
-                run_id=run.run_id if run is not None else None,
-            ),
+            controls=controls,
         )
+
+    turns_field = catalog.dataset_specs[dataset].turns_field
+    turn_completions: list[list[str | None]] | None = None
+    try:
+        result = send(requests)
+        if turns_field:
+            # Later turns go out after the model's own earlier answers (stages/_turns.py).
+            talk = converse(spec, requests, result, user_turns(samples, turns_field), send)
+            requests, result, turn_completions = talk.requests, talk.result, talk.turn_completions
     finally:
         if own_provider:
             provider.close()
     frame = generations_frame(
         spec, dataset, prompt.version, samples, requests, result, run or RunOrigin(), mode
     )
+    if turn_completions is not None:
+        frame = frame.with_columns(
+            pl.Series("turn_completions", turn_completions, dtype=pl.List(pl.String))
+        )
     path = store.write("generations", frame, dataset=dataset, model=model)
     if result.stopped:
         raise GenerationStopped(f"{model} on {dataset}: {result.stopped} Rows so far: {path}")
@@ -584,6 +600,7 @@ def generations_frame(
                 for r, x in zip(requests, responses, strict=True)
             ],
             "fewshot_ids": [list(r.extras.get("fewshot_ids", [])) for r in requests],
+            "turn_completions": [None] * n,
             "choice_logprobs": logprobs,
             "choice_tokens": tokens,
             "choice_greedy": greedy,

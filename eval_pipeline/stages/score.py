@@ -11,20 +11,20 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import code_version
 from eval_pipeline.core.keys import PROBLEM_SEPARATOR
 from eval_pipeline.core.schemas import SCORES
-from eval_pipeline.engine import RunControls, RunStats
 from eval_pipeline.judge import (
     JUDGE_SCORER,
-    JudgeParams,
-    items_from_frame,
+    MT_BENCH_SCORER,
+    PAIRWISE_SCORER,
     judge_scores,
-    rubric_prompt,
-    run_judge,
+    mt_bench_scores,
+    pairwise_scores,
 )
-from eval_pipeline.providers import Provider
 from eval_pipeline.scoring import run_scorer
 from eval_pipeline.stages._lm_eval import score_frame as lm_eval_scores
 from eval_pipeline.storage import Store
 
+# Scorers whose verdicts the judge stage writes to ``judgements`` (eval_pipeline.judge).
+JUDGED = (JUDGE_SCORER, MT_BENCH_SCORER, PAIRWISE_SCORER)
 # What a scorer sees (see eval_pipeline.scoring.registry).
 SCORER_COLUMNS = (
     "sample_id",
@@ -53,7 +53,11 @@ def scoring_frame(catalog: Catalog, store: Store, model: str, dataset: str) -> p
     """
     generations = _with_columns(
         store.read("generations", dataset=dataset, model=model),
-        {"choice_logprobs": pl.List(pl.Float64), "choice_greedy": pl.List(pl.Boolean)},
+        {
+            "choice_logprobs": pl.List(pl.Float64),
+            "choice_greedy": pl.List(pl.Boolean),
+            "turn_completions": pl.List(pl.String),
+        },
     )
     samples = _with_columns(
         store.read("dataset_samples", dataset=dataset),
@@ -66,6 +70,7 @@ def scoring_frame(catalog: Catalog, store: Store, model: str, dataset: str) -> p
         "request_hash",
         "choice_logprobs",
         "choice_greedy",
+        "turn_completions",
     )
     # Several completions per problem: ``<problem>#<index>`` rows take their problem's row.
     problem = (
@@ -91,83 +96,41 @@ def _with_columns(frame: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.Da
     return frame.with_columns(missing) if missing else frame
 
 
-def judge_partition(
-    catalog: Catalog,
-    store: Store,
-    judge: str,
-    model: str,
-    dataset: str,
-    *,
-    provider: Provider | None = None,
-    controls: RunControls | None = None,
-) -> RunStats:
-    """Ask ``judge`` for every verdict the partition's ``llm_judge`` scorers need of it.
-
-    The verdicts land in the response cache, where :func:`score` finds them: a judge that
-    runs elsewhere (a SLURM job) judges first, and scoring then makes no judge call.
-    """
-    spec = catalog.dataset_specs[dataset]
-    joined = scoring_frame(catalog, store, model, dataset)
-    stats = RunStats()
-    for scorer in spec.scorers:
-        if scorer.name != JUDGE_SCORER:
-            continue
-        params = JudgeParams.model_validate(scorer.params)
-        if judge not in params.judges:
-            continue
-        calls = run_judge(
-            catalog,
-            store,
-            judge,
-            rubric_prompt(catalog.root, params.rubric),
-            items_from_frame(joined, params.question_field),
-            max_tokens=params.max_tokens,
-            provider=provider,
-            controls=controls,
-        )
-        for call in calls:
-            if call.request is None:
-                continue
-            stats.total += 1
-            if call.cached:
-                stats.cached += 1
-                continue
-            response = call.response
-            stats.model_calls += 1
-            if response is not None:
-                stats.input_tokens += response.input_tokens
-                stats.output_tokens += response.output_tokens
-                stats.wall_s += response.latency_s
-                stats.cost_usd += catalog.model(judge).pricing.cost(
-                    response.input_tokens, response.output_tokens
-                )
-    return stats
-
-
 def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreReport:
-    """Score every generation of ``model`` on ``dataset``; one row per sample x metric."""
+    """Score every generation of ``model`` on ``dataset``; one row per sample x metric.
+
+    Judge metrics read the partition's ``judgements`` (written by the judge stage); no
+    judge is called or loaded here.
+
+    Raises:
+        VerdictsMissing: A judge metric lacks current verdicts (the message names the
+            judge task to run).
+    """
     spec = catalog.dataset_specs[dataset]
     if catalog.answer_mode(model, dataset) == "not_applicable":
         path = store.write("scores", pl.DataFrame(schema=SCORES), dataset=dataset, model=model)
         return ScoreReport(path=path, rows=0, means={})
     joined = scoring_frame(catalog, store, model, dataset)
     frames = []
-    judgements = []
     if spec.lm_eval:
         # lm-eval's filters and process_results score the documents (stages._lm_eval).
         frames.append(lm_eval_scores(catalog, model, dataset, joined))
+    judgements = None
+    if any(s.name in JUDGED for s in spec.scorers):
+        # The judge stage wrote the verdicts (the judge task, inline or on SLURM).
+        judgements = store.read_optional("judgements", dataset=dataset, model=model)
     for scorer in spec.scorers if not spec.lm_eval else ():
-        if scorer.name == JUDGE_SCORER:
-            # Judging calls models: the judge package runs it through the engine.
-            output = judge_scores(catalog, store, model, dataset, scorer, joined)
-            judgements.append(output.judgements)
-            for judged in output.scores:
+        if scorer.name in JUDGED:
+            if scorer.name == PAIRWISE_SCORER:
+                judged = pairwise_scores(catalog, store, model, dataset, scorer, joined, judgements)
+            else:
+                read = judge_scores if scorer.name == JUDGE_SCORER else mt_bench_scores
+                judged = read(catalog, model, dataset, scorer, joined, judgements)
+            for metric_frame in judged.frames:
                 frames.append(
-                    joined.select("sample_id", "prompt_version", "request_hash")
-                    .with_columns(
-                        pl.lit(judged["metric"][0] if judged.height else "").alias("metric")
+                    joined.select("sample_id", "prompt_version", "request_hash").hstack(
+                        metric_frame.select("metric", "value", "detail")
                     )
-                    .hstack(judged.select("value", "detail"))
                 )
             continue
         result = run_scorer(scorer.name, joined.select(SCORER_COLUMNS), scorer.params)
@@ -187,8 +150,6 @@ def score(catalog: Catalog, store: Store, model: str, dataset: str) -> ScoreRepo
         .select(SCORES.names())
     )
     path = store.write("scores", scores, dataset=dataset, model=model)
-    if judgements:
-        store.write("judgements", pl.concat(judgements), dataset=dataset, model=model)
     means = {
         m: (v if v is None else float(v))
         for m, v in scores.group_by("metric", maintain_order=True)

@@ -43,7 +43,7 @@ from eval_pipeline_tests.bench._common import REPO, write_result
 MODELS = ("m1", "m2", "m3")
 JUDGE = "fake-judge"
 DATASETS = ("qa", "qa2", "json-extract", "open-qa")
-EVALUATED = ("aggregates", "generations", "scores")
+EVALUATED = ("aggregates", "generations", "judgements", "scores")
 SAMPLE_LIMIT = 3
 
 

@@ -35,6 +35,7 @@ BENCHMARKS = (
     "lmeval_tasks",
     "newcomer",
     "finetune",
+    "judging",
 )
 
 

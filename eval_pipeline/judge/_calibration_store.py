@@ -13,7 +13,7 @@ from pathlib import Path
 # Any: calibration documents as JSON (any JSON type).
 from typing import Any
 
-from eval_pipeline.calibration._fit import CalibrationResult
+from eval_pipeline.judge._fit import CalibrationResult
 from eval_pipeline.storage import Store, atomic_write_text
 
 

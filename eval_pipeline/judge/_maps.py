@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 METHODS = ("identity", "isotonic", "platt", "linear")
+# Scores or labels: a sequence of numbers or an array of them.
+Scores = Sequence[float] | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class CalibrationMap:
     low: float = 1.0
     high: float = 5.0
 
-    def apply(self, raw: Sequence[float] | np.ndarray) -> np.ndarray:
+    def apply(self, raw: Scores) -> np.ndarray:
         """Map raw scores onto the human scale."""
         x = np.asarray(raw, dtype=float)
         if self.method == "identity":
@@ -51,9 +53,7 @@ class CalibrationMap:
         return cls(data["method"], dict(data["params"]), data["low"], data["high"])
 
 
-def pool_adjacent_violators(
-    y: Sequence[float] | np.ndarray, weights: Sequence[float] | np.ndarray | None = None
-) -> np.ndarray:
+def pool_adjacent_violators(y: Scores, weights: Scores | None = None) -> np.ndarray:
     """The non-decreasing sequence closest to ``y`` in weighted least squares (PAV).
 
     Adjacent blocks that violate the order are merged into their weighted mean until
@@ -77,12 +77,7 @@ def pool_adjacent_violators(
     return np.repeat(means, counts)
 
 
-def fit_isotonic(
-    raw: Sequence[float] | np.ndarray,
-    human: Sequence[float] | np.ndarray,
-    low: float = 1,
-    high: float = 5,
-) -> CalibrationMap:
+def fit_isotonic(raw: Scores, human: Scores, low: float = 1, high: float = 5) -> CalibrationMap:
     """Isotonic regression of human labels on raw scores (ties in ``raw`` pooled first)."""
     x = np.asarray(raw, dtype=float)
     y = np.asarray(human, dtype=float)
@@ -94,8 +89,8 @@ def fit_isotonic(
 
 
 def fit_platt(
-    raw: Sequence[float] | np.ndarray,
-    human: Sequence[float] | np.ndarray,
+    raw: Scores,
+    human: Scores,
     low: float = 1,
     high: float = 5,
     ridge: float = 1e-3,
@@ -122,12 +117,7 @@ def fit_platt(
     return CalibrationMap("platt", {"a": float(theta[0]), "b": float(theta[1])}, low, high)
 
 
-def fit_linear(
-    raw: Sequence[float] | np.ndarray,
-    human: Sequence[float] | np.ndarray,
-    low: float = 1,
-    high: float = 5,
-) -> CalibrationMap:
+def fit_linear(raw: Scores, human: Scores, low: float = 1, high: float = 5) -> CalibrationMap:
     """Least-squares line (predictions clipped to the scale); flat when ``raw`` is constant."""
     x = np.asarray(raw, dtype=float)
     y = np.asarray(human, dtype=float)
@@ -140,11 +130,7 @@ def fit_linear(
 
 
 def fit_map(
-    method: str,
-    raw: Sequence[float] | np.ndarray,
-    human: Sequence[float] | np.ndarray,
-    low: float = 1,
-    high: float = 5,
+    method: str, raw: Scores, human: Scores, low: float = 1, high: float = 5
 ) -> CalibrationMap:
     """Fit calibration ``method`` (one of :data:`METHODS`)."""
     if method == "identity":

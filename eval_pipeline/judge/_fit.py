@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from eval_pipeline.calibration._maps import METHODS, CalibrationMap, fit_map
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.hashing import content_hash
+from eval_pipeline.judge._maps import METHODS, CalibrationMap, Scores, fit_map
 from eval_pipeline.scoring import stats
 
 # Below this many labelled responses (with a readable verdict) a fitted map says more
@@ -35,7 +35,8 @@ class Agreement:
     mae: float | None
 
     @classmethod
-    def of(cls, scores: Sequence[float], labels: Sequence[float], low: int, high: int) -> Agreement:
+    def of(cls, scores: Scores, labels: Scores, low: int, high: int) -> Agreement:
+        scores, labels = [float(v) for v in scores], [float(v) for v in labels]
         return cls(
             spearman=stats.spearman(scores, labels),
             kappa=stats.quadratic_weighted_kappa(scores, labels, low, high),
@@ -66,7 +67,7 @@ class CalibrationResult:
     def method(self) -> str:
         return self.map.method
 
-    def apply(self, raw: Sequence[float]) -> np.ndarray:
+    def apply(self, raw: Scores) -> np.ndarray:
         return self.map.apply(raw)
 
     def to_json(self) -> dict[str, Any]:
@@ -113,8 +114,8 @@ def cross_validated_predictions(
 
 
 def fit_calibration(
-    raw: Sequence[float],
-    human: Sequence[float],
+    raw: Scores,
+    human: Scores,
     *,
     low: int = 1,
     high: int = 5,
@@ -171,3 +172,52 @@ def fit_calibration(
         cv_mae=cv_mae,
         version=version,
     )
+
+
+def calibrated_mean_interval(
+    raw: Scores,
+    document: dict[str, Any],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = SEED,
+) -> tuple[float, float] | None:
+    """A calibrated mean's interval that carries the calibration fit's own uncertainty.
+
+    Each bootstrap round resamples the evaluated samples' raw scores *and* the labelled
+    (raw score, label) pairs the calibration was fitted on, refits the chosen method on
+    the resampled labels and maps the resampled scores through it; the interval is the
+    percentile interval of those means. A judge calibrated on 20 labels thus gets a wider
+    interval than one calibrated on 2,000, where resampling the samples alone would show
+    the same. None when the document holds no fitted calibration or no scores are given.
+
+    Args:
+        raw: The samples' raw judge scores (readable verdicts only).
+        document: The stored calibration document (its ``result`` and ``verdicts``).
+        confidence: Coverage of the interval.
+        resamples: Bootstrap rounds.
+        seed: Seed of the resampling.
+    """
+    if document.get("status") != "fitted" or not raw:
+        return None
+    result = CalibrationResult.from_json(document["result"])
+    pairs = [
+        (float(v["score"]), float(v["label"]))
+        for v in document.get("verdicts", [])
+        if v.get("score") is not None
+    ]
+    if not pairs:
+        return None
+    x = np.asarray([p[0] for p in pairs])
+    y = np.asarray([p[1] for p in pairs])
+    scores = np.asarray(raw, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(resamples):
+        pick = rng.integers(0, x.size, x.size)
+        fitted = fit_map(result.method, x[pick], y[pick], result.map.low, result.map.high)
+        sample = scores[rng.integers(0, scores.size, scores.size)]
+        means.append(float(np.mean(fitted.apply(sample))))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)

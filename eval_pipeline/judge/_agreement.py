@@ -1,0 +1,67 @@
+"""Agreement figures with intervals: judge with people, judges with each other.
+
+- :func:`agreement_interval`: a seeded bootstrap percentile interval of any agreement
+  statistic over paired ratings (units resampled with both their ratings).
+- :func:`krippendorff_alpha`: Krippendorff's alpha for interval data, any number of raters,
+  missing ratings allowed (a unit counts when at least two raters rated it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+SEED = 20241207
+
+
+def agreement_interval(
+    statistic: Callable[[Sequence[float], Sequence[float]], float | None],
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = SEED,
+) -> tuple[float, float] | None:
+    """The bootstrap interval of ``statistic(x, y)``; None with fewer than 3 pairs."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if a.size < 3:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        pick = rng.integers(0, a.size, a.size)
+        value = statistic(a[pick].tolist(), b[pick].tolist())
+        if value is not None and np.isfinite(value):
+            values.append(value)
+    if not values:
+        return None
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def krippendorff_alpha(units: Sequence[Sequence[float | None]]) -> float | None:
+    """Krippendorff's alpha (interval metric) over ``units``, each one rating per rater.
+
+    ``1 - D_o / D_e``: the observed disagreement within units over the disagreement
+    expected from all pairable ratings. None when fewer than two units have two ratings
+    or every rating is the same.
+    """
+    rated = [[float(v) for v in unit if v is not None] for unit in units]
+    rated = [u for u in rated if len(u) >= 2]
+    if len(rated) < 2:
+        return None
+    pooled = np.concatenate([np.asarray(u) for u in rated])
+    n = pooled.size
+    observed = 0.0
+    for unit in rated:
+        values = np.asarray(unit)
+        diffs = (values[:, None] - values[None, :]) ** 2
+        observed += diffs.sum() / (len(values) - 1)
+    observed /= n
+    expected = ((pooled[:, None] - pooled[None, :]) ** 2).sum() / (n * (n - 1))
+    if expected == 0:
+        return None
+    return float(1.0 - observed / expected)
