@@ -11,7 +11,7 @@ from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.engine.cache import ResponseCache
-from eval_pipeline.providers import Provider
+from eval_pipeline.providers import Provider, RequestFailure, checked_response
 
 if TYPE_CHECKING:
     from eval_pipeline.engine.api import RunControls
@@ -255,7 +255,12 @@ def run_requests(
                 f"provider {provider.name} returned {len(responses)} responses for {len(batch)} requests"
             )
         stats.model_calls += len(batch)
-        for request, response in zip(batch, responses, strict=True):
+        for request, answer in zip(batch, responses, strict=True):
+            # A local backend's answer passes the same gate as an API's before the cache.
+            try:
+                response = checked_response(answer)
+            except RequestFailure as failure:
+                response = GenerationResponse(None, "error", error=str(failure))
             by_hash[request.request_hash] = response
             stats.input_tokens += response.input_tokens
             stats.output_tokens += response.output_tokens
