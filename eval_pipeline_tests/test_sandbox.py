@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from eval_pipeline.scoring import sandbox
 from eval_pipeline.scoring.sandbox import TAIL_BYTES, SandboxResult, run_sandboxed
 from eval_pipeline_tests import processes
 
@@ -446,3 +447,37 @@ def test_a_python_installed_under_tmp_stays_visible_inside_the_sandbox(monkeypat
     venv = args.index("/tmp/checkout/.venv")
     # Binds are applied in order: a bind before the private /tmp would be hidden by it.
     assert args[tmpfs + 1] == "/tmp" and tmpfs < venv
+
+
+# Four processes of 80 MB each: under a 200 MB per-process limit, over it together.
+MEMORY_HOG = """
+import os, time
+kids = []
+for i in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(80 * 1024 * 1024)
+        for j in range(0, len(block), 4096):
+            block[j] = 1
+        time.sleep(1)
+        os._exit(0)
+    kids.append(pid)
+codes = [os.waitpid(k, 0)[1] for k in kids]
+raise SystemExit(0 if all(c == 0 for c in codes) else 3)
+"""
+
+
+@pytest.mark.skipif(
+    sandbox._memory_cgroup_root() is None, reason="no memory cgroup: RLIMIT_AS per process only"
+)
+def test_the_memory_cap_holds_for_all_of_a_programs_processes_together_and_is_reported():
+    capped = run_sandboxed(MEMORY_HOG, guard=False, memory_mb=200, timeout_s=20)
+    assert capped.status == "memory", capped.detail
+    assert capped.detail.startswith("memory limit (200 MB for all its processes)")
+    # The same program under a cap it fits passes: the cap, not the program, failed it.
+    assert run_sandboxed(MEMORY_HOG, guard=False, memory_mb=600, timeout_s=20).passed
+    assert not [
+        e
+        for e in os.listdir(sandbox._memory_cgroup_root())
+        if e.startswith(f"eval-sandbox-{os.getpid()}-")
+    ]
