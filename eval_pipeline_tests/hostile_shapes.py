@@ -116,7 +116,9 @@ def anthropic_body(draw: _Draw) -> Shape:
         else:
             block["input"] = {"q": 1}
         _put(block, "type", draw.field([kind], p_bad=12))
-        blocks.append(draw.field([block], p_bad=12))  # type: ignore[arg-type]  # JSON
+        drawn = draw.field([block], p_bad=12)
+        if drawn is not MISSING:
+            blocks.append(drawn)  # type: ignore[arg-type]  # a drawn JSON value
     body: dict[str, Json] = {"type": "message", "role": "assistant"}
     _put(body, "content", draw.field([blocks]))
     _put(body, "stop_reason", draw.field(["end_turn", "max_tokens", "refusal", None]))

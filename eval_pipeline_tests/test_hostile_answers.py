@@ -304,3 +304,16 @@ def test_a_malformed_answer_is_retried_and_never_cached(
     again = run_requests(create_provider(spec), spec, [_request(1)], cache)
     assert again.responses[0].completion == "ok" and again.cached == [False]
     assert cache.get(_request(1).request_hash) is not None
+
+
+def test_an_answer_past_the_output_size_limit_is_malformed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EVAL_PIPELINE_MAX_ANSWER_CHARS", "10")
+    with pytest.raises(RequestFailure, match="11 characters, more than the 10"):
+        checked_response(GenerationResponse("x" * 11, "stop"))
+    assert checked_response(GenerationResponse("x" * 10, "stop")).completion == "x" * 10
+    cache = ResponseCache(tmp_path)
+    with pytest.raises(RequestFailure):
+        cache.put("f" * 24, GenerationResponse("x" * 11, "stop"))
+    assert not list(tmp_path.rglob("*.json"))

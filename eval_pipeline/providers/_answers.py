@@ -16,6 +16,7 @@ to every entry it reads back.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -32,6 +33,18 @@ OPENAI_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_
 ANTHROPIC_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 # Finish reasons under which an answer without text is still the model's answer.
 _FILTERED = frozenset({"content_filter", "refusal"})
+
+
+# The longest answer kept (characters); past it an answer is malformed. 1,000,000 is about
+# 30 times the longest answer ``max_tokens`` allows (32,768 tokens).
+MAX_ANSWER_ENV = "EVAL_PIPELINE_MAX_ANSWER_CHARS"
+DEFAULT_MAX_ANSWER_CHARS = 1_000_000
+
+
+def max_answer_chars() -> int:
+    """The answer size limit: ``$EVAL_PIPELINE_MAX_ANSWER_CHARS``, else 1,000,000."""
+    raw = os.environ.get(MAX_ANSWER_ENV, "").strip()
+    return int(raw) if raw.isdecimal() and int(raw) > 0 else DEFAULT_MAX_ANSWER_CHARS
 
 
 @dataclass(frozen=True)
@@ -291,6 +304,13 @@ def checked_response(response: GenerationResponse) -> GenerationResponse:
     what = "an answer"
     if not isinstance(response.completion, str):
         raise malformed(what, f"the completion is {_type(response.completion)}, not a string")
+    limit = max_answer_chars()
+    if len(response.completion) > limit:
+        raise malformed(
+            what,
+            f"the completion has {len(response.completion)} characters, more than the "
+            f"{limit} of ${MAX_ANSWER_ENV}",
+        )
     if not isinstance(response.finish_reason, str):
         raise malformed(what, f"the finish reason is {_type(response.finish_reason)}")
     _count(response.input_tokens, "input_tokens", what)
