@@ -21,7 +21,17 @@ from eval_pipeline.catalog import load_catalog
 from eval_pipeline.catalog._catalog import _load_rows
 from eval_pipeline.core.errors import CatalogError
 
-LOADERS = ("jsonl", "csv", "parquet")
+LOADERS = ("jsonl", "csv", "parquet", "user")
+USER_LOADER = "eval_pipeline_tests.hostile_rows:user_rows"
+# What the ``user`` loader returns next (a user loader hands over Python objects).
+_USER_ROWS: list[object] = []
+
+
+def user_rows(split: str | None = None) -> list[object]:
+    """A ``package.module:function`` loader returning the rows of the current case."""
+    return list(_USER_ROWS)
+
+
 FIELDS = ("id", "q", "answer", "choices", "tags")
 LIMITS = {"max_row_bytes": 4096, "max_field_bytes": 1024, "max_rows": 50}
 
@@ -45,8 +55,7 @@ class RowBench:
                     "name": name,
                     "source": "generated",
                     "license": "CC0-1.0",
-                    "loader": loader,
-                    "data": f"data.{loader}",
+                    "loader": USER_LOADER if loader == "user" else loader,
                     "prompt": "p",
                     "fields": ["q"],
                     "target_field": "answer",
@@ -54,6 +63,8 @@ class RowBench:
                     "limits": LIMITS,
                     "scorers": [{"name": "acc"}] if kind == "mc" else [{"name": "exact_match"}],
                 }
+                if loader != "user":
+                    spec["data"] = f"data.{loader}"
                 if kind == "mc":
                     spec.update(task="multiple_choice", choices_field="choices")
                 (folder / "dataset.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -62,7 +73,9 @@ class RowBench:
 
     def write(self, name: str, loader: str, rows: list[Any] | bytes) -> None:
         path = self.root / "datasets" / name / f"data.{loader}"
-        if isinstance(rows, bytes):
+        if loader == "user":
+            _USER_ROWS[:] = rows if isinstance(rows, list) else [rows]
+        elif isinstance(rows, bytes):
             path.write_bytes(rows)
         elif loader == "jsonl":
             path.write_text("".join(json.dumps(r) + "\n" for r in rows))

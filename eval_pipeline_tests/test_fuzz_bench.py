@@ -18,7 +18,7 @@ def test_the_fuzz_bench_reports_every_figure_at_a_tiny_size() -> None:
     # Some answers of each provider were accepted (and cached), some refused.
     assert all(0 < n < 300 for n in result["provider_shapes_accepted"].values())
     assert result["cached_malformed"] == 0
-    assert result["row_cases_tried"] == {"jsonl": 40, "csv": 40, "parquet": 40}
+    assert result["row_cases_tried"] == {"jsonl": 40, "csv": 40, "parquet": 40, "user": 40}
     assert result["unnamed_errors"] == 0, (
         result["unnamed_answer_errors"] + result["unnamed_row_errors"]
     )

@@ -463,8 +463,8 @@ def _run(
     finally:
         _remove_tree(workdir)
 
-    limits = _Limits(timeout_s, cpu_s, memory_mb, max_file_bytes)
-    status, detail = _classify(mode, finished, returncode, stderr, verdict_text, limits, memory_hit)
+    bounds = _Limits(timeout_s, cpu_s, memory_mb, max_file_bytes)
+    status, detail = _classify(mode, finished, returncode, stderr, verdict_text, bounds, memory_hit)
     duration = time.monotonic() - start
     return SandboxResult(status, returncode, stdout, stderr, duration, detail, isolation)
 
