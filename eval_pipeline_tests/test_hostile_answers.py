@@ -317,3 +317,21 @@ def test_an_answer_past_the_output_size_limit_is_malformed(
     with pytest.raises(RequestFailure):
         cache.put("f" * 24, GenerationResponse("x" * 11, "stop"))
     assert not list(tmp_path.rglob("*.json"))
+
+
+def test_a_damaged_cache_entry_is_sent_again_counted_and_replaced_never_a_failure(
+    served: _Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, TEST_KEY)
+    served.serve(
+        {"choices": [{"message": {"content": "fresh"}}], "usage": {"completion_tokens": 1}}
+    )
+    spec = _spec("openai", served.url)
+    cache = ResponseCache(tmp_path)
+    key = _request(2).request_hash
+    cache.put(key, GenerationResponse("stale", "stop", 1, 1))
+    (tmp_path / key[:2] / f"{key}.json").write_text('{"completion": ["hand", "edited"]}')
+    result = run_requests(create_provider(spec), spec, [_request(2)], cache)
+    assert result.responses[0].completion == "fresh" and result.cached == [False]
+    assert result.stats.cache_damaged == 1 and served.requests == 1
+    assert cache.get(key) is not None and cache.get(key).completion == "fresh"

@@ -35,6 +35,8 @@ class Progress:
     rate_limited: int = 0
     in_flight: int = 0
     last_error: str | None = None
+    # Cache entries that did not read back as an answer: sent again, their entries replaced.
+    cache_damaged: int = 0
     # ``elapsed_s`` when a request last completed (None: the caller does not track it).
     # With it, a partition stuck on its last requests reads as waiting, not "ETA 1s".
     last_done_s: float | None = None
@@ -124,6 +126,8 @@ class RunStats:
     batch_retried: int = 0
     batch_waited_s: float = 0.0
     batch_worst_usd: float = 0.0
+    # Cache entries that did not read back as an answer: sent again, their entries replaced.
+    cache_damaged: int = 0
 
 
 @dataclass
@@ -167,12 +171,14 @@ def run_requests(
     by_hash: dict[str, GenerationResponse] = {}
     from_cache: set[str] = set()
     if cache is not None and use_cache:
+        damaged_before = len(cache.damaged)
         for r in requests:
             if r.request_hash not in by_hash:
                 hit = cache.get(r.request_hash)
                 if hit is not None:
                     by_hash[r.request_hash] = hit
                     from_cache.add(r.request_hash)
+        stats.cache_damaged = len(cache.damaged) - damaged_before
     todo: list[GenerationRequest] = []
     queued: set[str] = set()
     for r in requests:
