@@ -481,3 +481,35 @@ def test_the_memory_cap_holds_for_all_of_a_programs_processes_together_and_is_re
         for e in os.listdir(sandbox._memory_cgroup_root())
         if e.startswith(f"eval-sandbox-{os.getpid()}-")
     ]
+
+
+@pytest.mark.parametrize(
+    "mode,returncode,stderr,verdict,memory_hit,expected",
+    [
+        ("program", 0, "", "", False, ("passed", "passed")),
+        ("tests", 0, "", "", False, ("error", "error: the test supervisor exited without a verdict")),
+        ("tests", 0, "", '{"status": "passed"}', False, ("passed", "passed")),
+        ("tests", 1, "", '{"status": "passed"}', False, ("failed", "failed: the tests failed")),
+        ("program", -24, "", "", False, ("timeout", "timeout: CPU limit of 3s")),
+        ("tests", 0, "", '{"status": "failed", "signal": 24}', False, ("timeout", "timeout: CPU limit of 3s")),
+        ("program", 1, "MemoryError", "", False, ("memory", "memory limit (64 MB): MemoryError")),
+        ("tests", 0, "", '{"status": "failed", "error": "MemoryError"}', False,
+         ("memory", "memory limit (64 MB): MemoryError")),
+        ("program", -9, "", "", True,
+         ("memory", "memory limit (64 MB for all its processes): the kernel killed a process at the cap")),
+        ("tests", 0, "", '{"status": "failed", "signal": 9}', True,
+         ("memory", "memory limit (64 MB for all its processes): the kernel killed a process at the cap")),
+        ("tests", 0, "", '{"status": "failed", "signal": 9}', False, ("killed", "killed by SIGKILL")),
+        ("program", 1, "OSError: [Errno 27] File too large", "", False,
+         ("file_limit", "file_limit: a file or the output passed 100 bytes")),
+        ("tests", 0, "", '{"status": "failed", "error": "SandboxViolation: no"}', False,
+         ("blocked", "blocked: SandboxViolation: no")),
+    ],
+)  # fmt: skip
+def test_one_classifier_reads_a_program_and_a_test_run_the_same_way(
+    mode: str, returncode: int, stderr: str, verdict: str, memory_hit: bool, expected: tuple
+) -> None:
+    limits = sandbox._Limits(timeout_s=2, cpu_s=3, memory_mb=64, max_file_bytes=100)
+    got = sandbox._classify(mode, True, returncode, stderr, verdict, limits, memory_hit)
+    assert got == expected
+    assert sandbox._classify(mode, False, returncode, stderr, verdict, limits)[0] == "timeout"
