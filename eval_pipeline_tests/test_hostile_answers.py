@@ -21,7 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from eval_pipeline.core.specs import ModelSpec
-from eval_pipeline.core.types import GenerationRequest, GenerationResponse, Message, SamplingParams
+from eval_pipeline.core.types import (
+    ChoiceScores,
+    ContinuationScore,
+    GenerationRequest,
+    GenerationResponse,
+    Message,
+    SamplingParams,
+)
 from eval_pipeline.engine import ResponseCache
 from eval_pipeline.engine.run import run_requests
 from eval_pipeline.providers import RequestFailure, checked_response, create_provider
@@ -135,6 +142,12 @@ def test_a_nan_log_probability_or_ragged_lists_are_malformed() -> None:
         GenerationResponse("x", "stop", latency_s=math.nan),
         GenerationResponse("x", "stop", info={"choice_logprobs": {"A": math.nan}}),
         GenerationResponse("x", "stop", info={1: "non-string key"}),  # type: ignore[dict-item]
+        GenerationResponse(
+            "A", "stop", choice_scores=ChoiceScores((ContinuationScore("A", math.nan, 1),))
+        ),
+        GenerationResponse(
+            "A", "stop", choice_scores=ChoiceScores((ContinuationScore("A", -1.0, -3),))
+        ),
     ],
 )
 def test_a_local_backends_malformed_answer_is_never_cached(
@@ -156,6 +169,10 @@ def test_a_local_backends_malformed_answer_is_never_cached(
         b'{"completion": null, "finish_reason": "stop"}',
         b'{"completion": "x", "finish_reason": "stop", "surprise": 1}',
         b'{"completion": "x", "finish_reason": "stop", "info": {"a": NaN}}',
+        b'{"completion": "x", "finish_reason": "stop", "choice_scores": {"scores": [["A", "x", 1, null]]}}',
+        b'{"completion": "x", "finish_reason": "stop", "choice_scores": {"scores": 5}}',
+        b'{"completion": "x", "finish_reason": "stop", "info": {"choice_logprobs": {"A": "x"}}}',
+        b'{"completion": "x", "finish_reason": "stop", "info": []}',
     ],
 )
 def test_a_cached_entry_that_does_not_parse_is_a_reported_miss(

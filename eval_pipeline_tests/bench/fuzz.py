@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from eval_pipeline.core.types import GenerationResponse
+from eval_pipeline.core.types import ChoiceScores, ContinuationScore, GenerationResponse
 from eval_pipeline.engine import ResponseCache
 from eval_pipeline.providers import RequestFailure, checked_response
 from eval_pipeline_tests import processes
@@ -66,13 +66,22 @@ def _local_answer(rng: random.Random) -> GenerationResponse:
         output_tokens=pick(5, -2, float("nan"), None),
         latency_s=pick(0.1, math.nan, math.inf, -1.0, "0.1"),
         info=pick(
-            {"choice_logprobs": {"A": -0.5}},
-            {"choice_logprobs": {"A": math.nan}},
+            {"backend": "vllm", "load_s": 0.5},
+            {"load_s": math.nan},
             {1: "x"},
             {"x": object()},
             [],
             {"deep": [[[[[[[[[[[[1]]]]]]]]]]]]},
         ),
+        choice_scores=pick(
+            None,
+            ChoiceScores((ContinuationScore("A", math.nan, 1),)),
+            ChoiceScores((ContinuationScore("A", -0.5, -1),)),
+            ChoiceScores((ContinuationScore("A", -0.5, 1, "yes"),)),  # type: ignore[arg-type]
+            ChoiceScores((ContinuationScore("A", math.inf, 1),)),
+        )
+        if rng.randrange(2)
+        else pick(ChoiceScores((ContinuationScore("A", -0.5, 1, True),), 4), ["A"]),
     )
 
 
