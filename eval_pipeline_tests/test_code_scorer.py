@@ -247,7 +247,7 @@ def test_the_registry_runs_code_execution_with_its_parameters():
 def test_the_catalog_refuses_a_dataset_scored_under_process_isolation(tmp_path):
     from eval_pipeline.catalog import load_catalog
     from eval_pipeline.core.errors import CatalogError
-    from eval_pipeline_tests.conftest import make_project
+    from eval_pipeline_tests.projects import make_project
 
     root = make_project(tmp_path / "project", datasets=("humaneval",))
     spec = root / "datasets" / "humaneval" / "dataset.yaml"

@@ -24,8 +24,8 @@ from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.core.specs import RowLimits
 from eval_pipeline.operations import preflight
-from eval_pipeline_tests.conftest import make_project
 from eval_pipeline_tests.hostile_rows import LOADERS, RowBench, random_rows
+from eval_pipeline_tests.projects import make_project
 
 
 @pytest.fixture(scope="module")
