@@ -48,7 +48,12 @@ try:
     outcome = "accepted"
 except CatalogError as exc:
     outcome = "refused: " + str(exc)[:200]
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM: this program's own peak (ru_maxrss keeps the forking parent's size across exec).
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+peak_kb = int(status["VmHWM"].split()[0]) if "VmHWM" in status else (
+    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+)
+print(peak_kb // 1024)
 print(outcome)
 """
 
