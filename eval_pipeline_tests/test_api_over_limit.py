@@ -203,4 +203,10 @@ def test_an_answer_without_text_is_malformed(provider, data):
 def test_empty_text_is_an_answer_when_tokens_were_spent_or_the_answer_was_refused(
     provider, data, expected
 ):
-    assert _provider(provider).parse(data) == expected
+    answer = _provider(provider).parse(data)
+    assert (
+        answer.text,
+        answer.finish_reason,
+        answer.input_tokens,
+        answer.output_tokens,
+    ) == expected

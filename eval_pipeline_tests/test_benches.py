@@ -42,6 +42,8 @@ FAST: dict[str, dict[str, Any]] = {
     "api_faults": {"requests": 20},
     "api_rate_limited": {"requests": 20},
     "api_over_limit": {"requests": 20},
+    # Its figures at a tiny size are checked in test_fuzz_bench.py.
+    "fuzz": {"shapes_per_provider": 50, "rows_per_loader": 10, "big_line_mb": 2, "attacks": []},
     "explorer_open": {
         "models": 2,
         "datasets": 2,

@@ -17,6 +17,7 @@ from eval_pipeline.scoring._code import (
     extract_code,
     suspicious_patterns,
 )
+from eval_pipeline.scoring.sandbox import IsolationRefused
 
 TOTAL = {
     "prompt": (
@@ -184,8 +185,6 @@ def test_the_detail_records_status_isolation_and_suspicious_patterns_as_json():
          "suspicious": []},
         {"status": "passed", "message": "passed", "isolation": "bwrap", "suspicious": ["gc"]},
     ]  # fmt: skip
-    process = code_detail(code_execution(frame.head(1), isolation="process")["detail"][0])
-    assert process["isolation"] == "process"
 
 
 def test_suspicious_patterns_name_the_common_forms_of_tampering():
@@ -204,16 +203,15 @@ def test_an_unknown_isolation_or_a_missing_bwrap_is_refused_before_anything_runs
     with pytest.raises(ValueError, match="unknown isolation 'vm'"):
         code_execution(_frame([(BODY, TOTAL)]), isolation="vm")
     monkeypatch.setattr("eval_pipeline.scoring.sandbox.bwrap_path", lambda: None)
-    with pytest.raises(ValueError, match="bubblewrap .* is not installed.*isolation: process"):
+    with pytest.raises(ValueError, match="bubblewrap .* is not installed.*ensure-bwrap"):
         code_execution(_frame([(BODY, TOTAL)]))
     # Installed but unable to create namespaces (no user namespaces, say): refused too.
     monkeypatch.setattr("eval_pipeline.scoring.sandbox.bwrap_path", lambda: "/bin/false")
     with pytest.raises(ValueError, match="cannot create its namespaces"):
         code_execution(_frame([(BODY, TOTAL)]))
-    # The dataset opted into the weaker guard: it runs, and says so on the row.
-    row = code_execution(_frame([(BODY, TOTAL)]), isolation="process").row(0, named=True)
-    assert row["value"] == 1.0
-    assert code_detail(row["detail"])["isolation"] == "process"
+    # The weaker in-process guard is no way out: its verdicts could be forged.
+    with pytest.raises(IsolationRefused, match="cannot score model-written code"):
+        code_execution(_frame([(BODY, TOTAL)]), isolation="process")
 
 
 def test_rows_come_back_in_input_order_whatever_order_they_finish_in():
@@ -237,8 +235,27 @@ def test_the_registry_runs_code_execution_with_its_parameters():
     assert check_scorer_params("code_execution", {"timeout_s": 10, "memory_mb": 256}) is None
     assert check_scorer_params("code_execution", {"timeout": 10}) is not None
     assert "isolation must be" in check_scorer_params("code_execution", {"isolation": "vm"})
-    params = {"timeout_s": 5, "workers": 1, "isolation": "process"}
+    refused = check_scorer_params("code_execution", {"isolation": "process"})
+    assert refused is not None and "can switch off the in-process guard" in refused
+    params = {"timeout_s": 5, "workers": 1, "isolation": "bwrap"}
     assert check_scorer_params("code_execution", params) is None
     scores = run_scorer("code_execution", _frame([(BODY, TOTAL)]), params)
     assert scores["value"].to_list() == [1.0]
-    assert code_detail(scores["detail"][0])["isolation"] == "process"
+    assert code_detail(scores["detail"][0])["isolation"] == "bwrap"
+
+
+def test_the_catalog_refuses_a_dataset_scored_under_process_isolation(tmp_path):
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.core.errors import CatalogError
+    from eval_pipeline_tests.projects import make_project
+
+    root = make_project(tmp_path / "project", datasets=("humaneval",))
+    spec = root / "datasets" / "humaneval" / "dataset.yaml"
+    spec.write_text(
+        spec.read_text().replace("{timeout_s: 10}", "{timeout_s: 10, isolation: process}")
+    )
+    with pytest.raises(CatalogError) as info:
+        load_catalog(root)
+    assert info.value.field == "scorers[0].params"
+    assert "datasets/humaneval/dataset.yaml" in str(info.value)
+    assert "forge a passing verdict" in info.value.problem

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from eval_pipeline.scoring import sandbox
 from eval_pipeline.scoring.sandbox import TAIL_BYTES, SandboxResult, run_sandboxed
 from eval_pipeline_tests import processes
 
@@ -446,3 +447,69 @@ def test_a_python_installed_under_tmp_stays_visible_inside_the_sandbox(monkeypat
     venv = args.index("/tmp/checkout/.venv")
     # Binds are applied in order: a bind before the private /tmp would be hidden by it.
     assert args[tmpfs + 1] == "/tmp" and tmpfs < venv
+
+
+# Four processes of 80 MB each: under a 200 MB per-process limit, over it together.
+MEMORY_HOG = """
+import os, time
+kids = []
+for i in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(80 * 1024 * 1024)
+        for j in range(0, len(block), 4096):
+            block[j] = 1
+        time.sleep(1)
+        os._exit(0)
+    kids.append(pid)
+codes = [os.waitpid(k, 0)[1] for k in kids]
+raise SystemExit(0 if all(c == 0 for c in codes) else 3)
+"""
+
+
+@pytest.mark.skipif(
+    sandbox._memory_cgroup_root() is None, reason="no memory cgroup: RLIMIT_AS per process only"
+)
+def test_the_memory_cap_holds_for_all_of_a_programs_processes_together_and_is_reported():
+    capped = run_sandboxed(MEMORY_HOG, guard=False, memory_mb=200, timeout_s=20)
+    assert capped.status == "memory", capped.detail
+    assert capped.detail.startswith("memory limit (200 MB for all its processes)")
+    # The same program under a cap it fits passes: the cap, not the program, failed it.
+    assert run_sandboxed(MEMORY_HOG, guard=False, memory_mb=600, timeout_s=20).passed
+    assert not [
+        e
+        for e in os.listdir(sandbox._memory_cgroup_root())
+        if e.startswith(f"eval-sandbox-{os.getpid()}-")
+    ]
+
+
+@pytest.mark.parametrize(
+    "mode,returncode,stderr,verdict,memory_hit,expected",
+    [
+        ("program", 0, "", "", False, ("passed", "passed")),
+        ("tests", 0, "", "", False, ("error", "error: the test supervisor exited without a verdict")),
+        ("tests", 0, "", '{"status": "passed"}', False, ("passed", "passed")),
+        ("tests", 1, "", '{"status": "passed"}', False, ("failed", "failed: the tests failed")),
+        ("program", -24, "", "", False, ("timeout", "timeout: CPU limit of 3s")),
+        ("tests", 0, "", '{"status": "failed", "signal": 24}', False, ("timeout", "timeout: CPU limit of 3s")),
+        ("program", 1, "MemoryError", "", False, ("memory", "memory limit (64 MB): MemoryError")),
+        ("tests", 0, "", '{"status": "failed", "error": "MemoryError"}', False,
+         ("memory", "memory limit (64 MB): MemoryError")),
+        ("program", -9, "", "", True,
+         ("memory", "memory limit (64 MB for all its processes): the kernel killed a process at the cap")),
+        ("tests", 0, "", '{"status": "failed", "signal": 9}', True,
+         ("memory", "memory limit (64 MB for all its processes): the kernel killed a process at the cap")),
+        ("tests", 0, "", '{"status": "failed", "signal": 9}', False, ("killed", "killed by SIGKILL")),
+        ("program", 1, "OSError: [Errno 27] File too large", "", False,
+         ("file_limit", "file_limit: a file or the output passed 100 bytes")),
+        ("tests", 0, "", '{"status": "failed", "error": "SandboxViolation: no"}', False,
+         ("blocked", "blocked: SandboxViolation: no")),
+    ],
+)  # fmt: skip
+def test_one_classifier_reads_a_program_and_a_test_run_the_same_way(
+    mode: str, returncode: int, stderr: str, verdict: str, memory_hit: bool, expected: tuple
+) -> None:
+    limits = sandbox._Limits(timeout_s=2, cpu_s=3, memory_mb=64, max_file_bytes=100)
+    got = sandbox._classify(mode, True, returncode, stderr, verdict, limits, memory_hit)
+    assert got == expected
+    assert sandbox._classify(mode, False, returncode, stderr, verdict, limits)[0] == "timeout"

@@ -23,7 +23,13 @@ import polars as pl
 import pytest
 
 from eval_pipeline.scoring import code_detail, run_scorer
-from eval_pipeline.scoring.sandbox import _pids_cgroup_root, bwrap_path, run_sandboxed, run_tests
+from eval_pipeline.scoring.sandbox import (
+    IsolationRefused,
+    _pids_cgroup_root,
+    bwrap_path,
+    run_sandboxed,
+    run_tests,
+)
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.helpers import materialize
 from eval_pipeline_tests.projects import make_project
@@ -427,16 +433,16 @@ def test_a_completion_that_switches_the_guard_off_scores_zero_and_leaks_nothing(
     assert _processes_with(token) == []
 
 
-def test_without_bwrap_the_scorer_refuses_unless_the_dataset_opts_into_the_process_guard(
-    monkeypatch,
-):
+def test_without_bwrap_the_scorer_refuses_and_the_process_guard_is_no_way_out(monkeypatch):
     monkeypatch.setattr("eval_pipeline.scoring.sandbox.bwrap_path", lambda: None)
     problems = _problems(["HumanEval/0"])
     frame = _frame(["    return True\n"], problems)
     with pytest.raises(ValueError, match="bubblewrap"):
         run_scorer("code_execution", frame, {})
-    scores = run_scorer("code_execution", frame, {"isolation": "process"})
-    assert code_detail(scores["detail"][0])["isolation"] == "process"
+    with pytest.raises(IsolationRefused, match="forge a passing verdict"):
+        run_scorer("code_execution", frame, {"isolation": "process"})
+    with pytest.raises(IsolationRefused):
+        run_tests("def f():\n    return 1\n", "f", "def check(c):\n    pass\n", isolation="process")
 
 
 def test_a_session_leaving_child_of_a_program_that_times_out_is_gone_when_the_run_returns():

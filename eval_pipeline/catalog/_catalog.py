@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -624,6 +625,9 @@ def _choices(value: Any, shown: str, where: str) -> list[str]:
     return choices
 
 
+_INDEX = re.compile(r"[0-9]{1,9}")
+
+
 def _choice_targets(value: Any, choices: list[str], shown: str, where: str) -> list[str]:
     """The correct choices' texts from an index, a choice's text, or a list of those."""
     if hasattr(value, "tolist"):
@@ -637,8 +641,10 @@ def _choice_targets(value: Any, choices: list[str], shown: str, where: str) -> l
             out.append(item)
         elif isinstance(item, int) and not isinstance(item, bool) and 0 <= item < len(choices):
             out.append(choices[item])
-        elif isinstance(item, str) and item.strip().isdigit() and int(item) < len(choices):
-            out.append(choices[int(item)])  # an index read from a CSV cell
+        elif isinstance(item, str) and _INDEX.fullmatch(item.strip()) and int(item) < len(choices):
+            # An index read from a CSV cell: ASCII digits only (``"²".isdigit()`` is true,
+            # and ``int("²")`` a bare ValueError).
+            out.append(choices[int(item)])
         else:
             raise CatalogError(
                 shown, where, f"target {item!r} is neither a choice nor an index into {choices}"

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from eval_pipeline.catalog._bounds import check_row_count, check_row_size, read_jsonl
 from eval_pipeline.catalog._files import display, read_text
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.installed import module_spec
-from eval_pipeline.core.specs import DatasetSpec, validation_error_to_catalog_error
+from eval_pipeline.core.specs import DatasetSpec, RowLimits, validation_error_to_catalog_error
 from eval_pipeline.core.types import Missing
 
 if TYPE_CHECKING:  # imported on use: lm-eval's layer is heavy
@@ -126,8 +127,20 @@ def load_raw(root: Path, spec: DatasetSpec, split: str | None = None) -> tuple[R
     """The raw rows of ``spec`` (or of its few-shot ``split``) and the source's display name.
 
     ``split`` is a few-shot source: another data file for the file loaders, another
-    split for ``huggingface`` and user loaders, a subtask for ``bigbench``.
+    split for ``huggingface`` and user loaders, a subtask for ``bigbench``. Every row is
+    held to the dataset's ``limits`` (row and field size, rows per dataset).
+
+    Raises:
+        CatalogError: naming the file, line or row and field of the first problem.
     """
+    raw, shown = _load_raw(root, spec, split)
+    check_row_count(shown, len(raw), spec.limits)
+    for where, row in raw:
+        check_row_size(shown, where, row, spec.limits)
+    return raw, shown
+
+
+def _load_raw(root: Path, spec: DatasetSpec, split: str | None) -> tuple[Raw, str]:
     folder = root / "datasets" / spec.name
     shown_spec = display(folder / DATASET_SPEC, root)
     field = "fewshot.source" if split else "data"
@@ -140,11 +153,11 @@ def load_raw(root: Path, spec: DatasetSpec, split: str | None = None) -> tuple[R
             problem = "is not a file" if path.exists() else "does not exist"
             raise CatalogError(shown_spec, field, f"{shown} {problem}")
         if spec.loader == "jsonl":
-            return _jsonl(path, shown), shown
+            return read_jsonl(path, shown, spec.limits), shown
         if spec.loader == "csv":
             csv_options = _options(CsvOptions, spec, shown_spec)
-            return _csv(path, shown, csv_options.separator), shown
-        return _parquet(path, shown), shown
+            return _csv(path, shown, csv_options.separator, spec.limits), shown
+        return _parquet(path, shown, spec.limits), shown
     if spec.loader == "huggingface":
         hf_options = _options(HuggingFaceOptions, spec, shown_spec)
         return _huggingface(folder, hf_options, split, shown_spec)
@@ -171,46 +184,46 @@ def load_raw(root: Path, spec: DatasetSpec, split: str | None = None) -> tuple[R
     return raw, spec.loader
 
 
-def _jsonl(path: Path, shown: str) -> Raw:
-    rows: Raw = []
-    for lineno, line in enumerate(read_text(path, shown).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((f"line {lineno}", json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise CatalogError(
-                shown, f"line {lineno}", f"malformed row: not valid JSON ({exc.msg})"
-            ) from exc
-    return rows
-
-
-def _csv(path: Path, shown: str, separator: str) -> Raw:
+def _csv(path: Path, shown: str, separator: str, limits: RowLimits) -> Raw:
     import csv
-    import io
 
-    text = read_text(path, shown)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator)
     rows: Raw = []
+    # Streamed: the csv module holds one record at a time (a field past its own 128 KiB
+    # limit is a named csv.Error), never the whole file.
     try:
-        for row in reader:
-            # Line numbers count the header; a quoted field may span lines, so use the
-            # reader's own count.
-            if None in row:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter=separator)
+            try:
+                for row in reader:
+                    # Line numbers count the header; a quoted field may span lines, so use
+                    # the reader's own count.
+                    if None in row:
+                        raise CatalogError(
+                            shown,
+                            f"line {reader.line_num}",
+                            "malformed row: more values than columns",
+                        )
+                    rows.append((f"line {reader.line_num}", dict(row)))
+                    check_row_count(shown, len(rows), limits)
+            except csv.Error as exc:
                 raise CatalogError(
-                    shown, f"line {reader.line_num}", "malformed row: more values than columns"
-                )
-            rows.append((f"line {reader.line_num}", dict(row)))
-    except csv.Error as exc:
-        raise CatalogError(shown, f"line {reader.line_num}", f"malformed CSV: {exc}") from exc
+                    shown, f"line {reader.line_num}", f"malformed CSV: {exc}"
+                ) from exc
+    except UnicodeDecodeError:
+        read_text(path, shown)  # raises the error naming the line and column
+        raise
     return rows
 
 
-def _parquet(path: Path, shown: str) -> Raw:
+def _parquet(path: Path, shown: str, limits: RowLimits) -> Raw:
     import polars as pl
 
     try:
+        # The row count from the file's metadata: a file of too many rows is not read.
+        check_row_count(shown, pl.scan_parquet(path).select(pl.len()).collect().item(), limits)
         frame = pl.read_parquet(path)
+    except CatalogError:
+        raise
     except Exception as exc:  # polars raises several error types for a bad file
         raise CatalogError(shown, "", f"not a readable Parquet file: {exc}") from exc
     return [(f"row {i}", r) for i, r in enumerate(frame.to_dicts(), start=1)]

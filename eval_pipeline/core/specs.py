@@ -207,6 +207,18 @@ class FewshotSpec(_Strict):
     separator: str = "\n\n"
 
 
+class RowLimits(_Strict):
+    """``limits:`` of a dataset: what its loader reads at most (a named error past each).
+
+    A JSONL file is read a line at a time, never more than ``max_row_bytes`` of a line, so
+    reading takes memory in proportion to the limit, not to the file.
+    """
+
+    max_row_bytes: int = Field(1 << 20, ge=1)  # one row: a JSONL line, or its fields together
+    max_field_bytes: int = Field(512 << 10, ge=1)  # one field's value (UTF-8 or its JSON)
+    max_rows: int = Field(1_000_000, ge=1)  # rows of the data file (or of the loader)
+
+
 class DatasetSpec(_Strict):
     """``datasets/<name>/dataset.yaml``."""
 
@@ -253,6 +265,7 @@ class DatasetSpec(_Strict):
     target_delimiter: str | None = None
     fewshot: FewshotSpec | None = None
     prompt_format: PromptFormat | None = None  # overrides the model's
+    limits: RowLimits = Field(default_factory=RowLimits)
     suite: str | None = None  # a group of datasets run together (``run --suite``)
     # A dataset of a suite is left out of ``eval-pipeline run`` without ``--dataset`` or
     # ``--suite`` (``make run``) unless it says so here; datasets of no suite are in it.

@@ -37,7 +37,13 @@ from eval_pipeline.engine.leases import RateLease
 from eval_pipeline.engine.ratelimit import SHARED_RATES, RateLimiter
 from eval_pipeline.engine.retry import retrying
 from eval_pipeline.engine.slots import PrioritySlots
-from eval_pipeline.providers import ApiOptions, ApiProviderBase, Provider, RequestFailure
+from eval_pipeline.providers import (
+    ApiOptions,
+    ApiProviderBase,
+    Provider,
+    RequestFailure,
+    checked_response,
+)
 
 if TYPE_CHECKING:  # engine.run imports this module when it runs an API provider
     from eval_pipeline.engine.run import RunStats
@@ -252,7 +258,9 @@ class _ApiRun:
         stats.in_flight += 1
         try:
             async with asyncio.timeout(self.timeout_s):
-                response = await self.provider.agenerate(request)
+                # Validated before anything else sees it: a malformed answer is retried
+                # like any transient failure and never reaches the cache.
+                response = checked_response(await self.provider.agenerate(request))
         except TimeoutError:
             failure: RequestFailure | None = RequestFailure(
                 "timeout", f"no response within the {self.timeout_s:g} s request deadline"

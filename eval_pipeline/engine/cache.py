@@ -4,12 +4,19 @@ One JSON file per request hash (``<dir>/<hash[:2]>/<hash>.json``), written to a 
 temporary name and renamed into place. Renames are atomic on local filesystems and NFS,
 so readers see a whole entry or none, concurrent runs and SLURM nodes may write the same
 entry without a lock (both write the same content), and a killed run loses only the
-requests that were in flight. Errors are never cached.
+requests that were in flight. Errors are never cached, and neither is an answer that
+fails :func:`~eval_pipeline.providers.checked_response`.
+
+An entry that does not read back as a well-formed answer (truncated or hand-edited JSON,
+a field of the wrong type) is a miss: the request is sent again and the new answer
+replaces the entry. Each such entry is logged as a warning naming its file and counted in
+:attr:`ResponseCache.damaged`, so a damaged cache is seen, never a failed partition.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +32,9 @@ from eval_pipeline.core.types import (
     Message,
     SamplingParams,
 )
+from eval_pipeline.providers import RequestFailure, checked_response
+
+log = logging.getLogger(__name__)
 
 
 def request_hash(
@@ -58,29 +68,33 @@ def request_hash(
 class ResponseCache:
     """Content-addressed store of successful responses."""
 
-    def __init__(self, directory: str | os.PathLike[str]):
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
+        # ``(entry path, why it was unreadable)`` of every damaged entry read as a miss.
+        self.damaged: list[tuple[str, str]] = []
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> GenerationResponse | None:
+        """The cached answer under ``key``; ``None`` when absent or damaged (reported)."""
         path = self._path(key)
         try:
-            data = json.loads(path.read_text())
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, json.JSONDecodeError):
-            return None  # a damaged entry is a miss; the next success rewrites it
-        return GenerationResponse(
-            completion=data["completion"],
-            finish_reason=data["finish_reason"],
-            input_tokens=data.get("input_tokens", 0),
-            output_tokens=data.get("output_tokens", 0),
-            latency_s=data.get("latency_s", 0.0),
-            info=data.get("info", {}),
-            choice_scores=_choice_scores(data),
-        )
+        except OSError as exc:
+            self._damaged(path, f"unreadable ({exc.strerror or exc})")
+            return None
+        try:
+            return _decode(raw)
+        except (ValueError, RequestFailure) as exc:  # JSONDecodeError is a ValueError
+            self._damaged(path, str(exc))
+            return None
+
+    def _damaged(self, path: Path, why: str) -> None:
+        self.damaged.append((str(path), why))
+        log.warning("response cache entry %s is damaged (%s); the request is sent again", path, why)
 
     def put(self, key: str, response: GenerationResponse) -> None:
         """Store a successful response (errors are ignored) atomically under ``key``.
@@ -91,6 +105,7 @@ class ResponseCache:
         """
         if not response.ok:
             return
+        checked_response(response)  # raises RequestFailure ("malformed"): nothing is written
         path = self._path(key)
         record: dict[str, object] = {
             "completion": response.completion,
@@ -148,3 +163,45 @@ def _choice_scores(data: dict[str, Any]) -> ChoiceScores | None:
         ),
         int(data.get("input_tokens", 0)),
     )
+
+
+_FIELDS = frozenset(
+    {
+        "completion",
+        "finish_reason",
+        "input_tokens",
+        "output_tokens",
+        "latency_s",
+        "info",
+        "choice_scores",
+    }
+)
+
+
+def _decode(raw: bytes) -> GenerationResponse:
+    """The answer stored in ``raw``; ``ValueError`` or a ``malformed`` failure when damaged."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError(f"the entry is {type(data).__name__}, not an object")
+    extra = sorted(set(data) - _FIELDS)
+    if extra or "completion" not in data or "finish_reason" not in data:
+        raise ValueError(f"the entry's fields are {sorted(data)}")
+    info = data.get("info", {})
+    if not isinstance(info, dict):
+        raise ValueError(f"the entry's info is {type(info).__name__}, not an object")
+    try:
+        scores = _choice_scores(data)  # takes an old entry's choice keys out of info
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise ValueError(f"unreadable choice scores ({type(exc).__name__}: {exc})") from None
+    response = GenerationResponse(
+        completion=data["completion"],
+        finish_reason=data["finish_reason"],
+        input_tokens=data.get("input_tokens", 0),
+        output_tokens=data.get("output_tokens", 0),
+        latency_s=data.get("latency_s", 0.0),
+        info=info,
+        choice_scores=scores,
+    )
+    if response.completion is None:
+        raise ValueError("the entry has no completion")
+    return checked_response(response)

@@ -11,7 +11,7 @@ from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.engine.cache import ResponseCache
-from eval_pipeline.providers import Provider
+from eval_pipeline.providers import Provider, RequestFailure, checked_response
 
 if TYPE_CHECKING:
     from eval_pipeline.engine.api import RunControls
@@ -35,6 +35,8 @@ class Progress:
     rate_limited: int = 0
     in_flight: int = 0
     last_error: str | None = None
+    # Cache entries that did not read back as an answer: sent again, their entries replaced.
+    cache_damaged: int = 0
     # ``elapsed_s`` when a request last completed (None: the caller does not track it).
     # With it, a partition stuck on its last requests reads as waiting, not "ETA 1s".
     last_done_s: float | None = None
@@ -124,6 +126,8 @@ class RunStats:
     batch_retried: int = 0
     batch_waited_s: float = 0.0
     batch_worst_usd: float = 0.0
+    # Cache entries that did not read back as an answer: sent again, their entries replaced.
+    cache_damaged: int = 0
 
 
 @dataclass
@@ -167,12 +171,14 @@ def run_requests(
     by_hash: dict[str, GenerationResponse] = {}
     from_cache: set[str] = set()
     if cache is not None and use_cache:
+        damaged_before = len(cache.damaged)
         for r in requests:
             if r.request_hash not in by_hash:
                 hit = cache.get(r.request_hash)
                 if hit is not None:
                     by_hash[r.request_hash] = hit
                     from_cache.add(r.request_hash)
+        stats.cache_damaged = len(cache.damaged) - damaged_before
     todo: list[GenerationRequest] = []
     queued: set[str] = set()
     for r in requests:
@@ -255,7 +261,12 @@ def run_requests(
                 f"provider {provider.name} returned {len(responses)} responses for {len(batch)} requests"
             )
         stats.model_calls += len(batch)
-        for request, response in zip(batch, responses, strict=True):
+        for request, answer in zip(batch, responses, strict=True):
+            # A local backend's answer passes the same gate as an API's before the cache.
+            try:
+                response = checked_response(answer)
+            except RequestFailure as failure:
+                response = GenerationResponse(None, "error", error=str(failure))
             by_hash[request.request_hash] = response
             stats.input_tokens += response.input_tokens
             stats.output_tokens += response.output_tokens

@@ -14,8 +14,12 @@ requirement this machine does not meet, each with what fixes it:
    model file), and ``sbatch`` on the PATH for a ``runs_on: slurm`` model;
 5. the judge models that the datasets' ``llm_judge`` scorers name get checks 3 and 4.
 
-Every check is cheap: files and folders are looked at, packages found without importing
-them; no model loads, no row is read, nothing goes over the network. A cell whose answer
+Every check but one is cheap: files and folders are looked at, packages found without
+importing them; no model loads, nothing goes over the network. The one that is not: the
+rows of each dataset whose source is present are loaded and checked as the run will load
+them (every row against its spec, its bounds, and the prompt template rendered on it), so a
+bad row is named (file, line, field) before the run starts; ``lm_eval`` datasets are read
+by lm-eval in the run. A cell whose answer
 mode is ``not_applicable`` (:meth:`Catalog.answer_mode`) is a :class:`Note`, not a problem:
 it runs, and records why it has no score.
 
@@ -37,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eval_pipeline.catalog import Catalog, api_key_env_name
+from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.core.types import Missing
 from eval_pipeline.providers import provider_class
@@ -198,6 +203,8 @@ def catalog_preflight(catalog: Catalog, *, submits_to_slurm: bool = True) -> Pre
 
 def _dataset_problems(catalog: Catalog, dataset: str) -> list[Missing]:
     found = [catalog.source_problem(dataset)]
+    if found[0] is None and not catalog.dataset_specs[dataset].lm_eval:
+        found.append(_rows_problem(catalog, dataset))
     isolations = {
         str(scorer.params.get("isolation", BWRAP))
         for scorer in catalog.dataset_specs[dataset].scorers
@@ -205,6 +212,23 @@ def _dataset_problems(catalog: Catalog, dataset: str) -> list[Missing]:
     }
     found += [isolation_problem(isolation) for isolation in sorted(isolations)]
     return [m for m in found if m is not None]
+
+
+def _rows_problem(catalog: Catalog, dataset: str) -> Missing | None:
+    """The first bad row of ``dataset`` (or a template that fails on one), else None.
+
+    Loads the rows as the run will (once: the catalog keeps them), so a non-UTF-8 byte, a
+    target out of range or a row past the dataset's ``limits`` stops the run here, naming
+    its file, line and field, before any step starts or any model is called.
+    """
+    try:
+        catalog.dataset(dataset)
+    except CatalogError as exc:
+        return Missing(
+            f"a row does not load: {exc}",
+            "fix that row (or the prompt template, or the dataset's limits) and run again",
+        )
+    return None
 
 
 def _model_problems(catalog: Catalog, slug: str, submits_to_slurm: bool) -> list[Missing]:

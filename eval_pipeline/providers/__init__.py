@@ -6,6 +6,7 @@ provider is built, so importing this package is cheap.
 """
 
 from eval_pipeline.core.types import ChoiceScores, ContinuationScore
+from eval_pipeline.providers._answers import checked_response
 from eval_pipeline.providers._api import ApiOptions, ApiProviderBase
 from eval_pipeline.providers.base import (
     Capabilities,
@@ -29,4 +30,5 @@ __all__ = [
     "UnsupportedRequest",
     "create_provider",
     "provider_class",
+    "checked_response",
 ]

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eval_pipeline.core.errors import EvalPipelineError
 from eval_pipeline.core.types import GenerationRequest
+from eval_pipeline.providers._answers import Answer, Json, checked_response
 from eval_pipeline.providers.base import Capabilities, FailureKind, Provider, RequestFailure
 
 if TYPE_CHECKING:
@@ -161,35 +162,6 @@ def classify_sdk_error(sdk: Any, exc: BaseException, secrets: tuple[str, ...]) -
     return RequestFailure("other", redact(f"{type(exc).__name__}: {exc}", secrets)[:300])
 
 
-# Finish reasons under which an answer without text is still the model's answer.
-_FILTERED = frozenset({"content_filter", "refusal"})
-
-
-def answer_text(text: str | None, reason: str, output_tokens: int, missing: str) -> str:
-    """The text of a 2xx answer, or a ``malformed`` failure when the answer carries none.
-
-    A 200 without text (``text`` None: no text block, null content, no choice; the reason
-    is ``missing``) or with empty text and zero output tokens is a server fault, whatever
-    its finish reason says: it is retried like a malformed body and never cached. Empty
-    text after output tokens were spent (a model that used its ``max_tokens`` on hidden
-    reasoning, say) is the model's answer, and so is a filtered or refused one.
-    """
-    if reason in _FILTERED:
-        return text or ""
-    if text is None:
-        raise RequestFailure(
-            "malformed",
-            f"empty answer: {missing} (finish reason {reason or 'none'}, "
-            f"{output_tokens} output tokens)",
-        )
-    if not text and output_tokens == 0:
-        raise RequestFailure(
-            "malformed",
-            f"empty answer: no text and 0 output tokens (finish reason {reason or 'none'})",
-        )
-    return text
-
-
 class ApiProviderBase(Provider):
     """What the HTTP API providers share: the key, and one SDK client per event loop.
 
@@ -233,8 +205,12 @@ class ApiProviderBase(Provider):
         """The body field that caps the answer's tokens."""
         return "max_tokens"
 
-    def parse(self, data: Any) -> tuple[str, str, int, int]:
-        """``(text, finish reason, input tokens, output tokens)`` from the JSON answer."""
+    def parse(self, data: Json) -> Answer:
+        """The answer in the decoded JSON body (a reader of :mod:`._answers`).
+
+        Raises:
+            RequestFailure: ``malformed`` for any body its contract does not allow.
+        """
         raise NotImplementedError
 
     async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
@@ -253,20 +229,17 @@ class ApiProviderBase(Provider):
             raise classify_sdk_error(self._sdk, exc, self.secrets) from None
         latency = time.perf_counter() - start
         found = limit_headers(raw.headers)
-        try:
-            text, reason, input_tokens, output_tokens = self.parse(data)
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise RequestFailure(
-                "malformed", f"response is not {self.answer_kind} ({type(exc).__name__}: {exc})"
-            ) from None
-        return GenerationResponse(
-            completion=text,
-            finish_reason=reason,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            latency_s=latency,
-            info={"served_model": redact(str(data.get("model") or ""), self.secrets)},
-            limit_headers=found or None,
+        answer = self.parse(data)
+        return checked_response(
+            GenerationResponse(
+                completion=answer.text,
+                finish_reason=answer.finish_reason,
+                input_tokens=answer.input_tokens,
+                output_tokens=answer.output_tokens,
+                latency_s=latency,
+                info={"served_model": redact(answer.served_model, self.secrets)},
+                limit_headers=found or None,
+            )
         )
 
     def __init__(self, spec: ModelSpec):

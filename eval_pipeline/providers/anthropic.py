@@ -19,9 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from eval_pipeline.core.types import GenerationRequest
-from eval_pipeline.providers._api import ApiOptions, ApiProviderBase, answer_text
-
-STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+from eval_pipeline.providers._answers import Answer, Json, anthropic_answer
+from eval_pipeline.providers._api import ApiOptions, ApiProviderBase
 
 
 class AnthropicOptions(ApiOptions):
@@ -64,17 +63,6 @@ class AnthropicProvider(ApiProviderBase):
             kwargs["stop_sequences"] = list(sampling.stop)
         return kwargs
 
-    def parse(self, data: Any) -> tuple[str, str, int, int]:
+    def parse(self, data: Json) -> Answer:
         """The answer; ``content: []`` or no text block is a ``malformed`` failure."""
-        raw_reason = data.get("stop_reason") or ""
-        reason = STOP_REASONS.get(raw_reason, raw_reason)
-        usage = data.get("usage") or {}
-        output_tokens = int(usage.get("output_tokens") or 0)
-        texts = [b.get("text") or "" for b in data["content"] if b.get("type") == "text"]
-        text = answer_text(
-            "".join(texts) if texts else None,
-            reason,
-            output_tokens,
-            "content holds no text block" if data["content"] else "content is empty",
-        )
-        return text, reason, int(usage.get("input_tokens") or 0), output_tokens
+        return anthropic_answer(data)

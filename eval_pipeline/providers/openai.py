@@ -31,10 +31,16 @@ from eval_pipeline.core.types import (
     GenerationResponse,
     SamplingParams,
 )
+from eval_pipeline.providers._answers import (
+    Answer,
+    Json,
+    openai_chat_answer,
+    openai_text_answer,
+    prompt_logprobs,
+)
 from eval_pipeline.providers._api import (
     ApiOptions,
     ApiProviderBase,
-    answer_text,
     classify_sdk_error,
 )
 from eval_pipeline.providers._choices import (
@@ -44,8 +50,6 @@ from eval_pipeline.providers._choices import (
     split_pair,
 )
 from eval_pipeline.providers.base import Capabilities, RequestFailure
-
-FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 
 
 class OpenAIOptions(ApiOptions):
@@ -64,21 +68,6 @@ def _sampling_fields(sampling: SamplingParams) -> dict[str, Any]:
     if sampling.stop:
         fields["stop"] = list(sampling.stop)
     return fields
-
-
-def _first_choice(data: Any) -> tuple[dict[str, Any], bool, str, int, int]:
-    """``(first choice, any choices, finish reason, input tokens, output tokens)`` of an answer."""
-    usage = data.get("usage") or {}
-    choices = data["choices"]
-    choice = choices[0] if choices else {}
-    raw_reason = choice.get("finish_reason") or ""
-    return (
-        choice,
-        bool(choices),
-        FINISH_REASONS.get(raw_reason, raw_reason),
-        int(usage.get("prompt_tokens") or 0),
-        int(usage.get("completion_tokens") or 0),
-    )
 
 
 class OpenAIProvider(ApiProviderBase):
@@ -108,21 +97,9 @@ class OpenAIProvider(ApiProviderBase):
     def max_tokens_field(self) -> str:
         return str(self.options.max_tokens_param)
 
-    def parse(self, data: Any) -> tuple[str, str, int, int]:
-        """The answer; no choice or ``content: null`` is a ``malformed`` failure."""
-        choice, choices, reason, input_tokens, output_tokens = _first_choice(data)
-        message = choice.get("message") or {}
-        # A refusal comes as ``refusal`` text with null content: that is the answer.
-        content = message.get("content")
-        if content is None and message.get("refusal"):
-            content, reason = str(message["refusal"]), "refusal"
-        text = answer_text(
-            content,
-            reason,
-            output_tokens,
-            "message content is null" if choices else "the answer has no choices",
-        )
-        return text, reason, input_tokens, output_tokens
+    def parse(self, data: Json) -> Answer:
+        """The answer; no choice, ``content: null`` or a tool call is a ``malformed`` failure."""
+        return openai_chat_answer(data)
 
 
 class OpenAICompletionsProvider(OpenAIProvider):
@@ -162,16 +139,9 @@ class OpenAICompletionsProvider(OpenAIProvider):
     def max_tokens_field(self) -> str:
         return "max_tokens"
 
-    def parse(self, data: Any) -> tuple[str, str, int, int]:
+    def parse(self, data: Json) -> Answer:
         """A text completion's answer; no choice or no text is a ``malformed`` failure."""
-        choice, choices, reason, input_tokens, output_tokens = _first_choice(data)
-        text = answer_text(
-            choice.get("text"),
-            reason,
-            output_tokens,
-            "choice text is null" if choices else "the answer has no choices",
-        )
-        return text, reason, input_tokens, output_tokens
+        return openai_text_answer(data)
 
     async def agenerate(self, request: GenerationRequest) -> GenerationResponse:
         """A text completion, or for a choice request every continuation's log-likelihood."""
@@ -209,22 +179,4 @@ class OpenAICompletionsProvider(OpenAIProvider):
             data = await client.post(self.path, cast_to=object, body=body)
         except Exception as exc:
             raise classify_sdk_error(self._sdk, exc, self.secrets) from None
-        try:
-            logprobs = data["choices"][0]["logprobs"]
-            tokens = logprobs["tokens"]
-            values = logprobs["token_logprobs"]
-            offsets = logprobs["text_offset"]
-            # A token belongs to the continuation when it ends after the context.
-            picked = [
-                j
-                for j, (token, at) in enumerate(zip(tokens, offsets, strict=True))
-                if at + len(token) > len(context)
-            ]
-            if not picked or any(values[j] is None for j in picked):
-                raise ValueError("the continuation has no token log-probabilities")
-            total = sum(float(values[j]) for j in picked)
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise RequestFailure(
-                "malformed", f"response is not {self.answer_kind} ({type(exc).__name__}: {exc})"
-            ) from None
-        return total, len(picked), len(tokens) - len(picked)
+        return prompt_logprobs(data, context)

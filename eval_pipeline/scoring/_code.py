@@ -1,7 +1,7 @@
 """Code-execution scorer: run each completion against its problem's tests in the sandbox.
 
 Each score row's ``detail`` is a JSON object: ``status`` (a sandbox status, ``no completion``
-or ``not scorable``), ``message`` (one human line), ``isolation`` (``bwrap`` or ``process``;
+or ``not scorable``), ``message`` (one human line), ``isolation`` (``bwrap``;
 null where nothing ran) and ``suspicious`` (the tampering patterns found in the code, see
 ``suspicious_patterns``).
 """
@@ -16,7 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 
 from eval_pipeline.scoring._text import _result
-from eval_pipeline.scoring.sandbox import BWRAP, PASSED, check_isolation, run_tests
+from eval_pipeline.scoring.sandbox import (
+    BWRAP,
+    PASSED,
+    PROCESS,
+    PROCESS_REFUSED,
+    IsolationRefused,
+    check_isolation,
+    run_tests,
+)
 
 # Fenced blocks in order, paired opening to closing fence; an unclosed fence runs to the end,
 # since a completion cut off at max_tokens still often holds a whole function.
@@ -118,17 +126,19 @@ def code_execution(
         timeout_s: Wall-clock limit per program.
         memory_mb: Memory limit per program.
         workers: Programs run at the same time.
-        isolation: ``bwrap`` (the default: namespaces through bubblewrap) or ``process``
-            (the in-process guard alone, for machines without bubblewrap; docs/sandbox.md).
+        isolation: ``bwrap``, the default and the only one: ``process`` is refused, as its
+            verdict can be forged by the code it judges (docs/sandbox.md).
 
     Returns:
         ``sample_id``, ``value`` and ``detail`` (a JSON object: ``status``, ``message``,
         ``isolation``, ``suspicious``), in the order of ``frame``.
 
     Raises:
-        ValueError: On an unknown isolation, or ``bwrap`` when bubblewrap is not installed
-            (before any program runs).
+        ValueError: On an unknown isolation or ``process`` (``IsolationRefused``), or
+            when bubblewrap is not installed (before any program runs).
     """
+    if isolation == PROCESS:
+        raise IsolationRefused(f"code_execution: {PROCESS_REFUSED}")
     problem = check_isolation(isolation)
     if problem:
         raise ValueError(f"code_execution: {problem}")

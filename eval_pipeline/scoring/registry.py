@@ -22,6 +22,7 @@ import polars as pl
 from eval_pipeline.scoring._choice import acc, acc_bytes, acc_norm
 from eval_pipeline.scoring._json import json_fields
 from eval_pipeline.scoring._text import exact_match, normalized_match, numeric_match, regex_match
+from eval_pipeline.scoring.sandbox import BWRAP, PROCESS, PROCESS_REFUSED
 
 
 def _code_execution(frame: pl.DataFrame, **params: Any) -> pl.DataFrame:
@@ -156,9 +157,11 @@ def check_scorer_params(name: str, params: dict[str, Any]) -> str | None:
     missing = [p for p in required if p not in params]
     if missing:
         return f"scorer '{name}' needs parameter {missing[0]!r}"
-    isolation = params.get("isolation", "bwrap")
-    if name == "code_execution" and isolation not in ("bwrap", "process"):
-        return f"scorer 'code_execution': isolation must be 'bwrap' or 'process', not {isolation!r}"
+    isolation = params.get("isolation", BWRAP)
+    if name == "code_execution" and isolation == PROCESS:
+        return f"scorer 'code_execution': {PROCESS_REFUSED}"
+    if name == "code_execution" and isolation != BWRAP:
+        return f"scorer 'code_execution': isolation must be 'bwrap', not {isolation!r}"
     return None
 
 

@@ -9,9 +9,10 @@ Model-written code is untrusted. Two isolation levels exist (``ISOLATIONS``):
   environment and no network at all (loopback included). The host's processes, ``/etc``,
   ``/root`` and the rest of the filesystem do not exist for it, and everything it starts
   dies with the namespace when the run ends.
-- ``process``: the weaker layers alone (below); a program that switches off the in-process
-  guard then runs with the scorer's own user and view of the machine. Datasets opt into it
-  explicitly where bubblewrap cannot be installed.
+- ``process``: the weaker layers alone (below), for ``run_sandboxed`` with *trusted*
+  programs only. ``run_tests`` refuses it (:data:`PROCESS_REFUSED`): a program that
+  switches off the in-process guard (pure Python can) runs with the scorer's own user and
+  view of the machine, so its verdict cannot be defended and must never become a score.
 
 In both, these layers apply, outermost first:
 
@@ -26,7 +27,8 @@ In both, these layers apply, outermost first:
    ``PR_SET_PDEATHSIG`` (bubblewrap's ``--die-with-parent`` does this under ``bwrap``).
    Run as root with a pids cgroup controller (v1, or v2 with ``pids`` enabled), each run
    also gets its own cgroup whose ``pids.max`` caps its tasks, since root ignores
-   ``RLIMIT_NPROC``.
+   ``RLIMIT_NPROC``; with a memory controller, a cgroup capping the memory of all its
+   processes together at ``memory_mb`` (swap included), since ``RLIMIT_AS`` caps each alone.
 5. **Wall-clock timeout and cleanup**: the process group and every other member of the
    session found in ``/proc`` are SIGKILLed, and so is every task left in the run's cgroup;
    under ``bwrap`` the PID namespace ends too, which takes every process in it, whatever
@@ -87,6 +89,15 @@ STATUSES = (PASSED, FAILED, TIMEOUT, MEMORY, FILE_LIMIT, BLOCKED, KILLED, ERROR)
 BWRAP = "bwrap"
 PROCESS = "process"
 ISOLATIONS = (BWRAP, PROCESS)
+# The isolations a verdict on model-written code may come from (run_tests, the scorer).
+SCORING_ISOLATIONS = (BWRAP,)
+PROCESS_REFUSED = (
+    "isolation 'process' cannot score model-written code: pure Python can switch off the "
+    "in-process guard there, then forge a passing verdict and reach the network and the "
+    "scorer's files, so no score from it may feed a gate or a leaderboard; it was removed "
+    "(docs/sandbox.md). Install bubblewrap (bash scripts/ensure-bwrap.sh) and remove the "
+    "scorer parameter 'isolation: process'"
+)
 
 PROGRAM_NAME = "main.py"
 TAIL_BYTES = 4096
@@ -113,6 +124,10 @@ _VERDICT_BYTES = 64 * 1024
 
 class SandboxUnavailable(RuntimeError):
     """The requested isolation cannot be provided on this machine (bubblewrap is missing)."""
+
+
+class IsolationRefused(ValueError):
+    """An isolation that cannot defend a verdict was asked to judge model-written code."""
 
 
 @dataclass(frozen=True)
@@ -167,27 +182,31 @@ def isolation_problem(isolation: str) -> Missing | None:
     Cheap enough for a preflight: bubblewrap is looked up, then run once on ``/bin/true``
     (the outcome is kept for the process).
     """
-    if isolation not in ISOLATIONS:
+    if isolation == PROCESS:
+        what, _, fix = PROCESS_REFUSED.partition(". Install")
+        return Missing(what, "install" + fix)
+    if isolation not in SCORING_ISOLATIONS:
         return Missing(
             f"unknown isolation {isolation!r}",
-            f"set the code_execution scorer parameter isolation to {' or '.join(ISOLATIONS)}",
+            f"set the code_execution scorer parameter isolation to {BWRAP} (or leave it out)",
         )
-    if isolation != BWRAP:
-        return None
-    opt_out = (
-        "opt the dataset into the weaker in-process guard with the code_execution "
-        "scorer parameter 'isolation: process' (docs/sandbox.md)"
-    )
+    return bwrap_problem()
+
+
+def bwrap_problem() -> Missing | None:
+    """Why bubblewrap cannot run here (missing, or no namespaces), or None when it works."""
     bwrap = bwrap_path()
     if bwrap is None:
         return Missing(
             "bubblewrap (bwrap) is not installed, so model-written code cannot be isolated",
-            f"bash scripts/ensure-bwrap.sh (Debian: apt-get install bubblewrap), or {opt_out}",
+            "bash scripts/ensure-bwrap.sh (Debian: apt-get install bubblewrap)",
         )
     broken = _bwrap_failure(bwrap)
     if broken:
         return Missing(
-            f"bubblewrap ({bwrap}) cannot create its namespaces here ({broken})", opt_out
+            f"bubblewrap ({bwrap}) cannot create its namespaces here ({broken})",
+            "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) "
+            "or run where bubblewrap works; code is never scored without it",
         )
     return None
 
@@ -226,7 +245,9 @@ def run_sandboxed(
     Args:
         program: The Python source to run as ``__main__``.
         timeout_s: Wall-clock limit; every process of the run is killed when it passes.
-        memory_mb: Address-space limit (``RLIMIT_AS``) in MiB, per process.
+        memory_mb: Memory limit in MiB (default 512): ``RLIMIT_AS`` of each process and,
+            run as root with a memory cgroup, of all the run's processes together (a kill
+            at that cap is reported as ``memory``, ``... for all its processes``).
         cpu_s: CPU-time limit in seconds; defaults to the timeout rounded up, plus one.
         max_file_bytes: Largest file the program may write (``RLIMIT_FSIZE``), stdout and
             stderr included.
@@ -234,7 +255,8 @@ def run_sandboxed(
             enforced for root; the guard, the namespace and the final kill contain it there).
         extra_files: Further files for the working directory, relative path to text.
         guard: Install the in-process guard. Turn it off only to test the other layers.
-        isolation: ``bwrap`` (namespaces, the default) or ``process`` (see the module text).
+        isolation: ``bwrap`` (namespaces, the default) or ``process`` (trusted programs
+            only: see the module text).
 
     Returns:
         The status, exit code, output tails, duration, a one-line summary and the isolation.
@@ -285,17 +307,20 @@ def run_tests(
             before ``def <entry_point>`` runs.
         check: The name of the function in ``tests`` that takes the candidate.
         timeout_s: Wall-clock limit for the whole run.
-        memory_mb: Address-space limit (``RLIMIT_AS``) in MiB, per process.
+        memory_mb: Memory limit in MiB (default 512): ``RLIMIT_AS`` of each process and,
+            run as root with a memory cgroup, of all the run's processes together (a kill
+            at that cap is reported as ``memory``, ``... for all its processes``).
         cpu_s: CPU-time limit per process; defaults to the timeout rounded up, plus one.
         max_file_bytes: Largest file (and output) a process may write.
         max_processes: As for ``run_sandboxed``.
         guard: Install the in-process guard in the solution's process.
-        isolation: ``bwrap`` (the default) or ``process``.
+        isolation: ``bwrap``, the only isolation whose verdict model code cannot forge.
 
     Returns:
         ``passed`` only when the supervisor saw ``check`` return; otherwise the reason.
 
     Raises:
+        IsolationRefused: ``isolation`` is ``process`` (see :data:`PROCESS_REFUSED`).
         ValueError: On a non-positive limit or an unknown isolation.
         SandboxUnavailable: When ``isolation`` is ``bwrap`` and bubblewrap is not installed.
     """
@@ -327,9 +352,12 @@ def _run(
         raise ValueError("cpu_s must be positive")
     if isolation not in ISOLATIONS:
         raise ValueError(check_isolation(isolation))
-    problem = check_isolation(isolation)
-    if problem:
-        raise SandboxUnavailable(problem)
+    if mode == "tests" and isolation not in SCORING_ISOLATIONS:
+        raise IsolationRefused(PROCESS_REFUSED)
+    if isolation == BWRAP:
+        missing = bwrap_problem()
+        if missing:
+            raise SandboxUnavailable(f"{missing.what}; fix: {missing.fix}")
 
     start = time.monotonic()
     workdir = os.path.realpath(tempfile.mkdtemp(prefix="sandbox-"))
@@ -375,9 +403,15 @@ def _run(
             own = (1 if bwrapped else 0) + (2 if mode == "tests" else 1)
             own += 1 if bwrapped and mode != "tests" else 0
             cgroup = _new_pids_cgroup(own + max_processes)
-            if cgroup:
-                join = 'echo $$ > "$0" && exec "$@"'
-                command = ["/bin/sh", "-c", join, os.path.join(cgroup, "cgroup.procs"), *command]
+            # A memory cgroup caps the run's processes together (RLIMIT_AS caps each alone).
+            memory_group = _new_memory_cgroup(memory_mb * 1024 * 1024, cgroup)
+            groups = [g for g in dict.fromkeys((cgroup, memory_group)) if g]
+            if groups:
+                # The shell joins every group before it becomes bwrap or Python.
+                paths = [os.path.join(g, "cgroup.procs") for g in groups]
+                joins = ['echo $$ > "$0"'] + ['echo $$ > "$1" && shift'] * (len(paths) - 1)
+                script = " && ".join([*joins, 'exec "$@"'])
+                command = ["/bin/sh", "-c", script, *paths, *command]
             try:
                 # No preexec_fn: it is unsafe when other threads run (the scorer's pool does),
                 # so the limits are set by the prelude inside the child instead.
@@ -393,8 +427,8 @@ def _run(
                     pass_fds=tuple(fd for fd in (verdict_fd, info_w) if fd >= 0),
                 )
             except OSError as exc:
-                if cgroup:
-                    _remove_cgroup(cgroup)
+                for group in groups:
+                    _remove_cgroup(group)
                 detail = f"error: cannot start: {exc}"
                 return SandboxResult(
                     ERROR, None, "", "", time.monotonic() - start, detail, isolation
@@ -417,8 +451,9 @@ def _run(
                 # bwrap's own exit does not wait for its namespace: end it and wait until it
                 # is gone, so that nothing of the run outlives this call.
                 _end_namespace(namespace)
-                if cgroup:
-                    _remove_cgroup(cgroup)
+                memory_hit = memory_group is not None and _memory_cap_hit(memory_group)
+                for group in groups:
+                    _remove_cgroup(group)
             if bwrapped and finished and 128 < returncode < 128 + 65:
                 # bwrap reports a program killed by a signal as 128 + the signal.
                 returncode = 128 - returncode
@@ -428,15 +463,8 @@ def _run(
     finally:
         _remove_tree(workdir)
 
-    if mode == "tests":
-        status, detail = _classify_tests(
-            finished, returncode, stderr, verdict_text, timeout_s, cpu_s, memory_mb,
-            max_file_bytes,
-        )  # fmt: skip
-    else:
-        status, detail = _classify(
-            finished, returncode, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes
-        )
+    bounds = _Limits(timeout_s, cpu_s, memory_mb, max_file_bytes)
+    status, detail = _classify(mode, finished, returncode, stderr, verdict_text, bounds, memory_hit)
     duration = time.monotonic() - start
     return SandboxResult(status, returncode, stdout, stderr, duration, detail, isolation)
 
@@ -600,6 +628,85 @@ def _new_pids_cgroup(limit: int) -> str | None:
     return path
 
 
+_MEMORY_ROOTS = ("/sys/fs/cgroup/memory", "/sys/fs/cgroup")
+
+
+@functools.cache
+def _memory_cgroup_root() -> str | None:
+    """A cgroup directory (v1 memory hierarchy, or v2 with memory) we may create groups in."""
+    if os.getuid() != 0:
+        return None  # as for pids: no delegated cgroups; RLIMIT_AS still caps each process
+    for root in _MEMORY_ROOTS:
+        if root.endswith("/memory"):
+            usable = os.path.exists(os.path.join(root, "memory.limit_in_bytes"))
+        else:
+            try:
+                with open(os.path.join(root, "cgroup.subtree_control"), encoding="ascii") as f:
+                    usable = "memory" in f.read().split()
+            except OSError:
+                usable = False
+        if usable and os.access(root, os.W_OK):
+            _sweep_cgroups(root)
+            return root
+    return None
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(text)
+
+
+def _new_memory_cgroup(limit_bytes: int, pids_group: str | None) -> str | None:
+    """A cgroup capping the memory of every process in it at ``limit_bytes``, or None.
+
+    On cgroup v2 a process is in one group only, so the cap goes on the run's pids group
+    when that is in the same hierarchy. Swap is capped at zero where the kernel lets us,
+    so the cap cannot be dodged by swapping.
+    """
+    root = _memory_cgroup_root()
+    if root is None:
+        return None
+    v1 = root.endswith("/memory")
+    shared = pids_group is not None and not v1 and os.path.dirname(pids_group) == root
+    path = pids_group if shared else os.path.join(
+        root, f"eval-sandbox-{os.getpid()}-{os.urandom(6).hex()}"
+    )  # fmt: skip
+    assert path is not None
+    try:
+        if not shared:
+            os.mkdir(path)
+        if v1:
+            _write(os.path.join(path, "memory.limit_in_bytes"), str(limit_bytes))
+            swap = os.path.join(path, "memory.memsw.limit_in_bytes")
+            if os.path.exists(swap):
+                _write(swap, str(limit_bytes))
+        else:
+            _write(os.path.join(path, "memory.max"), str(limit_bytes))
+            if os.path.exists(os.path.join(path, "memory.swap.max")):
+                _write(os.path.join(path, "memory.swap.max"), "0")
+    except OSError as exc:
+        logger.debug("no memory cgroup for the sandbox: %s", exc)
+        if not shared:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        return None
+    return path
+
+
+def _memory_cap_hit(path: str) -> bool:
+    """Whether the kernel killed a process of the group at its memory cap."""
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            with open(os.path.join(path, name), encoding="ascii") as handle:
+                fields = dict(line.split(None, 1) for line in handle if " " in line)
+        except OSError:
+            continue
+        return int(fields.get("oom_kill", "0")) > 0 or int(fields.get("under_oom", "0")) > 0
+    return False
+
+
 def _remove_cgroup(path: str) -> None:
     """SIGKILL whatever is left in the run's cgroup (whatever session it moved to), remove it."""
     for _ in range(200):
@@ -746,83 +853,83 @@ def _last_lines(text: str, count: int = 3, limit: int = 300) -> str:
     return summary if len(summary) <= limit else "..." + summary[-limit:]
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """The limits of one run, as the classifier names them in its details."""
+
+    timeout_s: float
+    cpu_s: int
+    memory_mb: int
+    max_file_bytes: int
+
+
 def _classify(
+    mode: str,
     finished: bool,
     returncode: int,
     stderr: str,
-    timeout_s: float,
-    cpu_s: int,
-    memory_mb: int,
-    max_file_bytes: int,
+    verdict_text: str,
+    limits: _Limits,
+    memory_hit: bool = False,
 ) -> tuple[str, str]:
+    """The status and one-line detail of a run: the one classifier of both modes.
+
+    In ``tests`` mode ``passed`` comes only from the supervisor's verdict; without one
+    (the supervisor died) the supervisor's own end is classified, never as passed. Either
+    way the end is then read the same way: a signal names the limit hit, else the last
+    line of the error names the exception. ``memory_hit`` says the run's memory cgroup
+    killed a process at its cap.
+    """
     if not finished:
-        return TIMEOUT, f"timeout after {timeout_s:g}s"
-    if returncode == 0:
+        return TIMEOUT, f"timeout after {limits.timeout_s:g}s"
+    memory = f"memory limit ({limits.memory_mb} MB)"
+    line = ""
+    failed_line = ""
+    if mode == "tests":
+        try:
+            verdict = json.loads(verdict_text) if verdict_text else None
+        except ValueError:
+            verdict = None
+        if not isinstance(verdict, dict):
+            if returncode == 0:
+                return ERROR, "error: the test supervisor exited without a verdict"
+        elif verdict.get("status") == PASSED and returncode == 0:
+            return PASSED, PASSED
+        elif verdict.get("status") == ERROR:
+            return ERROR, f"error: {verdict.get('error', '')}"[:400]
+        else:
+            # The solution process's end, as the supervisor saw it.
+            sig = verdict.get("signal")
+            returncode = -sig if isinstance(sig, int) and sig > 0 else 1
+            error = str(verdict.get("error") or "the tests failed")
+            line = failed_line = error if len(error) <= 300 else error[:300] + "..."
+    elif returncode == 0:
         return PASSED, PASSED
+    if not line:
+        line = _last_lines(stderr, count=1)
+        failed_line = _last_lines(stderr) or f"exit code {returncode}"
     if returncode == -signal.SIGXCPU:
-        return TIMEOUT, f"timeout: CPU limit of {cpu_s}s"
-    last = _last_lines(stderr, count=1)
+        return TIMEOUT, f"timeout: CPU limit of {limits.cpu_s}s"
     # Python ignores SIGXFSZ, so a write past RLIMIT_FSIZE surfaces as OSError(EFBIG).
-    if returncode == -signal.SIGXFSZ or f"[Errno {errno.EFBIG}]" in last:
-        return FILE_LIMIT, f"file_limit: a file or the output passed {max_file_bytes} bytes"
+    if returncode == -signal.SIGXFSZ or f"[Errno {errno.EFBIG}]" in line:
+        return FILE_LIMIT, f"file_limit: a file or the output passed {limits.max_file_bytes} bytes"
+    if memory_hit:
+        return MEMORY, (
+            f"memory limit ({limits.memory_mb} MB for all its processes): the kernel killed "
+            "a process at the cap"
+        )
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
         return KILLED, f"killed by {name}"
-    # The last stderr line names the exception that ended the program.
-    if _BLOCKED_ERROR.match(last):
-        return BLOCKED, f"blocked: {last}"
-    if _MEMORY_ERROR.match(last):
-        return MEMORY, f"memory limit ({memory_mb} MB): {last}"
-    return FAILED, f"failed: {_last_lines(stderr) or f'exit code {returncode}'}"
-
-
-def _classify_tests(
-    finished: bool,
-    returncode: int,
-    stderr: str,
-    verdict_text: str,
-    timeout_s: float,
-    cpu_s: int,
-    memory_mb: int,
-    max_file_bytes: int,
-) -> tuple[str, str]:
-    """The status of a ``run_tests`` run: ``passed`` only on the supervisor's verdict."""
-    if not finished:
-        return TIMEOUT, f"timeout after {timeout_s:g}s"
-    try:
-        verdict = json.loads(verdict_text) if verdict_text else None
-    except ValueError:
-        verdict = None
-    if not isinstance(verdict, dict):
-        # The supervisor died before it wrote a verdict: classify its end, never as passed.
-        status, detail = _classify(
-            finished, returncode, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes
-        )
-        if status == PASSED:
-            return ERROR, "error: the test supervisor exited without a verdict"
-        return status, detail
-    if verdict.get("status") == PASSED and returncode == 0:
-        return PASSED, PASSED
-    if verdict.get("status") == ERROR:
-        return ERROR, f"error: {verdict.get('error', '')}"[:400]
-    # The solution process's end, as the supervisor saw it: a signal names the limit hit.
-    sig = verdict.get("signal")
-    if isinstance(sig, int) and sig > 0:
-        status, detail = _classify(True, -sig, stderr, timeout_s, cpu_s, memory_mb, max_file_bytes)
-        if status != PASSED:
-            return status, detail
-    error = str(verdict.get("error") or "the tests failed")
-    line = error if len(error) <= 300 else error[:300] + "..."
-    if f"[Errno {errno.EFBIG}]" in line:
-        return FILE_LIMIT, f"file_limit: a file or the output passed {max_file_bytes} bytes"
+    # The last error line names the exception that ended the program.
     if _BLOCKED_ERROR.match(line):
         return BLOCKED, f"blocked: {line}"
     if _MEMORY_ERROR.match(line):
-        return MEMORY, f"memory limit ({memory_mb} MB): {line}"
-    return FAILED, f"failed: {line}"
+        return MEMORY, f"{memory}: {line}"
+    return FAILED, f"failed: {failed_line}"
 
 
 # The child's prelude, passed with -c (so nothing is imported from the working directory).

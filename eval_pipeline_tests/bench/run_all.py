@@ -28,6 +28,7 @@ BENCHMARKS = (
     "api_cached_rerun",
     "api_peers",
     "api_batch",
+    "fuzz",
     "local_generation",
     "scale",
     "incremental",

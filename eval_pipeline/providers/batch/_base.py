@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
+from eval_pipeline.providers._answers import checked_response
 from eval_pipeline.providers._api import ApiProviderBase, classify_sdk_error, redact
 from eval_pipeline.providers.base import RequestFailure
 
@@ -103,26 +104,24 @@ class BatchApi:
         return classify_sdk_error(self._sdk, exc, self.provider.secrets)
 
     def answer(self, data: object) -> GenerationResponse:
-        """A successful answer's JSON body, read by the provider's own parser."""
-        try:
-            text, reason, input_tokens, output_tokens = self.provider.parse(data)
-        except RequestFailure:
-            raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise RequestFailure(
-                "malformed",
-                f"response is not {self.provider.answer_kind} ({type(exc).__name__}: {exc})",
-            ) from None
-        served = data.get("model") if isinstance(data, dict) else None
-        return GenerationResponse(
-            completion=text,
-            finish_reason=reason,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            info={
-                "served_model": redact(str(served or ""), self.provider.secrets),
-                "route": "batch",
-            },
+        """A successful answer's JSON body, read by the provider's own strict reader.
+
+        Raises:
+            RequestFailure: ``malformed`` for a body the reader refuses, or an answer that
+                fails the gate every answer passes before the cache.
+        """
+        answer = self.provider.parse(data)  # type: ignore[arg-type]  # a JSON value
+        return checked_response(
+            GenerationResponse(
+                completion=answer.text,
+                finish_reason=answer.finish_reason,
+                input_tokens=answer.input_tokens,
+                output_tokens=answer.output_tokens,
+                info={
+                    "served_model": redact(answer.served_model, self.provider.secrets),
+                    "route": "batch",
+                },
+            )
         )
 
     def parsed(self, custom_id: str, data: object) -> BatchResult:
