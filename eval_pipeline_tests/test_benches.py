@@ -61,6 +61,13 @@ SLOW: dict[str, dict[str, Any]] = {
     "scale": {},  # with EVAL_PIPELINE_SCALE_N=3 (below)
 }
 
+# Benches whose tiny-size run lives beside the feature they measure.
+ELSEWHERE = {
+    "api_batch": "test_api_batch.py runs it at a tiny size against the loopback servers",
+    "incremental": "test_automation.py runs it (the grid's four edits, slow)",
+    "judging": "test_judgements_table.py runs it at a tiny size",
+}
+
 # Benches with no tiny size: each runs the real model or peer frameworks for minutes.
 NOT_HERE = {
     "api_peers": "drives lm-eval and inspect_ai against the same server in their own "
@@ -81,6 +88,7 @@ SCRIPT_RUNS: dict[str, list[str]] = {
     "ci_summary.py": ["--help"],  # its real run: test_workflows.py, on a CI batch
     "gpu_smoke.py": ["--help"],  # the real run needs a CUDA GPU
     "slurm/compare_inline.py": ["--help"],  # the real run needs the SLURM cluster up
+    "code_health.py": ["--help"],  # its real run (mypy over the package): test_code_health.py
 }
 # Shell scripts install system packages, start services or run the suite: checked for
 # syntax here; each reason says where the real run happens.
@@ -89,6 +97,7 @@ SHELL_SCRIPTS = {
     "ensure-bwrap.sh": "installs bubblewrap (make system)",
     "ensure-chromium.sh": "installs Chromium (make system)",
     "ensure-prometheus.sh": "installs Prometheus (make system)",
+    "lint.sh": "make lint, and scripts/test.sh before every suite",
     "postgres.sh": "starts PostgreSQL for test_postgres.py",
     "setup-run.sh": "make run's set-up step",
     "test.sh": "make test",
@@ -103,7 +112,7 @@ def _bench_names() -> set[str]:
 
 
 def test_every_bench_is_run_here_or_says_why_not():
-    listed = set(BENCH_HELPERS) | set(FAST) | set(SLOW) | set(NOT_HERE)
+    listed = set(BENCH_HELPERS) | set(FAST) | set(SLOW) | set(ELSEWHERE) | set(NOT_HERE)
     assert _bench_names() == listed
 
 
