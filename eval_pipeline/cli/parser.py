@@ -8,6 +8,7 @@ from eval_pipeline.cli._common import DEFAULT_LIMIT, EXIT_CODES_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; each command's options are added by its own function."""
     parser = argparse.ArgumentParser(
         prog="eval-pipeline",
         description="Evaluate LLMs as Dagster assets; results as Parquet.",
@@ -19,6 +20,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    _add_run_command(sub)
+    _add_doctor_command(sub)
+    _add_lm_eval_commands(sub)
+    _add_leaderboard_command(sub)
+    _add_results_commands(sub)
+    _add_runs_commands(sub)
+    _add_metrics_commands(sub)
+    _add_train_commands(sub)
+    return parser
+
+
+def _add_run_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``run``: materialize the evaluation job and print the leaderboard."""
     run = sub.add_parser(
         "run",
         help="materialize the evaluation job for model x dataset partitions, print the leaderboard",
@@ -71,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
 
+
+def _add_doctor_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``doctor``: the whole catalog's preflight."""
     doctor = sub.add_parser(
         "doctor",
         help="check what this machine lacks to run every model on every dataset, with fixes",
@@ -86,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
 
+
+def _add_lm_eval_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``lm-eval tasks|add|index``: lm-evaluation-harness tasks as datasets."""
     lm_eval = sub.add_parser(
         "lm-eval",
         help="find lm-evaluation-harness tasks that run here, and add one as a dataset",
@@ -114,13 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--suite", help="a suite to put the dataset in")
     lsub.add_parser("index", help="build the index of lm-eval's tasks (about 7 s; make does)")
 
+
+def _add_leaderboard_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``leaderboard``: the stored leaderboard."""
     board = sub.add_parser("leaderboard", help="print the stored leaderboard")
     board.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-    _add_results_commands(sub)
-    _add_runs_commands(sub)
-    _add_metrics_commands(sub)
-    _add_train_commands(sub)
-    return parser
 
 
 def _add_train_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -184,6 +202,21 @@ def _add_runs_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that read the stored results."""
+    _add_results_command(sub)
+    _add_compare_command(sub)
+    _add_history_command(sub)
+    _add_report_command(sub)
+    _add_costs_command(sub)
+    _add_plan_command(sub)
+    _add_samples_command(sub)
+    _add_calibrations_command(sub)
+    _add_label_command(sub)
+    _add_baseline_commands(sub)
+
+
+def _add_results_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``results``: the aggregates table."""
     results = sub.add_parser(
         "results",
         help="table of aggregates (mean, stderr, 95%% CI per metric); per slice with --tag",
@@ -197,6 +230,9 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     results.add_argument("--metric", action="append", help="metric name (repeatable)")
     results.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
+
+def _add_compare_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``compare``: paired comparison of two runs."""
     compare = sub.add_parser(
         "compare",
         help="paired per-sample comparison of run B against run A; exit 1 on a regression",
@@ -228,6 +264,9 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     compare.add_argument("--json", action="store_true", help="print the report as JSON")
     compare.add_argument("--output", help="also write <OUTPUT>.md and <OUTPUT>.json")
 
+
+def _add_history_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``history``: a partition's metric over its kept runs."""
     history = sub.add_parser(
         "history",
         help="a partition's primary metric over its kept runs, with 95%% CIs and cost",
@@ -238,6 +277,9 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     history.add_argument("--metric", help="metric to show (default: the dataset's primary metric)")
     history.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
+
+def _add_report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``report``: the static HTML explorer."""
     report = sub.add_parser(
         "report",
         help="write the static HTML results explorer; --open opens it in a browser",
@@ -253,6 +295,9 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "--open", action="store_true", dest="open_browser", help="open it in a web browser"
     )
 
+
+def _add_costs_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``costs``: spend over a period."""
     costs = sub.add_parser(
         "costs",
         help="spend by model and provider over a period (generation runs and judge calls)",
@@ -268,6 +313,9 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     costs.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
+
+def _add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``plan``: a run's requests, tokens and cost before any request."""
     plan = sub.add_parser(
         "plan",
         help="before any request: tokens, requests and cost of a run per model, dataset and "
@@ -290,6 +338,9 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     plan.add_argument("--no-cache", action="store_true", help="count cached requests as sent")
     plan.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
+
+def _add_samples_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``samples``: per-sample rows of one partition."""
     samples = sub.add_parser(
         "samples",
         help="per-sample inputs, outputs and scores of one model x dataset",
@@ -305,6 +356,9 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     samples.add_argument("--limit", type=int, default=20, help="rows to show (default 20; 0: all)")
     samples.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
+
+def _add_calibrations_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``calibrations``: the stored judge calibrations."""
     calibrations = sub.add_parser(
         "calibrations",
         help="print the stored judge calibrations: labels, method, agreement before/after",
@@ -312,6 +366,9 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     calibrations.add_argument("--json", action="store_true", help="print JSON")
 
+
+def _add_label_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``label``: rate judge-calibration responses by hand."""
     label = sub.add_parser(
         "label",
         help="rate judge-calibration responses by hand (writes datasets/judge-labels/human.jsonl)",
@@ -338,6 +395,9 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     label.add_argument("--rater", help="your name, a slug (e.g. alice)")
     label.add_argument("--limit", type=int, help="stop after this many ratings")
 
+
+def _add_baseline_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``baseline pin``: pin the stored scores as a baseline."""
     baseline = sub.add_parser("baseline", help="pin the stored scores as a named baseline")
     bsub = baseline.add_subparsers(dest="baseline_command", required=True)
     pin = bsub.add_parser("pin", help="copy the store's scores into baselines/<name>/")
