@@ -406,95 +406,157 @@ def run_batch_requests(
     start = time.monotonic()
     by_hash = {r.request_hash: r for r in todo}
     pending = list(todo)
+
+    def progress(_: list[RemoteBatch] | None = None) -> None:
+        if on_progress is not None:
+            on_progress()
+
     for round_ in range(max_rounds):
         if not pending:
             break
         outcome.rounds = round_ + 1
-        lines: dict[str, bytes] = {}
-        sendable = []
-        for r in pending:
-            try:
-                lines[r.request_hash] = route.api.line(r)
-                sendable.append(r)
-            except RequestFailure as failure:
-                results[r.request_hash] = GenerationResponse(None, "error", error=str(failure))
-                stats.errors += 1
-        records = route.resume({r.request_hash for r in sendable}) if round_ == 0 else []
-        covered = {h for record in records for h in record.request_hashes}
-        sendable = [r for r in sendable if r.request_hash not in covered]
-        try:
-            for chunk in split(route.api, sendable, lines):
-                records.append(route.submit(chunk, lines))
-        except _BudgetStop as stop:
-            outcome.stopped = str(stop)
-        outcome.submissions += [r.submission_id for r in records]
-        outcome.batch_ids += [r.batch_id for r in records if r.batch_id]
-        outcome.planned_worst_usd += sum(r.worst_usd for r in records)
+        lines, sendable = _encode_lines(route, pending, results, stats)
+        records = _submit_round(route, sendable, lines, outcome, resume=round_ == 0)
         stats.in_flight = sum(r.count for r in records)
-        if on_progress is not None:
-            on_progress()
-
-        def polled(_: list[RemoteBatch]) -> None:
-            if on_progress is not None:
-                on_progress()
-
+        progress()
         if not wait:
-            open_ = [r for r in records if not route.api.retrieve(str(r.batch_id)).ended]
-            if open_:
-                raise BatchesPending(
-                    f"{len(open_)} provider batches hold {sum(r.count for r in open_)} "
-                    f"requests of {partition or spec.slug} and have not ended: "
-                    f"{', '.join(str(r.batch_id) for r in open_)}. Nothing is waiting on "
-                    "them here; the batch sensor (batch_collect_sensor) requests the run "
-                    "that collects them once they end, or materialize the partition again."
-                )
-        route.wait(records, polled)
+            _raise_if_open(route, records, partition or spec.slug)
+        route.wait(records, progress)
         retry: list[GenerationRequest] = []
         for record in records:
-            got: set[str] = set()
-            cost = 0.0
-            for result in route.collect(record):
-                request = by_hash.get(result.custom_id)
-                if request is None or result.custom_id in got:
-                    continue
-                got.add(result.custom_id)
-                if result.response is not None:
-                    response = result.response
-                    results[result.custom_id] = response
-                    stats.generated += 1
-                    stats.model_calls += 1
-                    stats.input_tokens += response.input_tokens
-                    stats.output_tokens += response.output_tokens
-                    cost += spec.pricing.batch_cost(response.input_tokens, response.output_tokens)
-                    record.answered += 1
-                    continue
-                problem = result.failure or RequestFailure("other", "no result")
-                if result.missing or problem.retryable:
-                    record.missing += 1
-                    retry.append(request)
-                else:
-                    record.failed += 1
-                    results[result.custom_id] = GenerationResponse(
-                        None, "error", error=str(problem)
-                    )
-                    stats.errors += 1
-            # A request the provider did not mention at all was not answered either.
-            for h in record.request_hashes:
-                if h not in got and h in by_hash and h not in results:
-                    record.missing += 1
-                    retry.append(by_hash[h])
-            record.cost_usd = cost
-            record.state = "collected"
-            record.collected_at = time.time()
-            book.put(record)
-            stats.cost_usd += cost
-            budget.settle(record.worst_usd, cost)
+            _collect_record(route, record, by_hash, results, stats, retry)
         stats.in_flight = 0
         if outcome.stopped:
             break
         if retry and round_ + 1 < max_rounds:
             outcome.retried += len(retry)
         pending = retry
+    _fail_unanswered(todo, pending, outcome, results, stats)
+    outcome.waited_s = time.monotonic() - start
+    return outcome
+
+
+def _encode_lines(
+    route: BatchRoute,
+    pending: Sequence[GenerationRequest],
+    results: dict[str, GenerationResponse],
+    stats: RunStats,
+) -> tuple[dict[str, bytes], list[GenerationRequest]]:
+    """Each request's batch line by hash, and the requests that have one.
+
+    A request the provider cannot encode is answered with its error at once.
+    """
+    lines: dict[str, bytes] = {}
+    sendable = []
+    for r in pending:
+        try:
+            lines[r.request_hash] = route.api.line(r)
+            sendable.append(r)
+        except RequestFailure as failure:
+            results[r.request_hash] = GenerationResponse(None, "error", error=str(failure))
+            stats.errors += 1
+    return lines, sendable
+
+
+def _submit_round(
+    route: BatchRoute,
+    sendable: list[GenerationRequest],
+    lines: dict[str, bytes],
+    outcome: BatchOutcome,
+    *,
+    resume: bool,
+) -> list[Submission]:
+    """The submissions of one round, new ones sent until the budget stops them.
+
+    On the first round the open submissions of an earlier run that cover these requests
+    are taken up first.
+    """
+    records = route.resume({r.request_hash for r in sendable}) if resume else []
+    covered = {h for record in records for h in record.request_hashes}
+    sendable = [r for r in sendable if r.request_hash not in covered]
+    try:
+        for chunk in split(route.api, sendable, lines):
+            records.append(route.submit(chunk, lines))
+    except _BudgetStop as stop:
+        outcome.stopped = str(stop)
+    outcome.submissions += [r.submission_id for r in records]
+    outcome.batch_ids += [r.batch_id for r in records if r.batch_id]
+    outcome.planned_worst_usd += sum(r.worst_usd for r in records)
+    return records
+
+
+def _raise_if_open(route: BatchRoute, records: list[Submission], owner: str) -> None:
+    """Raise :class:`BatchesPending` if any of ``records`` has not ended at the provider."""
+    open_ = [r for r in records if not route.api.retrieve(str(r.batch_id)).ended]
+    if open_:
+        raise BatchesPending(
+            f"{len(open_)} provider batches hold {sum(r.count for r in open_)} "
+            f"requests of {owner} and have not ended: "
+            f"{', '.join(str(r.batch_id) for r in open_)}. Nothing is waiting on "
+            "them here; the batch sensor (batch_collect_sensor) requests the run "
+            "that collects them once they end, or materialize the partition again."
+        )
+
+
+def _collect_record(
+    route: BatchRoute,
+    record: Submission,
+    by_hash: dict[str, GenerationRequest],
+    results: dict[str, GenerationResponse],
+    stats: RunStats,
+    retry: list[GenerationRequest],
+) -> None:
+    """Take one ended batch's answers into ``results`` and ``stats``.
+
+    What it left missing or failed retryably goes on ``retry``. The record is saved as
+    collected, its cost settled against the budget.
+    """
+    got: set[str] = set()
+    cost = 0.0
+    for result in route.collect(record):
+        request = by_hash.get(result.custom_id)
+        if request is None or result.custom_id in got:
+            continue
+        got.add(result.custom_id)
+        if result.response is not None:
+            response = result.response
+            results[result.custom_id] = response
+            stats.generated += 1
+            stats.model_calls += 1
+            stats.input_tokens += response.input_tokens
+            stats.output_tokens += response.output_tokens
+            cost += route.spec.pricing.batch_cost(response.input_tokens, response.output_tokens)
+            record.answered += 1
+            continue
+        problem = result.failure or RequestFailure("other", "no result")
+        if result.missing or problem.retryable:
+            record.missing += 1
+            retry.append(request)
+        else:
+            record.failed += 1
+            results[result.custom_id] = GenerationResponse(None, "error", error=str(problem))
+            stats.errors += 1
+    # A request the provider did not mention at all was not answered either.
+    for h in record.request_hashes:
+        if h not in got and h in by_hash and h not in results:
+            record.missing += 1
+            retry.append(by_hash[h])
+    record.cost_usd = cost
+    record.state = "collected"
+    record.collected_at = time.time()
+    route.book.put(record)
+    stats.cost_usd += cost
+    route.budget.settle(record.worst_usd, cost)
+
+
+def _fail_unanswered(
+    todo: Sequence[GenerationRequest],
+    pending: list[GenerationRequest],
+    outcome: BatchOutcome,
+    results: dict[str, GenerationResponse],
+    stats: RunStats,
+) -> None:
+    """Answer with an error what the last round left unanswered, and what was never sent."""
     outcome.unanswered = [r for r in pending if r.request_hash not in results]
     for r in pending:
         if r.request_hash not in results:
@@ -510,8 +572,6 @@ def run_batch_requests(
                 None, "error", error=f"not attempted: {outcome.stopped}"
             )
             stats.not_attempted += 1
-    outcome.waited_s = time.monotonic() - start
-    return outcome
 
 
 def find_duplicates(provider: Provider, book: BatchBook, since: float) -> list[RemoteBatch]:
