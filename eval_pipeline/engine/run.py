@@ -161,30 +161,16 @@ def run_requests(
     and the budget of ``controls``, with each response cached as it arrives. Either way a run that dies keeps everything answered before it, and identical
     requests (same hash) are sent once.
     """
-    if any(r.choices for r in requests) and not provider.capabilities.choices:
-        raise EvalPipelineError(
-            f"model {spec.slug!r}: provider {spec.provider!r} does not implement choice "
-            "decoding (requests with choices); ask it for free-form output instead"
-        )
+    _check_choices_supported(provider, spec, requests)
     start = time.perf_counter()
     stats = RunStats(total=len(requests))
     by_hash: dict[str, GenerationResponse] = {}
-    from_cache: set[str] = set()
     if cache is not None and use_cache:
         damaged_before = len(cache.damaged)
-        for r in requests:
-            if r.request_hash not in by_hash:
-                hit = cache.get(r.request_hash)
-                if hit is not None:
-                    by_hash[r.request_hash] = hit
-                    from_cache.add(r.request_hash)
+        by_hash = _cached_responses(requests, cache)
         stats.cache_damaged = len(cache.damaged) - damaged_before
-    todo: list[GenerationRequest] = []
-    queued: set[str] = set()
-    for r in requests:
-        if r.request_hash not in by_hash and r.request_hash not in queued:
-            todo.append(r)
-            queued.add(r.request_hash)
+    from_cache = set(by_hash)
+    todo = _distinct_unanswered(requests, by_hash)
 
     # When the answered count last grew, as seen by the progress reports (so to within
     # one reporting interval): a partition stuck on its last requests then reads as waiting.
@@ -197,24 +183,8 @@ def run_requests(
         elapsed = time.perf_counter() - start
         if done > last_growth["done"]:
             last_growth.update(done=done, at_s=elapsed)
-        progress(
-            Progress(
-                done=done,
-                total=len(requests),
-                cached=sum(1 for r in requests if r.request_hash in from_cache),
-                errors=stats.errors,
-                elapsed_s=elapsed,
-                last_done_s=last_growth["at_s"],
-                output_tokens=stats.output_tokens,
-                cost_usd=stats.cost_usd,
-                input_tokens=stats.input_tokens,
-                attempts=stats.attempts,
-                retries=stats.retries,
-                rate_limited=stats.rate_limited,
-                in_flight=stats.in_flight,
-                last_error=stats.last_error,
-            )
-        )
+        cached = sum(1 for r in requests if r.request_hash in from_cache)
+        progress(_progress_of(stats, done, len(requests), cached, elapsed, last_growth["at_s"]))
 
     def finish(stopped: str | None) -> EngineResult:
         stats.cached = sum(1 for r in requests if r.request_hash in from_cache)
@@ -251,6 +221,80 @@ def run_requests(
         )
         return finish(outcome.stopped)
 
+    _generate_in_batches(provider, spec, todo, cache, stats, by_hash, report, progress_every_s)
+    return finish(None)
+
+
+def _check_choices_supported(
+    provider: Provider, spec: ModelSpec, requests: Sequence[GenerationRequest]
+) -> None:
+    """Refuse requests with choices for a provider that cannot decode them."""
+    if any(r.choices for r in requests) and not provider.capabilities.choices:
+        raise EvalPipelineError(
+            f"model {spec.slug!r}: provider {spec.provider!r} does not implement choice "
+            "decoding (requests with choices); ask it for free-form output instead"
+        )
+
+
+def _cached_responses(
+    requests: Sequence[GenerationRequest], cache: ResponseCache
+) -> dict[str, GenerationResponse]:
+    """The cached response of each request that has one, by request hash."""
+    by_hash: dict[str, GenerationResponse] = {}
+    for r in requests:
+        if r.request_hash not in by_hash:
+            hit = cache.get(r.request_hash)
+            if hit is not None:
+                by_hash[r.request_hash] = hit
+    return by_hash
+
+
+def _distinct_unanswered(
+    requests: Sequence[GenerationRequest], by_hash: dict[str, GenerationResponse]
+) -> list[GenerationRequest]:
+    """The requests not answered yet, each hash once, in their order."""
+    todo: list[GenerationRequest] = []
+    queued: set[str] = set()
+    for r in requests:
+        if r.request_hash not in by_hash and r.request_hash not in queued:
+            todo.append(r)
+            queued.add(r.request_hash)
+    return todo
+
+
+def _progress_of(
+    stats: RunStats, done: int, total: int, cached: int, elapsed_s: float, last_done_s: float
+) -> Progress:
+    """A progress report from the run's counters."""
+    return Progress(
+        done=done,
+        total=total,
+        cached=cached,
+        errors=stats.errors,
+        elapsed_s=elapsed_s,
+        last_done_s=last_done_s,
+        output_tokens=stats.output_tokens,
+        cost_usd=stats.cost_usd,
+        input_tokens=stats.input_tokens,
+        attempts=stats.attempts,
+        retries=stats.retries,
+        rate_limited=stats.rate_limited,
+        in_flight=stats.in_flight,
+        last_error=stats.last_error,
+    )
+
+
+def _generate_in_batches(
+    provider: Provider,
+    spec: ModelSpec,
+    todo: list[GenerationRequest],
+    cache: ResponseCache | None,
+    stats: RunStats,
+    by_hash: dict[str, GenerationResponse],
+    report: Callable[[], None],
+    progress_every_s: float,
+) -> None:
+    """Answer ``todo`` ``provider.batch_size`` at a time, caching each successful response."""
     last_report = time.perf_counter()
     batch_size = max(1, provider.batch_size)
     for offset in range(0, len(todo), batch_size):
@@ -280,4 +324,3 @@ def run_requests(
         if time.perf_counter() - last_report >= progress_every_s:
             report()
             last_report = time.perf_counter()
-    return finish(None)
