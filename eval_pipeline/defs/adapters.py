@@ -108,6 +108,24 @@ def build_adapter_defs(
         TRAIN_TABLE, dg.StaticPartitionsDefinition(sorted(fed)), TRAINING_GROUP
     )
 
+    adapters = _build_adapters_asset(partitions, train_samples, fed)
+    training_job = _build_training_job()
+    adapter_sensor = _build_adapter_sensor()
+    return AdapterDefs(
+        assets=[train_samples, adapters],
+        checks=[check],
+        jobs=[training_job],
+        sensors=[adapter_sensor],
+    )
+
+
+def _build_adapters_asset(
+    partitions: dg.StaticPartitionsDefinition,
+    train_samples: dg.AssetsDefinition,
+    fed: dict[str, set[str]],
+) -> dg.AssetsDefinition:
+    """The ``adapters`` asset: one partition per recipe, fed by its train split's table."""
+
     @dg.asset(
         partitions_def=partitions,
         deps=[dg.AssetDep(train_samples, partition_mapping=dg.StaticPartitionMapping(fed))],
@@ -160,7 +178,12 @@ def build_adapter_defs(
                     metadata[key] = {**values, **adapter_metadata(adapter), "reused": False}
         report_partitions(context, metadata, failures, failure_metadata)
 
-    training_job = dg.define_asset_job(
+    return adapters
+
+
+def _build_training_job() -> dg.UnresolvedAssetJobDefinition:
+    """``training_job``: materializes the adapters."""
+    return dg.define_asset_job(
         TRAINING_JOB,
         # train_samples is partitioned by dataset: adapters records it as it trains.
         selection=dg.AssetSelection.assets(ADAPTERS),
@@ -170,6 +193,10 @@ def build_adapter_defs(
             "<base>__<recipe>); an unchanged recipe finds its adapter without training."
         ),
     )
+
+
+def _build_adapter_sensor() -> dg.SensorDefinition:
+    """``adapter_sensor``: evaluates each newly trained adapter."""
 
     @dg.sensor(
         name="adapter_sensor",
@@ -224,12 +251,7 @@ def build_adapter_defs(
             return dg.SensorResult(skip_reason="nothing to evaluate", cursor=cursor)
         return dg.SensorResult(run_requests=list(requests.values()), cursor=cursor)
 
-    return AdapterDefs(
-        assets=[train_samples, adapters],
-        checks=[check],
-        jobs=[training_job],
-        sensors=[adapter_sensor],
-    )
+    return adapter_sensor
 
 
 def adapter_metadata(adapter: TrainedAdapter) -> Metadata:
