@@ -395,14 +395,7 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     if setup.models is not None:
         aggregates = aggregates.filter(pl.col("model").is_in(list(setup.models)))
     primary = dict(setup.primary)
-    board = aggregates.join(
-        pl.DataFrame(
-            {"dataset": list(primary), "metric": list(primary.values())},
-            schema={"dataset": pl.String, "metric": pl.String},
-        ),
-        on=["dataset", "metric"],
-        how="inner",
-    )
+    board = _primary_rows(aggregates, primary)
     history = _scan_history(store, "aggregates")
     if setup.models is not None:
         history = history.filter(pl.col("model").is_in(list(setup.models)))
@@ -422,28 +415,9 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     judged_metrics = set(judged_all["metric"].unique())
     datasets = sorted(set(parts["dataset"]))
     models = sorted(set(parts["model"]))
-    tags: dict[str, list[str]] = {}
-    for (dataset,), frame in samples_by.items():
-        tags[dataset] = sorted({t for ts in frame["tags"].to_list() for t in (ts or [])})
     suites = {name: sorted(set(ds)) for name, ds in setup.suites.items()}
-    columns = []
-    for d in datasets:
-        metric = primary[d]
-        low, high, kind = metric_scale(
-            metric,
-            board.filter(pl.col("dataset") == d)["mean"].to_list(),
-            rating=_base_metric(metric) in judged_metrics,
-        )
-        columns.append(
-            {
-                "name": d,
-                "metric": metric,
-                "scale": [low, high],
-                "kind": kind,
-                "tags": tags.get(d, [])[:50],
-                "suites": sorted(s for s, ds in suites.items() if d in ds),
-            }
-        )
+    tags = _dataset_tags(samples_by)
+    columns = [_column(d, primary[d], board, judged_metrics, tags, suites) for d in datasets]
     targets: dict[str, dict[str, tuple[str | None, list[str]]]] = {}
     d_index = {d: i for i, d in enumerate(datasets)}
     m_index = {m: i for i, m in enumerate(models)}
@@ -453,51 +427,20 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
         pid = partition_id(d, m)
         runs = runs_by.get((d, m), [])
         metric = primary[d]
-        spark = [r["metrics"].get(metric, [None])[0] for r in runs][-SPARK_POINTS:]
-        cells.append(
-            [
-                d_index[d],
-                m_index[m],
-                _num(row["mean"]),
-                _num(row["ci_low"]),
-                _num(row["ci_high"]),
-                row["n"],
-                _num(row["cost_usd"]),
-                row["error_count"],
-                max(1, len(runs)),
-                spark,
-                # How the number was obtained: loglikelihood, generate, not_applicable.
-                row["answer_mode"],
-            ]
-        )
+        cells.append(_cell(row, d_index[d], m_index[m], runs, metric))
         gens = gens_by.get((d, m))
         if gens is None:
             continue
         scores = scores_by.get((d, m))
         score_rows = scores.to_dicts() if scores is not None else []
-        values: dict[str, list[float | None]] = {}
-        for r in score_rows:
-            values.setdefault(r["metric"], []).append(r["value"])
-        metrics = sorted(values)
-        scales = {
-            name: list(metric_scale(name, vals, rating=_base_metric(name) in judged_metrics))
-            for name, vals in values.items()
-        }
+        scales = _metric_scales(score_rows, judged_metrics)
         if d not in targets:
-            sample_frame = samples_by.get((d,))
-            targets[d] = {
-                sid: (target, list(tags or []))
-                for sid, target, tags in (
-                    sample_frame.select("sample_id", "target", "tags").iter_rows()
-                    if sample_frame is not None
-                    else []
-                )
-            }
+            targets[d] = _sample_targets(samples_by.get((d,)))
         payload = {
             "dataset": d,
             "model": m,
             "metric": metric,
-            "metrics": metrics,
+            "metrics": sorted(scales),
             "scales": scales,
             "aggregates": _aggregate_rows(aggs_by[(d, m)]) if (d, m) in aggs_by else [],
             "samples": _samples(gens, score_rows, judged_by.get((d, m)), targets[d]),
@@ -518,6 +461,96 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     _write(data / "index.js", _js_call("window.__explorer_index", index))
     _copy_assets(folder)
     _write(folder / "index.html", INDEX_HTML)
+
+
+def _primary_rows(aggregates: pl.DataFrame, primary: dict[str, str]) -> pl.DataFrame:
+    """The aggregate rows of each dataset's primary metric: the heatmap's cells."""
+    return aggregates.join(
+        pl.DataFrame(
+            {"dataset": list(primary), "metric": list(primary.values())},
+            schema={"dataset": pl.String, "metric": pl.String},
+        ),
+        on=["dataset", "metric"],
+        how="inner",
+    )
+
+
+def _dataset_tags(samples_by: dict[tuple[object, ...], pl.DataFrame]) -> dict[str, list[str]]:
+    """Each dataset's sample tags, sorted."""
+    tags: dict[str, list[str]] = {}
+    for (dataset, *_), frame in samples_by.items():
+        tags[str(dataset)] = sorted({t for ts in frame["tags"].to_list() for t in (ts or [])})
+    return tags
+
+
+def _column(
+    dataset: str,
+    metric: str,
+    board: pl.DataFrame,
+    judged_metrics: set[str],
+    tags: dict[str, list[str]],
+    suites: dict[str, list[str]],
+) -> dict[str, object]:
+    """The heatmap column of one dataset: its metric, scale, tags and suites."""
+    low, high, kind = metric_scale(
+        metric,
+        board.filter(pl.col("dataset") == dataset)["mean"].to_list(),
+        rating=_base_metric(metric) in judged_metrics,
+    )
+    return {
+        "name": dataset,
+        "metric": metric,
+        "scale": [low, high],
+        "kind": kind,
+        "tags": tags.get(dataset, [])[:50],
+        "suites": sorted(s for s, ds in suites.items() if dataset in ds),
+    }
+
+
+def _cell(
+    row: dict[str, Any], d_index: int, m_index: int, runs: list[dict[str, Any]], metric: str
+) -> list[object]:
+    """One heatmap cell: the primary metric's aggregate row and its sparkline of runs."""
+    spark = [r["metrics"].get(metric, [None])[0] for r in runs][-SPARK_POINTS:]
+    return [
+        d_index,
+        m_index,
+        _num(row["mean"]),
+        _num(row["ci_low"]),
+        _num(row["ci_high"]),
+        row["n"],
+        _num(row["cost_usd"]),
+        row["error_count"],
+        max(1, len(runs)),
+        spark,
+        # How the number was obtained: loglikelihood, generate, not_applicable.
+        row["answer_mode"],
+    ]
+
+
+def _metric_scales(
+    score_rows: list[dict[str, Any]], judged_metrics: set[str]
+) -> dict[str, list[object]]:
+    """Each scored metric's display scale (low, high, kind), from its values."""
+    values: dict[str, list[float | None]] = {}
+    for r in score_rows:
+        values.setdefault(r["metric"], []).append(r["value"])
+    return {
+        name: list(metric_scale(name, vals, rating=_base_metric(name) in judged_metrics))
+        for name, vals in values.items()
+    }
+
+
+def _sample_targets(
+    sample_frame: pl.DataFrame | None,
+) -> dict[str, tuple[str | None, list[str]]]:
+    """Each sample's target and tags, by sample id."""
+    if sample_frame is None:
+        return {}
+    return {
+        sid: (target, list(tags or []))
+        for sid, target, tags in sample_frame.select("sample_id", "target", "tags").iter_rows()
+    }
 
 
 def metric_history(store: Store, model: str, dataset: str, metric: str) -> pl.DataFrame:
