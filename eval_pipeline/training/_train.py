@@ -240,38 +240,12 @@ def train_lora(
     at norm 1.
     """
     import torch
-    from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(recipe.seed)
-    if quantization == "4bit":
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    config = LoraConfig(
-        r=recipe.rank,
-        # peft types it int; a float scales the update the same way (alpha / rank).
-        lora_alpha=recipe.alpha,  # type: ignore[arg-type]
-        lora_dropout=recipe.dropout,
-        target_modules=list(recipe.target_modules)
-        if recipe.target_modules != ("all-linear",)
-        else "all-linear",
-        layers_to_transform=list(recipe.layers) if recipe.layers else None,
-        task_type="CAUSAL_LM",
-    )
-    try:
-        peft_model = get_peft_model(model, config)
-    except ValueError as exc:  # peft names the target modules the model does not have
-        raise EvalPipelineError(f"recipe {recipe.name!r}: target_modules: {exc}") from exc
+    peft_model = _lora_model(recipe, model, quantization)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
-    if quantization == "4bit":
-        import bitsandbytes as bnb
-
-        optimizer = bnb.optim.PagedAdamW8bit(params, lr=recipe.learning_rate)
-        optimizer_name = "paged_adamw_8bit"
-    else:
-        optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate)
-        optimizer_name = "adamw"
+    optimizer, optimizer_name = _optimizer(params, recipe.learning_rate, quantization)
 
     steps = recipe.max_steps or max(1, math.ceil(recipe.epochs * len(examples) / recipe.batch_size))
     order = _batches(len(examples), recipe.batch_size, steps, recipe.seed)
@@ -310,10 +284,7 @@ def train_lora(
         peft_model.peft_config["default"].base_model_name_or_path = model_id
     # No embedding layers are trained; "auto" would look the base up on the hub to check.
     peft_model.save_pretrained(str(out), save_embedding_layers=False)
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak = _peak_memory_gb(device)
     return TrainingReport(
         steps=steps,
         epochs=round(steps * recipe.batch_size / len(examples), 3),
@@ -330,6 +301,51 @@ def train_lora(
         optimizer=optimizer_name,
         trainable_params=sum(p.numel() for p in params),
     )
+
+
+def _lora_model(recipe: Recipe, model: Any, quantization: str) -> Any:
+    """``model`` wrapped with the recipe's LoRA layers (prepared for k-bit training on 4bit)."""
+    from peft import LoraConfig, get_peft_model
+
+    if quantization == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    config = LoraConfig(
+        r=recipe.rank,
+        # peft types it int; a float scales the update the same way (alpha / rank).
+        lora_alpha=recipe.alpha,  # type: ignore[arg-type]
+        lora_dropout=recipe.dropout,
+        target_modules=list(recipe.target_modules)
+        if recipe.target_modules != ("all-linear",)
+        else "all-linear",
+        layers_to_transform=list(recipe.layers) if recipe.layers else None,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:  # peft names the target modules the model does not have
+        raise EvalPipelineError(f"recipe {recipe.name!r}: target_modules: {exc}") from exc
+
+
+def _optimizer(params: list[Any], learning_rate: float, quantization: str) -> tuple[Any, str]:
+    """The optimizer of the trainable parameters and its name (paged 8-bit AdamW on 4bit)."""
+    if quantization == "4bit":
+        import bitsandbytes as bnb
+
+        return bnb.optim.PagedAdamW8bit(params, lr=learning_rate), "paged_adamw_8bit"
+    import torch
+
+    return torch.optim.AdamW(params, lr=learning_rate), "adamw"
+
+
+def _peak_memory_gb(device: str) -> float:
+    """Peak memory of the training in GiB: the GPU's allocations on cuda, else the process's RSS."""
+    if device == "cuda":
+        import torch
+
+        return float(torch.cuda.max_memory_allocated() / 2**30)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _batches(n: int, size: int, steps: int, seed: int) -> list[list[int]]:
