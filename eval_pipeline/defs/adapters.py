@@ -181,7 +181,7 @@ def _build_adapters_asset(
     return adapters
 
 
-def _build_training_job() -> dg.UnresolvedAssetJobDefinition:
+def _build_training_job() -> "dg.UnresolvedAssetJobDefinition":
     """``training_job``: materializes the adapters."""
     return dg.define_asset_job(
         TRAINING_JOB,
