@@ -608,6 +608,45 @@ def _build_source(options: LmEvalOptions, spec_dir: Path, shown: str) -> LmEvalS
     from lm_eval.tasks import TaskManager
 
     field_name = "loader_options.task" if options.task else "loader_options.task_file"
+    yaml_path, folders, spec_name = _task_location(options, spec_dir, shown, field_name)
+    manager = TaskManager(include_defaults=False, include_path=sorted(set(folders)))
+    manager._factory = _local_factory(hub_allowed(options.allow_hub), manager._factory._meta)
+    try:
+        with no_downloads():
+            built = manager.load([spec_name])
+    except LocalDataMissing as exc:
+        raise CatalogError(shown, field_name, str(exc)) from exc
+    except CatalogError:
+        raise
+    except Exception as exc:  # lm-eval's own errors while building the task
+        raise CatalogError(
+            shown, field_name, f"lm-eval could not build {spec_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    leaves = dict(sorted(built["tasks"].items()))
+    groups: list[Group] = list(built["groups"].values())
+    for leaf, task in leaves.items():
+        _prepare_task(task, leaf, options, shown, field_name)
+    counts = {leaf: _repeats(task) for leaf, task in leaves.items()}
+    if len(set(counts.values())) > 1:
+        raise CatalogError(
+            shown,
+            field_name,
+            f"the tasks ask for different repeats per document ({counts}); a dataset "
+            "samples every document the same number of times",
+        )
+    return LmEvalSource(
+        name=spec_name,
+        options=options,
+        leaves=leaves,
+        groups=groups,
+        yaml_path=yaml_path,
+    )
+
+
+def _task_location(
+    options: LmEvalOptions, spec_dir: Path, shown: str, field_name: str
+) -> tuple[Path | None, list[Path], str]:
+    """The task file (if given), the folders lm-eval reads tasks from, and the name to load."""
     yaml_path: Path | None = None
     if options.task_file:
         yaml_path = Path(options.task_file).expanduser()
@@ -631,82 +670,57 @@ def _build_source(options: LmEvalOptions, spec_dir: Path, shown: str) -> LmEvalS
             )
         folders = task_folders(name)
         spec_name = name
-    manager = TaskManager(include_defaults=False, include_path=sorted(set(folders)))
-    manager._factory = _local_factory(hub_allowed(options.allow_hub), manager._factory._meta)
-    try:
-        with no_downloads():
-            built = manager.load([spec_name])
-    except LocalDataMissing as exc:
-        raise CatalogError(shown, field_name, str(exc)) from exc
-    except CatalogError:
-        raise
-    except Exception as exc:  # lm-eval's own errors while building the task
+    return yaml_path, folders, spec_name
+
+
+def _prepare_task(
+    task: Any, leaf: str, options: LmEvalOptions, shown: str, field_name: str
+) -> None:
+    """Refuse a task this pipeline cannot run; set its repeats, few-shot count and seed."""
+    if task.OUTPUT_TYPE not in OUTPUT_TYPES:
         raise CatalogError(
-            shown, field_name, f"lm-eval could not build {spec_name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
-    leaves = dict(sorted(built["tasks"].items()))
-    groups: list[Group] = list(built["groups"].values())
-    for leaf, task in leaves.items():
-        if task.OUTPUT_TYPE not in OUTPUT_TYPES:
-            raise CatalogError(
-                shown, field_name, f"task {leaf!r}: output type {task.OUTPUT_TYPE!r} is not run"
-            )
-        if getattr(task, "multiple_input", 0):
-            raise CatalogError(
-                shown,
-                field_name,
-                f"task {leaf!r} gives each choice its own context (multiple inputs); "
-                "not supported yet",
-            )
-        if options.repeats is not None:
-            if task.OUTPUT_TYPE != "generate_until":
-                raise CatalogError(
-                    shown,
-                    "loader_options.repeats",
-                    f"task {leaf!r} is {task.OUTPUT_TYPE}: repeats apply to generation tasks",
-                )
-            task.config.repeats = options.repeats
-        for ensemble in task._filters:
-            for step in ensemble.filters:
-                k = getattr(step, "keywords", {}).get("k")
-                if isinstance(k, int) and k > _repeats(task):
-                    raise CatalogError(
-                        shown,
-                        "loader_options.repeats",
-                        f"task {leaf!r}: filter {ensemble.name!r} takes the first {k} "
-                        f"samples of a document, but there are {_repeats(task)} (repeats)",
-                    )
-        if _repeats(task) > 1 and task.OUTPUT_TYPE != "generate_until":
-            raise CatalogError(
-                shown,
-                field_name,
-                f"task {leaf!r} asks for {task.config.repeats} repeats of a "
-                f"{task.OUTPUT_TYPE} request; only generation samples differ between repeats",
-            )
-        if "acc_mutual_info" in task._metric_fn_list:
-            raise CatalogError(
-                shown, field_name, f"task {leaf!r}: acc_mutual_info is not supported yet"
-            )
-        try:
-            _set_fewshot(task, options.num_fewshot)
-        except LocalDataMissing as exc:
-            raise CatalogError(shown, field_name, str(exc)) from exc
-        task.set_fewshot_seed(seed=options.fewshot_seed)
-    counts = {leaf: _repeats(task) for leaf, task in leaves.items()}
-    if len(set(counts.values())) > 1:
+            shown, field_name, f"task {leaf!r}: output type {task.OUTPUT_TYPE!r} is not run"
+        )
+    if getattr(task, "multiple_input", 0):
         raise CatalogError(
             shown,
             field_name,
-            f"the tasks ask for different repeats per document ({counts}); a dataset "
-            "samples every document the same number of times",
+            f"task {leaf!r} gives each choice its own context (multiple inputs); not supported yet",
         )
-    return LmEvalSource(
-        name=spec_name,
-        options=options,
-        leaves=leaves,
-        groups=groups,
-        yaml_path=yaml_path,
-    )
+    if options.repeats is not None:
+        if task.OUTPUT_TYPE != "generate_until":
+            raise CatalogError(
+                shown,
+                "loader_options.repeats",
+                f"task {leaf!r} is {task.OUTPUT_TYPE}: repeats apply to generation tasks",
+            )
+        task.config.repeats = options.repeats
+    for ensemble in task._filters:
+        for step in ensemble.filters:
+            k = getattr(step, "keywords", {}).get("k")
+            if isinstance(k, int) and k > _repeats(task):
+                raise CatalogError(
+                    shown,
+                    "loader_options.repeats",
+                    f"task {leaf!r}: filter {ensemble.name!r} takes the first {k} "
+                    f"samples of a document, but there are {_repeats(task)} (repeats)",
+                )
+    if _repeats(task) > 1 and task.OUTPUT_TYPE != "generate_until":
+        raise CatalogError(
+            shown,
+            field_name,
+            f"task {leaf!r} asks for {task.config.repeats} repeats of a "
+            f"{task.OUTPUT_TYPE} request; only generation samples differ between repeats",
+        )
+    if "acc_mutual_info" in task._metric_fn_list:
+        raise CatalogError(
+            shown, field_name, f"task {leaf!r}: acc_mutual_info is not supported yet"
+        )
+    try:
+        _set_fewshot(task, options.num_fewshot)
+    except LocalDataMissing as exc:
+        raise CatalogError(shown, field_name, str(exc)) from exc
+    task.set_fewshot_seed(seed=options.fewshot_seed)
 
 
 @contextlib.contextmanager
