@@ -52,6 +52,29 @@ def catalog_with_adapters(root: str, store_root: str) -> Catalog:
     return with_adapter_models(catalog, Store(store_root), load_recipes(root, catalog))
 
 
+def selected_partitions(args: argparse.Namespace, catalog: Catalog) -> tuple[list[str], list[str]]:
+    """The models and datasets of ``--model``, ``--dataset`` and ``--suite``, each checked.
+
+    No model: every model of the catalog; no dataset nor suite: every dataset of the
+    default run. An unknown model or dataset raises ``KeyError``.
+    """
+    models: list[str] = args.model or catalog.model_slugs
+    datasets = list(args.dataset or [])
+    for suite in getattr(args, "suite", None) or []:
+        datasets += [d for d in catalog.suite(suite) if d not in datasets]
+    datasets = datasets or [
+        name
+        for name, spec in catalog.dataset_specs.items()
+        if not spec.suite or spec.in_default_run
+    ]
+    for m in models:
+        catalog.model(m)
+    for d in datasets:
+        if d not in catalog.dataset_specs:
+            raise KeyError(f"unknown dataset {d!r}; known: {', '.join(catalog.dataset_names)}")
+    return models, datasets
+
+
 def emit(frame: pl.DataFrame, as_json: bool) -> None:
     """Print a table as JSON or as Markdown."""
     from eval_pipeline.report import frame_json, frame_markdown  # on use: polars (startup cost)

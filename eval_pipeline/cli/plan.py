@@ -6,7 +6,13 @@ import argparse
 
 import polars as pl
 
-from eval_pipeline.cli._common import EXIT_OK, catalog_with_adapters, emit, roots
+from eval_pipeline.cli._common import (
+    EXIT_OK,
+    catalog_with_adapters,
+    emit,
+    roots,
+    selected_partitions,
+)
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions
 from eval_pipeline.stages.plan import plan_partition
 from eval_pipeline.storage import Store
@@ -17,17 +23,8 @@ def plan(args: argparse.Namespace) -> int:
     root, store_root = roots(args)
     catalog = catalog_with_adapters(root, store_root)
     store = Store(store_root)
-    models = args.model or catalog.model_slugs
-    datasets = args.dataset or [
-        name
-        for name, spec in catalog.dataset_specs.items()
-        if not spec.suite or spec.in_default_run
-    ]
-    for m in models:
-        catalog.model(m)
+    models, datasets = selected_partitions(args, catalog)
     for d in datasets:
-        if d not in catalog.dataset_specs:
-            raise KeyError(f"unknown dataset {d!r}; known: {', '.join(catalog.dataset_names)}")
         # The dataset tables are what generation reads; writing them sends nothing.
         if not store.exists("dataset_samples", dataset=d):
             build_prompt_versions(catalog, store, d)

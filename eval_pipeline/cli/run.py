@@ -18,6 +18,7 @@ from eval_pipeline.cli._common import (
     EXIT_USAGE,
     catalog_with_adapters,
     roots,
+    selected_partitions,
     use_dagster_home,
 )
 from eval_pipeline.core.keys import PartitionKey
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     root, store_root = roots(args)
     # A fine-tuned model <base>__<recipe> is a model once its adapter is trained.
     catalog = catalog_with_adapters(root, store_root)
-    models, datasets = _selected_partitions(args, catalog)
+    models, datasets = selected_partitions(args, catalog)
     if not args.no_preflight:
         # Before Dagster is imported: a machine that lacks something hears it in seconds.
         keys = [PartitionKey(model=m, dataset=d) for m in models for d in datasets]
@@ -82,25 +83,6 @@ def run(args: argparse.Namespace) -> int:
             # The leaderboard and reports read every stored partition: built once, last.
             failed += _run_reporting(defs, instance, loggers)
     return _print_leaderboard(Store(store_root), models, datasets, failed, as_json=args.json)
-
-
-def _selected_partitions(args: argparse.Namespace, catalog: Catalog) -> tuple[list[str], list[str]]:
-    """The models and datasets the command line selects, each checked against the catalog."""
-    models: list[str] = args.model or catalog.model_slugs
-    datasets = list(args.dataset or [])
-    for suite in args.suite or []:
-        datasets += [d for d in catalog.suite(suite) if d not in datasets]
-    datasets = datasets or [
-        name
-        for name, spec in catalog.dataset_specs.items()
-        if not spec.suite or spec.in_default_run
-    ]
-    for m in models:
-        catalog.model(m)
-    for d in datasets:
-        if d not in catalog.dataset_specs:
-            raise KeyError(f"unknown dataset {d!r}; known: {', '.join(catalog.dataset_names)}")
-    return models, datasets
 
 
 def _console_loggers(log_level: str) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
