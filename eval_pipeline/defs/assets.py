@@ -1,6 +1,6 @@
 """The evaluation assets. Each body reads its partition, calls one stage, returns metadata."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 
@@ -134,21 +134,31 @@ def build_assets(
     ]
 
 
-def generations_asset(
-    grid: dg.MultiPartitionsDefinition, deps: Sequence[dg.AssetDep | dg.AssetKey]
-) -> dg.AssetsDefinition:
-    """``generations`` over ``grid``, reading ``deps``."""
-
-    @dg.asset(
+def _grid_asset(
+    grid: dg.MultiPartitionsDefinition,
+    deps: Sequence[dg.AssetDep | dg.AssetKey],
+    name: str,
+    pool: str,
+) -> Callable[[Callable[..., None]], dg.AssetsDefinition]:
+    """The decorator of an evaluation asset over ``grid``: its code version, automation and pool."""
+    return dg.asset(
         partitions_def=grid,
         deps=deps,
         group_name="evaluation",
         kinds=KINDS,
         backfill_policy=SINGLE_RUN,
-        code_version=CODE_VERSIONS["generations"],
+        code_version=CODE_VERSIONS[name],
         automation_condition=evaluation_condition(),
-        pool=GENERATION_POOL,
+        pool=pool,
     )
+
+
+def generations_asset(
+    grid: dg.MultiPartitionsDefinition, deps: Sequence[dg.AssetDep | dg.AssetKey]
+) -> dg.AssetsDefinition:
+    """``generations`` over ``grid``, reading ``deps``."""
+
+    @_grid_asset(grid, deps, "generations", GENERATION_POOL)
     def generations(
         context: dg.AssetExecutionContext,
         config: GenerationConfig,
@@ -263,16 +273,7 @@ def scores_asset(
 ) -> dg.AssetsDefinition:
     """``scores`` over ``grid``, reading ``deps`` (``generations`` first)."""
 
-    @dg.asset(
-        partitions_def=grid,
-        deps=deps,
-        group_name="evaluation",
-        kinds=KINDS,
-        backfill_policy=SINGLE_RUN,
-        code_version=CODE_VERSIONS["scores"],
-        automation_condition=evaluation_condition(),
-        pool=SCORING_POOL,
-    )
+    @_grid_asset(grid, deps, "scores", SCORING_POOL)
     def scores(
         context: dg.AssetExecutionContext,
         catalog: CatalogResource,
