@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
@@ -57,16 +57,11 @@ def targets_of(frame: pl.DataFrame) -> list[list[str]]:
 
 def exact_match(frame: pl.DataFrame) -> pl.DataFrame:
     """1.0 when the stripped completion equals a stripped target (any of ``targets``)."""
-    values, details = [], []
-    for completion, wanted in zip(frame["completion"], targets_of(frame), strict=True):
-        if completion is None:
-            values.append(0.0)
-            details.append("no completion")
-            continue
-        hit = any(completion.strip() == t.strip() for t in wanted)
-        values.append(float(hit))
-        details.append("" if hit else f"expected {_one_of(wanted)}")
-    return _result(frame["sample_id"].to_list(), values, details)
+
+    def match(completion: str, wanted: list[str]) -> tuple[bool, list[str]]:
+        return any(completion.strip() == t.strip() for t in wanted), wanted
+
+    return _match_targets(frame, match)
 
 
 def normalized_match(frame: pl.DataFrame, contains: bool = False) -> pl.DataFrame:
@@ -75,17 +70,32 @@ def normalized_match(frame: pl.DataFrame, contains: bool = False) -> pl.DataFram
     Any of the row's ``targets`` counts. With ``contains`` the target must appear as
     whole words, so "12" does not match "123".
     """
+
+    def match(completion: str, wanted: list[str]) -> tuple[bool, list[str]]:
+        got = normalize_text(completion)
+        wants = [normalize_text(t) for t in wanted]
+        hit = any(bool(w) and (f" {w} " in f" {got} " if contains else got == w) for w in wants)
+        return hit, wants
+
+    return _match_targets(frame, match)
+
+
+def _match_targets(
+    frame: pl.DataFrame, match: Callable[[str, list[str]], tuple[bool, list[str]]]
+) -> pl.DataFrame:
+    """Score each completion against its targets with ``match``: (hit, the targets shown).
+
+    A missing completion scores 0; a miss's detail names the expected targets.
+    """
     values, details = [], []
     for completion, wanted in zip(frame["completion"], targets_of(frame), strict=True):
         if completion is None:
             values.append(0.0)
             details.append("no completion")
             continue
-        got = normalize_text(completion)
-        wants = [normalize_text(t) for t in wanted]
-        hit = any(bool(w) and (f" {w} " in f" {got} " if contains else got == w) for w in wants)
+        hit, shown = match(completion, wanted)
         values.append(float(hit))
-        details.append("" if hit else f"expected {_one_of(wants)}")
+        details.append("" if hit else f"expected {_one_of(shown)}")
     return _result(frame["sample_id"].to_list(), values, details)
 
 
