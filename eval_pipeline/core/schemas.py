@@ -106,17 +106,22 @@ SCORES = table_schema(
     }
 )
 
+# A metric's estimate over a set of samples: count, mean, standard error and 95% interval.
+_ESTIMATE: dict[str, type[pl.DataType]] = {
+    "n": pl.Int64,
+    "mean": pl.Float64,
+    "stderr": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+}
+
 AGGREGATES = table_schema(
     {
         "model": pl.String,
         "dataset": pl.String,
         "prompt_version": pl.String,
         "metric": pl.String,
-        "n": pl.Int64,
-        "mean": pl.Float64,
-        "stderr": pl.Float64,
-        "ci_low": pl.Float64,
-        "ci_high": pl.Float64,
+        **_ESTIMATE,
         "pass_at_1": pl.Float64,  # code metrics only
         "answer_mode": pl.String,  # as in generations; not_applicable rows have n = 0
         "samples": pl.Int64,
@@ -218,11 +223,7 @@ SLICE_AGGREGATES = table_schema(
         "prompt_version": pl.String,
         "slice": pl.String,
         "metric": pl.String,
-        "n": pl.Int64,
-        "mean": pl.Float64,
-        "stderr": pl.Float64,
-        "ci_low": pl.Float64,
-        "ci_high": pl.Float64,
+        **_ESTIMATE,
     }
 )
 
