@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 from eval_pipeline.core.types import GenerationRequest, GenerationResponse
 from eval_pipeline.providers._answers import checked_response
@@ -53,12 +54,22 @@ class BatchApi:
 
     limits: BatchLimits
     sdk_module: str = ""
+    # The SDK's synchronous client class (``OpenAI``, ``Anthropic``): batches are
+    # created, polled and read outside the event loop.
+    sdk_client: str = ""
     # The metadata key holding the submission id, where the API keeps metadata.
     submission_key: str = "eval_pipeline_submission"
 
     def __init__(self, provider: ApiProviderBase):
         self.provider = provider
         self._sdk: ModuleType = importlib.import_module(self.sdk_module)
+        # Any: the SDK's client, typed by the SDK, which is imported on use.
+        self.client: Any = getattr(self._sdk, self.sdk_client)(
+            api_key=provider.api_key or "not-needed",
+            base_url=provider.options.base_url,
+            max_retries=3,
+            timeout=max(60.0, provider.options.request_timeout_s),
+        )
 
     # -- what subclasses implement ---------------------------------------------------
 

@@ -23,15 +23,7 @@ class AnthropicBatchApi(BatchApi):
 
     limits = BatchLimits(max_requests=100_000, max_bytes=256 * 1024 * 1024)
     sdk_module = "anthropic"
-
-    def __init__(self, provider: Any):  # an AnthropicProvider
-        super().__init__(provider)
-        self.client: Any = self._sdk.Anthropic(  # the SDK client; typed by the SDK
-            api_key=provider.api_key or "not-needed",
-            base_url=provider.options.base_url,
-            max_retries=3,
-            timeout=max(60.0, provider.options.request_timeout_s),
-        )
+    sdk_client = "Anthropic"
 
     def line(self, request: GenerationRequest) -> bytes:
         record = {"custom_id": request.request_hash, "params": self.provider.payload(request)}

@@ -29,15 +29,7 @@ class OpenAIBatchApi(BatchApi):
 
     limits = BatchLimits(max_requests=50_000, max_bytes=200 * 1024 * 1024)
     sdk_module = "openai"
-
-    def __init__(self, provider: Any):  # an OpenAIProvider
-        super().__init__(provider)
-        self.client: Any = self._sdk.OpenAI(  # the SDK client; typed by the SDK
-            api_key=provider.api_key or "not-needed",
-            base_url=provider.options.base_url,
-            max_retries=3,
-            timeout=max(60.0, provider.options.request_timeout_s),
-        )
+    sdk_client = "OpenAI"
 
     @property
     def url(self) -> str:
