@@ -88,7 +88,8 @@ def _add_run_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _add_doctor_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``doctor``: the whole catalog's preflight."""
-    doctor = sub.add_parser(
+    doctor = _command(
+        sub,
         "doctor",
         help="check what this machine lacks to run every model on every dataset, with fixes",
         description=(
@@ -99,14 +100,14 @@ def _add_doctor_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
             "fixes it; not-applicable cells are listed as notes. `eval-pipeline run` checks "
             "its own partitions the same way before any model call."
         ),
-        epilog=EXIT_CODES_HELP,
     )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _add_lm_eval_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``lm-eval tasks|add|index``: lm-evaluation-harness tasks as datasets."""
-    lm_eval = sub.add_parser(
+    lm_eval = _command(
+        sub,
         "lm-eval",
         help="find lm-evaluation-harness tasks that run here, and add one as a dataset",
         description=(
@@ -115,7 +116,6 @@ def _add_lm_eval_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
             "with whether their data is on this machine); `add` writes "
             "datasets/<name>/dataset.yaml for one; `index` builds the task index (make does)."
         ),
-        epilog=EXIT_CODES_HELP,
     )
     lsub = lm_eval.add_subparsers(dest="lm_eval_command", required=True)
     tasks = lsub.add_parser("tasks", help="list lm-eval tasks, groups and tags by name")
@@ -138,7 +138,7 @@ def _add_lm_eval_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
 def _add_leaderboard_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``leaderboard``: the stored leaderboard."""
     board = sub.add_parser("leaderboard", help="print the stored leaderboard")
-    board.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    _json_flag(board)
 
 
 def _add_train_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -154,7 +154,8 @@ def _add_train_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _add_metrics_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    metrics = sub.add_parser(
+    metrics = _command(
+        sub,
         "metrics",
         help="Prometheus metrics of the run history and the stored results",
         description=(
@@ -164,7 +165,6 @@ def _add_metrics_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
             "sandbox programs (from the store). See docs/operations.md for a scrape config "
             "and alert rules."
         ),
-        epilog=EXIT_CODES_HELP,
     )
     msub = metrics.add_subparsers(dest="metrics_command", required=True)
     serve = msub.add_parser("serve", help="serve /metrics over HTTP until interrupted")
@@ -179,7 +179,8 @@ def _add_metrics_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
 def _add_runs_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     runs = sub.add_parser("runs", help="maintain the Dagster run history under $DAGSTER_HOME")
     rsub = runs.add_subparsers(dest="runs_command", required=True)
-    dead = rsub.add_parser(
+    dead = _command(
+        rsub,
         "mark-dead",
         help="mark runs still STARTED whose process is gone as FAILURE",
         description=(
@@ -189,7 +190,6 @@ def _add_runs_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
             "left alone; untagged runs count as this machine's when the instance keeps its "
             "runs in SQLite (a local DAGSTER_HOME), or with --assume-local."
         ),
-        epilog=EXIT_CODES_HELP,
     )
     dead.add_argument(
         "--dry-run", action="store_true", help="list the runs that would be marked; change nothing"
@@ -217,10 +217,10 @@ def _add_results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
 
 def _add_results_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``results``: the aggregates table."""
-    results = sub.add_parser(
+    results = _command(
+        sub,
         "results",
         help="table of aggregates (mean, stderr, 95%% CI per metric); per slice with --tag",
-        epilog=EXIT_CODES_HELP,
     )
     results.add_argument("--model", action="append", help="model slug (repeatable)")
     results.add_argument("--dataset", action="append", help="dataset name (repeatable)")
@@ -228,12 +228,13 @@ def _add_results_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "--tag", action="append", help="per-slice results for this tag (repeatable)"
     )
     results.add_argument("--metric", action="append", help="metric name (repeatable)")
-    results.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    _json_flag(results)
 
 
 def _add_compare_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``compare``: paired comparison of two runs."""
-    compare = sub.add_parser(
+    compare = _command(
+        sub,
         "compare",
         help="paired per-sample comparison of run B against run A; exit 1 on a regression",
         description=(
@@ -244,7 +245,6 @@ def _add_compare_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
             "unique prefix), @<ISO date or time> (each partition's newest run by then); a "
             "store directory, a baseline folder, or a scores Parquet file."
         ),
-        epilog=EXIT_CODES_HELP,
     )
     compare.add_argument("a", metavar="A", help="the baseline run")
     compare.add_argument("b", metavar="B", help="the current run")
@@ -267,20 +267,21 @@ def _add_compare_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
 def _add_history_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``history``: a partition's metric over its kept runs."""
-    history = sub.add_parser(
+    history = _command(
+        sub,
         "history",
         help="a partition's primary metric over its kept runs, with 95%% CIs and cost",
-        epilog=EXIT_CODES_HELP,
     )
     history.add_argument("--model", required=True, help="model slug")
     history.add_argument("--dataset", required=True, help="dataset name")
     history.add_argument("--metric", help="metric to show (default: the dataset's primary metric)")
-    history.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    _json_flag(history)
 
 
 def _add_report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``report``: the static HTML explorer."""
-    report = sub.add_parser(
+    report = _command(
+        sub,
         "report",
         help="write the static HTML results explorer; --open opens it in a browser",
         description=(
@@ -288,7 +289,6 @@ def _add_report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
             "drill-down, run-to-run diffs and trends, readable from the file system with no "
             "server (the reporting step writes the same after every run)."
         ),
-        epilog=EXIT_CODES_HELP,
     )
     report.add_argument("--output", help="folder to write to (default: <store>/reports/explorer)")
     report.add_argument(
@@ -298,10 +298,10 @@ def _add_report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def _add_costs_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``costs``: spend over a period."""
-    costs = sub.add_parser(
+    costs = _command(
+        sub,
         "costs",
         help="spend by model and provider over a period (generation runs and judge calls)",
-        epilog=EXIT_CODES_HELP,
     )
     costs.add_argument("--since", help="start, ISO date or time (default: all time)")
     costs.add_argument("--until", help="end, ISO date or time (default: now)")
@@ -311,16 +311,16 @@ def _add_costs_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         default="model",
         help="group spend by (default: model)",
     )
-    costs.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    _json_flag(costs)
 
 
 def _add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``plan``: a run's requests, tokens and cost before any request."""
-    plan = sub.add_parser(
+    plan = _command(
+        sub,
         "plan",
         help="before any request: tokens, requests and cost of a run per model, dataset and "
         "route (online, batch, local)",
-        epilog=EXIT_CODES_HELP,
     )
     plan.add_argument("--model", action="append", help="model slug (repeatable; default: all)")
     plan.add_argument("--dataset", action="append", help="dataset name (repeatable; default: all)")
@@ -336,15 +336,15 @@ def _add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--batch", action="store_true", help="plan the API models on the batch route (run --batch)"
     )
     plan.add_argument("--no-cache", action="store_true", help="count cached requests as sent")
-    plan.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    _json_flag(plan)
 
 
 def _add_samples_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``samples``: per-sample rows of one partition."""
-    samples = sub.add_parser(
+    samples = _command(
+        sub,
         "samples",
         help="per-sample inputs, outputs and scores of one model x dataset",
-        epilog=EXIT_CODES_HELP,
     )
     samples.add_argument("--model", required=True, help="model slug")
     samples.add_argument("--dataset", required=True, help="dataset name")
@@ -354,22 +354,23 @@ def _add_samples_command(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "--below", type=float, help="keep samples whose --metric is below this (failures: 1)"
     )
     samples.add_argument("--limit", type=int, default=20, help="rows to show (default 20; 0: all)")
-    samples.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    _json_flag(samples)
 
 
 def _add_calibrations_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``calibrations``: the stored judge calibrations."""
-    calibrations = sub.add_parser(
+    calibrations = _command(
+        sub,
         "calibrations",
         help="print the stored judge calibrations: labels, method, agreement before/after",
-        epilog=EXIT_CODES_HELP,
     )
     calibrations.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _add_label_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``label``: rate judge-calibration responses by hand."""
-    label = sub.add_parser(
+    label = _command(
+        sub,
         "label",
         help="rate judge-calibration responses by hand (writes datasets/judge-labels/human.jsonl)",
         description=(
@@ -378,7 +379,6 @@ def _add_label_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
             "session resumes where this one stopped. Once a rubric has human ratings, its "
             "judge calibration uses them instead of the rule-assigned labels."
         ),
-        epilog=EXIT_CODES_HELP,
     )
     label.add_argument(
         "action",
@@ -405,3 +405,19 @@ def _add_baseline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     pin.add_argument("--model", action="append", help="only this model (repeatable)")
     pin.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
     pin.add_argument("--description", default="", help="what this baseline is")
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,  # noqa: A002 (argparse's name)
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """A command whose help ends with the exit codes."""
+    return sub.add_parser(name, help=help, description=description, epilog=EXIT_CODES_HELP)
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    """``--json``: print JSON instead of Markdown."""
+    parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
