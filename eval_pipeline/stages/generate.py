@@ -484,18 +484,17 @@ def generate(
     )
     own_provider = provider is None
     provider = provider or create_provider(spec)
-    controls = RunControls(
+    controls = _run_controls(
+        store,
+        PartitionKey(model=model, dataset=dataset),
         budget_usd=budget_usd,
         partition_timeout_s=partition_timeout_s,
         request_timeout_s=request_timeout_s,
-        budget_ledger=str(store.budget_ledger(budget_scope)) if budget_scope else None,
-        rate_leases=str(store.rate_leases_dir),
+        budget_scope=budget_scope,
+        run=run,
         route=route,
         batch_wait=batch_wait,
         batch_fallback_online=batch_fallback_online,
-        partition=PartitionKey(model=model, dataset=dataset).key,
-        batch_dir=str(store.runs_dir / "batches"),
-        run_id=run.run_id if run is not None else None,
     )
 
     def send(batch: list[GenerationRequest]) -> EngineResult:
@@ -531,13 +530,54 @@ def generate(
     path = store.write("generations", frame, dataset=dataset, model=model)
     if result.stopped:
         raise GenerationStopped(f"{model} on {dataset}: {result.stopped} Rows so far: {path}")
+    return _generate_report(path, frame, prompt.version, samples, result, mode)
+
+
+def _run_controls(
+    store: Store,
+    key: PartitionKey,
+    *,
+    budget_usd: float | None,
+    partition_timeout_s: float | None,
+    request_timeout_s: float | None,
+    budget_scope: str | None,
+    run: RunOrigin | None,
+    route: str | None,
+    batch_wait: bool,
+    batch_fallback_online: bool,
+) -> RunControls:
+    """The engine's controls of one partition: its budget, time limits, route and files."""
+    return RunControls(
+        budget_usd=budget_usd,
+        partition_timeout_s=partition_timeout_s,
+        request_timeout_s=request_timeout_s,
+        budget_ledger=str(store.budget_ledger(budget_scope)) if budget_scope else None,
+        rate_leases=str(store.rate_leases_dir),
+        route=route,
+        batch_wait=batch_wait,
+        batch_fallback_online=batch_fallback_online,
+        partition=key.key,
+        batch_dir=str(store.runs_dir / "batches"),
+        run_id=run.run_id if run is not None else None,
+    )
+
+
+def _generate_report(
+    path: Path,
+    frame: pl.DataFrame,
+    prompt_version: str,
+    samples: pl.DataFrame,
+    result: EngineResult,
+    mode: AnswerMode,
+) -> GenerateReport:
+    """What :func:`generate` wrote: rows new and reused, errors, versions and the run's stats."""
     return GenerateReport(
         path=path,
         rows=frame.height,
         new_rows=frame.height - int(frame["cached"].sum()),
         reused_rows=int(frame["cached"].sum()),
         errors=int(frame["error"].is_not_null().sum()),
-        prompt_version=prompt.version,
+        prompt_version=prompt_version,
         dataset_version=samples["dataset_version"][0] if samples.height else "",
         stats=result.stats,
         answer_mode=mode,
