@@ -37,7 +37,7 @@ from eval_pipeline.defs.versions import (
     SOURCES,
     version_deps,
 )
-from eval_pipeline.node import generation_tasks, judging_tasks
+from eval_pipeline.node import WorkResult, generation_tasks, judging_tasks
 from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.resources.slurm import SlurmResource
 from eval_pipeline.runners import TaskOutcome
@@ -423,21 +423,19 @@ def evaluation_condition() -> dg.AutomationCondition:
 
 def judge_calls(outcomes: Sequence[TaskOutcome]) -> dict[str, int]:
     """Judge requests sent per partition (``dataset|model``) by the judging tasks."""
-    calls: dict[str, int] = {}
-    for outcome in outcomes:
-        if outcome.result is None:
-            continue
-        for result in outcome.result.results:
-            work = result.work
-            if work.kind == "judge":
-                key = f"{work.dataset}|{work.judged_model}"
-                calls[key] = calls.get(key, 0) + result.stats.model_calls
-    return calls
+    return _per_judged_partition(outcomes, lambda result: result.stats.model_calls)
 
 
 def judged_rows(outcomes: Sequence[TaskOutcome]) -> dict[str, int]:
     """Judgement rows written per partition (``dataset|model``) by the judging tasks."""
-    rows: dict[str, int] = {}
+    return _per_judged_partition(outcomes, lambda result: result.rows)
+
+
+def _per_judged_partition(
+    outcomes: Sequence[TaskOutcome], count: Callable[[WorkResult], int]
+) -> dict[str, int]:
+    """``count`` of each judging work result, summed per judged partition (``dataset|model``)."""
+    totals: dict[str, int] = {}
     for outcome in outcomes:
         if outcome.result is None:
             continue
@@ -445,8 +443,8 @@ def judged_rows(outcomes: Sequence[TaskOutcome]) -> dict[str, int]:
             work = result.work
             if work.kind == "judge":
                 key = f"{work.dataset}|{work.judged_model}"
-                rows[key] = rows.get(key, 0) + result.rows
-    return rows
+                totals[key] = totals.get(key, 0) + count(result)
+    return totals
 
 
 def run_budget(context: dg.AssetExecutionContext) -> dict[str, object]:

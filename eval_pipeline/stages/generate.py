@@ -484,17 +484,18 @@ def generate(
     )
     own_provider = provider is None
     provider = provider or create_provider(spec)
-    controls = _run_controls(
-        store,
-        PartitionKey(model=model, dataset=dataset),
+    controls = RunControls(
         budget_usd=budget_usd,
         partition_timeout_s=partition_timeout_s,
         request_timeout_s=request_timeout_s,
-        budget_scope=budget_scope,
-        run=run,
+        budget_ledger=str(store.budget_ledger(budget_scope)) if budget_scope else None,
+        rate_leases=str(store.rate_leases_dir),
         route=route,
         batch_wait=batch_wait,
         batch_fallback_online=batch_fallback_online,
+        partition=PartitionKey(model=model, dataset=dataset).key,
+        batch_dir=str(store.runs_dir / "batches"),
+        run_id=run.run_id if run is not None else None,
     )
 
     def send(batch: list[GenerationRequest]) -> EngineResult:
@@ -531,35 +532,6 @@ def generate(
     if result.stopped:
         raise GenerationStopped(f"{model} on {dataset}: {result.stopped} Rows so far: {path}")
     return _generate_report(path, frame, prompt.version, samples, result, mode)
-
-
-def _run_controls(
-    store: Store,
-    key: PartitionKey,
-    *,
-    budget_usd: float | None,
-    partition_timeout_s: float | None,
-    request_timeout_s: float | None,
-    budget_scope: str | None,
-    run: RunOrigin | None,
-    route: str | None,
-    batch_wait: bool,
-    batch_fallback_online: bool,
-) -> RunControls:
-    """The engine's controls of one partition: its budget, time limits, route and files."""
-    return RunControls(
-        budget_usd=budget_usd,
-        partition_timeout_s=partition_timeout_s,
-        request_timeout_s=request_timeout_s,
-        budget_ledger=str(store.budget_ledger(budget_scope)) if budget_scope else None,
-        rate_leases=str(store.rate_leases_dir),
-        route=route,
-        batch_wait=batch_wait,
-        batch_fallback_online=batch_fallback_online,
-        partition=key.key,
-        batch_dir=str(store.runs_dir / "batches"),
-        run_id=run.run_id if run is not None else None,
-    )
 
 
 def _generate_report(
