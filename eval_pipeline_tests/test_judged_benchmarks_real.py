@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import REPO, make_project
+from eval_pipeline_tests.projects import REPO, make_project
 from eval_pipeline_tests.helpers import materialize
 
 pytestmark = pytest.mark.slow

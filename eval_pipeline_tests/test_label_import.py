@@ -10,7 +10,7 @@ import pytest
 
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.judge import HUMAN_LABELS_FILE, PAIRWISE_LABELS_FILE, import_labels, load_labels
-from eval_pipeline_tests.conftest import make_project
+from eval_pipeline_tests.projects import make_project
 
 
 def _pointwise(n: int) -> list[dict[str, object]]:

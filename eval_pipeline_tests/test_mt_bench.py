@@ -15,7 +15,7 @@ from eval_pipeline.judge._mtbench import parse_rating, prompt_for
 from eval_pipeline.providers.fake import calls_for
 from eval_pipeline.stages.catalog_tables import build_dataset_samples, build_prompt_versions
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.conftest import make_project
+from eval_pipeline_tests.projects import make_project
 
 MODELS = {
     "models": [

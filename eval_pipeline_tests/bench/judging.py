@@ -65,7 +65,7 @@ def _fake_models(answers: dict[str, str]) -> dict[str, Any]:
 
 
 def _project(root: Path, dataset: str, models: dict[str, Any], judge: str) -> Path:
-    from eval_pipeline_tests.conftest import make_project
+    from eval_pipeline_tests.projects import make_project
 
     project = make_project(root, models=models, datasets=(dataset,))
     spec_path = project / "datasets" / dataset / "dataset.yaml"
