@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.projects import REPO, make_project
 from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.projects import REPO, make_project
 
 pytestmark = pytest.mark.slow
 
