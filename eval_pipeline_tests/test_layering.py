@@ -57,7 +57,7 @@ def test_plain_layers_do_not_import_the_dagster_glue():
         "storage/",
         "stages/",
         "slurm/",
-        "node/",
+        "model_task/",
         "runners/",
     )
     offenders = []
@@ -74,7 +74,7 @@ def test_plain_layers_do_not_import_the_dagster_glue():
 def test_importing_the_stages_loads_neither_dagster_nor_heavy_sdks():
     code = (
         "import sys, eval_pipeline.stages, eval_pipeline.catalog, eval_pipeline.engine,"
-        " eval_pipeline.node;"
+        " eval_pipeline.model_task;"
         "heavy = [m for m in ('dagster', 'torch', 'transformers', 'openai', 'anthropic', 'submitit', 'vllm')"
         " if m in sys.modules]; print(heavy)"
     )
@@ -97,7 +97,7 @@ LAYERS = {
     "operations": 3,
     "stages": 4,
     "training": 4,
-    "node": 5,
+    "model_task": 5,
     "runners": 6,
     "resources": 7,
     "defs": 8,

@@ -210,7 +210,7 @@ def test_every_generation_step_records_its_telemetry_and_provenance(tmp_path):
 def test_the_gpu_monitor_reads_nvml_only_when_a_gpu_is_visible(monkeypatch):
     import types
 
-    from eval_pipeline.node import _telemetry
+    from eval_pipeline.model_task import _telemetry
 
     with _telemetry.GpuMonitor() as idle:
         pass

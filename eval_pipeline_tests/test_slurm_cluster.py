@@ -15,7 +15,7 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 import eval_pipeline_tests.slurm_drill  # noqa: F401  (registers the drill provider here too)
 from eval_pipeline.catalog import load_catalog
 from eval_pipeline.core.keys import PartitionKey
-from eval_pipeline.node import generation_tasks
+from eval_pipeline.model_task import generation_tasks
 from eval_pipeline.resources.slurm import SlurmResource
 from eval_pipeline.slurm import load_profile, submit_array
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from eval_pipeline.core.errors import CatalogError
-from eval_pipeline.node import ModelTask, Work, read_progress, run_node
+from eval_pipeline.model_task import ModelTask, Work, read_progress, run_model_task
 from eval_pipeline.slurm import load_profile, make_executor, profile_names
 from eval_pipeline.stages import build_dataset_samples, build_prompt_versions
 from eval_pipeline.storage import Store
@@ -97,7 +97,7 @@ def test_the_node_entry_point_loads_the_model_once_for_all_datasets(tmp_path, pr
         sample_limit=4,
         report_dir=str(tmp_path / "report"),
     )
-    report = run_node(task)
+    report = run_model_task(task)
     assert report.model_loads == 1
     assert report.runs_on == "inline"
     assert [r.work.dataset for r in report.results] == ["qa", "json-extract"]
@@ -107,14 +107,14 @@ def test_the_node_entry_point_loads_the_model_once_for_all_datasets(tmp_path, pr
     assert (tmp_path / "report" / "report.json").exists()
     assert read_progress(tmp_path / "report")["dataset"] == "json-extract"
     # A second run of the same task answers everything from the response cache.
-    again = run_node(task)
+    again = run_model_task(task)
     assert [r.reused_rows for r in again.results] == [4, 4]
     assert again.new_output_tokens == 0
 
 
 def test_the_node_entry_point_and_the_launcher_do_not_import_dagster():
     code = (
-        "import sys, eval_pipeline.node, eval_pipeline.runners, eval_pipeline.slurm; "
+        "import sys, eval_pipeline.model_task, eval_pipeline.runners, eval_pipeline.slurm; "
         "print('dagster' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eval_pipeline.catalog import load_catalog
-from eval_pipeline.node import ModelTask, Work, run_node
+from eval_pipeline.model_task import ModelTask, Work, run_model_task
 from eval_pipeline.storage import Store
 from eval_pipeline.training import Recipe, load_base, train_recipe
 from eval_pipeline_tests.slurm_helpers import (
@@ -106,7 +106,7 @@ def test_a_train_work_item_finds_the_adapter_its_recipe_already_has(trained, pro
         model="smollm2-135m",
         work=(Work("train", recipe="tiny"),),
     )
-    [result] = run_node(task).results
+    [result] = run_model_task(task).results
     assert result.ok, result.error
     assert (result.path, result.reused_rows, result.new_rows) == (adapter.path, 1, 0)
     assert result.dataset_version == adapter.train_version
@@ -125,7 +125,7 @@ def test_the_adapter_model_generates_through_run_node_by_its_catalog_slug(traine
         work=(Work("generate", dataset="json-extract"),),
         sample_limit=2,
     )
-    [result] = run_node(task).results
+    [result] = run_model_task(task).results
     assert result.ok, result.error
     assert (result.rows, result.errors) == (2, 0)
     frame = store.read("generations", dataset="json-extract", model="smollm2-135m__tiny")

@@ -22,7 +22,7 @@ from eval_pipeline.defs.dispatch import Metadata, collect, report_partitions, ru
 from eval_pipeline.defs.jobs import TRAINING_GROUP, TRAINING_JOB
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.defs.schedules import REGRESSION_SUITE_JOB, automation_status, run_tags
-from eval_pipeline.node import training_tasks
+from eval_pipeline.model_task import training_tasks
 from eval_pipeline.operations import partition_fingerprints
 from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.resources.slurm import SlurmResource

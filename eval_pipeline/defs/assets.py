@@ -37,7 +37,7 @@ from eval_pipeline.defs.versions import (
     SOURCES,
     version_deps,
 )
-from eval_pipeline.node import WorkResult, generation_tasks, judging_tasks
+from eval_pipeline.model_task import WorkResult, generation_tasks, judging_tasks
 from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.resources.slurm import SlurmResource
 from eval_pipeline.runners import TaskOutcome

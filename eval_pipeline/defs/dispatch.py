@@ -2,8 +2,8 @@
 
 A single-run backfill hands a grid asset the rectangle of partitions it covers. Work that
 calls models (``generations``, and the judging inside ``scores``) becomes one
-:class:`~eval_pipeline.node.ModelTask` per model, run where the catalog says
-(``runs_on``): inline in the step or as a SLURM job, both through the same node function.
+:class:`~eval_pipeline.model_task.ModelTask` per model, run where the catalog says
+(``runs_on``): inline in the step or as a SLURM job, both through the same model-task function.
 :func:`run_tasks` submits them, :func:`collect` turns the outcomes into one
 materialization (with its metadata) or one failure per partition. Other grid assets loop
 over their partitions with :func:`materialize_each`.
@@ -20,7 +20,7 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.engine import RunStats
-from eval_pipeline.node import ModelTask, Work, WorkResult
+from eval_pipeline.model_task import ModelTask, Work, WorkResult
 from eval_pipeline.operations import preflight
 from eval_pipeline.runners import InlineRunner, Runner, Submission, TaskOutcome
 

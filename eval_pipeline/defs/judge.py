@@ -8,7 +8,7 @@ import dagster as dg
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.defs.dispatch import Metadata, run_tasks, runners_for
 from eval_pipeline.judge import CalibrationReport, calibrate_judge, calibration_markdown
-from eval_pipeline.node import calibration_task, judge_rubrics
+from eval_pipeline.model_task import calibration_task, judge_rubrics
 from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.resources.slurm import SlurmResource
 from eval_pipeline.runners import TaskOutcome

@@ -14,7 +14,7 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.judge import rubric_prompt, stored_calibrations
-from eval_pipeline.node import judge_rubrics
+from eval_pipeline.model_task import judge_rubrics
 from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.storage import Store
 

@@ -32,7 +32,7 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.defs.jobs import VERSIONS_GROUP
 from eval_pipeline.judge import JudgeParams, rubric_prompt
-from eval_pipeline.node import judge_rubrics
+from eval_pipeline.model_task import judge_rubrics
 from eval_pipeline.operations import behavioural_entry
 
 JUDGE_SCORER = "llm_judge"

@@ -17,7 +17,7 @@ from eval_pipeline.judge import (
     MtBenchParams,
     PairwiseParams,
 )
-from eval_pipeline.node._task import ModelTask, Work
+from eval_pipeline.model_task._task import ModelTask, Work
 from eval_pipeline.storage import Store
 
 

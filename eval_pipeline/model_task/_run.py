@@ -1,8 +1,8 @@
-"""The node function: load one model once and do every piece of work of a task with it.
+"""The model-task function: load one model once and do every piece of work of a task with it.
 
-:func:`run_node` is what a generation job runs, wherever it runs: in the Dagster step
+:func:`run_model_task` is what a generation job runs, wherever it runs: in the Dagster step
 (the inline runner), on a SLURM node (the SLURM runner, through submitit), in a unit test.
-It takes one frozen :class:`~eval_pipeline.node.ModelTask`, never imports Dagster,
+It takes one frozen :class:`~eval_pipeline.model_task.ModelTask`, never imports Dagster,
 and writes through the same stages (and so the same shared response cache) everywhere: a
 SLURM job requeued after a timeout or a preemption reuses every row already answered.
 """
@@ -27,8 +27,8 @@ from eval_pipeline.catalog import Catalog, load_catalog
 from eval_pipeline.core.schemas import TELEMETRY
 from eval_pipeline.engine import Progress, RunControls, RunStats
 from eval_pipeline.judge import calibrate_judge
-from eval_pipeline.node._task import ModelTask, NodeResult, Work, WorkResult
-from eval_pipeline.node._telemetry import GpuMonitor, peak_rss_gb
+from eval_pipeline.model_task._task import ModelTask, ModelTaskResult, Work, WorkResult
+from eval_pipeline.model_task._telemetry import GpuMonitor, peak_rss_gb
 from eval_pipeline.providers import Provider, create_provider
 from eval_pipeline.stages import RunOrigin, generate, judge_partition
 from eval_pipeline.stages.plan import plan_partition
@@ -38,7 +38,7 @@ from eval_pipeline.training import load_recipes, train_recipe, with_adapter_mode
 ProgressCallback = Callable[[Work, Progress], None]
 
 
-def run_node(task: ModelTask, progress: ProgressCallback | None = None) -> NodeResult:
+def run_model_task(task: ModelTask, progress: ProgressCallback | None = None) -> ModelTaskResult:
     """Load ``task.model`` once and do every piece of ``task.work`` with it.
 
     A piece of work that fails is recorded with its error and the others go on; a model
@@ -99,7 +99,7 @@ def run_node(task: ModelTask, progress: ProgressCallback | None = None) -> NodeR
     generation_s = sum(r.stats.wall_s for r in results)
     # Cached rows cost no model time, so only newly generated tokens count towards speed.
     new_tokens = sum(r.stats.output_tokens for r in results)
-    result = NodeResult(
+    result = ModelTaskResult(
         model=task.model,
         runs_on=where["runs_on"],
         job_id=job_id,

@@ -1,7 +1,7 @@
 """What a model job is given and what it gives back: plain, frozen data.
 
 The same task runs in the Dagster step (the inline runner) and on a SLURM node (the
-SLURM runner), and both hand back the same :class:`NodeResult`; the Dagster side builds
+SLURM runner), and both hand back the same :class:`ModelTaskResult`; the Dagster side builds
 its metadata and decides failures from that one type.
 """
 
@@ -122,7 +122,7 @@ class WorkResult:
 
 
 @dataclass(frozen=True)
-class NodeResult:
+class ModelTaskResult:
     """What one job did: where it ran, how the model loaded, how fast it generated."""
 
     model: str

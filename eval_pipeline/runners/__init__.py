@@ -1,7 +1,7 @@
 """Where generation tasks run: in this process or on SLURM, behind one interface.
 
-Both runners run the same node function (:func:`eval_pipeline.node.run_node`) on the same
-:class:`~eval_pipeline.node.ModelTask` and hand back the same
+Both runners run the same function (:func:`eval_pipeline.model_task.run_model_task`) on the same
+:class:`~eval_pipeline.model_task.ModelTask` and hand back the same
 :class:`TaskOutcome`, so the Dagster side has one metadata builder and one failure loop.
 The catalog's ``runs_on`` picks the runner of each model.
 """

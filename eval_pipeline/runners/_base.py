@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from eval_pipeline.node import ModelTask, NodeResult
+from eval_pipeline.model_task import ModelTask, ModelTaskResult
 
 
 class Log(Protocol):
@@ -30,7 +30,7 @@ class TaskOutcome:
     """
 
     task: ModelTask
-    result: NodeResult | None
+    result: ModelTaskResult | None
     error: str | None = None
     job_id: str = ""
     log_tail: str = ""
@@ -59,7 +59,7 @@ class Submission(ABC):
 
 
 class Runner(ABC):
-    """Where tasks run. Both runners run :func:`eval_pipeline.node.run_node` on each task."""
+    """Where tasks run. Both runners run :func:`eval_pipeline.model_task.run_model_task` on each task."""
 
     runs_on: str
 

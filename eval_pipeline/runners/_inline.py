@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from eval_pipeline.engine import Progress
-from eval_pipeline.node import ModelTask, Work, run_node
+from eval_pipeline.model_task import ModelTask, Work, run_model_task
 from eval_pipeline.runners._base import Log, Runner, Submission, TaskOutcome
 
 
@@ -22,7 +22,7 @@ class InlineSubmission(Submission):
                     log.info(f"{model}: {work.label}: {p.message()}")
 
             try:
-                result = run_node(task, progress)
+                result = run_model_task(task, progress)
             except Exception as exc:  # the model failed to build or load
                 error = f"{type(exc).__name__}: {exc}"
                 if log is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from eval_pipeline.node import ModelTask, read_progress, run_node
+from eval_pipeline.model_task import ModelTask, read_progress, run_model_task
 from eval_pipeline.runners._base import Log, Runner, Submission, TaskOutcome
 from eval_pipeline.slurm import JobStatus, SlurmBatch, load_profile, profiles_dir, submit_array
 
@@ -166,7 +166,7 @@ class SlurmRunner(Runner):
                 prepared.extend(jobs)
                 batches.append(
                     submit_array(
-                        run_node,
+                        run_model_task,
                         jobs,
                         [t.model for t in jobs],
                         profile=profile,
