@@ -322,7 +322,9 @@ def test_batch_runs_end_and_the_daemon_sensor_collects_them(page, ui):
         assert seen.metadata["batch/status"].value == "in_progress"
 
     # The UI shows the open batch on the partition of generations.
-    page.goto(ui["url"] + "/assets/generations?view=partitions&partition=qa%7Coa")
+    # The UI shows the open batch in the events of the partition of generations.
+    page.goto(ui["url"] + "/assets/generations?view=events&partition=qa%7Coa")
+    page.get_by_text("Partition qa|oa observed").first.wait_for(state="visible")
     for text in ["batch/provider", "openai", batches["openai"]["id"], "in_progress"]:
         page.get_by_text(text, exact=True).first.wait_for(state="visible")
     shot = _shot(page, "generations-open-batch", keep_in=ui["tmp"])
