@@ -352,8 +352,13 @@ def test_batch_runs_end_and_the_daemon_sensor_collects_them(page, ui):
 
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(ui["home"]))) as instance:
         for partition, flavour in partitions.items():
-            event = instance.get_latest_materialization_event(dg.AssetKey("generations"), partition)
-            assert event is not None and event.asset_materialization is not None
-            metadata = event.asset_materialization.metadata
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("generations"), asset_partitions=[partition]
+                ),
+                limit=1,
+            ).records
+            assert records and records[0].asset_materialization is not None
+            metadata = records[0].asset_materialization.metadata
             assert metadata["route"].value == "batch"
             assert metadata["batch/ids"].value == batches[flavour]["id"]
