@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import dagster as dg
 import pytest
@@ -36,6 +36,9 @@ from eval_pipeline_tests.opsupport import (
     wait_for_webserver,
 )
 from eval_pipeline_tests.projects import REPO, make_project
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -133,7 +136,7 @@ def page(browser, ui):
     page.close()
 
 
-def _shot(page, name: str, keep_in: Path | None = None) -> Path:
+def _shot(page: Page, name: str, keep_in: Path | None = None) -> Path:
     """A full-page screenshot in ``SHOTS``; with ``keep_in``, written there and copied."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = (keep_in or SHOTS) / f"{name}.png"
@@ -211,7 +214,7 @@ def test_a_materialization_launched_from_the_ui_succeeds(page, ui):
     _shot(page, "ui-launched-run")
 
 
-def test_a_partition_of_aggregates_shows_its_check_results(page, ui):
+def test_a_partition_of_aggregates_shows_its_check_results(page: Page, ui: dict) -> None:
     # The seeded run executed the per-partition checks of aggregates along with it.
     checks = ["aggregates_calibration", "aggregates_sandbox"]
     # The asset's checks tab: each check's latest result, on the partition it checked.
@@ -294,7 +297,7 @@ def _observations(instance: dg.DagsterInstance, partition: str) -> list[dg.Asset
     return [r.asset_observation for r in records if r.asset_observation is not None]
 
 
-def test_batch_runs_end_and_the_daemon_sensor_collects_them(page, ui):
+def test_batch_runs_end_and_the_daemon_sensor_collects_them(page: Page, ui: dict) -> None:
     api: ApiServer = ui["api"]
     partitions = {"qa|oa": "openai", "qa|an": "anthropic"}
     submitting = {p: _launch_batch_run(ui["url"], p) for p in partitions}
@@ -302,7 +305,8 @@ def test_batch_runs_end_and_the_daemon_sensor_collects_them(page, ui):
     # Each submitting run sends its partition's batch and ends: pending, nothing written.
     def ended(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
         runs = [instance.get_run_by_id(run_id) for run_id in submitting.values()]
-        return runs if all(r is not None and r.is_finished for r in runs) else []
+        finished = [r for r in runs if r is not None and r.is_finished]
+        return finished if len(finished) == len(runs) else []
 
     for run in _wait_for(ui, "ended submitting runs", ended):
         assert run.status == dg.DagsterRunStatus.FAILURE, ui["log"].read_text()[-3000:]
@@ -314,9 +318,11 @@ def test_batch_runs_end_and_the_daemon_sensor_collects_them(page, ui):
     started = graphql(ui["url"], START_SENSOR, {"selector": selector})["startSensor"]
     assert started["__typename"] == "Sensor", started
     for partition, flavour in partitions.items():
-        [seen, *_] = _wait_for(
-            ui, f"observation of {partition}", lambda i, p=partition: _observations(i, p)
-        )
+
+        def observed(instance: dg.DagsterInstance, p: str = partition) -> list[dg.AssetObservation]:
+            return _observations(instance, p)
+
+        [seen, *_] = _wait_for(ui, f"observation of {partition}", observed)
         assert seen.metadata["batch/provider"].value == flavour
         assert seen.metadata["batch/id"].value == batches[flavour]["id"]
         assert seen.metadata["batch/status"].value == "in_progress"
