@@ -231,7 +231,7 @@ def test_a_submitting_run_ends_and_the_sensor_requests_the_collecting_run(
 
     from eval_pipeline.defs import build_definitions
     from eval_pipeline.defs.batches import build_batch_sensors
-    from eval_pipeline.defs.jobs import BATCH_WAIT_TAG, ROUTE_TAG
+    from eval_pipeline.defs.jobs import BATCH_WAIT_TAG, ROUTE_TAG, SAMPLE_LIMIT_TAG
     from eval_pipeline.resources import CatalogResource, StoreResource
 
     server.configure_batches(complete_after_s=3600)
@@ -244,7 +244,7 @@ def test_a_submitting_run_ends_and_the_sensor_requests_the_collecting_run(
         "catalog": CatalogResource(root=str(project), store_root=str(store)),
         "store": StoreResource(root=str(store)),
     }
-    tags = {ROUTE_TAG: "batch", BATCH_WAIT_TAG: "sensor"}
+    tags = {ROUTE_TAG: "batch", BATCH_WAIT_TAG: "sensor", SAMPLE_LIMIT_TAG: "5"}
     with dg.instance_for_test() as instance:
         submitted = job.execute_in_process(
             partition_key="synth|oa-online", instance=instance, tags=tags, raise_on_error=False
@@ -268,6 +268,8 @@ def test_a_submitting_run_ends_and_the_sensor_requests_the_collecting_run(
         server.configure_batches(complete_after_s=0)
         (request,) = tick()
         assert request.partition_key == "synth|oa-online"
+        # The collecting run evaluates what was submitted: the same 5 of the 8 samples.
+        assert request.tags == tags
         collected = job.execute_in_process(
             partition_key=request.partition_key,
             instance=instance,
@@ -276,7 +278,8 @@ def test_a_submitting_run_ends_and_the_sensor_requests_the_collecting_run(
         )
         assert collected.success
     assert batch_count(server, "openai") == 1 and server.stats()["requests"] == 0
-    assert all(c and c.startswith("answer ") for c in _completions(store, "oa-online"))
+    completions = _completions(store, "oa-online")
+    assert len(completions) == 5 and all(c and c.startswith("answer ") for c in completions)
 
 
 def test_cancelling_a_run_s_open_batches_cancels_them_at_the_provider(

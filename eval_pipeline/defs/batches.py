@@ -76,6 +76,20 @@ def batch_observation(record: Submission) -> dg.AssetObservation:
     )
 
 
+def carried_tags(instance: dg.DagsterInstance, records: list[Submission]) -> dict[str, str]:
+    """The ``eval_pipeline/*`` tags of the runs that submitted ``records``.
+
+    The collecting run evaluates what the submitting run did (its sample limit, budget,
+    fallback); without them it would take the whole dataset and batch the rest anew.
+    """
+    tags: dict[str, str] = {}
+    for run_id in sorted({r.run_id for r in records if r.run_id}):
+        run = instance.get_run_by_id(run_id)
+        if run is not None:
+            tags.update({k: v for k, v in run.tags.items() if k.startswith("eval_pipeline/")})
+    return tags
+
+
 def build_batch_sensors(
     *, poll_base_s: float = 30.0, default_status: dg.DefaultSensorStatus | None = None
 ) -> list[dg.SensorDefinition]:
@@ -108,7 +122,11 @@ def build_batch_sensors(
                 run_key="batch-collect:"
                 + content_hash(sorted(r.submission_id for r in records), 16),
                 partition_key=partition,
-                tags={ROUTE_TAG: "batch", BATCH_WAIT_TAG: "sensor"},
+                tags={
+                    **carried_tags(context.instance, records),
+                    ROUTE_TAG: "batch",
+                    BATCH_WAIT_TAG: "sensor",
+                },
             )
             for partition, records in ready.items()
         ]
