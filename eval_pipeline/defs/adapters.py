@@ -17,6 +17,7 @@ import dagster as dg
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
+from eval_pipeline.defs.check_results import grid_check_result
 from eval_pipeline.defs.datasets import DatasetTable, refresh_dataset_tables, table_asset
 from eval_pipeline.defs.dispatch import Metadata, collect, report_partitions, run_tasks, runners_for
 from eval_pipeline.defs.jobs import TRAINING_GROUP, TRAINING_JOB
@@ -306,20 +307,7 @@ def _build_check(
         cat, st = catalog.load(), store.get()
         by_model = recipes_by_model(cat)
         outcomes = [(k, adapter_outcome(cat, st, by_model, k)) for k in current_partitions(context)]
-        if len(outcomes) == 1:
-            return outcomes[0][1]
-        failed = [o for _, o in outcomes if not o.passed]
-        metadata: Metadata = {}
-        for key, outcome in outcomes:
-            for name, value in outcome.metadata.items():
-                metadata[f"{key.key}:{name}"] = value
-        warn_only = failed and all(o.severity == dg.AssetCheckSeverity.WARN for o in failed)
-        return dg.AssetCheckResult(
-            passed=not failed,
-            severity=dg.AssetCheckSeverity.WARN if warn_only else dg.AssetCheckSeverity.ERROR,
-            description="; ".join(f"{k.key}: {o.description}" for k, o in outcomes),
-            metadata=metadata,
-        )
+        return grid_check_result(context, outcomes)
 
     return adapter_vs_base
 

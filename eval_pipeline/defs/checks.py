@@ -5,6 +5,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from eval_pipeline.core.keys import PartitionKey
+from eval_pipeline.defs.check_results import grid_check_result
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.resources import CatalogResource, StoreResource
 from eval_pipeline.stages import checks
@@ -52,8 +53,17 @@ def build_checks(
 def _run(
     context: dg.AssetCheckExecutionContext, validate: Callable[[PartitionKey], CheckOutcome]
 ) -> dg.AssetCheckResult:
-    outcomes = [(k, validate(k)) for k in current_partitions(context)]
-    failed = [(k, o) for k, o in outcomes if not o.passed]
-    description = "; ".join(f"{k.key}: {o.description}" for k, o in (failed or outcomes))
-    metadata = outcomes[0][1].metadata if len(outcomes) == 1 else {"partitions": len(outcomes)}
-    return dg.AssetCheckResult(passed=not failed, description=description, metadata=metadata)
+    verdicts = []
+    for key in current_partitions(context):
+        outcome = validate(key)
+        verdicts.append(
+            (
+                key,
+                dg.AssetCheckResult(
+                    passed=outcome.passed,
+                    description=f"{key.key}: {outcome.description}",
+                    metadata=outcome.metadata,
+                ),
+            )
+        )
+    return grid_check_result(context, verdicts)

@@ -12,6 +12,7 @@ import dagster as dg
 
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.keys import PartitionKey
+from eval_pipeline.defs.check_results import grid_check_result
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.judge import rubric_prompt, stored_calibrations
 from eval_pipeline.model_task import judge_rubrics
@@ -120,18 +121,19 @@ def sandbox_outcome(store: Store, key: PartitionKey) -> Outcome:
 def _per_partition(
     context: dg.AssetCheckExecutionContext, outcome: Callable[[PartitionKey], Outcome]
 ) -> dg.AssetCheckResult:
-    """One result over the step's partitions (one partition per run in the usual case)."""
-    outcomes = [(key, outcome(key)) for key in current_partitions(context)]
-    failed = [(key, o) for key, o in outcomes if not o[0]]
-    if len(outcomes) == 1:
-        passed, description, metadata = outcomes[0][1]
-    else:
-        passed = not failed
-        description = "; ".join(f"{k.key}: {o[1]}" for k, o in (failed or outcomes))
-        metadata = {"partitions": len(outcomes), "failed": len(failed)}
-    return dg.AssetCheckResult(
-        passed=passed,
-        description=description,
-        metadata=metadata,
-        severity=dg.AssetCheckSeverity.WARN,
-    )
+    """One warning-severity verdict per cell of the step (see ``grid_check_result``)."""
+    verdicts = []
+    for key in current_partitions(context):
+        passed, description, metadata = outcome(key)
+        verdicts.append(
+            (
+                key,
+                dg.AssetCheckResult(
+                    passed=passed,
+                    description=description,
+                    metadata=metadata,
+                    severity=dg.AssetCheckSeverity.WARN,
+                ),
+            )
+        )
+    return grid_check_result(context, verdicts)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from eval_pipeline.defs.dispatch import Metadata
+from eval_pipeline.defs.check_results import grid_check_result
 from eval_pipeline.defs.jobs import REPORTING_GROUP
 from eval_pipeline.defs.partitions import current_partitions
 from eval_pipeline.regression import (
@@ -43,27 +43,30 @@ def build_regression_defs(
         outcomes = [
             (k, partition_outcome(catalog.root, store.get(), k.model, k.dataset)) for k in keys
         ]
-        if len(outcomes) == 1:
-            outcome = outcomes[0][1]
-            return dg.AssetCheckResult(
-                passed=outcome.passed, description=outcome.description, metadata=outcome.metadata
+        verdicts = [
+            (
+                key,
+                dg.AssetCheckResult(
+                    passed=outcome.passed,
+                    description=outcome.description,
+                    metadata=outcome.metadata,
+                ),
             )
-        # Several partitions in one run: prefix each metric with its partition.
-        metadata: Metadata = {"baseline": baseline_name()}
-        regressed = []
-        for key, outcome in outcomes:
-            for name, value in outcome.metadata.items():
-                if "/" in name:
-                    metadata[f"{key.key}:{name}"] = value
-            regressed += [
-                f"{key.key}:{m}" for m in outcome.metadata["regressed_metrics"].split(",") if m
-            ]
-        metadata["regressed_metrics"] = ",".join(regressed)
-        failed = [f"{k.key}: {o.description}" for k, o in outcomes if not o.passed]
-        description = (
-            "; ".join(failed) if failed else f"no regression in {len(outcomes)} partitions"
+            for key, outcome in outcomes
+        ]
+        # A run over several cells: each cell's own result (its partition) carries its
+        # metrics, which regression_sensor alerts on; the summary names the regressed ones.
+        regressed = [
+            f"{key.key}:{metric}"
+            for key, outcome in outcomes
+            for metric in str(outcome.metadata["regressed_metrics"]).split(",")
+            if metric
+        ]
+        return grid_check_result(
+            context,
+            verdicts,
+            {"baseline": baseline_name(), "regressed_metrics": ",".join(regressed)},
         )
-        return dg.AssetCheckResult(passed=not failed, description=description, metadata=metadata)
 
     @dg.asset(
         name="regression_report",

@@ -114,11 +114,13 @@ def regression_sensor() -> dg.SensorDefinition:
             evaluation = dagster_event.event_specific_data if dagster_event else None
             if not isinstance(evaluation, dg.AssetCheckEvaluation):
                 continue
+            metadata = {k: v.value for k, v in evaluation.metadata.items()}
+            if record.partition is None and "partitions" in metadata:
+                continue  # a run over several cells: each cell's own result is read instead
             partition = record.partition or _run_partition(instance, record.run_id)
             if partition is None:
                 context.log.warning(f"{REGRESSION_CHECK} of run {record.run_id} has no partition")
                 continue
-            metadata = {k: v.value for k, v in evaluation.metadata.items()}
             for event in regression_events(
                 metadata,
                 partition=partition,
