@@ -352,3 +352,24 @@ def test_a_damaged_cache_entry_is_sent_again_counted_and_replaced_never_a_failur
     assert result.responses[0].completion == "fresh" and result.cached == [False]
     assert result.stats.cache_damaged == 1 and served.requests == 1
     assert cache.get(key) is not None and cache.get(key).completion == "fresh"
+
+
+def test_the_generations_metadata_counts_the_damaged_cache_entries(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from eval_pipeline.storage import Store
+    from eval_pipeline_tests.helpers import materialize
+    from eval_pipeline_tests.projects import make_project
+
+    project = make_project(tmp_path / "project", datasets=("qa",))
+    store_root = tmp_path / "store"
+    with dg.instance_for_test() as instance:
+        first = materialize(project, store_root, "qa|fake-good", sample_limit=2, instance=instance)
+        assert first.success
+        entries = sorted(Store(store_root).cache_dir.rglob("*.json"))
+        assert len(entries) == 2
+        entries[0].write_text('{"completion": ["hand", "edited"]}')
+        again = materialize(project, store_root, "qa|fake-good", sample_limit=2, instance=instance)
+        [event] = again.asset_materializations_for_node("generations")
+    assert event.metadata["cache_damaged"].value == 1
+    assert event.metadata["model_calls"].value == 1

@@ -125,8 +125,8 @@ def run_tasks(
 def stats_metadata(stats: RunStats, *, requests: bool = False) -> Metadata:
     """The engine's counters as asset metadata: the one place they are named for Dagster.
 
-    ``requests`` adds the per-request counters (retries, rate-limited responses) that
-    only generation reports.
+    ``requests`` adds the per-request counters (retries, rate-limited responses, damaged
+    cache entries sent again) that only generation reports.
     """
     metadata: Metadata = {
         "model_calls": stats.model_calls,
@@ -136,7 +136,11 @@ def stats_metadata(stats: RunStats, *, requests: bool = False) -> Metadata:
         "wall_s": round(stats.wall_s, 3),
     }
     if requests:
-        metadata.update(retries=stats.retries, rate_limited_responses=stats.rate_limited)
+        metadata.update(
+            retries=stats.retries,
+            rate_limited_responses=stats.rate_limited,
+            cache_damaged=stats.cache_damaged,
+        )
     return metadata
 
 
