@@ -17,6 +17,7 @@ from eval_pipeline.judge._agreement import (
 )
 from eval_pipeline.judge._calibrate import (
     LABELS_FILE,
+    SELF_CONSISTENCY_ITEMS,
     CalibrationReport,
     calibrate_judge,
     calibration_markdown,
@@ -123,6 +124,7 @@ __all__ = [
     "PAIRWISE_LABELS_FILE",
     "PAIRWISE_SCORER",
     "RUBRICS",
+    "SELF_CONSISTENCY_ITEMS",
     "SCALE",
     "Agreement",
     "CalibrationError",
