@@ -16,6 +16,7 @@ from eval_pipeline.judge import (
     JudgedPair,
     alpaca_eval_rows,
     calibrate_judge,
+    calibration_markdown,
     cohen_kappa,
     import_labels,
     matched_outcomes,
@@ -63,6 +64,8 @@ def test_self_consistency_is_measured_stored_and_in_the_metadata(tmp_path, monke
     assert metadata["self_consistency"] == pytest.approx(0.8)
     assert metadata["self_consistency_ci_low"] == figure["ci_low"]
     assert metadata["self_consistency_items"] == 10
+    low, high = figure["ci_low"], figure["ci_high"]
+    assert f"| 0.800 [{low:.3f}, {high:.3f}] (10) |" in calibration_markdown([report])
     # Reused: nothing is sent again and the stored figure comes back.
     again = calibrate_judge(
         load_catalog(project), store, "fake-judge", "helpfulness", self_consistency_items=10

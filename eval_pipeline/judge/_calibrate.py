@@ -369,18 +369,26 @@ def calibration_markdown(reports: list[CalibrationReport]) -> str:
     """A Markdown table of calibration reports (judge, rubric, method, agreement before/after)."""
     lines = [
         "| judge | rubric | labels | labelled by | readable verdicts | method | "
-        "Spearman before/after | QW kappa before/after | MAE before/after |",
-        "|---|---|---:|---|---:|---|---|---|---|",
+        "Spearman before/after | QW kappa before/after | MAE before/after | "
+        "self-consistency [95% CI] (items) |",
+        "|---|---|---:|---|---:|---|---|---|---|---|",
     ]
 
     def f(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
+    def consistency(r: CalibrationReport) -> str:
+        c = r.self_consistency
+        if c.get("value") is None:
+            return "-"
+        items = int(c["items"] or 0)
+        return f"{f(c['value'])} [{f(c.get('ci_low'))}, {f(c.get('ci_high'))}] ({items})"
+
     for r in reports:
         if r.result is None:
             lines.append(
                 f"| {r.judge} | {r.rubric} | {r.labels} | {r.labels_source} | {r.parsed} | "
-                "refused | - | - | - |"
+                f"refused | - | - | - | {consistency(r)} |"
             )
             continue
         b, a = r.result.before, r.result.after
@@ -388,6 +396,6 @@ def calibration_markdown(reports: list[CalibrationReport]) -> str:
             f"| {r.judge} | {r.rubric} | {r.labels} | {r.labels_source} | {r.parsed} | "
             f"{r.result.method} | "
             f"{f(b.spearman)} / {f(a.spearman)} | {f(b.kappa)} / {f(a.kappa)} | "
-            f"{f(b.mae)} / {f(a.mae)} |"
+            f"{f(b.mae)} / {f(a.mae)} | {consistency(r)} |"
         )
     return "\n".join(lines)
