@@ -15,6 +15,8 @@ import pytest
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.chromium import SHOTS, launched, need_chromium
 from eval_pipeline_tests.explorer_helpers import PLANTED, explorer_store
+from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.judge_helpers import distorted_label_answers, judged_project
 
 pytestmark = [pytest.mark.browser]
 
@@ -141,3 +143,17 @@ def test_the_trends_views_show_runs_with_cis_and_cost(page, explorer):
     page.wait_for_selector(".card")
     assert page.locator(".card").count() == len(PARTITIONS)
     _shot(page, "trends-overview")
+
+
+def test_a_judged_partition_shows_its_judge_trust_figures(page, tmp_path):
+    project = judged_project(tmp_path / "project", answers=distorted_label_answers())
+    materialize(project, tmp_path / "store", "open-qa|fake-good", sample_limit=3)
+    index = Store(tmp_path / "store").reports_dir / "explorer" / "index.html"
+    page.goto(index.resolve().as_uri() + "#/p/open-qa%40fake-good")
+    trust = page.locator("#trust")
+    trust.wait_for()
+    text = trust.inner_text()
+    assert "Judge trust" in text
+    assert "self consistency 1.000" in text and "helpfulness, fake-judge, n=8" in text
+    assert "judge human kappa" in text
+    _shot(page, "judge-trust")

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 
 import polars as pl
 import pytest
+import yaml
 
+from eval_pipeline import stages
 from eval_pipeline.catalog import load_catalog
-from eval_pipeline.report import partition_id
+from eval_pipeline.judge import (
+    SELF_CONSISTENCY_ITEMS,
+    alpaca_eval_rows,
+    import_labels,
+    load_calibration_document,
+)
+from eval_pipeline.report import ExplorerInput, partition_id, trust_figures, write_explorer_files
 from eval_pipeline.stages import explorer_dir, write_explorer
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.explorer_helpers import PLANTED, explorer_store, read_data_file
 from eval_pipeline_tests.helpers import materialize
-from eval_pipeline_tests.judge_helpers import judged_project
+from eval_pipeline_tests.judge_helpers import distorted_label_answers, judged_project
+from eval_pipeline_tests.projects import make_project
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +159,97 @@ def test_the_explorer_bench_store_holds_every_column_of_the_current_schema(tmp_p
     assert index.exists()
     listed = (tmp_path / "explorer" / "data" / "index.js").read_text()
     assert all(name in listed for name in ("set-000", "set-001", "model-000", "model-001"))
+
+
+def _by_figure(figures: list[dict]) -> dict[str, dict]:
+    return {f["figure"]: f for f in figures}
+
+
+def test_a_judged_partition_shows_its_judges_calibration_figures(tmp_path):
+    project = judged_project(tmp_path / "project", answers=distorted_label_answers())
+    materialize(project, tmp_path / "store", "open-qa|fake-good", sample_limit=4)
+    store = Store(tmp_path / "store")
+    document = load_calibration_document(store, "fake-judge", "helpfulness")
+    _, data = read_data_file(explorer_dir(store) / "data" / "p" / "open-qa@fake-good.js")
+    figures = _by_figure(data["trust"])
+    assert set(figures) == {"self_consistency", "judge_human_kappa", "judge_human_spearman"}
+    consistency = figures["self_consistency"]
+    assert (consistency["metric"], consistency["judge"]) == ("helpfulness", "fake-judge")
+    assert consistency["value"] == document["self_consistency"]["value"] == 1.0
+    assert consistency["n"] == SELF_CONSISTENCY_ITEMS
+    kappa = document["judge_human_agreement"]["kappa"]
+    assert [figures["judge_human_kappa"][k] for k in ("value", "ci_low", "ci_high")] == [
+        kappa["value"],
+        kappa["ci_low"],
+        kappa["ci_high"],
+    ]
+    assert figures["judge_human_kappa"]["n"] == 42
+    # The same model-independent figures are the dataset's facts in the index.
+    (index,) = read_data_file(explorer_dir(store) / "data" / "index.js")
+    (column,) = [c for c in index["datasets"] if c["name"] == "open-qa"]
+    assert column["trust"] == data["trust"]
+
+
+def test_a_pairwise_partition_shows_position_bias_and_agreement_with_people(tmp_path):
+    models = {
+        "models": [
+            {"slug": "fake-short", "provider": "fake", "model_id": "fake/short",
+             "options": {"mode": "fixed", "text": "A short answer."}},
+            {"slug": "fake-pairjudge", "provider": "fake", "model_id": "fake/pairjudge",
+             "options": {"mode": "fixed", "text": "[[A]]"}},
+        ]
+    }  # fmt: skip
+    root = make_project(tmp_path / "p", models=models, datasets=("alpacaeval",))
+    spec_path = root / "datasets" / "alpacaeval" / "dataset.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["scorers"][0]["params"]["judges"] = ["fake-pairjudge"]
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    first = alpaca_eval_rows()[0]
+    # One person calls the first pair a tie: the judge (always the first answer, so a
+    # tie after the swap) agrees.
+    labels = tmp_path / "prefs.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt", "answer_a", "answer_b", "preferred", "rater"])
+        writer.writerow([first["instruction"], "A short answer.", first["baseline"], "tie", "bo"])
+    catalog, store = load_catalog(root), Store(tmp_path / "s")
+    import_labels(root, labels)
+    stages.build_prompt_versions(catalog, store, "alpacaeval")
+    stages.build_dataset_samples(catalog, store, "alpacaeval")
+    stages.generate(catalog, store, "fake-short", "alpacaeval", sample_limit=3)
+    stages.judge_partition(catalog, store, "fake-pairjudge", "fake-short", "alpacaeval")
+    stages.score(catalog, store, "fake-short", "alpacaeval")
+    frame = stages.aggregate(catalog, store, "fake-short", "alpacaeval").frame
+    folder = tmp_path / "explorer"
+    write_explorer_files(store, folder, ExplorerInput(primary={"alpacaeval": "win_rate"}))
+    _, data = read_data_file(folder / "data" / "p" / "alpacaeval@fake-short.js")
+    figures = _by_figure(data["trust"])
+    assert set(figures) == {"position_bias", "pairwise_human_agreement"}  # kappa undefined
+    bias = figures["position_bias"]
+    assert (bias["metric"], bias["judge"], bias["value"], bias["n"]) == ("win_rate", None, 1.0, 3)
+    stored = frame.filter(pl.col("metric") == "win_rate:human_agreement").row(0, named=True)
+    agreement = figures["pairwise_human_agreement"]
+    assert agreement["value"] == stored["mean"] == 1.0 and agreement["n"] == stored["n"] == 1
+
+
+def test_panel_agreement_rows_become_inter_judge_figures():
+    aggregates = pl.DataFrame(
+        {
+            "metric": ["helpfulness", "helpfulness:agreement_alpha", "helpfulness:agreement_kappa"],
+            "mean": [3.5, 0.42, None],
+            "ci_low": [3.0, 0.1, None],
+            "ci_high": [4.0, 0.7, None],
+            "n": [10, 10, 10],
+        }
+    )
+    assert trust_figures(aggregates, None, []) == [
+        {
+            "figure": "inter_judge_alpha",
+            "metric": "helpfulness",
+            "judge": None,
+            "value": 0.42,
+            "ci_low": 0.1,
+            "ci_high": 0.7,
+            "n": 10,
+        }
+    ]

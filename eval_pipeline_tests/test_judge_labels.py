@@ -201,6 +201,8 @@ def test_the_calibrations_command_prints_the_stored_calibrations(tmp_path, capsy
     assert (row["judge"], row["rubric"], row["status"]) == ("fake-judge", "helpfulness", "fitted")
     assert row["labels"] == 42 and row["labels_source"] == "rule"
     assert row["result"]["map"]["method"] == report.result.method
+    assert row["self_consistency"] == report.self_consistency and row["self_consistency"]["value"]
+    assert row["judge_human_agreement"]["kappa"] == report.agreement["kappa"]
     assert main(["--root", str(project), "--store", str(store), "calibrations"]) == 0
     table = capsys.readouterr().out
     assert f"| fake-judge | helpfulness | 42 | rule | 42 | {report.result.method} |" in table

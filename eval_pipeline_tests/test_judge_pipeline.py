@@ -7,7 +7,7 @@ import pytest
 
 from eval_pipeline.core.errors import CatalogError
 from eval_pipeline.defs import build_definitions
-from eval_pipeline.judge import load_calibration_document
+from eval_pipeline.judge import SELF_CONSISTENCY_ITEMS, load_calibration_document
 from eval_pipeline.providers.fake import calls_for
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.helpers import materialization_metadata, materialize
@@ -69,7 +69,9 @@ def test_rerun_makes_no_judge_calls(tmp_path, store_root):
     project = judged_project(tmp_path / "p", answers=distorted_label_answers())
     materialize(project, store_root, "open-qa|fake-good", sample_limit=5)
     first = calls_for("fake-judge")
-    assert first == 42 + 5
+    # 42 calibration verdicts, the default 8 of them asked again (self-consistency, no
+    # cache), 5 judged samples.
+    assert first == 42 + SELF_CONSISTENCY_ITEMS + 5
     result = materialize(project, store_root, "open-qa|fake-good", sample_limit=5)
     assert calls_for("fake-judge") == first
     assert _key_metadata(result, "judge_calibration/fake_judge/helpfulness")["reused"] is True

@@ -44,6 +44,8 @@ def calibrations(args: argparse.Namespace) -> int:
                     "labels_source": r.labels_source,
                     "readable_verdicts": r.parsed,
                     "result": r.result.to_json() if r.result else None,
+                    "judge_human_agreement": r.agreement,
+                    "self_consistency": r.self_consistency or None,
                 }
             )
         print(json.dumps(rows, indent=2))

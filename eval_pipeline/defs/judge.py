@@ -53,6 +53,10 @@ def calibration_metadata(report: CalibrationReport, judge_calls: int) -> Metadat
         for key, value in figure.items():
             if value is not None:
                 metadata[f"judge_human/{name}{'' if key == 'value' else '_' + key}"] = float(value)
+    for key, value in report.self_consistency.items():
+        if value is not None:
+            name = "self_consistency" if key == "value" else f"self_consistency_{key}"
+            metadata[name] = float(value)
     if report.result is not None:
         result = report.result
         metadata["method"] = result.method

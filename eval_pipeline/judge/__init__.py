@@ -9,15 +9,22 @@ strictly, and the rows land in the ``judgements`` table. The ``llm_judge`` score
 Calibration fits a monotone map from the judge's scores to human labels.
 """
 
-from eval_pipeline.judge._agreement import agreement_interval, krippendorff_alpha
+from eval_pipeline.judge._agreement import (
+    agreement_interval,
+    agreement_rate,
+    cohen_kappa,
+    krippendorff_alpha,
+)
 from eval_pipeline.judge._calibrate import (
     LABELS_FILE,
+    SELF_CONSISTENCY_ITEMS,
     CalibrationReport,
     calibrate_judge,
     calibration_markdown,
     judge_human_agreement,
     labels_source,
     load_labels,
+    self_consistency,
     stored_calibrations,
 )
 from eval_pipeline.judge._calibration_store import (
@@ -59,9 +66,17 @@ from eval_pipeline.judge._pairwise import (
     PAIRWISE_SCORER,
     PairwiseParams,
     alpaca_eval_rows,
+    baseline_answers,
     consistent_outcome,
     length_controlled_win_rate,
     parse_preference,
+)
+from eval_pipeline.judge._pairwise_human import (
+    JudgedPair,
+    PairwiseHumanAgreement,
+    load_pairwise_labels,
+    matched_outcomes,
+    pairwise_human_agreement,
 )
 from eval_pipeline.judge._rubrics import (
     JUDGE_SCORER,
@@ -109,6 +124,7 @@ __all__ = [
     "PAIRWISE_LABELS_FILE",
     "PAIRWISE_SCORER",
     "RUBRICS",
+    "SELF_CONSISTENCY_ITEMS",
     "SCALE",
     "Agreement",
     "CalibrationError",
@@ -116,6 +132,8 @@ __all__ = [
     "CalibrationReport",
     "CalibrationResult",
     "JudgeCall",
+    "JudgedPair",
+    "PairwiseHumanAgreement",
     "JudgeItem",
     "JudgeParams",
     "MtBenchParams",
@@ -127,8 +145,12 @@ __all__ = [
     "Verdict",
     "VerdictsMissing",
     "agreement_interval",
+    "agreement_rate",
+    "cohen_kappa",
     "alpaca_eval_rows",
+    "baseline_answers",
     "calibrate_judge",
+    "self_consistency",
     "calibrated_mean_interval",
     "consistent_outcome",
     "calibration_markdown",
@@ -154,6 +176,9 @@ __all__ = [
     "load_calibration",
     "load_calibration_document",
     "load_labels",
+    "load_pairwise_labels",
+    "matched_outcomes",
+    "pairwise_human_agreement",
     "mt_bench_rows",
     "mt_bench_scores",
     "pairwise_scores",

@@ -4,6 +4,8 @@
   statistic over paired ratings (units resampled with both their ratings).
 - :func:`krippendorff_alpha`: Krippendorff's alpha for interval data, any number of raters,
   missing ratings allowed (a unit counts when at least two raters rated it).
+- :func:`cohen_kappa` and :func:`agreement_rate`: categorical agreement of two raters
+  (a pairwise judge's verdicts with people's preferences).
 """
 
 from __future__ import annotations
@@ -65,3 +67,28 @@ def krippendorff_alpha(units: Sequence[Sequence[float | None]]) -> float | None:
     if expected == 0:
         return None
     return float(1.0 - observed / expected)
+
+
+def cohen_kappa(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Cohen's kappa of two raters over the same units, categories as given (unweighted).
+
+    ``(p_o - p_e) / (1 - p_e)``: the observed share of agreement against the share
+    expected from each rater's own category frequencies. None for no units, or when both
+    raters used one and the same category throughout (``p_e = 1``).
+    """
+    if len(x) != len(y) or not x:
+        return None
+    n = len(x)
+    observed = sum(1 for a, b in zip(x, y, strict=True) if a == b) / n
+    categories = set(x) | set(y)
+    expected = sum((list(x).count(c) / n) * (list(y).count(c) / n) for c in categories)
+    if expected >= 1.0:
+        return None
+    return float((observed - expected) / (1.0 - expected))
+
+
+def agreement_rate(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """The share of units on which the two raters agree; None for no units."""
+    if len(x) != len(y) or not x:
+        return None
+    return float(sum(1 for a, b in zip(x, y, strict=True) if a == b) / len(x))

@@ -8,6 +8,8 @@ response, its question, a reference answer and a 1-5 label.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.engine import RunControls
 from eval_pipeline.judge._agreement import agreement_interval
 from eval_pipeline.judge._calibration_store import load_calibration_document, save_calibration
-from eval_pipeline.judge._call import JudgeItem, run_judge, verdict_choices
+from eval_pipeline.judge._call import JudgeCall, JudgeItem, run_judge, verdict_choices
 from eval_pipeline.judge._fit import (
     MIN_LABELS,
     CalibrationError,
@@ -35,6 +37,13 @@ from eval_pipeline.storage import Store
 
 LABELS_FILE = RULE_LABELS_FILE
 CALIBRATION_MAX_TOKENS = 64
+# How many labelled responses are judged a second time for the self-consistency figure
+# (the first ones with an answer); 0 turns it off. EVAL_PIPELINE_SELF_CONSISTENCY_ITEMS
+# overrides the default.
+SELF_CONSISTENCY_ITEMS = 8
+SELF_CONSISTENCY_ENV = "EVAL_PIPELINE_SELF_CONSISTENCY_ITEMS"
+# The repeated call's sampling seed is the judge's own plus this.
+REPEAT_SEED_OFFSET = 1
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,8 @@ class CalibrationReport:
     # Judge-human agreement of the raw scores with 95% bootstrap intervals:
     # {"kappa": {"value", "ci_low", "ci_high"}, "spearman": {...}}.
     agreement: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # Self-consistency: {"value", "ci_low", "ci_high", "items", "same"} (empty when off).
+    self_consistency: dict[str, float | None] = field(default_factory=dict)
 
 
 def load_labels(root: str | Path, rubric: str) -> list[dict[str, Any]]:
@@ -117,13 +128,19 @@ def calibrate_judge(
     max_tokens: int = CALIBRATION_MAX_TOKENS,
     min_labels: int | None = None,
     controls: RunControls | None = None,
+    self_consistency_items: int | None = None,
 ) -> CalibrationReport:
     """Judge every labelled response of ``rubric`` with ``judge`` and fit a calibration.
 
     The fit is skipped (and the stored one reused) when the labels, the rubric version
     and the judge's identity are unchanged. Judge calls go through the response cache,
     so re-fitting after a code change costs no model calls either.
+
+    The first ``self_consistency_items`` answered responses (default
+    :data:`SELF_CONSISTENCY_ITEMS`, or ``$EVAL_PIPELINE_SELF_CONSISTENCY_ITEMS``; 0 turns
+    it off) are judged again for the self-consistency figure (:func:`self_consistency`).
     """
+    repeats = self_consistency_count(self_consistency_items)
     known = discover_rubrics(catalog.root)
     if rubric not in known:
         raise ValueError(f"unknown rubric {rubric!r}; known: {', '.join(known)}")
@@ -146,6 +163,7 @@ def calibrate_judge(
             "max_tokens": max_tokens,
             "choices": list(verdict_choices(spec.provider)),
             "min_labels": min_labels,
+            "self_consistency_items": repeats,
         },
         16,
     )
@@ -201,6 +219,23 @@ def calibrate_judge(
     document["judge_human_agreement"] = judge_human_agreement(
         [p[0] for p in pairs], [p[1] for p in pairs]
     )
+    repeat_calls = 0
+    if repeats > 0:
+        first = [c for c in calls if c.request is not None][:repeats]
+        again = run_judge(
+            catalog,
+            store,
+            judge,
+            prompt,
+            [c.item for c in first],
+            max_tokens=max_tokens,
+            provider=provider,
+            controls=controls,
+            seed_offset=REPEAT_SEED_OFFSET,
+            use_cache=False,
+        )
+        document["self_consistency"] = self_consistency(first, again)
+        repeat_calls = sum(1 for c in again if c.request is not None)
     try:
         result = fit_calibration(
             [p[0] for p in pairs],
@@ -215,7 +250,7 @@ def calibrate_judge(
     else:
         document.update(status="fitted", message=f"chose {result.method}", result=result.to_json())
     save_calibration(store, judge, rubric, document)
-    sent = sum(1 for c in calls if c.request is not None and not c.cached)
+    sent = sum(1 for c in calls if c.request is not None and not c.cached) + repeat_calls
     return _report(store, judge, rubric, prompt.version, document, reused=False, calls=sent)
 
 
@@ -246,7 +281,58 @@ def _report(
         judge_calls=calls,
         labels_source=document.get("labels_source", "rule"),
         agreement=document.get("judge_human_agreement", {}),
+        self_consistency=document.get("self_consistency", {}),
     )
+
+
+def self_consistency_count(items: int | None) -> int:
+    """How many responses to judge twice: ``items``, else the environment's, else the default.
+
+    Raises:
+        ValueError: The count (or the environment variable) is not a whole number >= 0.
+    """
+    if items is None:
+        raw = os.environ.get(SELF_CONSISTENCY_ENV, "").strip()
+        try:
+            items = int(raw) if raw else SELF_CONSISTENCY_ITEMS
+        except ValueError:
+            raise ValueError(
+                f"{SELF_CONSISTENCY_ENV} must be a whole number >= 0, got {raw!r}"
+            ) from None
+    if items < 0:
+        raise ValueError(f"self_consistency_items must be >= 0, got {items}")
+    return items
+
+
+def _verdict_key(call: JudgeCall) -> float:
+    # The verdict as a number to compare: the chosen score, or -1 for no readable score
+    # (two unreadable replies count as the same verdict).
+    score = call.verdict.score
+    return float(score) if call.verdict.ok and score is not None else -1.0
+
+
+def self_consistency(first: list[JudgeCall], again: list[JudgeCall]) -> dict[str, float | None]:
+    """The share of ``first``'s verdicts that ``again`` (the same items, asked anew) repeats.
+
+    With its 95% seeded bootstrap interval over the items (:func:`agreement_interval`;
+    None below 3 items). A verdict is its score on the scale (for a choice-decoding judge,
+    the chosen verdict's), or "unreadable".
+    """
+    x = [_verdict_key(c) for c in first]
+    y = [_verdict_key(c) for c in again]
+
+    def share(a: Sequence[float], b: Sequence[float]) -> float:
+        return float(sum(1 for u, v in zip(a, b, strict=True) if u == v) / len(a))
+
+    interval = agreement_interval(share, x, y)
+    same = sum(1 for u, v in zip(x, y, strict=True) if u == v)
+    return {
+        "value": share(x, y) if x else None,
+        "ci_low": interval[0] if interval else None,
+        "ci_high": interval[1] if interval else None,
+        "items": float(len(x)),
+        "same": float(same),
+    }
 
 
 def judge_human_agreement(
@@ -283,18 +369,26 @@ def calibration_markdown(reports: list[CalibrationReport]) -> str:
     """A Markdown table of calibration reports (judge, rubric, method, agreement before/after)."""
     lines = [
         "| judge | rubric | labels | labelled by | readable verdicts | method | "
-        "Spearman before/after | QW kappa before/after | MAE before/after |",
-        "|---|---|---:|---|---:|---|---|---|---|",
+        "Spearman before/after | QW kappa before/after | MAE before/after | "
+        "self-consistency [95% CI] (items) |",
+        "|---|---|---:|---|---:|---|---|---|---|---|",
     ]
 
     def f(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
+    def consistency(r: CalibrationReport) -> str:
+        c = r.self_consistency
+        if c.get("value") is None:
+            return "-"
+        items = int(c["items"] or 0)
+        return f"{f(c['value'])} [{f(c.get('ci_low'))}, {f(c.get('ci_high'))}] ({items})"
+
     for r in reports:
         if r.result is None:
             lines.append(
                 f"| {r.judge} | {r.rubric} | {r.labels} | {r.labels_source} | {r.parsed} | "
-                "refused | - | - | - |"
+                f"refused | - | - | - | {consistency(r)} |"
             )
             continue
         b, a = r.result.before, r.result.after
@@ -302,6 +396,6 @@ def calibration_markdown(reports: list[CalibrationReport]) -> str:
             f"| {r.judge} | {r.rubric} | {r.labels} | {r.labels_source} | {r.parsed} | "
             f"{r.result.method} | "
             f"{f(b.spearman)} / {f(a.spearman)} | {f(b.kappa)} / {f(a.kappa)} | "
-            f"{f(b.mae)} / {f(a.mae)} |"
+            f"{f(b.mae)} / {f(a.mae)} | {consistency(r)} |"
         )
     return "\n".join(lines)

@@ -115,8 +115,13 @@ def ask_judge(
     max_tokens: int,
     provider: Provider | None = None,
     controls: RunControls | None = None,
+    seed_offset: int = 0,
+    use_cache: bool = True,
 ) -> list[Answered | None]:
     """Send each ``(sample id, messages)`` to ``judge`` through the engine; None stays None.
+
+    ``seed_offset`` and ``use_cache=False`` make a repeated call (self-consistency): the
+    judge's sampling seed moved by the offset, and nothing read from the response cache.
 
     Greedy decoding (a verdict should not depend on the sampling seed); with ``choices``
     the judge picks the most likely of them. Answers come from the response cache when
@@ -127,7 +132,9 @@ def ask_judge(
             verdicts answered so far are cached.
     """
     spec = catalog.model(judge)
-    sampling = spec.sampling.merged({"temperature": 0.0, "max_tokens": max_tokens})
+    sampling = spec.sampling.merged(
+        {"temperature": 0.0, "max_tokens": max_tokens, "seed": spec.sampling.seed + seed_offset}
+    )
     identity = spec.identity()
     requests: list[GenerationRequest | None] = [
         None
@@ -149,7 +156,12 @@ def ask_judge(
     provider = provider or create_provider(spec)
     try:
         result = run_requests(
-            provider, spec, to_send, ResponseCache(store.cache_dir), controls=controls
+            provider,
+            spec,
+            to_send,
+            ResponseCache(store.cache_dir),
+            use_cache=use_cache,
+            controls=controls,
         )
     finally:
         if own:
@@ -177,10 +189,13 @@ def run_judge(
     max_tokens: int,
     provider: Provider | None = None,
     controls: RunControls | None = None,
+    seed_offset: int = 0,
+    use_cache: bool = True,
 ) -> list[JudgeCall]:
     """Ask ``judge`` for a verdict on every item that has an answer; parse each strictly.
 
-    ``controls`` bound API judges like generation (the run's budget, timeouts).
+    ``controls`` bound API judges like generation (the run's budget, timeouts);
+    ``seed_offset`` and ``use_cache`` as :func:`ask_judge` takes them.
 
     Raises:
         GenerationStopped: An API judge stopped early (budget, credentials, breaker); the
@@ -208,6 +223,8 @@ def run_judge(
         max_tokens=max_tokens,
         provider=provider,
         controls=controls,
+        seed_offset=seed_offset,
+        use_cache=use_cache,
     )
     requests = [a[0] if a is not None else None for a in answered]
     responses = {i: (a[1], a[2]) for i, a in enumerate(answered) if a is not None}

@@ -5,6 +5,8 @@ Options (``models.yaml`` ``options:``):
 - ``mode``: ``reference`` (answer the dataset's reference answer), ``echo`` (repeat the
   last user message), or ``fixed`` (always ``text``). Default ``reference``.
 - ``answers``: ``{sample_id: completion}`` overrides for single samples.
+- ``repeat_answers``: ``{sample_id: completion}`` given instead to a request whose sampling
+  seed is not the model's own (a judge's repeated call, for self-consistency).
 - ``wrong_fraction`` / ``wrong_text``: answer ``wrong_text`` instead for a fixed,
   hash-chosen fraction of samples (a planted regression).
 - ``fail_samples``: sample ids whose requests come back with an error.
@@ -50,6 +52,7 @@ class FakeOptions(BaseModel):
     mode: str = "reference"
     text: str = "42"
     answers: dict[str, str] = {}
+    repeat_answers: dict[str, str] = {}
     wrong_fraction: float = 0.0
     wrong_text: str = "I do not know."
     fail_samples: list[str] = []
@@ -76,6 +79,9 @@ class FakeProvider(Provider):
 
     def _answer(self, request: GenerationRequest) -> str:
         opts = self.options
+        repeated = request.sampling.seed != self.spec.sampling.seed
+        if repeated and request.sample_id in opts.repeat_answers:
+            return opts.repeat_answers[request.sample_id]
         if request.sample_id in opts.answers:
             return opts.answers[request.sample_id]
         if self._wrong(request.sample_id):

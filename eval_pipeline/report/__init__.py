@@ -13,6 +13,7 @@ from eval_pipeline.report._explorer import (
     metric_history,
     metric_scale,
     partition_id,
+    trust_figures,
     write_explorer_files,
 )
 from eval_pipeline.report._html import PLOTS, HtmlReport, write_html_report
@@ -38,6 +39,7 @@ __all__ = [
     "metric_history",
     "metric_scale",
     "partition_id",
+    "trust_figures",
     "results_table",
     "samples_table",
     "write_explorer_files",

@@ -8,8 +8,9 @@ Layout of ``<folder>``::
                           partition (primary metric, CI, n, cost, runs, a trend sparkline)
     data/p/<d>@<m>.js     window.__explorer_partition("<d>@<m>", {...}): every sample
                           (messages, output, target, scores with detail, judge verdicts,
-                          tokens, latency, cost, cached), the partition's runs (trends) and
+                          tokens, latency, cost, cached), the partition's runs (trends),
                           the paired comparisons between its recent runs and baselines
+                          and its judges' trust figures (:func:`trust_figures`)
 
 Data files are JavaScript calls rather than JSON because browsers refuse ``fetch()`` of
 ``file://`` URLs; a ``<script>`` tag may load them. A partition's file is loaded only
@@ -55,6 +56,16 @@ PARTITION_SEP = "@"
 ASSETS = ("explorer.js", "explorer.css")
 
 Compare = Callable[[pl.DataFrame, pl.DataFrame], list[dict[str, Any]]]
+
+# Aggregate rows ``<metric>:<suffix>`` that say how far to trust a judge, by figure name.
+TRUST_ROWS = {
+    "position_bias": "position_bias",
+    "human_agreement": "pairwise_human_agreement",
+    "human_kappa": "pairwise_human_kappa",
+    "agreement_alpha": "inter_judge_alpha",
+    "agreement_kappa": "inter_judge_kappa",
+    "agreement_spearman": "inter_judge_spearman",
+}
 
 
 @dataclass(frozen=True)
@@ -413,11 +424,16 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     runs_by = _runs_by_partition(history)
 
     judged_metrics = set(judged_all["metric"].unique())
+    calibrations = _calibration_documents(store)
     datasets = sorted(set(parts["dataset"]))
     models = sorted(set(parts["model"]))
     suites = {name: sorted(set(ds)) for name, ds in setup.suites.items()}
     tags = _dataset_tags(samples_by)
     columns = [_column(d, primary[d], board, judged_metrics, tags, suites) for d in datasets]
+    for column in columns:
+        # The model-independent figures (each judge's calibration) as a dataset's facts.
+        used = judged_all.filter(pl.col("dataset") == column["name"])
+        column["trust"] = trust_figures(None, used if used.height else None, calibrations)
     targets: dict[str, dict[str, tuple[str | None, list[str]]]] = {}
     d_index = {d: i for i, d in enumerate(datasets)}
     m_index = {m: i for i, m in enumerate(models)}
@@ -446,6 +462,7 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
             "samples": _samples(gens, score_rows, judged_by.get((d, m)), targets[d]),
             "runs": runs,
             "diff": _diff(store, d, m, scores, gens, setup),
+            "trust": trust_figures(aggs_by.get((d, m)), judged_by.get((d, m)), calibrations),
         }
         _write(parts_dir / f"{pid}.js", _js_call("window.__explorer_partition", pid, payload))
     index = {
@@ -461,6 +478,109 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     _write(data / "index.js", _js_call("window.__explorer_index", index))
     _copy_assets(folder)
     _write(folder / "index.html", INDEX_HTML)
+
+
+def _calibration_documents(store: Store) -> list[dict[str, Any]]:
+    """Every stored judge calibration document (``eval_pipeline.judge`` writes them)."""
+    documents = []
+    for judge, rubric in store.calibration_pairs():
+        try:
+            documents.append(json.loads(store.calibration_path(judge, rubric).read_text()))
+        except (OSError, ValueError):
+            continue  # a document being rewritten: the explorer shows the others
+    return documents
+
+
+def _figure(
+    figure: str,
+    metric: str,
+    judge: str | None,
+    value: Any,
+    ci_low: Any,
+    ci_high: Any,
+    n: Any,
+) -> dict[str, Any]:
+    return {
+        "figure": figure,
+        "metric": metric,
+        "judge": judge,
+        "value": _num(value),
+        "ci_low": _num(ci_low),
+        "ci_high": _num(ci_high),
+        "n": None if n is None else int(n),
+    }
+
+
+def trust_figures(
+    aggregates: pl.DataFrame | None,
+    judgements: pl.DataFrame | None,
+    calibrations: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """How far to trust a partition's judges: one dict per figure with its 95% interval.
+
+    From the aggregates (one partition's rows): ``position_bias``,
+    ``pairwise_human_agreement``, ``pairwise_human_kappa`` and ``inter_judge_alpha``
+    (``_kappa``, ``_spearman``) of each judged metric. From the calibration documents of
+    the judges and rubric versions the partition's ``judgements`` used: each judge's
+    ``self_consistency`` and ``judge_human_kappa`` / ``judge_human_spearman`` (pointwise
+    labels). Keys: ``figure``, ``metric``, ``judge`` (None for a partition-wide figure),
+    ``value``, ``ci_low``, ``ci_high``, ``n``.
+    """
+    out: list[dict[str, Any]] = []
+    if aggregates is not None:
+        for row in aggregates.sort("metric").iter_rows(named=True):
+            base, _, suffix = str(row["metric"]).rpartition(":")
+            if base and suffix in TRUST_ROWS and row["mean"] is not None:
+                out.append(
+                    _figure(
+                        TRUST_ROWS[suffix],
+                        base,
+                        None,
+                        row["mean"],
+                        row["ci_low"],
+                        row["ci_high"],
+                        row["n"],
+                    )
+                )
+    if judgements is None:
+        return out
+    used = (
+        judgements.filter(pl.col("prompt_kind") == "rubric")
+        .select("metric", "judge", "rubric_version")
+        .unique()
+        .sort("metric", "judge")
+    )
+    for metric, judge, version in used.iter_rows():
+        for document in calibrations:
+            if document.get("judge") != judge or document.get("rubric_version") != version:
+                continue
+            consistency = document.get("self_consistency") or {}
+            if consistency.get("value") is not None:
+                out.append(
+                    _figure(
+                        "self_consistency",
+                        metric,
+                        judge,
+                        consistency["value"],
+                        consistency.get("ci_low"),
+                        consistency.get("ci_high"),
+                        consistency.get("items"),
+                    )
+                )
+            for name, figure in sorted((document.get("judge_human_agreement") or {}).items()):
+                if figure.get("value") is not None:
+                    out.append(
+                        _figure(
+                            f"judge_human_{name}",
+                            metric,
+                            judge,
+                            figure["value"],
+                            figure.get("ci_low"),
+                            figure.get("ci_high"),
+                            document.get("parsed"),
+                        )
+                    )
+    return out
 
 
 def _primary_rows(aggregates: pl.DataFrame, primary: dict[str, str]) -> pl.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +19,19 @@ from eval_pipeline.core.schemas import AGGREGATES, SLICE_AGGREGATES
 from eval_pipeline.judge import (
     JUDGE_SCORER,
     PAIRWISE_SCORER,
+    JudgedPair,
     JudgeParams,
+    PairwiseParams,
+    baseline_answers,
     calibrated_mean_interval,
     krippendorff_alpha,
     length_controlled_win_rate,
     load_calibration_document,
+    load_pairwise_labels,
+    pairwise_human_agreement,
 )
 from eval_pipeline.scoring import count_suspicious, stats
+from eval_pipeline.stages.score import scoring_frame
 from eval_pipeline.storage import Store
 
 BOOTSTRAP_SEED = 20240601
@@ -103,6 +110,7 @@ def aggregate(
     _widen_calibrated_intervals(spec, store, scores, rows, confidence)
     rows.extend(_judge_agreement_rows(spec, scores, rows[0] if rows else None))
     rows.extend(_length_controlled_rows(spec, scores, rows[0] if rows else None, confidence))
+    rows.extend(_pairwise_trust_rows(catalog, store, model, dataset, scores, rows))
     frame = pl.DataFrame(rows, schema=AGGREGATES)
     path = store.write("aggregates", frame, dataset=dataset, model=model)
     samples = store.read_optional("dataset_samples", dataset=dataset)
@@ -277,6 +285,97 @@ def _length_controlled_rows(
                 "suspicious": None,
             }
         )
+    return out
+
+
+def _pairwise_trust_rows(
+    catalog: Catalog,
+    store: Store,
+    model: str,
+    dataset: str,
+    scores: pl.DataFrame,
+    rows: list[dict],
+) -> list[dict]:
+    """How far to trust each ``pairwise_judge`` metric's verdicts.
+
+    ``<metric>:position_bias``: the share of pairs whose verdict changed when the order
+    was swapped (one minus ``<metric>:position_consistent``; its interval that row's
+    bootstrap interval, mirrored). ``<metric>:human_agreement`` and ``<metric>:human_kappa``,
+    where imported pairwise labels match the partition's pairs
+    (:func:`eval_pipeline.judge.pairwise_human_agreement`): the share of labels the judge's
+    verdict agrees with and Cohen's kappa, each with a seeded bootstrap interval over the
+    labels; ``n`` is the number of matching labels.
+    """
+    spec = catalog.dataset_specs[dataset]
+    if not rows:
+        return []
+    template = rows[0]
+    by_metric = {r["metric"]: r for r in rows}
+    labels: list[dict[str, object]] | None = None
+    out = []
+    for scorer in spec.scorers:
+        if scorer.name != PAIRWISE_SCORER:
+            continue
+        metric = scorer.metric_name
+        consistent = by_metric.get(f"{metric}:position_consistent")
+        if consistent is not None and consistent["mean"] is not None:
+            low, high = consistent["ci_low"], consistent["ci_high"]
+            out.append(
+                {
+                    **template,
+                    "metric": f"{metric}:position_bias",
+                    "n": consistent["n"],
+                    "mean": 1.0 - consistent["mean"],
+                    "stderr": consistent["stderr"],
+                    "ci_low": None if high is None else 1.0 - high,
+                    "ci_high": None if low is None else 1.0 - low,
+                    "pass_at_1": None,
+                    "suspicious": None,
+                }
+            )
+        if labels is None:
+            labels = load_pairwise_labels(catalog.root)
+        if not labels:
+            continue
+        params = PairwiseParams.model_validate(scorer.params)
+        frame = scoring_frame(catalog, store, model, dataset)
+        outcomes = dict(
+            scores.filter(pl.col("metric") == metric).select("sample_id", "value").iter_rows()
+        )
+        pairs = [
+            JudgedPair(
+                question=str(json.loads(row["fields"] or "{}").get(params.question_field, "")),
+                answer=row["completion"],
+                baseline=baseline,
+                outcome=outcomes.get(row["sample_id"]),
+            )
+            for row, baseline in zip(
+                frame.iter_rows(named=True),
+                baseline_answers(store, params, dataset, frame),
+                strict=True,
+            )
+            if row["completion"] is not None and baseline is not None
+        ]
+        found = pairwise_human_agreement(labels, pairs)
+        if found.n == 0:
+            continue
+        for name, value, interval in (
+            ("human_agreement", found.agreement, found.agreement_ci),
+            ("human_kappa", found.kappa, found.kappa_ci),
+        ):
+            out.append(
+                {
+                    **template,
+                    "metric": f"{metric}:{name}",
+                    "n": found.n,
+                    "mean": value,
+                    "stderr": None,
+                    "ci_low": interval[0] if interval else None,
+                    "ci_high": interval[1] if interval else None,
+                    "pass_at_1": None,
+                    "suspicious": None,
+                }
+            )
     return out
 
 

@@ -286,8 +286,15 @@
           ' <small>[' + fmt(a.ci_low, scale) + ", " + fmt(a.ci_high, scale) + "] n=" + a.n +
           (a.answer_mode ? ", " + esc(modeLabel(a.answer_mode)) : "") + "</small></span>";
       }).join("");
+      // How far to trust the judges: position bias, self-consistency, agreement (95% CIs).
+      var trust = (p.trust || []).map(function (t) {
+        return '<span class="chip trust"><b>' + esc(t.figure.replace(/_/g, " ")) + "</b> " + fmt(t.value) +
+          " <small>[" + fmt(t.ci_low) + ", " + fmt(t.ci_high) + "] " + esc(t.metric) +
+          (t.judge ? ", " + esc(t.judge) : "") + (t.n === null ? "" : ", n=" + t.n) + "</small></span>";
+      }).join("");
       app.innerHTML = '<div class="crumbs"><a href="#/">Leaderboard</a> › <b>' + esc(p.dataset) + "</b> · <b>" + esc(p.model) + "</b></div>" +
         '<div class="chips">' + aggs + "</div>" +
+        (trust ? '<div class="chips" id="trust"><span class="chip-label">Judge trust</span>' + trust + "</div>" : "") +
         '<nav class="tabs">' + tabs.map(function (t) {
           return '<a class="' + (t[0] === tab ? "active" : "") + '" href="' + link(t[0] === "samples" ? ["p", id] : ["p", id, t[0]]) + '">' + t[1] + "</a>";
         }).join("") + '</nav><div id="tab"></div>';
