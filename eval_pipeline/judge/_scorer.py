@@ -35,6 +35,39 @@ class VerdictsMissing(EvalPipelineError):
     """The ``judgements`` table lacks verdicts the scores need; the message names the task."""
 
 
+def _verdicts(
+    wanted: pl.DataFrame,
+    rows: pl.DataFrame,
+    *,
+    partition: str,
+    judge: str,
+    what: str,
+) -> pl.DataFrame:
+    """``rows`` joined to the samples ``wanted`` (sample_id, judged_hash), in their order.
+
+    Raises:
+        VerdictsMissing: Some sample has no current row; the message names ``what`` is
+            missing and the judge task to run.
+    """
+    found = wanted.join(
+        rows,
+        on=["sample_id", "judged_hash"],
+        how="left",
+        maintain_order="left",
+        nulls_equal=True,
+    )
+    missing = found.filter(pl.col("status").is_null())["sample_id"].to_list()
+    if missing:
+        raise VerdictsMissing(
+            f"scores of {partition}: judge '{judge}' has no current {what} for "
+            f"{len(missing)} of {wanted.height} samples (first: {missing[0]}). Run the judge "
+            f"task first: materialize the `judgements` asset of partition {partition} "
+            f"(`eval-pipeline run` does both), which runs judge {judge} where its catalog "
+            "entry says."
+        )
+    return found
+
+
 @dataclass(frozen=True)
 class JudgeScores:
     """What one ``llm_judge`` scorer adds: one frame per metric (sample_id, metric, value, detail)."""
@@ -78,22 +111,13 @@ def judge_scores(
     versions: dict[str, str] = {}
     for judge in params.judges:
         rows = _current_rows(catalog, judgements, judge, metric, version)
-        found = wanted.join(
+        found = _verdicts(
+            wanted,
             rows,
-            on=["sample_id", "judged_hash"],
-            how="left",
-            maintain_order="left",
-            nulls_equal=True,
+            partition=f"{dataset}|{model}",
+            judge=judge,
+            what=f"verdict on rubric {params.rubric} ({version})",
         )
-        missing = found.filter(pl.col("status").is_null())["sample_id"].to_list()
-        if missing:
-            raise VerdictsMissing(
-                f"scores of {dataset}|{model}: judge '{judge}' has no current verdict on rubric "
-                f"{params.rubric} ({version}) for {len(missing)} of {len(sample_ids)} samples "
-                f"(first: {missing[0]}). Run the judge task first: materialize the `judgements` "
-                f"asset of partition {dataset}|{model} (`eval-pipeline run` does both), which "
-                f"runs judge {judge} where its catalog entry says."
-            )
         raw[judge] = found["score"].to_list()
         calibrated[judge] = found["calibrated"].to_list()
         details[judge] = [
@@ -150,22 +174,13 @@ def mt_bench_scores(
         per_turn[turn] = {}
         for judge in params.judges:
             rows = _rows_of(catalog, judgements, judge, name)
-            found = wanted.join(
+            found = _verdicts(
+                wanted,
                 rows,
-                on=["sample_id", "judged_hash"],
-                how="left",
-                maintain_order="left",
-                nulls_equal=True,
+                partition=f"{dataset}|{model}",
+                judge=judge,
+                what=f"MT-Bench rating of turn {turn}",
             )
-            missing = found.filter(pl.col("status").is_null())["sample_id"].to_list()
-            if missing:
-                raise VerdictsMissing(
-                    f"scores of {dataset}|{model}: judge '{judge}' has no current MT-Bench "
-                    f"rating of turn {turn} for {len(missing)} of {len(sample_ids)} samples "
-                    f"(first: {missing[0]}). Run the judge task first: materialize the "
-                    f"`judgements` asset of partition {dataset}|{model} (`eval-pipeline run` "
-                    f"does both), which runs judge {judge} where its catalog entry says."
-                )
             per_turn[turn][judge] = found["score"].to_list()
             details[turn] = [
                 "" if status == "ok" else f"{status}: {problem}"
@@ -208,22 +223,13 @@ def pairwise_scores(
         by_order: list[list[float | None]] = []
         for suffix in ("model-first", "model-second"):
             rows = _rows_of(catalog, judgements, judge, f"{metric}:{suffix}")
-            found = wanted.join(
+            found = _verdicts(
+                wanted,
                 rows,
-                on=["sample_id", "judged_hash"],
-                how="left",
-                maintain_order="left",
-                nulls_equal=True,
+                partition=f"{dataset}|{model}",
+                judge=judge,
+                what=f"pairwise verdict ({suffix})",
             )
-            missing = found.filter(pl.col("status").is_null())["sample_id"].to_list()
-            if missing:
-                raise VerdictsMissing(
-                    f"scores of {dataset}|{model}: judge '{judge}' has no current pairwise "
-                    f"verdict ({suffix}) for {len(missing)} of {len(sample_ids)} samples "
-                    f"(first: {missing[0]}). Run the judge task first: materialize the "
-                    f"`judgements` asset of partition {dataset}|{model} (`eval-pipeline run` "
-                    f"does both), which runs judge {judge} where its catalog entry says."
-                )
             by_order.append(found["score"].to_list())
         pairs = [consistent_outcome(a, b) for a, b in zip(*by_order, strict=True)]
         outcomes[judge] = [p[0] for p in pairs]
