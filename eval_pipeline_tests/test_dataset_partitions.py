@@ -44,11 +44,16 @@ def test_per_dataset_assets_are_partitioned_by_dataset_and_mapped_from_the_grid(
             partitions.get_partition_keys()
             == grid.get_partitions_def_for_dimension("dataset").get_partition_keys()
         )
-    # Lineage: the grid partition qa|smollm2-135m reads the qa partition of each table.
+    # Lineage: the grid partition qa|smollm2-135m reads the qa partition of each table and
+    # of the dataset's version, and its model's version (the adapters are read whole: see
+    # defs/adapters.py).
     parents = graph.get_parents_partitions(dg.AssetKey("generations"), "qa|smollm2-135m")
-    assert {(p.asset_key.to_user_string(), p.partition_key) for p in parents.parent_partitions} == {
+    read = {(p.asset_key.to_user_string(), p.partition_key) for p in parents.parent_partitions}
+    assert {(asset, key) for asset, key in read if asset != "adapters"} == {
         ("prompt_versions", "qa"),
         ("dataset_samples", "qa"),
+        ("versions/dataset", "qa"),
+        ("versions/model", "smollm2-135m"),
     }
     children = graph.get_child_partition_keys_of_parent(
         "qa", dg.AssetKey("prompt_versions"), dg.AssetKey("generations")
