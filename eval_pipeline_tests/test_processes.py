@@ -62,7 +62,9 @@ def test_a_block_that_raises_leaves_neither_the_process_nor_its_child_running():
         raise RuntimeError("a failing assertion")
     # stop() returns once the whole group is gone: nothing to wait for here.
     assert [p for p in pids if processes.alive(p)] == []
-    assert proc.returncode == -signal.SIGTERM
+    # Ended by a signal: SIGTERM first; SIGKILL where the group outlived the grace period on
+    # a loaded machine (seen once in CI). test_a_group_that_ignores_sigterm_... pins the order.
+    assert proc.returncode in (-signal.SIGTERM, -signal.SIGKILL)
     assert proc.pid not in processes._running
 
 
