@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,20 +267,16 @@ def _mt_bench_rows(
         keys, versions, answered, strict=True
     ):
         request, response, cached = reply if reply is not None else (None, None, False)
-        text = response.completion if response is not None and response.ok else None
+        text = _reply_text(response)
         score = _expected_rating(response) if choices else parse_rating(text)
-        status = OK if score is not None else (NO_RESPONSE if text is None else MALFORMED)
-        problem = ""
-        if reply is None:
-            problem = f"no answer to turn {turn} to judge"
-        elif status == NO_RESPONSE:
-            problem = f"judge call failed: {response.error if response else ''}"
-        elif status == MALFORMED:
-            problem = "no [[rating]] from 1 to 10 in the reply"
-        tokens_in = response.input_tokens if response else 0
-        tokens_out = response.output_tokens if response else 0
-        cost = judge_spec.pricing.cost(tokens_in, tokens_out)
-        _count(stats, request, response, cached, cost)
+        status, problem, tokens_in, tokens_out, cost = _settle(
+            reply,
+            score,
+            judge_spec.pricing.cost,
+            stats,
+            unanswered=f"no answer to turn {turn} to judge",
+            unreadable="no [[rating]] from 1 to 10 in the reply",
+        )
         rows.append(
             _row(
                 model,
@@ -360,21 +356,16 @@ def _pairwise_rows(
         keys, answered, strict=True
     ):
         request, response, cached = reply if reply is not None else (None, None, False)
-        text = response.completion if response is not None and response.ok else None
-        preference = parse_preference(text)
+        preference = parse_preference(_reply_text(response))
         score = model_outcome(preference, model_first)
-        status = OK if score is not None else (NO_RESPONSE if text is None else MALFORMED)
-        problem = ""
-        if reply is None:
-            problem = "no answer (or no baseline answer) to compare"
-        elif status == NO_RESPONSE:
-            problem = f"judge call failed: {response.error if response else ''}"
-        elif status == MALFORMED:
-            problem = "no [[A]], [[B]] or [[C]] in the reply"
-        tokens_in = response.input_tokens if response else 0
-        tokens_out = response.output_tokens if response else 0
-        cost = judge_spec.pricing.cost(tokens_in, tokens_out)
-        _count(stats, request, response, cached, cost)
+        status, problem, tokens_in, tokens_out, cost = _settle(
+            reply,
+            score,
+            judge_spec.pricing.cost,
+            stats,
+            unanswered="no answer (or no baseline answer) to compare",
+            unreadable="no [[A]], [[B]] or [[C]] in the reply",
+        )
         rows.append(
             _row(
                 model,
@@ -402,6 +393,43 @@ def _pairwise_rows(
             )
         )
     return rows
+
+
+def _reply_text(response: GenerationResponse | None) -> str | None:
+    """The judge's reply, or None when the call failed."""
+    return response.completion if response is not None and response.ok else None
+
+
+def _settle(
+    reply: tuple[GenerationRequest, GenerationResponse, bool] | None,
+    score: float | None,
+    cost_of: Callable[[int, int], float],
+    stats: RunStats,
+    *,
+    unanswered: str,
+    unreadable: str,
+) -> tuple[str, str, int, int, float]:
+    """A judge reply's status, problem, tokens in and out, and cost; counted in ``stats``.
+
+    ``unanswered`` is the problem when nothing was sent (no answer to judge), ``unreadable``
+    when the reply held no verdict; ``score`` is the verdict read from the reply.
+    """
+    request, response, cached = reply if reply is not None else (None, None, False)
+    status = (
+        OK if score is not None else (NO_RESPONSE if _reply_text(response) is None else MALFORMED)
+    )
+    problem = ""
+    if reply is None:
+        problem = unanswered
+    elif status == NO_RESPONSE:
+        problem = f"judge call failed: {response.error if response else ''}"
+    elif status == MALFORMED:
+        problem = unreadable
+    tokens_in = response.input_tokens if response else 0
+    tokens_out = response.output_tokens if response else 0
+    cost = cost_of(tokens_in, tokens_out)
+    _count(stats, request, response, cached, cost)
+    return status, problem, tokens_in, tokens_out, cost
 
 
 def _count(
