@@ -1,7 +1,7 @@
 """Rendered reports and the results tables of the CLI.
 
 The static HTML results explorer (:func:`write_explorer_files`: heatmap, per-sample
-drill-down, run-to-run diffs, trends), the HTML leaderboard with PNG plots for Markdown
+drill-down, run-to-run diffs, trends), the HTML leaderboard with SVG plots for Markdown
 summaries (:func:`write_html_report`), and the tables of the ``results``, ``samples``,
 ``costs`` and ``history`` commands.
 """

@@ -1,9 +1,10 @@
-"""The HTML report: the leaderboard as a table plus PNG plots, in one folder.
+"""The HTML report: the leaderboard as a table plus SVG plots, in one folder.
 
-``<store>/reports/leaderboard/index.html`` with ``score_by_model.png`` (each dataset's
-primary metric per model, with 95% CI error bars), ``cost_vs_score.png`` and
-``latency.png`` (p50 bars with p95 whiskers) beside it. Matplotlib is imported here
-only, with the non-interactive Agg backend, so nothing else pays for it.
+``<store>/reports/leaderboard/index.html`` with ``score_by_model.svg`` (each dataset's
+primary metric per model, with 95% CI whiskers), ``cost_vs_score.svg`` and
+``latency.svg`` (p50 bars with p95 whiskers) beside it. The plots are SVG text written by
+:mod:`eval_pipeline.report._svg`: no plotting library is imported, and every bar and point
+shows its numbers on hover.
 """
 
 from __future__ import annotations
@@ -12,17 +13,12 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-# Any: matplotlib axes (see _subplots).
-from typing import TYPE_CHECKING, Any
-
 import polars as pl
 
-from eval_pipeline.storage import atomic_path, atomic_write_text
+from eval_pipeline.report._svg import Bar, Panel, Point, chart, message
+from eval_pipeline.storage import atomic_write_text
 
-if TYPE_CHECKING:  # matplotlib is imported on use (startup cost)
-    from matplotlib.figure import Figure
-
-PLOTS = ("score_by_model.png", "cost_vs_score.png", "latency.png")
+PLOTS = ("score_by_model.svg", "cost_vs_score.svg", "latency.svg")
 
 
 @dataclass(frozen=True)
@@ -33,31 +29,9 @@ class HtmlReport:
     images: list[Path]
 
 
-# ``Any``: one Axes or an array of them (by ``squeeze``, rows and columns), and the keywords
-# are matplotlib's own (``squeeze``, ``gridspec_kw``), as ``Figure.subplots`` takes them.
-def _subplots(*args: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
-    """A figure and its axes, without pyplot (no global state, no GUI backend).
-
-    Every figure lays itself out (``constrained``), so it is drawn once when saved, not
-    twice as ``bbox_inches="tight"`` would.
-    """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.subplots(*args, **kwargs)
-
-
-def _save(fig: Figure, path: Path) -> None:
-    # Rendered to a temporary name and renamed: a reader never sees half a PNG.
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-
-
-def _empty(path: Path, message: str) -> None:
-    fig, ax = _subplots(figsize=(5, 1.2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center")
-    _save(fig, path)
+def _save(svg: str, path: Path) -> None:
+    # Written to a temporary name and renamed: a reader never sees half a plot.
+    atomic_write_text(path, svg)
 
 
 def scale_groups(board: pl.DataFrame) -> list[tuple[str, tuple[float, float], list[str]]]:
@@ -81,19 +55,6 @@ def scale_groups(board: pl.DataFrame) -> list[tuple[str, tuple[float, float], li
         groups.setdefault(key, (title, (low, high), []))[2].append(dataset)
     order = {"0-1": 0, "1-5": 1}
     return [groups[k] for k in sorted(groups, key=lambda k: (order.get(k, 2), k))]
-
-
-def _limits(low: float, high: float) -> tuple[float, float]:
-    pad = 0.04 * (high - low)
-    return low - (pad if low != 0 else 0), high + pad
-
-
-def _legend(fig: Figure, colours: dict[str, str]) -> None:
-    # One legend for every panel, outside them: no panel's bars hide behind it.
-    from matplotlib.patches import Patch
-
-    handles = [Patch(color=c, label=m) for m, c in colours.items()]
-    fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncol=min(6, len(handles)))
 
 
 # What a plot can show readably; the explorer shows every partition.
@@ -137,99 +98,83 @@ def readable(board: pl.DataFrame) -> tuple[pl.DataFrame, str]:
 
 
 def plot_scores(board: pl.DataFrame, path: Path) -> None:
-    """Grouped bars per dataset, one bar per model, 95% CI as error bars.
+    """Grouped bars per dataset, one bar per model, 95% CI as whiskers.
 
     One panel per metric scale (see :func:`scale_groups`): 0-1 metrics and 1-5 judge
     ratings never share an axis. Large grids show their best models (see :func:`readable`).
     """
     rows, note = readable(board)
     if rows.height == 0:
-        _empty(path, "no scores yet")
+        _save(message("no scores yet"), path)
         return
     cells = {(r["model"], r["dataset"]): r for r in rows.iter_rows(named=True)}
     metric_of = {r["dataset"]: r["metric"] for r in cells.values()}
-    groups = scale_groups(rows)
     models = sorted(set(rows["model"]))
-    width = 0.8 / len(models)
-    widths = [max(1.0, len(ds)) for _, _, ds in groups]
-    fig, axes = _subplots(
-        1,
-        len(groups),
-        figsize=(max(4.5, 1.6 * sum(widths) + 1.2 * len(groups)), 3.4),
-        gridspec_kw={"width_ratios": widths},
-        squeeze=False,
-    )
-    colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
-    for ax, (title, (low, high), datasets) in zip(axes[0], groups, strict=True):
-        for i, model in enumerate(models):
-            xs, ys, lo, hi = [], [], [], []
-            for j, dataset in enumerate(datasets):
+    panels = []
+    for title, (low, high), datasets in scale_groups(rows):
+        bars = []
+        for j, dataset in enumerate(datasets):
+            for i, model in enumerate(models):
                 row = cells.get((model, dataset))
                 if row is None:
                     continue
                 mean = row["mean"]
-                xs.append(j + (i - (len(models) - 1) / 2) * width)
-                ys.append(mean)
-                lo.append(max(0.0, mean - (row["ci_low"] if row["ci_low"] is not None else mean)))
-                hi.append(max(0.0, (row["ci_high"] if row["ci_high"] is not None else mean) - mean))
-            if not xs:
-                continue
-            # Bars start at the scale's floor (1 for a 1-5 rating), not at zero.
-            ax.bar(
-                xs,
-                [y - low for y in ys],
-                bottom=low,
-                width=width,
-                yerr=[lo, hi],
-                capsize=3,
-                label=model,
-                color=colours[model],
-            )
-        ax.set_ylim(*_limits(low, high))
-        ax.set_xticks(range(len(datasets)))
-        ax.set_xticklabels([f"{d}\n({metric_of[d]})" for d in datasets], fontsize=8)
-        ax.set_title(title, fontsize=9)
-    axes[0][0].set_ylabel("primary metric (mean, 95% CI)")
-    _legend(fig, colours)
-    fig.suptitle(f"Score by model and dataset{note}")
-    _save(fig, path)
+                ci_low = mean if row["ci_low"] is None else row["ci_low"]
+                ci_high = mean if row["ci_high"] is None else row["ci_high"]
+                label = (
+                    f"{model} {dataset} {row['metric']}: {mean:.3f} [{ci_low:.3f}, {ci_high:.3f}]"
+                )
+                bars.append(Bar(j, i, mean, ci_low, ci_high, label))
+        categories = [f"{d}\n({metric_of[d]})" for d in datasets]
+        # Bars start at the scale's floor (1 for a 1-5 rating), not at zero.
+        panels.append(Panel(title, (low, high), categories=categories, bars=bars))
+    widths = [max(1, len(p.categories)) * max(90.0, 22.0 * len(models)) for p in panels]
+    svg = chart(
+        f"Score by model and dataset{note}",
+        panels,
+        y_label="primary metric (mean, 95% CI)",
+        legend=models,
+        panel_widths=widths,
+    )
+    _save(svg, path)
 
 
 def plot_cost(board: pl.DataFrame, path: Path) -> None:
     """Scatter of each partition's total cost against its primary metric, per scale.
 
-    Every partition is a point; a few hundred or fewer get their dataset's name, more
+    Every partition is a point; a few dozen or fewer get their dataset's name, more
     would be unreadable.
     """
     rows = board.filter(pl.col("mean").is_not_null())
     annotate = rows.height <= MAX_ANNOTATED_POINTS
     if rows.height == 0:
-        _empty(path, "no scores yet")
+        _save(message("no scores yet"), path)
         return
-    groups = scale_groups(rows)
-    fig, axes = _subplots(1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False)
     models = sorted(set(rows["model"]))
-    colour_of = {m: f"C{i % 10}" for i, m in enumerate(models)}
-    for ax, (title, (low, high), datasets) in zip(axes[0], groups, strict=True):
+    series = {m: i for i, m in enumerate(models)}
+    panels = []
+    for title, (low, high), datasets in scale_groups(rows):
         part = rows.filter(pl.col("dataset").is_in(datasets))
-        ax.scatter(
-            part["cost_usd"].to_list(),
-            part["mean"].to_list(),
-            color=[colour_of[m] for m in part["model"]],
-            s=12 if part.height > MAX_ANNOTATED_POINTS else 24,
-        )
-        if annotate:
-            for cost, mean, dataset in part.select("cost_usd", "mean", "dataset").iter_rows():
-                ax.annotate(
-                    dataset, (cost, mean), fontsize=7, xytext=(3, 3), textcoords="offset points"
-                )
-        ax.set_ylim(*_limits(low, high))
-        ax.set_xlabel("cost (USD)")
-        ax.set_title(title, fontsize=9)
-    axes[0][0].set_ylabel("primary metric")
-    _legend(fig, {m: colour_of[m] for m in models[:MAX_PLOT_MODELS]})
-    fig.suptitle("Cost against score")
-    _save(fig, path)
+        points = [
+            Point(
+                cost,
+                mean,
+                series[model],
+                f"{model} {dataset}: {mean:.3f} at ${cost:.4f}",
+                dataset if annotate else "",
+            )
+            for model, dataset, cost, mean in part.select(
+                "model", "dataset", "cost_usd", "mean"
+            ).iter_rows()
+        ]
+        panels.append(Panel(title, (low, high), points=points, x_label="cost (USD)"))
+    svg = chart(
+        "Cost against score",
+        panels,
+        y_label="primary metric",
+        legend=models[:MAX_PLOT_MODELS],
+    )
+    _save(svg, path)
 
 
 def plot_latency(aggregates: pl.DataFrame, path: Path) -> None:
@@ -253,23 +198,32 @@ def plot_latency(aggregates: pl.DataFrame, path: Path) -> None:
             .with_columns(pl.lit("all datasets").alias("dataset"))
         )
     if rows.height == 0:
-        _empty(path, "no latencies yet")
+        _save(message("no latencies yet"), path)
         return
-    labels = [f"{m}\n{d}" for m, d in rows.select("model", "dataset").iter_rows()]
-    p50 = rows["latency_p50_s"].to_list()
-    p95 = rows["latency_p95_s"].to_list()
-    fig, ax = _subplots(figsize=(max(4.5, 0.9 * len(labels) + 1), 3.2))
-    ax.bar(
-        range(len(labels)),
-        p50,
-        yerr=[[0] * len(p50), [max(0.0, b - a) for a, b in zip(p50, p95, strict=True)]],
-        capsize=3,
+    bars, categories = [], []
+    for i, (model, dataset, p50, p95) in enumerate(
+        rows.select("model", "dataset", "latency_p50_s", "latency_p95_s").iter_rows()
+    ):
+        categories.append(f"{model}\n{dataset}")
+        bars.append(
+            Bar(
+                i,
+                0,
+                p50,
+                p50,
+                max(p50, p95),
+                f"{model} {dataset}: p50 {p50:.3f} s, p95 {p95:.3f} s",
+            )
+        )
+    high = max(max(b.high for b in bars), 1e-9)
+    panel = Panel("", (0.0, high), categories=categories, bars=bars)
+    svg = chart(
+        "Latency",
+        [panel],
+        y_label="seconds per request (p50, whisker p95)",
+        panel_widths=[max(240.0, 70.0 * len(categories))],
     )
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, fontsize=7)
-    ax.set_ylabel("seconds per request (p50, whisker p95)")
-    ax.set_title("Latency")
-    _save(fig, path)
+    _save(svg, path)
 
 
 def write_html_report(board: pl.DataFrame, aggregates: pl.DataFrame, folder: Path) -> HtmlReport:
