@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from eval_pipeline.catalog._files import display, read_yaml
+from eval_pipeline.catalog._files import display, parse_yaml, read_text, read_yaml
 from eval_pipeline.catalog._loaders import check_loader, load_raw, source_problem
 from eval_pipeline.catalog._prompts import PromptTemplate, load_prompt, render_problem
 from eval_pipeline.core.errors import CatalogError
@@ -334,15 +334,34 @@ def _load_models(root: Path) -> dict[str, ModelSpec]:
     return models
 
 
-def _load_dataset_spec(root: Path, path: Path) -> DatasetSpec:
-    shown = display(path, root)
-    data = read_yaml(path, shown)
+# Validated dataset specs (frozen) by file and text. One process loads the catalog several
+# times (``eval-pipeline run``: the command, the definitions, each run's steps, the model
+# task); an unchanged file is parsed and validated once. Every check below still runs.
+_PARSED_SPECS: dict[tuple[str, str], DatasetSpec] = {}
+_PARSED_SPECS_MAX = 4096
+
+
+def _parsed_dataset_spec(path: Path, shown: str) -> DatasetSpec:
+    text = read_text(path, shown)
+    spec = _PARSED_SPECS.get((str(path), text))
+    if spec is not None:
+        return spec
+    data = parse_yaml(text, shown)
     if not isinstance(data, dict):
         raise CatalogError(shown, "", "must be a mapping of spec fields")
     try:
         spec = DatasetSpec.model_validate(data)
     except ValidationError as exc:
         raise validation_error_to_catalog_error(shown, exc) from exc
+    if len(_PARSED_SPECS) >= _PARSED_SPECS_MAX:
+        _PARSED_SPECS.clear()
+    _PARSED_SPECS[(str(path), text)] = spec
+    return spec
+
+
+def _load_dataset_spec(root: Path, path: Path) -> DatasetSpec:
+    shown = display(path, root)
+    spec = _parsed_dataset_spec(path, shown)
     if spec.name != path.parent.name:
         raise CatalogError(
             shown, "name", f"'{spec.name}' must equal its folder name '{path.parent.name}'"

@@ -19,6 +19,12 @@ from eval_pipeline.core.errors import CatalogError
 
 def display(path: Path, root: Path) -> str:
     """``path`` relative to the project ``root`` (absolute when it lies outside)."""
+    if path.is_absolute() and root.is_absolute() and ".." not in path.parts:
+        # The catalog's own files, found under the resolved root: no symlink walk needed.
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
@@ -87,7 +93,11 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def read_yaml(path: Path, shown: str) -> Any:
     """Parse the YAML file ``path``; problems raise CatalogError naming ``shown`` and the line."""
-    text = read_text(path, shown)
+    return parse_yaml(read_text(path, shown), shown)
+
+
+def parse_yaml(text: str, shown: str) -> Any:
+    """Parse YAML ``text`` read from ``shown``; problems raise CatalogError naming the line."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:

@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass
 # Any: alert payloads and check metadata as JSON (any JSON type).
 from typing import Any
 
-import httpx
-
 from eval_pipeline.core.keys import PartitionKey
 
 # Slack renders at most 50 blocks; an alert lists one line per regressed metric and is cut
@@ -211,6 +209,8 @@ def post_json(
         timeout_s: Per-request timeout.
         sleep: Injected for tests.
     """
+    import httpx  # on use: every command imports this module, few post an alert
+
     last_status: int | None = None
     last_error: str | None = None
     for attempt in range(1, max(1, attempts) + 1):
