@@ -74,7 +74,7 @@ def test_jobs_and_blocking_checks_are_defined():
     assert blocking == {
         "generations_complete": True,
         "scores_complete": True,
-        "aggregates_regression": False,
+        "aggregates_regression": True,
         "adapter_vs_base": False,
         "aggregates_calibration": False,
         "aggregates_sandbox": False,

@@ -10,7 +10,7 @@ import yaml
 
 from eval_pipeline.regression import compare_runs, pin_baseline
 from eval_pipeline.storage import Store
-from eval_pipeline_tests.helpers import materialize
+from eval_pipeline_tests.helpers import materialize, report
 from eval_pipeline_tests.projects import make_project
 
 LIMIT = 120
@@ -60,7 +60,11 @@ def planted(tmp_path_factory):
     (project / "models.yaml").write_text(
         yaml.safe_dump(_models(revision="r2", wrong_fraction=0.15))
     )
-    regressed = materialize(project, store_root, "qa|fake-model", sample_limit=LIMIT)
+    # The regression check blocks: the run fails, and the reports are built on their own.
+    regressed = materialize(
+        project, store_root, "qa|fake-model", sample_limit=LIMIT, raise_on_error=False
+    )
+    report(project, store_root)
     return {
         "project": project,
         "store": Store(store_root),
@@ -81,6 +85,7 @@ def test_identical_rerun_is_not_flagged(planted):
 
 
 def test_planted_regression_fails_the_partitioned_check(planted):
+    assert not planted["regressed"].success
     check = _check(planted["regressed"])
     assert check["passed"] is False
     assert "answer_match" in check["regressed_metrics"].split(",")

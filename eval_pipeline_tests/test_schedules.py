@@ -9,7 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from eval_pipeline.catalog import load_catalog
 from eval_pipeline.defs import build_definitions
+from eval_pipeline.defs.holds import HELD_TAG, HELD_TAG_VALUE
 from eval_pipeline.defs.schedules import (
     INPUTS_TAG,
     NightlySettings,
@@ -18,7 +20,12 @@ from eval_pipeline.defs.schedules import (
     run_inputs,
     suite_history,
 )
-from eval_pipeline.operations import DuePartition, LastResult, select_due
+from eval_pipeline.operations import (
+    DuePartition,
+    LastResult,
+    partition_fingerprints,
+    select_due,
+)
 from eval_pipeline.resources import CatalogResource
 from eval_pipeline_tests.opsupport import ONE_MODEL, no_dangling_defs_state, run_suite
 from eval_pipeline_tests.projects import make_project
@@ -248,3 +255,21 @@ def test_batched_history_lookups_decide_exactly_as_one_query_per_partition_did()
             reasons |= {d.reason.split(" than ")[0] for d in new}
             assert old_busy and len(new) < len(keys)
     assert reasons == {"never evaluated", "inputs changed", "last result older"}
+
+
+def test_a_suite_run_failed_by_the_blocking_regression_check_counts_as_evaluated(project):
+    # Its cells were evaluated; the hold is the reports' business. A run that failed
+    # otherwise leaves its cell due.
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(str(project), str(project / "store"))
+        job = defs.resolve_job_def("regression_suite_job")
+        keys = ["qa|fake-good", "json-extract|fake-good"]
+        fingerprints = partition_fingerprints(load_catalog(project, load_rows=False), keys)
+        for key, tags in zip(keys, ({HELD_TAG: HELD_TAG_VALUE}, {}), strict=True):
+            instance.create_run_for_job(
+                job,
+                tags={"dagster/partition": key, INPUTS_TAG: fingerprints[key], **tags},
+                status=dg.DagsterRunStatus.FAILURE,
+            )
+        [request] = evaluate(project, instance).run_requests
+        assert request.partition_key == "json-extract|fake-good"

@@ -181,6 +181,9 @@ LEADERBOARD = table_schema(
         "output_tokens": pl.Int64,
         "cost_usd": pl.Float64,
         "latency_p50_s": pl.Float64,
+        # True: the cell is held (its latest regression verdict failed); the row shows
+        # the numbers it last passed with.
+        "held": pl.Boolean,
     }
 )
 

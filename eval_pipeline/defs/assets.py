@@ -17,6 +17,7 @@ from eval_pipeline.defs.dispatch import (
     run_tasks,
     runners_for,
 )
+from eval_pipeline.defs.holds import held_cells, hold_metadata
 from eval_pipeline.defs.jobs import (
     BATCH_FALLBACK_TAG,
     BATCH_WAIT_TAG,
@@ -39,6 +40,7 @@ from eval_pipeline.defs.versions import (
 )
 from eval_pipeline.model_task import WorkResult, generation_tasks, judging_tasks
 from eval_pipeline.resources import CatalogResource, StoreResource
+from eval_pipeline.resources.alerts import AlertsResource
 from eval_pipeline.resources.slurm import SlurmResource
 from eval_pipeline.runners import TaskOutcome
 
@@ -371,23 +373,31 @@ def leaderboard_asset(aggregates: dg.AssetsDefinition) -> dg.AssetsDefinition:
         code_version=CODE_VERSIONS["leaderboard"],
     )
     def leaderboard(
-        context: dg.AssetExecutionContext, catalog: CatalogResource, store: StoreResource
+        context: dg.AssetExecutionContext,
+        catalog: CatalogResource,
+        store: StoreResource,
+        alerts: AlertsResource,
     ) -> dg.MaterializeResult:
         """Every model x dataset's primary metric with its CI, in one table.
 
         Materialized by ``reporting_job`` (after a backfill, after the nightly suite, or on
-        demand), not by the per-partition jobs. The metadata shows the first
-        rows; ``path`` is the whole table.
+        demand), not by the per-partition jobs. A cell whose latest
+        ``aggregates_regression`` verdict failed is held: it shows the numbers it last
+        passed with (``held`` true), or no row if it never passed, until a passing verdict
+        releases it. The metadata shows the first rows and the held cells (``held``,
+        ``held_cells``); ``path`` is the whole table.
         """
-        cat = catalog.load()
-        board = stages.build_leaderboard(cat, store.get())
-        report = stages.write_leaderboard_report(cat, store.get(), board)
+        cat, st = catalog.load(), store.get()
+        holds = held_cells(context.instance, alerts.ui_base_url)
+        board = stages.build_leaderboard(cat, st, holds)
+        report = stages.write_leaderboard_report(cat, st, board, holds)
         markdown = stages.leaderboard_markdown(board, max_rows=METADATA_ROWS)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": board.height,
-                "path": dg.MetadataValue.path(str(store.get().path("leaderboard"))),
+                "path": dg.MetadataValue.path(str(st.path("leaderboard"))),
                 "leaderboard": dg.MetadataValue.md(markdown),
+                **hold_metadata(st, holds),
                 # The HTML report with its PNG plots (score with CIs, cost, latency).
                 "report": dg.MetadataValue.path(str(report)),
                 "report_url": dg.MetadataValue.url(report.as_uri()),

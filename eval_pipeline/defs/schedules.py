@@ -14,6 +14,7 @@ import dagster as dg
 from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.core.keys import PartitionKey
+from eval_pipeline.defs.holds import HELD_TAG, HELD_TAG_VALUE
 from eval_pipeline.operations import DuePartition, LastResult, partition_fingerprints, select_due
 from eval_pipeline.resources import CatalogResource
 
@@ -90,12 +91,23 @@ def run_tags(catalog: Catalog, key: str, fingerprint: str, reason: str) -> dict[
 
 # Partition keys per tag-filtered query: SQLite binds at most 32,766 parameters.
 _KEYS_PER_QUERY = 5000
+# A suite run failed by the blocking regression check evaluated its cells (the hold is the
+# reports' business, see defs/holds.py): it counts as their last result like a success,
+# so a regressed cell is not evaluated again every night until its inputs change.
+_HELD = {HELD_TAG: HELD_TAG_VALUE}
+_FINISHED: tuple[tuple[dg.DagsterRunStatus, dict[str, str]], ...] = (
+    (dg.DagsterRunStatus.SUCCESS, {}),
+    (dg.DagsterRunStatus.FAILURE, _HELD),
+)
 
 
 def suite_history(
     instance: dg.DagsterInstance, keys: Sequence[str], *, window_start: float
 ) -> tuple[dict[str, LastResult], set[str]]:
     """The latest successful suite run of every partition in ``keys``, and those in flight.
+
+    A run failed only by the blocking regression check (tagged ``eval_pipeline/held``)
+    counts as successful: it evaluated its cells.
 
     A handful of instance queries whatever the grid's size (one per query below, the
     second split per 5,000 keys), instead of two per partition:
@@ -112,13 +124,24 @@ def suite_history(
     """
     wanted = set(keys)
     last: dict[str, LastResult] = {}
-    recent = instance.get_run_records(
-        dg.RunsFilter(
-            job_name=REGRESSION_SUITE_JOB,
-            statuses=[dg.DagsterRunStatus.SUCCESS],
-            created_after=datetime.fromtimestamp(window_start, UTC),
-        )
-    )
+    after = datetime.fromtimestamp(window_start, UTC)
+    recent = [
+        *instance.get_run_records(
+            dg.RunsFilter(
+                job_name=REGRESSION_SUITE_JOB,
+                statuses=[dg.DagsterRunStatus.SUCCESS],
+                created_after=after,
+            )
+        ),
+        *instance.get_run_records(
+            dg.RunsFilter(
+                job_name=REGRESSION_SUITE_JOB,
+                statuses=[dg.DagsterRunStatus.FAILURE],
+                tags=_HELD,
+                created_after=after,
+            )
+        ),
+    ]
     _keep_latest(recent, wanted, last)
     missing = sorted(wanted - set(last))
     older_ids: list[str] = []
@@ -126,11 +149,12 @@ def suite_history(
         chunk = missing[start : start + _KEYS_PER_QUERY]
         older_ids += [
             data.run_id
+            for status, tags in _FINISHED
             for data in instance.run_storage.get_run_partition_data(
                 dg.RunsFilter(
                     job_name=REGRESSION_SUITE_JOB,
-                    statuses=[dg.DagsterRunStatus.SUCCESS],
-                    tags={PARTITION_TAG: chunk},
+                    statuses=[status],
+                    tags={PARTITION_TAG: chunk, **tags},
                 )
             )
         ]
@@ -141,12 +165,10 @@ def suite_history(
         )
     # Runs over several partitions name no partition: find them by their model.
     models = sorted({PartitionKey.parse(k).model for k in missing})
-    if models:
+    for status, tags in _FINISHED if models else ():
         older += instance.get_run_records(
             dg.RunsFilter(
-                job_name=REGRESSION_SUITE_JOB,
-                statuses=[dg.DagsterRunStatus.SUCCESS],
-                tags={BATCH_TAG: models},
+                job_name=REGRESSION_SUITE_JOB, statuses=[status], tags={BATCH_TAG: models, **tags}
             )
         )
     _keep_latest(older, set(missing), last)

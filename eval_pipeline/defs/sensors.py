@@ -24,6 +24,7 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.adapters import recipes_by_model
 from eval_pipeline.defs.automation import automation_sensor, versions_sensor
+from eval_pipeline.defs.holds import AGGREGATES, HELD_TAG, REGRESSION_CHECK
 from eval_pipeline.defs.jobs import PARTITION_JOBS, REPORTING_JOB
 from eval_pipeline.defs.schedules import (
     REGRESSION_SUITE_JOB,
@@ -45,8 +46,8 @@ from eval_pipeline.resources import CatalogResource
 from eval_pipeline.resources.alerts import UI_URL_ENV, AlertsResource
 from eval_pipeline.resources.webserver import WebserverResource, location_name
 
-AGGREGATES = dg.AssetKey("aggregates")
-REGRESSION_CHECK = "aggregates_regression"
+# The error of a step whose blocking check failed.
+CHECK_FAILED_ERROR = "DagsterAssetCheckFailedError"
 EVENT_KEY = "regression/event_key"
 # Check results read per page of the instance's check history.
 BATCH = 500
@@ -235,15 +236,25 @@ def run_failure_sensor() -> dg.SensorDefinition:
     def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
         """Alerts on every failed run with its partition, failing steps and their errors.
 
+        A run failed by the blocking ``aggregates_regression`` check alone is left to
+        ``regression_sensor``, which alerts on the regressed metrics.
+
         Dagster keeps this sensor's cursor (the last run status event it handled), so each
         failure is alerted once. When the webhook refuses the alert the tick fails and the
         same failure is tried again on the next tick.
         """
         run = context.dagster_run
         failures: list[tuple[str | None, str]] = []
+        blocked = []
         for event in context.get_step_failure_events():
             error = getattr(event.event_specific_data, "error", None)
             failures.append((event.step_key, error.message if error else event.message or ""))
+            blocked.append(error is not None and error.cls_name == CHECK_FAILED_ERROR)
+        if run.tags.get(HELD_TAG) and blocked and all(blocked):
+            # Failed by the blocking regression check alone: regression_sensor alerts on
+            # it, with the regressed metrics; one alert per regression, not two.
+            context.log.info(f"run {run.run_id} held a regressed cell; regression_sensor alerts")
+            return
         if not failures:
             failures.append((None, context.failure_event.message or "run failed"))
         payload = run_failure_alert(

@@ -79,6 +79,7 @@ class ExplorerInput:
         baselines: Pinned baselines' scores by name (rows of the ``scores`` table).
         compare: Paired comparison of two score frames; returns one dict per metric
             (``MetricComparison`` fields). None: no run-to-run diffs.
+        aggregates: The aggregates to show per cell (None: the store's latest).
     """
 
     primary: Mapping[str, str]
@@ -86,6 +87,7 @@ class ExplorerInput:
     suites: Mapping[str, Sequence[str]] = field(default_factory=dict)
     baselines: Mapping[str, pl.DataFrame] = field(default_factory=dict)
     compare: Compare | None = None
+    aggregates: pl.DataFrame | None = None
 
 
 def partition_id(dataset: str, model: str) -> str:
@@ -402,7 +404,9 @@ def _write_explorer(store: Store, folder: Path, setup: ExplorerInput) -> None:
     data = folder / "data"
     parts_dir = data / "p"
     parts_dir.mkdir(parents=True)
-    aggregates = store.scan("aggregates").collect()
+    aggregates = (
+        store.scan("aggregates").collect() if setup.aggregates is None else setup.aggregates
+    )
     if setup.models is not None:
         aggregates = aggregates.filter(pl.col("model").is_in(list(setup.models)))
     primary = dict(setup.primary)

@@ -245,6 +245,8 @@ def write_html_report(board: pl.DataFrame, aggregates: pl.DataFrame, folder: Pat
     rows = []
     for r in board.head(MAX_TABLE_ROWS).iter_rows(named=True):
         mean = "-" if r["mean"] is None else f"{r['mean']:.3f}"
+        if r.get("held"):
+            mean += " (held)"
         ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
         latency = "-" if r["latency_p50_s"] is None else f"{r['latency_p50_s']:.3f}"
         cells = [
@@ -265,7 +267,10 @@ def write_html_report(board: pl.DataFrame, aggregates: pl.DataFrame, folder: Pat
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:nth-child(-n+3){{text-align:left}}
 img{{max-width:100%;margin:1em 0;display:block}}</style></head><body>
 <h1>Leaderboard</h1>
-<p>Each dataset's primary metric per model: mean with a seeded bootstrap 95% CI.</p>
+<p>Each dataset's primary metric per model: mean with a seeded bootstrap 95% CI. A cell
+marked <em>(held)</em> regressed against the pinned baseline in its latest run: it shows the
+numbers it last passed with until a passing run releases it (the regression report has the
+regressed run).</p>
 <table><thead><tr><th>model</th><th>dataset</th><th>metric</th><th>n</th><th>mean</th><th>95% CI</th>
 <th>errors</th><th>cost $</th><th>latency p50 s</th></tr></thead>
 <tbody>
