@@ -16,6 +16,7 @@ from eval_pipeline.defs.holds import HELD_TAG, HELD_TAG_VALUE, held_cells
 from eval_pipeline.regression import pin_baseline
 from eval_pipeline.storage import Store
 from eval_pipeline_tests.helpers import materialization_metadata, materialize, report
+from eval_pipeline_tests.opsupport import alerts_to, no_dangling_defs_state, receiver
 from eval_pipeline_tests.projects import make_project
 
 LIMIT = 60
@@ -144,9 +145,9 @@ def test_a_run_over_several_cells_holds_only_the_regressed_one(tmp_path):
         (project / "models.yaml").write_text(
             yaml.safe_dump(_models(revision="r2", wrong_fraction=0.15))
         )
-        job = build_definitions(str(project), str(store_root)).resolve_job_def(
-            "regression_suite_job"
-        )
+        defs = build_definitions(str(project), str(store_root))
+        job = defs.resolve_job_def("regression_suite_job")
+        failures = _FailureAlerts(defs.resolve_sensor_def("run_failure_sensor"), instance)
         result = job.execute_in_process(
             instance=instance,
             run_config={"ops": {"generations": {"config": {"sample_limit": LIMIT}}}},
@@ -165,6 +166,9 @@ def test_a_run_over_several_cells_holds_only_the_regressed_one(tmp_path):
         assert verdicts == {CELL: False, STEADY: True, None: False}
         assert [h.partition for h in held_cells(instance, "http://ui")] == [CELL]
         assert instance.get_run_by_id(result.run_id).tags[HELD_TAG] == HELD_TAG_VALUE
+        # A run failed by the blocking check alone is regression_sensor's to alert on (with
+        # its metrics): run_failure_sensor sends nothing for it.
+        assert failures.alerts_after_tick() == []
         # Accepting the new numbers: re-pin the baseline from the store, rerun the cell
         # (the cache answers it), and its passing verdict releases the hold.
         pin_baseline(Store(store_root), project, "main", description="r2")
@@ -172,3 +176,27 @@ def test_a_run_over_several_cells_holds_only_the_regressed_one(tmp_path):
         assert rerun.success
         assert materialization_metadata(rerun, "generations")["model_calls"] == 0
         assert held_cells(instance, "http://ui") == []
+
+
+class _FailureAlerts:
+    """``run_failure_sensor`` ticked as the daemon does, posting to a loopback receiver."""
+
+    def __init__(self, sensor: dg.SensorDefinition, instance: dg.DagsterInstance) -> None:
+        self.sensor, self.instance = sensor, instance
+        self.cursor = self._tick([])  # the first tick starts from now
+
+    def _tick(self, bodies: list) -> str | None:
+        with receiver() as hook, no_dangling_defs_state():
+            context = dg.build_sensor_context(
+                instance=self.instance,
+                cursor=getattr(self, "cursor", None),
+                resources={"alerts": alerts_to(hook.url)},
+            )
+            data = self.sensor.evaluate_tick(context)
+            bodies.extend(hook.bodies)
+        return data.cursor if data.cursor is not None else getattr(self, "cursor", None)
+
+    def alerts_after_tick(self) -> list:
+        bodies: list = []
+        self.cursor = self._tick(bodies)
+        return bodies
