@@ -133,6 +133,31 @@ def test_the_ci_suite_runs_dagster_job_execute_and_writes_a_markdown_summary(tmp
     assert "**Result: no regression.**" in summary.read_text()
     assert "### eval-pipeline compare baseline:main" in summary.read_text()
 
+    # A new revision answers 30% of qa wrong: the blocking regression check fails the
+    # `dagster job execute` run, and the gate fails.
+    regressed = {
+        "models": [
+            {
+                **ONE_MODEL["models"][0],
+                "revision": "r2",
+                "options": {"mode": "reference", "wrong_fraction": 0.3},
+            }
+        ]
+    }
+    (project / "models.yaml").write_text(yaml.safe_dump(regressed))
+    summary.unlink()
+    failed = subprocess.run(
+        ["bash", str(REPO / "scripts" / "ci_suite.sh")],
+        env={**env, "CI_PARTITIONS": "qa|fake-good", "EVAL_PIPELINE_CI_DROP": "0.3"},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    text = summary.read_text()
+    assert failed.returncode == 1, text + failed.stderr[-2000:]
+    assert "**Result: regression or failure.**" in text
+    assert "| `qa|fake-good` | FAILURE" in text and "❌ aggregates_regression" in text
+
 
 def test_the_summary_fails_the_gate_when_the_regression_check_failed(tmp_path, monkeypatch):
     project = make_project(tmp_path / "project", ONE_MODEL, datasets=("qa",))
