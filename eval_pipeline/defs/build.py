@@ -77,3 +77,12 @@ def build_definitions(
             "webserver": webserver_from_env(),
         },
     )
+
+
+@dg.definitions
+def catalog_definitions() -> dg.Definitions:
+    """The definitions of the catalog under the project root, with the default store.
+
+    Collected by ``dg.load_from_defs_folder`` (``eval_pipeline/definitions.py``).
+    """
+    return build_definitions()
