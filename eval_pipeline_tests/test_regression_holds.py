@@ -44,6 +44,16 @@ def _board(store: Store) -> dict[str, dict]:
     return {f"{r['dataset']}|{r['model']}": r for r in board.iter_rows(named=True)}
 
 
+def _pin_then_regress(project, store_root, instance) -> None:
+    """Both cells pass and are pinned as ``main``; the next revision of CELL answers 15% wrong."""
+    for cell in (CELL, STEADY):
+        assert materialize(project, store_root, cell, sample_limit=LIMIT, instance=instance).success
+    pin_baseline(Store(store_root), project, "main", description="r1")
+    (project / "models.yaml").write_text(
+        yaml.safe_dump(_models(revision="r2", wrong_fraction=0.15))
+    )
+
+
 @pytest.fixture(scope="module")
 def held(tmp_path_factory):
     """Two cells pass and a baseline is pinned; a new revision of one cell then regresses."""
@@ -51,14 +61,7 @@ def held(tmp_path_factory):
     project = make_project(tmp / "project", models=_models(), datasets=("qa",))
     store_root = tmp / "store"
     with dg.instance_for_test() as instance:
-        for cell in (CELL, STEADY):
-            assert materialize(
-                project, store_root, cell, sample_limit=LIMIT, instance=instance
-            ).success
-        pin_baseline(Store(store_root), project, "main", description="r1")
-        (project / "models.yaml").write_text(
-            yaml.safe_dump(_models(revision="r2", wrong_fraction=0.15))
-        )
+        _pin_then_regress(project, store_root, instance)
         regressed = materialize(
             project, store_root, CELL, sample_limit=LIMIT, instance=instance, raise_on_error=False
         )
@@ -137,14 +140,7 @@ def test_a_run_over_several_cells_holds_only_the_regressed_one(tmp_path):
     project = make_project(tmp_path / "project", models=_models(), datasets=("qa",))
     store_root = tmp_path / "store"
     with dg.instance_for_test() as instance:
-        for cell in (CELL, STEADY):
-            assert materialize(
-                project, store_root, cell, sample_limit=LIMIT, instance=instance
-            ).success
-        pin_baseline(Store(store_root), project, "main", description="r1")
-        (project / "models.yaml").write_text(
-            yaml.safe_dump(_models(revision="r2", wrong_fraction=0.15))
-        )
+        _pin_then_regress(project, store_root, instance)
         defs = build_definitions(str(project), str(store_root))
         job = defs.resolve_job_def("regression_suite_job")
         failures = _FailureAlerts(defs.resolve_sensor_def("run_failure_sensor"), instance)

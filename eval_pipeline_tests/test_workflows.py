@@ -88,6 +88,17 @@ def test_the_scripts_the_workflows_run_call_only_what_exists():
         assert (REPO / script).is_file(), script
 
 
+def _ci_suite(env: dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
+    """``scripts/ci_suite.sh`` with ``env`` and ``extra`` variables."""
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "ci_suite.sh")],
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+
+
 @pytest.mark.slow
 def test_the_ci_suite_runs_dagster_job_execute_and_writes_a_markdown_summary(tmp_path):
     project = make_project(tmp_path / "project", ONE_MODEL, datasets=("qa", "json-extract"))
@@ -101,13 +112,7 @@ def test_the_ci_suite_runs_dagster_job_execute_and_writes_a_markdown_summary(tmp
         "CI_MODEL": "fake-good",
         "BIN": str(BIN),
     }
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "ci_suite.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    out = _ci_suite(env)
     # qa has enough samples to see a 10-point drop; json-extract's 128 are too few.
     assert out.returncode == 2, out.stderr[-3000:]
     text = summary.read_text()
@@ -122,13 +127,8 @@ def test_the_ci_suite_runs_dagster_job_execute_and_writes_a_markdown_summary(tmp
     pin = [str(BIN / "eval-pipeline"), "baseline", "pin", "main", "--description", "ci test"]
     subprocess.run(pin, env=env, check=True, capture_output=True, timeout=120)
     summary.unlink()
-    again = subprocess.run(
-        ["bash", str(REPO / "scripts" / "ci_suite.sh")],
-        env={**env, "CI_PARTITIONS": "qa|fake-good", "EVAL_PIPELINE_CI_DROP": "0.3"},
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    one_cell = {"CI_PARTITIONS": "qa|fake-good", "EVAL_PIPELINE_CI_DROP": "0.3"}
+    again = _ci_suite(env, **one_cell)
     assert again.returncode == 0, summary.read_text() + again.stderr[-2000:]
     assert "**Result: no regression.**" in summary.read_text()
     assert "### eval-pipeline compare baseline:main" in summary.read_text()
@@ -146,13 +146,7 @@ def test_the_ci_suite_runs_dagster_job_execute_and_writes_a_markdown_summary(tmp
     }
     (project / "models.yaml").write_text(yaml.safe_dump(regressed))
     summary.unlink()
-    failed = subprocess.run(
-        ["bash", str(REPO / "scripts" / "ci_suite.sh")],
-        env={**env, "CI_PARTITIONS": "qa|fake-good", "EVAL_PIPELINE_CI_DROP": "0.3"},
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    failed = _ci_suite(env, **one_cell)
     text = summary.read_text()
     assert failed.returncode == 1, text + failed.stderr[-2000:]
     assert "**Result: regression or failure.**" in text
