@@ -10,6 +10,7 @@ nothing to ``.bench/``.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -114,6 +115,21 @@ def _bench_names() -> set[str]:
 def test_every_bench_is_run_here_or_says_why_not():
     listed = set(BENCH_HELPERS) | set(FAST) | set(SLOW) | set(ELSEWHERE) | set(NOT_HERE)
     assert _bench_names() == listed
+
+
+def test_make_bench_can_call_every_bench_it_lists():
+    # ``make bench`` (run_all) calls each bench's ``run()`` with no argument.
+    from eval_pipeline_tests.bench.run_all import BENCHMARKS
+
+    for name in BENCHMARKS:
+        run = importlib.import_module(f"eval_pipeline_tests.bench.{name}").run
+        required = [
+            p.name
+            for p in inspect.signature(run).parameters.values()
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        assert required == [], f"{name}.run needs {required}"
 
 
 def test_every_script_is_run_here_or_says_why_not():
