@@ -15,18 +15,18 @@ from eval_pipeline.catalog import Catalog
 from eval_pipeline.core.hashing import content_hash
 from eval_pipeline.core.keys import PartitionKey
 from eval_pipeline.defs.holds import HELD_TAG, HELD_TAG_VALUE
+from eval_pipeline.defs.run_queue import queue_tags
 from eval_pipeline.operations import DuePartition, LastResult, partition_fingerprints, select_due
 from eval_pipeline.resources import CatalogResource
 
 REGRESSION_SUITE_JOB = "regression_suite_job"
 
 # Run tags written on every run the automation requests. INPUTS_TAG is how the schedule
-# later knows what a successful run evaluated; the provider and runs_on tags are what the
-# production run queue limits concurrency by (deploy/dagster.yaml).
+# later knows what a successful run evaluated; the queue tags (defs/run_queue.py: provider,
+# where it runs, the API's quota, the SLURM profile) are what the production run queue
+# limits concurrency by (deploy/dagster.yaml).
 INPUTS_TAG = "eval_pipeline/inputs"
 REASON_TAG = "eval_pipeline/reason"
-PROVIDER_TAG = "eval_pipeline/provider"
-RUNS_ON_TAG = "eval_pipeline/runs_on"
 PARTITION_TAG = "dagster/partition"
 # A run over a rectangle of the grid (one model, datasets next to each other in the grid's
 # order): Dagster's partition range tags. Its INPUTS_TAG is then a JSON object, the inputs
@@ -81,12 +81,7 @@ def automation_status() -> dg.DefaultScheduleStatus:
 def run_tags(catalog: Catalog, key: str, fingerprint: str, reason: str) -> dict[str, str]:
     """The tags of an automation-requested run of partition ``key``."""
     model = catalog.models[PartitionKey.parse(key).model]
-    return {
-        INPUTS_TAG: fingerprint,
-        REASON_TAG: reason,
-        PROVIDER_TAG: model.provider,
-        RUNS_ON_TAG: model.runs_on,
-    }
+    return {INPUTS_TAG: fingerprint, REASON_TAG: reason, **queue_tags(model)}
 
 
 # Partition keys per tag-filtered query: SQLite binds at most 32,766 parameters.

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 # Any: the SDK module, its errors and headers, and JSON answers (any shape).
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -179,6 +180,17 @@ class ApiProviderBase(Provider):
     default_endpoint: str
     path: str  # posted to, relative to the endpoint
     answer_kind: str  # what a well-formed answer is, for the "malformed" message
+
+    @classmethod
+    def api_quota(cls, spec: ModelSpec) -> tuple[str, str | None] | None:
+        # The SDK names the wire format; a base_url elsewhere than the vendor's is another
+        # server with its own quota.
+        base_url = spec.options.get("base_url")
+        vendor = urlsplit(cls.default_endpoint).netloc
+        server = urlsplit(str(base_url)).netloc if base_url else vendor
+        if server == vendor:
+            return cls.sdk_module, None
+        return f"{cls.sdk_module}-compatible", server
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         """The JSON body for ``request``: the shared opening, then :meth:`body`'s fields.

@@ -133,6 +133,17 @@ class Provider:
         """
         return None
 
+    @classmethod
+    def api_quota(cls, spec: ModelSpec) -> tuple[str, str | None] | None:
+        """Whose request quota a run of ``spec`` draws on, or None for a local model.
+
+        ``(api, server)``: the vendor's API (``openai``, ``anthropic``) with no server, or
+        ``<vendor>-compatible`` and the ``host[:port]`` of another server speaking its wire
+        format. The run queue limits runs by these (``eval_pipeline/api`` and
+        ``eval_pipeline/api_server`` tags, docs/operations.md).
+        """
+        return None
+
     def load(self) -> Any:
         """Load the model now (idempotent) and return it; None when there is nothing to load.
 
