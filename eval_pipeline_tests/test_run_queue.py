@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from eval_pipeline.catalog import load_catalog
+from eval_pipeline.core.specs import ModelSpec
 from eval_pipeline.defs.partitions import grid_partitions
 from eval_pipeline.defs.run_queue import queue_tags, run_model
 from eval_pipeline_tests.projects import REPO, make_project
@@ -71,6 +72,7 @@ MODELS = {
         },
     ]
 }
+FAKE = {"slug": "fake-good", "provider": "fake", "model_id": "fake/reference"}
 CONFIG_FILES = [REPO / "deploy" / "dagster.yaml", REPO / "dagster.yaml"]
 
 
@@ -97,6 +99,9 @@ def test_the_model_of_each_kind_gets_the_queue_tags_its_limits_read(tmp_path):
     assert tags["smol"]["eval_pipeline/local_model"] == "inline"
     assert "eval_pipeline/local_model" not in tags["smol-cluster"]
     assert "eval_pipeline/api" not in tags["llama-h100"] | tags["smol"]
+    # The fake provider holds no model: it is neither an API nor a local model to queue.
+    fake = queue_tags(ModelSpec.model_validate(FAKE))
+    assert "eval_pipeline/local_model" not in fake and "eval_pipeline/api" not in fake
 
 
 def test_the_embedded_instance_has_the_production_limits():

@@ -50,7 +50,8 @@ _log = logging.getLogger(__name__)
 def queue_tags(model: ModelSpec) -> dict[str, str]:
     """The run queue's tags of a run of ``model``."""
     tags = {PROVIDER_TAG: model.provider, RUNS_ON_TAG: model.runs_on}
-    quota = provider_class(model.provider).api_quota(model)
+    provider = provider_class(model.provider)
+    quota = provider.api_quota(model)
     if quota is not None:
         api, server = quota
         tags[API_TAG] = api
@@ -58,7 +59,7 @@ def queue_tags(model: ModelSpec) -> dict[str, str]:
             tags[API_SERVER_TAG] = server
     if model.runs_on == "slurm":
         tags[SLURM_PROFILE_TAG] = model.slurm_profile or DEFAULT_SLURM_PROFILE
-    elif quota is None:
+    elif quota is None and provider.holds_model:
         tags[LOCAL_MODEL_TAG] = "inline"
     return tags
 

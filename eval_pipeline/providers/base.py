@@ -119,6 +119,10 @@ class Provider:
     capabilities: ClassVar[Capabilities] = Capabilities()
     batch_size: int = 1
     """How many requests the engine hands to one :meth:`generate` call."""
+    holds_model: ClassVar[bool] = True
+    """A run of a local model of this provider holds the model in the run's memory (the
+    run queue lets one such run at a time on a host, docs/operations.md); the fake
+    provider holds nothing."""
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec

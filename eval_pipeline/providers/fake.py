@@ -64,6 +64,7 @@ class FakeProvider(Provider):
     """Deterministic answers without a model."""
 
     name = "fake"
+    holds_model = False
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
