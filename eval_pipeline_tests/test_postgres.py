@@ -22,6 +22,7 @@ import dagster as dg
 import httpx
 import pytest
 
+from eval_pipeline.defs.run_queue import CatalogQueuedRunCoordinator
 from eval_pipeline_tests import processes
 from eval_pipeline_tests.opsupport import ONE_MODEL, alerts_to, free_port, receiver, run_suite
 from eval_pipeline_tests.projects import REPO, make_project
@@ -114,7 +115,8 @@ def test_the_production_instance_stores_runs_materializations_and_checks_in_post
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        # The queue that tags each run of one model with what it draws on (run_queue.py).
+        assert isinstance(instance.run_coordinator, CatalogQueuedRunCoordinator)
         result = run_suite(project, project / "store", PARTITION, instance, regression=False)
         assert result.success
     # A new process would see the same: read back through a fresh instance.
