@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
@@ -92,7 +92,7 @@ def missing_queue_tags(catalog: Catalog, tags: Mapping[str, str]) -> dict[str, s
     return {k: v for k, v in queue_tags(spec).items() if k not in tags}
 
 
-@cache
+@lru_cache(maxsize=1)  # the catalog as models.yaml stands now; an edit replaces it
 def _catalog(root: str, mtime_ns: int) -> Catalog:
     return load_catalog(root, load_rows=False)
 

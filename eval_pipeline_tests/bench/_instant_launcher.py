@@ -9,36 +9,17 @@ cancellation at once, nothing executed, so the run frees its place in the queue.
 
 from __future__ import annotations
 
-from typing import Any
-
 import dagster as dg
 from dagster._core.events import DagsterEvent, DagsterEventType
-from dagster._core.launcher import LaunchRunContext, RunLauncher
-from dagster._serdes import ConfigurableClass, ConfigurableClassData
+from dagster._core.launcher import LaunchRunContext
+
+from eval_pipeline_tests.run_queue_drill import IdleRunLauncher
 
 MESSAGE = "the scale bench's instant launcher executes nothing"
 
 
-class InstantRunLauncher(RunLauncher, ConfigurableClass):
+class InstantRunLauncher(IdleRunLauncher):
     """Marks each launched run STARTED, then CANCELED; executes nothing."""
-
-    def __init__(self, inst_data: ConfigurableClassData | None = None) -> None:
-        self._inst_data = inst_data
-        super().__init__()
-
-    @property
-    def inst_data(self) -> ConfigurableClassData | None:
-        return self._inst_data
-
-    @classmethod
-    def config_type(cls) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData, config_value: dict[str, Any]
-    ) -> InstantRunLauncher:
-        return cls(inst_data=inst_data)
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
@@ -50,6 +31,3 @@ class InstantRunLauncher(RunLauncher, ConfigurableClass):
         started = instance.get_run_by_id(run.run_id)
         assert started is not None and started.status == dg.DagsterRunStatus.STARTED
         instance.report_run_canceled(started, message=MESSAGE)
-
-    def terminate(self, run_id: str) -> bool:
-        return False

@@ -488,6 +488,19 @@ telemetry:
 """
 
 
+def _start_daemon(scratch: Path, env: dict[str, str], log_name: str) -> tuple[Any, Any]:
+    """``dagster-daemon run`` on ``scratch/workspace.yaml``; its open log and its process."""
+    log = (scratch / log_name).open("w")
+    daemon = processes.start(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=scratch,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return log, daemon
+
+
 def daemon_tick(project: Path, scratch: Path, timeout_s: float = 240) -> dict[str, Any]:
     """A real ``dagster-daemon`` ticking the nightly schedule (every minute) on the grid.
 
@@ -517,14 +530,7 @@ def daemon_tick(project: Path, scratch: Path, timeout_s: float = 240) -> dict[st
         EVAL_PIPELINE_AUTOMATION="on",
         EVAL_PIPELINE_NIGHTLY_CRON="* * * * *",
     )
-    log = (scratch / "daemon.log").open("w")
-    daemon = processes.start(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=scratch,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log, daemon = _start_daemon(scratch, env, "daemon.log")
     ticks: list[Any] = []
     start = time.perf_counter()
     try:
@@ -644,14 +650,7 @@ def first_night_launch(
         # Create the SQLite storages before the daemon does, not at the same time.
         instance.all_instigator_state()
         instance.get_runs_count()
-    log = (scratch / f"launch_{setup}.log").open("w")
-    daemon = processes.start(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=scratch,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log, daemon = _start_daemon(scratch, env, f"launch_{setup}.log")
     kinds = {
         DagsterEventType.RUN_STARTING: "launched",
         DagsterEventType.RUN_START: "started",
