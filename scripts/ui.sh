@@ -12,6 +12,10 @@ mkdir -p "$DAGSTER_HOME"
 # Where the daemon's sensors find the webserver (catalog_sensor reloads it; alerts link to it).
 ui_host=${UI_HOST:-127.0.0.1}
 [ "$ui_host" = 0.0.0.0 ] && ui_host=127.0.0.1
+# Dagster hands a new run's planned partitions to the event log as one batch (the night's
+# range runs: 400 rows each), which dagster.yaml's event log writes at once
+# (eval_pipeline/defs/event_log.py). Both processes create runs.
+export DAGSTER_EVENT_BATCH_SIZE=${DAGSTER_EVENT_BATCH_SIZE:-100000}
 export EVAL_PIPELINE_UI_URL=${EVAL_PIPELINE_UI_URL:-http://$ui_host:${UI_PORT:-3000}}
 "$BIN/dagster-daemon" run -w workspace.yaml &
 daemon=$!

@@ -631,6 +631,8 @@ def first_night_launch(
     from dagster._core.instance.ref import InstanceRef
     from dagster._core.storage.tags import SCHEDULED_EXECUTION_TIME_TAG
 
+    from eval_pipeline.defs.event_log import BATCH_ENV, BATCH_SIZE
+
     home = scratch / f"launch_{setup}_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(launch_instance(setup))
@@ -645,6 +647,8 @@ def first_night_launch(
         EVAL_PIPELINE_STORE=str(scratch / f"launch_{setup}_store"),
         EVAL_PIPELINE_AUTOMATION="on",
         EVAL_PIPELINE_NIGHTLY_CRON="* * * * *",
+        # As scripts/ui.sh starts the daemon: a run's planned partitions in one write.
+        **{BATCH_ENV: os.environ.get(BATCH_ENV, str(BATCH_SIZE))},
     )
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         # Create the SQLite storages before the daemon does, not at the same time.
@@ -769,11 +773,14 @@ def first_night_launches(project: Path, scratch: Path) -> dict[str, Any]:
     four runs at a time, a dequeue every 5 s, runs that take no time) and ``make ui``
     itself (``ui``: the runs executed, four at a time) are reported beside it.
     """
+    from eval_pipeline.defs.event_log import BATCH_ENV, BATCH_SIZE
+
     chosen = os.environ.get(SETUPS_ENV, ",".join(LAUNCH_SETUPS)).split(",")
     out: dict[str, Any] = {
         # Dagster writes a planned event per asset and partition of a run over a range
         # (400 for a run of 100 cells) unless this is set (docs/operations.md).
         PLANNED_ENV: os.environ.get(PLANNED_ENV, ""),
+        BATCH_ENV: os.environ.get(BATCH_ENV, str(BATCH_SIZE)),
     }
     for setup in LAUNCH_SETUPS:
         if setup in chosen:
