@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from eval_pipeline.catalog import load_catalog
+from eval_pipeline.defs.assets import evaluation_condition
 from eval_pipeline.defs.versions import (
     SOURCES,
     changed_versions,
@@ -139,3 +140,77 @@ def test_an_edit_rematerializes_only_the_cells_that_read_it(tmp_path: Path) -> N
     assert revision["judge_calls"] == 0
     # Once the requested runs are done, the next evaluation requests nothing.
     assert all(outcome["requested_after"] == 0 for outcome in edits.values())
+
+
+CELLS = dg.StaticPartitionsDefinition([f"c{i}" for i in range(6)])
+
+
+@dg.asset(partitions_def=CELLS, automation_condition=evaluation_condition())
+def cell_input() -> None:
+    """Stands in for generations."""
+
+
+@dg.asset(partitions_def=CELLS, deps=[cell_input], automation_condition=evaluation_condition())
+def cell_result() -> None:
+    """Stands in for judgements."""
+
+
+def test_a_cell_its_run_writes_during_the_ticks_evaluation_is_not_requested_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run writes ``cell_result`` while the automation sensor's tick is evaluating it.
+
+    The run (every cell, both assets) has written ``cell_input`` before the tick and
+    writes ``cell_result`` just after the tick first reads ``cell_result``'s state, as a
+    run under ``make ui`` did in the daemon bench. Every cell was evaluated by its own run
+    after its input: nothing is due, whichever way the writes fall.
+    """
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
+
+    defs = dg.Definitions(
+        assets=[cell_input, cell_result],
+        jobs=[dg.define_asset_job("cells_job", partitions_def=CELLS)],
+    )
+    keys = CELLS.get_partition_keys()
+    with dg.instance_for_test() as instance:
+
+        def write(asset: dg.AssetsDefinition) -> None:
+            for key in keys:
+                instance.report_runless_asset_event(
+                    dg.AssetMaterialization(asset.key, partition=key)
+                )
+
+        write(cell_input)
+        write(cell_result)
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert first.total_requested == 0
+        # The night's run over every cell, then its first step's results.
+        instance.create_run_for_job(
+            defs.resolve_job_def("cells_job"),
+            tags={
+                "dagster/asset_partition_range_start": keys[0],
+                "dagster/asset_partition_range_end": keys[-1],
+            },
+        )
+        write(cell_input)
+
+        reads: list[str] = []
+
+        def on_read(name: str):
+            original = getattr(AssetGraphView, name)
+
+            async def read(self, *, key, **kwargs):
+                result = await original(self, key=key, **kwargs)
+                if key == cell_result.key:
+                    reads.append(name)
+                    if len(reads) == 1:
+                        write(cell_result)  # the run's next step lands
+                return result
+
+            monkeypatch.setattr(AssetGraphView, name, read)
+
+        on_read("compute_run_in_progress_subset")
+        on_read("compute_updated_since_temporal_context_subset")
+        after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert after.total_requested == 0
+    assert reads[0] == "compute_run_in_progress_subset"

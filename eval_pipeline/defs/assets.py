@@ -421,13 +421,18 @@ def evaluation_condition() -> dg.AutomationCondition:
     ``catalog_sensor``'s, which must reload the code location first.
     """
     quiet = dg.AssetSelection.groups(DATASETS_GROUP, "judging", TRAINING_GROUP)
+    # Dagster evaluates these in order, each reading the instance as it is then, while runs
+    # go on writing. "In progress" comes first: a cell whose run writes it after that read
+    # was in progress; one written before it is, by the time "updated" is read, newly
+    # updated, which resets the trigger. Read the other way round, a cell written between
+    # the two reads looked neither, and was requested again after its run.
     return (
-        dg.AutomationCondition.any_deps_updated().ignore(quiet).since_last_handled()
+        ~dg.AutomationCondition.in_progress()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & dg.AutomationCondition.any_deps_updated().ignore(quiet).since_last_handled()
         & ~dg.AutomationCondition.any_deps_missing().ignore(
             quiet | dg.AssetSelection.assets(*(s.key for s in SOURCES))
         )
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~dg.AutomationCondition.in_progress()
     ).with_label("eager_on_versions")
 
 

@@ -33,14 +33,18 @@ folder; nothing calls a real model. Figures, each with the bound it is held to:
   first tick; the sensor's ticks after the change, until one requests the new partitions
 - with ``--daemon`` (``.bench/scale_daemon.json``): a real ``dagster-daemon`` ticking the
   nightly schedule every minute over the grid (its gRPC call has a 60 s deadline); the
-  tick's status and duration as the daemon recorded them, and the runs it queued. Then
+  tick's status and duration as the daemon recorded them, and the runs it queued;
+  ``run_create_s`` against ``run_create_one_by_one_s``, one night's run of one model
+  created with its plan written at once and event by event (:func:`run_creation`). Then
   the first night (empty history) on three instances (:func:`first_night_launches`):
   ``first_night_runs``, the runs the daemon's tick requested (<= the models), and
   ``first_night_launch_s``, from the tick until the daemon has dequeued and launched
   every one of them (<= 60 s); beside it ``first_night_launch_ui_queue_s`` (``make ui``'s
   run queue, runs that take no time) and ``first_night_launch_ui_s`` (``make ui`` as it
   is: the runs executed four at a time; None when the watch ended first, with
-  ``ui_started_s_estimate``)
+  ``ui_started_s_estimate``), and ``first_night_automation_runs``, the runs the
+  automation sensor requested while the night ran under ``make ui`` (nothing changed,
+  so 0)
 
 Run records are inserted in bulk (:mod:`eval_pipeline_tests.runseed`), not executed.
 ``EVAL_PIPELINE_SCALE_N=20`` runs the same on a 20 x 20 grid (a quick look).
@@ -75,8 +79,11 @@ BOUNDS = {
     "leaderboard_rss_mb": 1024.0,
     "schedule_tick_pg_s": 10.0,
     "first_night_launch_s": 60.0,
+    # The automation sensor's runs during the first night under make ui: none is due.
+    "first_night_automation_runs": 0,
 }
 SCHEDULE = "nightly_regression_suite_schedule"
+AUTOMATION = "evaluation_automation"
 PG = {
     "DAGSTER_PG_HOST": os.environ.get("PGHOST", "127.0.0.1"),
     "DAGSTER_PG_PORT": os.environ.get("PGPORT", "5432"),
@@ -345,6 +352,70 @@ def _report_main(project: str, store: str) -> None:
             }
         )
     )
+
+
+def _run_create_main(project: str, home: str) -> None:
+    """In a fresh process: create one night's run of one model, three times; print JSON.
+
+    The run is ``regression_suite_job`` over the model's datasets, as the schedule
+    requests it, on ``home``'s instance; the JSON holds the seconds per run.
+    ``DAGSTER_EVENT_BATCH_SIZE`` in the environment decides whether the plan is written
+    at once.
+    """
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    from eval_pipeline.catalog import load_catalog
+    from eval_pipeline.defs import build_definitions
+    from eval_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
+
+    catalog = load_catalog(project, load_rows=False)
+    model = catalog.model_slugs[0]
+    job = build_definitions(project, str(Path(home) / "store")).resolve_job_def(
+        "regression_suite_job"
+    )
+    tags = {
+        RANGE_START_TAG: f"{catalog.dataset_names[0]}|{model}",
+        RANGE_END_TAG: f"{catalog.dataset_names[-1]}|{model}",
+    }
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(home)) as instance:
+        job_run = instance.create_run_for_job(job, tags=tags)  # the snapshots, stored once
+        planned = len(
+            instance.all_logs(
+                job_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+            )
+        )
+        start = time.perf_counter()
+        for _ in range(3):
+            instance.create_run_for_job(job, tags=tags)
+        print(json.dumps({"seconds": (time.perf_counter() - start) / 3, "planned": planned}))
+
+
+def run_creation(project: Path, scratch: Path) -> dict[str, Any]:
+    """Creating a night's run of 100 cells on ``make ui``'s instance, in fresh processes.
+
+    ``run_create_s``: the plan written at once; ``run_create_one_by_one_s``: event by event.
+    """
+    from eval_pipeline.defs.event_log import BATCH_ENV, BATCH_SIZE
+
+    out: dict[str, Any] = {}
+    for name, batch in (("run_create_s", str(BATCH_SIZE)), ("run_create_one_by_one_s", "0")):
+        home = scratch / f"{name}_home"
+        home.mkdir()
+        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        done = subprocess.run(
+            [sys.executable, "-m", "eval_pipeline_tests.bench.scale", "_run_create"]
+            + [str(project), str(home)],
+            env=_env(DAGSTER_HOME=str(home), **{BATCH_ENV: batch}),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+        out[name] = round(found["seconds"], 3)
+        out["run_create_planned_events"] = found["planned"]
+    out["run_create_speedup"] = round(out["run_create_one_by_one_s"] / out["run_create_s"], 1)
+    return out
 
 
 def leaderboard(project: Path, store_root: Path) -> dict[str, Any]:
@@ -697,6 +768,11 @@ def first_night_launch(
                         kind = kinds[entry.dagster_event.event_type]
                         times[kind][run_id] = entry.timestamp - tick.timestamp
             statuses = [r.dagster_run.status.value for r in records]
+            # Nothing changes on the first night, so a run the automation sensor requests
+            # repeats cells the night's runs evaluate (it should request none).
+            automation = instance.get_run_records(
+                dg.RunsFilter(tags={"dagster/sensor_name": AUTOMATION})
+            )
     finally:
         processes.stop(daemon, timeout_s=30)
         log.close()
@@ -726,6 +802,7 @@ def first_night_launch(
         f"{setup}_launched_in_watch": len(times["launched"]),
         f"{setup}_started_in_watch": len(started),
         f"{setup}_statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
+        f"{setup}_automation_runs": len(automation),
     }
     if setup == "ui":
         out["ui_run_s"] = _spread(durations)
@@ -790,6 +867,7 @@ def first_night_launches(project: Path, scratch: Path) -> dict[str, Any]:
         ("first_night_launch_s", "unqueued_launched_s"),
         ("first_night_launch_ui_queue_s", "ui_queue_started_s"),
         ("first_night_launch_ui_s", "ui_started_s"),
+        ("first_night_automation_runs", "ui_automation_runs"),
     ):
         if value in out:
             out[key] = out[value]
@@ -1067,6 +1145,7 @@ def run(
             result.update(daemon_reload(project, scratch, dev=True))
         elif daemon:
             result.update(daemon_tick(project, scratch))
+            result.update(run_creation(project, scratch))
             result.update(first_night_launches(project, scratch))
         elif postgres:
             with postgres_home(scratch) as pg_home:
@@ -1094,6 +1173,9 @@ def run(
 def main(argv: list[str]) -> int:
     if argv[:1] == ["_report"]:
         _report_main(argv[1], argv[2])
+        return 0
+    if argv[:1] == ["_run_create"]:
+        _run_create_main(argv[1], argv[2])
         return 0
     postgres, daemon = "--postgres" in argv, "--daemon" in argv
     datasets, reload = "--datasets" in argv, "--reload" in argv
