@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from itertools import groupby
 from typing import Any
 
 import dagster as dg
@@ -74,18 +75,12 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """Each stretch of one run's plan in one write per database; the rest as Dagster does."""
-        stretch: list[EventLogEntry] = []
-        for event in events:
-            if _plan(event) and (not stretch or stretch[0].run_id == event.run_id):
-                stretch.append(event)
-                continue
-            self._store_plan(stretch)
-            stretch = []
-            if _plan(event):
-                stretch.append(event)
+        for (plan, _), stretch in groupby(events, key=lambda e: (_plan(e), e.run_id)):
+            if plan:
+                self._store_plan(list(stretch))
             else:
-                self.store_event(event)
-        self._store_plan(stretch)
+                for event in stretch:
+                    self.store_event(event)
 
     def _store_plan(self, events: list[EventLogEntry]) -> None:
         """What :meth:`store_event` does for each of ``events``, in one transaction per database.

@@ -83,7 +83,6 @@ BOUNDS = {
     "first_night_automation_runs": 0,
 }
 SCHEDULE = "nightly_regression_suite_schedule"
-AUTOMATION = "evaluation_automation"
 PG = {
     "DAGSTER_PG_HOST": os.environ.get("PGHOST", "127.0.0.1"),
     "DAGSTER_PG_PORT": os.environ.get("PGPORT", "5432"),
@@ -702,6 +701,7 @@ def first_night_launch(
     from dagster._core.instance.ref import InstanceRef
     from dagster._core.storage.tags import SCHEDULED_EXECUTION_TIME_TAG
 
+    from eval_pipeline.defs.automation import AUTOMATION_SENSOR
     from eval_pipeline.defs.event_log import BATCH_ENV, BATCH_SIZE
 
     home = scratch / f"launch_{setup}_home"
@@ -771,7 +771,7 @@ def first_night_launch(
             # Nothing changes on the first night, so a run the automation sensor requests
             # repeats cells the night's runs evaluate (it should request none).
             automation = instance.get_run_records(
-                dg.RunsFilter(tags={"dagster/sensor_name": AUTOMATION})
+                dg.RunsFilter(tags={"dagster/sensor_name": AUTOMATION_SENSOR})
             )
     finally:
         processes.stop(daemon, timeout_s=30)
