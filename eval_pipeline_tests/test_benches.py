@@ -73,6 +73,7 @@ ELSEWHERE = {
     "api_batch": "test_api_batch.py runs it at a tiny size against the loopback servers",
     "incremental": "test_automation.py runs it (the grid's four edits, slow)",
     "judging": "test_judgements_table.py runs it at a tiny size",
+    "scale_daemon": "scale's daemon mode for make bench: scale[daemon] above runs it",
 }
 
 # Benches with no tiny size: each runs the real model or peer frameworks for minutes.

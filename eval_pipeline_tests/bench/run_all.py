@@ -1,6 +1,7 @@
 """Run every benchmark (``make bench``); each writes ``.bench/<name>.json``.
 
-``scale`` (the 100 x 100 grid) takes a few minutes; ``python -m
+``scale`` (the 100 x 100 grid) takes a few minutes, ``scale_daemon`` (its first night
+under a real daemon) about 15; ``python -m
 eval_pipeline_tests.bench.scale --postgres`` runs its schedule tick on PostgreSQL, and
 ``--datasets`` the per-dataset tables' bookkeeping over 1,000 models of one dataset.
 
@@ -31,6 +32,7 @@ BENCHMARKS = (
     "fuzz",
     "local_generation",
     "scale",
+    "scale_daemon",
     "incremental",
     "lmeval_agreement",
     "lmeval_tasks",
